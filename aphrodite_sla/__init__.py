@@ -1,0 +1,1 @@
+"""aphrodite-sla: SLA monitoring inside an LLM inference server."""
