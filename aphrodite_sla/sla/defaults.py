@@ -1,0 +1,50 @@
+"""The seven production SLAs of the seed's table, mapped onto the series an inference engine records.
+
+``request_latency_p95`` and ``request_latency_p99`` are two SLAs over one raw series
+(``request_latency_ms``, one sample per finished request), so one exact selection pass serves both.
+``error_rate_percent`` reads per-request outcomes recorded as 0 (ok) or 100 (error): its mean is the
+error rate in percent. Sample rates size the ring buffers (window × rate samples): they are the
+highest rate at which the whole window stays in memory, and can be raised per deployment.
+"""
+from __future__ import annotations
+
+from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
+
+REQUEST_LATENCY_MS = "request_latency_ms"
+REQUEST_OUTCOME = "request_error_percent"
+
+
+def default_thresholds() -> list[SLAThreshold]:
+    """The seed's defaults: 200 ms p95 ±25% and 500 ms p99 ±50% over 5 min, ≥100 tokens/s ±20% over
+    3 min, 0.1% errors ±400% over 5 min, 85% GPU ±10% over 10 min, 80% KV cache ±20% over 5 min,
+    85% convergence ±15% over 15 min."""
+    return [
+        SLAThreshold(
+            "request_latency_p95", 200.0, 25.0, 5, statistic=Statistic.P95, source_metric=REQUEST_LATENCY_MS,
+            unit="ms", description="95th percentile end-to-end request latency", sample_rate_hz=200.0,
+        ),
+        SLAThreshold(
+            "request_latency_p99", 500.0, 50.0, 5, statistic=Statistic.P99, source_metric=REQUEST_LATENCY_MS,
+            unit="ms", description="99th percentile end-to-end request latency", sample_rate_hz=200.0,
+        ),
+        SLAThreshold(
+            "tokens_per_second", 100.0, 20.0, 3, direction=Direction.LOWER, statistic=Statistic.MEAN,
+            unit="tokens/s", description="Generation throughput (minimum)", sample_rate_hz=50.0,
+        ),
+        SLAThreshold(
+            "error_rate_percent", 0.1, 400.0, 5, statistic=Statistic.MEAN, source_metric=REQUEST_OUTCOME,
+            unit="%", description="Requests finished with an error, in percent", sample_rate_hz=200.0,
+        ),
+        SLAThreshold(
+            "gpu_utilization_percent", 85.0, 10.0, 10, statistic=Statistic.MEAN, unit="%",
+            description="GPU utilisation (sustained saturation)", sample_rate_hz=1.0,
+        ),
+        SLAThreshold(
+            "kv_cache_usage_percent", 80.0, 20.0, 5, statistic=Statistic.MEAN, unit="%",
+            description="KV-cache usage", sample_rate_hz=50.0,
+        ),
+        SLAThreshold(
+            "echo_evolution_convergence", 85.0, 15.0, 15, direction=Direction.LOWER, statistic=Statistic.MEAN,
+            unit="%", description="Deep Tree Echo evolution convergence (minimum)", sample_rate_hz=1.0,
+        ),
+    ]

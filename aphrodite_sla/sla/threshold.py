@@ -1,0 +1,242 @@
+"""SLA data: thresholds, statistics, severities, violations and per-SLA status (no behaviour here)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aphrodite_sla.sla.regression import RegressionResult
+
+
+class Direction(str, Enum):
+    """Which side of the target is bad: UPPER for latencies, error rates and utilisation (the value
+    must stay at or below the bound), LOWER for throughput and convergence (at or above)."""
+
+    UPPER = "upper"
+    LOWER = "lower"
+
+
+class Statistic(str, Enum):
+    """What a threshold reads from its window of raw samples."""
+
+    MEAN = "mean"
+    P50 = "p50"
+    P90 = "p90"
+    P95 = "p95"
+    P99 = "p99"
+    P999 = "p999"
+    MIN = "min"
+    MAX = "max"
+    RATE = "rate"  # sum of the window's values per second (e.g. tokens recorded per step)
+
+    @property
+    def quantile(self) -> float | None:
+        """The quantile in [0, 1] this statistic selects, or None for mean and rate."""
+        return _QUANTILES.get(self)
+
+
+_QUANTILES = {
+    Statistic.P50: 0.5,
+    Statistic.P90: 0.9,
+    Statistic.P95: 0.95,
+    Statistic.P99: 0.99,
+    Statistic.P999: 0.999,
+    Statistic.MIN: 0.0,
+    Statistic.MAX: 1.0,
+}
+
+
+class ViolationSeverity(str, Enum):
+    """How far beyond its bound an SLA is: by the ratio observed/bound (bound/observed for lower
+    bounds) against the threshold's ``severity_ratios``."""
+
+    MINOR = "minor"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {ViolationSeverity.MINOR: 1, ViolationSeverity.MAJOR: 2, ViolationSeverity.CRITICAL: 3}
+
+
+def _enum_field(cls: type[Enum], value: object, field_name: str) -> Enum:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        raise ValueError(f"SLAThreshold.{field_name}: unknown value {value!r}; expected one of {allowed}") from None
+
+
+def _finite(value: object, field_name: str, *, minimum: float | None = None, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"SLAThreshold.{field_name}: must be a finite number, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        op = ">" if strict else ">="
+        raise ValueError(f"SLAThreshold.{field_name}: must be {op} {minimum}, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SLAThreshold:
+    """One SLA: ``statistic`` of ``source_metric`` over the last ``measurement_window_minutes`` must
+    stay within ``target_value`` × (1 ± ``tolerance_percent``/100), on the side ``direction`` says.
+
+    A violation needs the statistic beyond that bound *and* at least
+    ``violation_threshold_percent`` of the evaluation points of the window beyond it (sustained).
+    ``metric_name`` names the SLA (the seed's names); ``source_metric`` is the recorded series it
+    reads (defaults to ``metric_name``). Invalid values raise ``ValueError`` naming the field.
+    """
+
+    metric_name: str
+    target_value: float
+    tolerance_percent: float
+    measurement_window_minutes: float = 5.0
+    violation_threshold_percent: float = 80.0
+    enabled: bool = True
+    direction: Direction = Direction.UPPER
+    statistic: Statistic = Statistic.MEAN
+    source_metric: str | None = None
+    description: str = ""
+    unit: str = ""
+    severity_ratios: tuple[float, float] = (1.2, 1.5)
+    min_samples: int = 10
+    min_evaluation_points: int = 3
+    sample_rate_hz: float = 10.0
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric_name, str) or not self.metric_name.strip():
+            raise ValueError(f"SLAThreshold.metric_name: must be a non-empty string, got {self.metric_name!r}")
+        set_ = object.__setattr__
+        set_(self, "direction", _enum_field(Direction, self.direction, "direction"))
+        set_(self, "statistic", _enum_field(Statistic, self.statistic, "statistic"))
+        set_(self, "target_value", _finite(self.target_value, "target_value"))
+        set_(self, "tolerance_percent", _finite(self.tolerance_percent, "tolerance_percent", minimum=0.0))
+        set_(
+            self,
+            "measurement_window_minutes",
+            _finite(self.measurement_window_minutes, "measurement_window_minutes", minimum=0.0, strict=True),
+        )
+        vtp = _finite(self.violation_threshold_percent, "violation_threshold_percent", minimum=0.0)
+        if vtp > 100.0:
+            raise ValueError(f"SLAThreshold.violation_threshold_percent: must be <= 100, got {vtp!r}")
+        set_(self, "violation_threshold_percent", vtp)
+        set_(self, "sample_rate_hz", _finite(self.sample_rate_hz, "sample_rate_hz", minimum=0.0, strict=True))
+        if self.direction is Direction.LOWER and self.tolerance_percent >= 100.0:
+            raise ValueError(
+                "SLAThreshold.tolerance_percent: must be < 100 for a lower-bound SLA "
+                f"(the bound would be <= 0), got {self.tolerance_percent!r}"
+            )
+        ratios = self.severity_ratios
+        if (
+            not isinstance(ratios, (tuple, list))
+            or len(ratios) != 2
+            or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in ratios)
+            or not 1.0 <= ratios[0] <= ratios[1]
+        ):
+            raise ValueError(
+                f"SLAThreshold.severity_ratios: must be (major, critical) with 1 <= major <= critical, got {ratios!r}"
+            )
+        set_(self, "severity_ratios", (float(ratios[0]), float(ratios[1])))
+        for name in ("min_samples", "min_evaluation_points"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SLAThreshold.{name}: must be an integer >= 1, got {value!r}")
+        if self.source_metric is not None and (not isinstance(self.source_metric, str) or not self.source_metric):
+            raise ValueError(f"SLAThreshold.source_metric: must be a non-empty string or None, got {self.source_metric!r}")
+
+    @property
+    def source(self) -> str:
+        """The recorded series this SLA reads."""
+        return self.source_metric or self.metric_name
+
+    @property
+    def window_seconds(self) -> float:
+        return self.measurement_window_minutes * 60.0
+
+    @property
+    def bound(self) -> float:
+        """The value beyond which the SLA is breached: target × (1 ± tolerance)."""
+        factor = self.tolerance_percent / 100.0
+        if self.direction is Direction.UPPER:
+            return self.target_value * (1.0 + factor)
+        return self.target_value * (1.0 - factor)
+
+    def is_beyond(self, value: float) -> bool:
+        if self.direction is Direction.UPPER:
+            return value > self.bound
+        return value < self.bound
+
+    def severity(self, value: float) -> ViolationSeverity:
+        """MINOR below the first severity ratio, CRITICAL at or past the second."""
+        bound = self.bound
+        if self.direction is Direction.UPPER:
+            ratio = value / bound if bound > 0 else math.inf
+        else:
+            ratio = bound / value if value > 0 else math.inf
+        major, critical = self.severity_ratios
+        if ratio >= critical:
+            return ViolationSeverity.CRITICAL
+        if ratio >= major:
+            return ViolationSeverity.MAJOR
+        return ViolationSeverity.MINOR
+
+
+@dataclass(frozen=True)
+class SLAViolation:
+    """A sustained breach of one SLA, as found by one evaluation."""
+
+    metric_name: str
+    source_metric: str
+    statistic: Statistic
+    direction: Direction
+    observed_value: float
+    bound: float
+    target_value: float
+    severity: ViolationSeverity
+    window_seconds: float
+    first_breach_time: float
+    detected_at: float
+    sustained_ratio: float
+    evaluation_points: int
+    sample_count: int
+    anomaly_score: float | None = None
+    zscore: float | None = None
+
+    @property
+    def message(self) -> str:
+        side = ">" if self.direction is Direction.UPPER else "<"
+        return (
+            f"{self.metric_name}: {self.statistic.value} = {self.observed_value:.4g} {side} bound "
+            f"{self.bound:.4g} (target {self.target_value:.4g}) over {self.window_seconds:.0f}s, "
+            f"beyond at {self.sustained_ratio:.0%} of {self.evaluation_points} evaluation points "
+            f"[{self.severity.value}]"
+        )
+
+
+@dataclass(frozen=True)
+class SLAStatus:
+    """The latest evaluation of one SLA, for exporters, summaries and health endpoints."""
+
+    metric_name: str
+    statistic: Statistic
+    value: float | None
+    bound: float
+    breached: bool
+    violated: bool
+    severity: ViolationSeverity | None
+    sample_count: int
+    evaluation_points: int
+    sustained_ratio: float
+    compliance_percent: float | None
+    anomaly_score: float | None
+    zscore: float | None
+    evaluated_at: float
+    regression: RegressionResult | None = None

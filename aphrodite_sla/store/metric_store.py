@@ -1,0 +1,224 @@
+"""Named ring buffers and the one place where samples are validated and refused ones counted.
+
+``record`` and ``record_batch`` are the hot path (an engine's event loop calls them): no logging,
+no evaluation, no exception escapes; a bad sample is dropped and counted by metric and reason.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.store.ring import Rejected, RingBuffer
+from aphrodite_sla.store.spec import DropReason, MetricSpec
+
+# Distinct unknown metric names counted by name; past this they share one label, so a caller that
+# records ever-new names cannot grow our memory (or a Prometheus label set) without bound.
+MAX_UNKNOWN_NAMES = 64
+OTHER_UNKNOWN = "<other>"
+
+
+class MetricStore:
+    """Holds one ``RingBuffer`` per registered metric.
+
+    ``late_tolerance_s``: how far behind the newest sample a sample may arrive and still be kept
+    (stored at the newest timestamp). ``max_future_s``: how far ahead of the clock a timestamp may
+    be; further ahead it is refused, since it would hold every later sample at that time.
+    """
+
+    def __init__(
+        self,
+        clock: Clock = system_clock,
+        *,
+        late_tolerance_s: float = 5.0,
+        max_future_s: float = 60.0,
+    ) -> None:
+        self.clock = clock
+        self.late_tolerance_s = float(late_tolerance_s)
+        self.max_future_s = float(max_future_s)
+        self._buffers: dict[str, RingBuffer] = {}
+        self._specs: dict[str, MetricSpec] = {}
+        self._drops: dict[tuple[str, DropReason], int] = {}
+        self._drop_lock = threading.Lock()
+        self._register_lock = threading.Lock()
+
+    # -- registration ----------------------------------------------------------------------
+    def register(self, spec: MetricSpec) -> RingBuffer:
+        """Create the series, or grow it (keeping its samples) if ``spec`` needs a longer window or
+        a higher rate than it has."""
+        with self._register_lock:
+            old_spec = self._specs.get(spec.name)
+            if old_spec is not None:
+                merged = MetricSpec(
+                    name=spec.name,
+                    window_seconds=max(old_spec.window_seconds, spec.window_seconds),
+                    sample_rate_hz=max(old_spec.sample_rate_hz, spec.sample_rate_hz),
+                    allow_negative=old_spec.allow_negative or spec.allow_negative,
+                    max_value=max(old_spec.max_value, spec.max_value),
+                    unit=old_spec.unit or spec.unit,
+                )
+                if merged == old_spec:
+                    return self._buffers[spec.name]
+                spec = merged
+            buf = RingBuffer(spec.capacity, window_s=spec.window_seconds, late_tolerance_s=self.late_tolerance_s)
+            old = self._buffers.get(spec.name)
+            if old is not None:
+                times, values = old.window(-math.inf, math.inf)
+                buf.append_batch(times[-buf.capacity :], values[-buf.capacity :])
+            self._specs[spec.name] = spec
+            self._buffers[spec.name] = buf
+            return buf
+
+    def spec(self, name: str) -> MetricSpec | None:
+        return self._specs.get(name)
+
+    def buffer(self, name: str) -> RingBuffer | None:
+        return self._buffers.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._buffers)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the sample arrays of every series."""
+        return sum(b.nbytes for b in self._buffers.values())
+
+    # -- the hot path ----------------------------------------------------------------------
+    def record(self, name: str, value: Any, timestamp: float | None = None) -> bool:
+        """Store one sample; returns False (and counts why) instead of raising."""
+        buf = self._buffers.get(name)
+        if buf is None:
+            self._drop(name, DropReason.UNKNOWN_METRIC)
+            return False
+        if isinstance(value, (str, bytes)):
+            self._drop(name, DropReason.NOT_A_NUMBER)
+            return False
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            self._drop(name, DropReason.NOT_A_NUMBER)
+            return False
+        if v != v:
+            self._drop(name, DropReason.NAN)
+            return False
+        if v == math.inf or v == -math.inf:
+            self._drop(name, DropReason.INFINITE)
+            return False
+        spec = self._specs[name]
+        if v < 0.0 and not spec.allow_negative:
+            self._drop(name, DropReason.NEGATIVE)
+            return False
+        if v > spec.max_value:
+            self._drop(name, DropReason.OUT_OF_RANGE)
+            return False
+        now = self.clock()
+        if timestamp is None:
+            t = now
+        else:
+            try:
+                t = float(timestamp)
+            except (TypeError, ValueError, OverflowError):
+                self._drop(name, DropReason.BAD_TIMESTAMP)
+                return False
+            if not (t - now <= self.max_future_s):  # also refuses NaN
+                self._drop(name, DropReason.BAD_TIMESTAMP)
+                return False
+        try:
+            buf.append(t, v)
+        except Rejected:
+            self._drop(name, DropReason.OUT_OF_ORDER)
+            return False
+        return True
+
+    def record_batch(self, name: str, values: Any, timestamps: Any = None) -> int:
+        """Store many samples of one metric (``timestamps``: None for now, one number for all, or
+        one per value). Returns how many were stored; every refused one is counted."""
+        buf = self._buffers.get(name)
+        try:
+            v = np.asarray(values, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            n = _length(values)
+            self._drop(name, DropReason.UNKNOWN_METRIC if buf is None else DropReason.NOT_A_NUMBER, n)
+            return 0
+        if buf is None:
+            self._drop(name, DropReason.UNKNOWN_METRIC, v.size)
+            return 0
+        if v.size == 0:
+            return 0
+        now = self.clock()
+        if timestamps is None:
+            t = np.full(v.size, now)
+        else:
+            try:
+                t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError, OverflowError):
+                self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
+                return 0
+            if t.size == 1:
+                t = np.full(v.size, t[0])
+            elif t.size != v.size:
+                self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
+                return 0
+        spec = self._specs[name]
+        ok = np.isfinite(v)
+        if not spec.allow_negative:
+            ok &= v >= 0.0
+        ok &= v <= spec.max_value
+        ok_time = t - now <= self.max_future_s  # False for NaN
+        all_ok = ok & ok_time
+        if not all_ok.all():
+            self._count_batch_drops(name, v, ok, ok_time, spec)
+            v = v[all_ok]
+            t = t[all_ok]
+        late = buf.append_batch(t, v)
+        if late:
+            self._drop(name, DropReason.OUT_OF_ORDER, late)
+        return int(v.size - late)
+
+    def _count_batch_drops(self, name: str, v: np.ndarray, ok: np.ndarray, ok_time: np.ndarray, spec: MetricSpec) -> None:
+        bad = ~ok
+        nan = np.isnan(v)
+        inf = np.isinf(v)
+        counts = {
+            DropReason.NAN: int(np.count_nonzero(nan)),
+            DropReason.INFINITE: int(np.count_nonzero(inf)),
+        }
+        finite = ~(nan | inf)
+        if not spec.allow_negative:
+            counts[DropReason.NEGATIVE] = int(np.count_nonzero(finite & (v < 0.0)))
+        counts[DropReason.OUT_OF_RANGE] = int(np.count_nonzero(finite & (v > spec.max_value)))
+        counts[DropReason.BAD_TIMESTAMP] = int(np.count_nonzero(~bad & ~ok_time))
+        for reason, n in counts.items():
+            if n:
+                self._drop(name, reason, n)
+
+    # -- drop accounting -------------------------------------------------------------------
+    def _drop(self, name: str, reason: DropReason, n: int = 1) -> None:
+        with self._drop_lock:
+            if reason is DropReason.UNKNOWN_METRIC:
+                name = name if isinstance(name, str) else repr(name)
+                known = sum(1 for (m, r) in self._drops if r is DropReason.UNKNOWN_METRIC)
+                if (name, reason) not in self._drops and known >= MAX_UNKNOWN_NAMES:
+                    name = OTHER_UNKNOWN
+            key = (name, reason)
+            self._drops[key] = self._drops.get(key, 0) + n
+
+    def dropped(self) -> dict[tuple[str, DropReason], int]:
+        """Counts of refused samples by (metric, reason)."""
+        with self._drop_lock:
+            return dict(self._drops)
+
+    def dropped_total(self, name: str | None = None) -> int:
+        with self._drop_lock:
+            return sum(n for (m, _), n in self._drops.items() if name is None or m == name)
+
+
+def _length(values: Iterable[Any] | Any) -> int:
+    try:
+        return len(values)  # type: ignore[arg-type]
+    except TypeError:
+        return 1

@@ -1,0 +1,202 @@
+"""A time-stamped ring buffer of raw samples: preallocated, O(1) append, readable from another thread.
+
+Why raw samples: exact window quantiles need every sample, not histogram buckets.
+
+Concurrency contract (a seqlock without the lock on the read side):
+
+* Writers hold ``_write_lock`` (cheap and uncontended in the common one-writer case) and write the
+  slot *before* publishing it by incrementing ``_count``. A slot with logical index ``i < _count``
+  is therefore always fully written.
+* A reader takes ``count = _count`` once, computes over the logical range it wants, then reads
+  ``_count`` again. Slots with logical index ``< count_after - capacity`` may have been
+  overwritten meanwhile; ``is_intact(lo, count_after)`` tells, and the reader retries or falls back
+  to a copy. In practice the evaluator's numba kernels finish long before a writer can wrap the
+  whole buffer.
+
+Time order: timestamps are kept non-decreasing so windows are found by binary search. A sample up to
+``late_tolerance_s`` older than the newest one is stored at the newest timestamp (its position in
+the window moves by at most that tolerance); an older one is rejected as ``out_of_order``.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Rejected(Exception):
+    """Internal signal: a sample was rejected; ``reason`` is one of the DropReason values."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RingSnapshot:
+    """The published state a reader works from: arrays plus the logical index range [first, count)."""
+
+    times: np.ndarray
+    values: np.ndarray
+    capacity: int
+    first: int
+    count: int
+
+
+class RingBuffer:
+    """One metric's samples: ``times`` and ``values`` float64 arrays of fixed ``capacity``."""
+
+    __slots__ = (
+        "capacity",
+        "times",
+        "values",
+        "late_tolerance_s",
+        "_count",
+        "_last_time",
+        "_write_lock",
+        "evicted_in_window",
+        "_window_s",
+    )
+
+    def __init__(self, capacity: int, *, window_s: float = math.inf, late_tolerance_s: float = 5.0) -> None:
+        if capacity < 1:
+            raise ValueError(f"RingBuffer: capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.times = np.zeros(self.capacity, dtype=np.float64)
+        self.values = np.zeros(self.capacity, dtype=np.float64)
+        self.late_tolerance_s = float(late_tolerance_s)
+        self._window_s = float(window_s)
+        self._count = 0
+        self._last_time = -math.inf
+        self._write_lock = threading.Lock()
+        # Samples overwritten while still inside the longest window that reads them: a sign that
+        # the configured sample rate is too low for the traffic (the window then covers less time).
+        self.evicted_in_window = 0
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(self, t: float, v: float) -> None:
+        """Append one sample; raises ``Rejected('out_of_order')`` for a sample far in the past."""
+        with self._write_lock:
+            last = self._last_time
+            if t < last:
+                if last - t > self.late_tolerance_s:
+                    raise Rejected("out_of_order")
+                t = last
+            n = self._count
+            i = n % self.capacity
+            if n >= self.capacity and self.times[i] >= t - self._window_s:
+                self.evicted_in_window += 1
+            self.times[i] = t
+            self.values[i] = v
+            self._last_time = t
+            self._count = n + 1  # publish after the slot is written
+
+    def append_batch(self, t: np.ndarray, v: np.ndarray) -> int:
+        """Append many samples (already validated, same length); returns how many were rejected as
+        out of order. Copies with at most two slice assignments per array."""
+        with self._write_lock:
+            last = self._last_time
+            if t.size == 0:
+                return 0
+            # Non-decreasing times: carry the running maximum forward, then reject what is too late.
+            running = np.maximum.accumulate(np.maximum(t, last)) if t[0] < last or np.any(np.diff(t) < 0) else t
+            keep = (running - t) <= self.late_tolerance_s
+            rejected = int(t.size - np.count_nonzero(keep))
+            if rejected:
+                t = t[keep]
+                v = v[keep]
+                if t.size == 0:
+                    return rejected
+                running = np.maximum.accumulate(np.maximum(t, last))
+            t = running
+            cap = self.capacity
+            if t.size > cap:  # only the newest `cap` samples can be held
+                self.evicted_in_window += t.size - cap
+                t = t[-cap:]
+                v = v[-cap:]
+            m = t.size
+            n = self._count
+            j0, j1 = max(0, n - cap), max(0, n + m - cap)
+            if j1 > j0:  # logical indices [j0, j1) are about to be overwritten
+                old_times = self.times[np.arange(j0, j1) % cap]
+                self.evicted_in_window += int(np.count_nonzero(old_times >= t[-1] - self._window_s))
+            i = n % cap
+            first = min(m, cap - i)
+            self.times[i : i + first] = t[:first]
+            self.values[i : i + first] = v[:first]
+            if first < m:
+                self.times[: m - first] = t[first:]
+                self.values[: m - first] = v[first:]
+            self._last_time = float(t[-1])
+            self._count = n + m
+            return rejected
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """Total samples ever appended (the logical index of the next one)."""
+        return self._count
+
+    @property
+    def last_time(self) -> float:
+        return self._last_time
+
+    def __len__(self) -> int:
+        return min(self._count, self.capacity)
+
+    def snapshot(self) -> RingSnapshot:
+        count = self._count
+        return RingSnapshot(self.times, self.values, self.capacity, max(0, count - self.capacity), count)
+
+    def is_intact(self, first: int) -> bool:
+        """True while no slot at logical index >= ``first`` has been overwritten since it was read."""
+        return first >= self._count - self.capacity
+
+    def window(self, t_start: float, t_end: float) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the (times, values) with ``t_start < time <= t_end``, oldest first."""
+        for _ in range(3):
+            snap = self.snapshot()
+            lo, hi = logical_range(snap, t_start, t_end)
+            times = _gather(snap.times, snap.capacity, lo, hi)
+            values = _gather(snap.values, snap.capacity, lo, hi)
+            if self.is_intact(lo):
+                return times, values
+        # A writer lapped us three times: the buffer is far too small for the traffic. Hold the
+        # write lock for one copy rather than return a torn window.
+        with self._write_lock:
+            snap = self.snapshot()
+            lo, hi = logical_range(snap, t_start, t_end)
+            return _gather(snap.times, snap.capacity, lo, hi), _gather(snap.values, snap.capacity, lo, hi)
+
+    @property
+    def nbytes(self) -> int:
+        return self.times.nbytes + self.values.nbytes
+
+
+def logical_range(snap: RingSnapshot, t_start: float, t_end: float) -> tuple[int, int]:
+    """Logical indices [lo, hi) of the samples with ``t_start < time <= t_end`` (binary search;
+    times are non-decreasing in logical order)."""
+    return _search(snap, t_start, snap.first, snap.count), _search(snap, t_end, snap.first, snap.count)
+
+
+def _search(snap: RingSnapshot, t: float, lo: int, hi: int) -> int:
+    """First logical index in [lo, hi) whose time is > t (bisect_right)."""
+    times, cap = snap.times, snap.capacity
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if times[mid % cap] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _gather(arr: np.ndarray, cap: int, lo: int, hi: int) -> np.ndarray:
+    if hi <= lo:
+        return np.empty(0, dtype=arr.dtype)
+    a, b = lo % cap, (hi - 1) % cap + 1
+    if a < b:
+        return arr[a:b].copy()
+    return np.concatenate((arr[a:], arr[:b]))
