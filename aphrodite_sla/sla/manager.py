@@ -40,7 +40,7 @@ ViolationCallback = Callable[[SLAViolation], Any]
 ResolutionCallback = Callable[[str, float], Any]
 AnomalyCallback = Callable[[SLAStatus], Any]
 
-# Per-SLA history of windowed values kept as the z-score baseline (evaluation points).
+# Per-SLA history of per-interval values kept as the z-score baseline (evaluation points).
 ZSCORE_BASELINE_POINTS = 120
 # The seed's anomaly rule: |z| above this against the baseline is anomalous.
 ZSCORE_ANOMALY = 2.5
@@ -209,9 +209,13 @@ class SLAManager:
         with self._eval_lock:
             now = self.clock() if now is None else float(now)
             for source, window, states in self._evaluation_plan():
-                values = self._window_values(kernels, source, now - window, now, [s.threshold.statistic for s in states])
-                for state, (value, n) in zip(states, values):
-                    self._update_state(state, value, n, now, events)
+                stats = [s.threshold.statistic for s in states]
+                values = self._window_values(kernels, source, now - window, now, stats)
+                # The anomaly detector and z-score read the statistic of the newest interval only:
+                # the windowed statistic lags and is autocorrelated from tick to tick.
+                fresh = self._window_values(kernels, source, now - self.evaluation_interval_s, now, stats)
+                for state, (value, n), latest in zip(states, values, fresh):
+                    self._update_state(state, value, n, latest, now, events)
             active = [s.active for s in self._states.values() if s.active is not None]
             self._regression_checks(now)
             self._evaluations += 1
@@ -256,7 +260,9 @@ class SLAManager:
                 out.append((float(moments[2]), n))
         return out
 
-    def _update_state(self, state: _SLAState, value: float, n: int, now: float, events: list[tuple[str, Any]]) -> None:
+    def _update_state(
+        self, state: _SLAState, value: float, n: int, latest: tuple[float, int], now: float, events: list[tuple[str, Any]]
+    ) -> None:
         th = state.threshold
         window = th.window_seconds
         points = state.points
@@ -273,11 +279,13 @@ class SLAManager:
                 state.first_breach = now
             elif not breached:
                 state.first_breach = None
+        latest_value, latest_n = latest
+        if latest_n > 0 or th.statistic is Statistic.RATE:
             if len(state.history) >= 2:
-                z = zscore(value, np.fromiter(state.history, dtype=np.float64, count=len(state.history)))
-            state.history.append(value)
+                z = zscore(latest_value, np.fromiter(state.history, dtype=np.float64, count=len(state.history)))
+            state.history.append(latest_value)
             if state.detector is not None:
-                anomaly_score = state.detector.update(value, now)
+                anomaly_score = state.detector.update(latest_value, now)
         n_points = len(points)
         n_beyond = sum(1 for _, b in points if b)
         ratio = n_beyond / n_points if n_points else 0.0

@@ -77,8 +77,8 @@ def _copy_range(values, cap, lo, hi, out):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _virtual_index(n, q):  # pragma: no cover - compiled
-    # numpy's _compute_virtual_index for method="linear" (alpha = beta = 1), same operation order.
-    return n * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0
+    # numpy's virtual index for method="linear": (n - 1) * q, same operation order.
+    return (n - 1.0) * q
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,45 @@
+"""The demo (main job) detects every injected fault; the CLI runs and reports errors clearly."""
+import subprocess
+import sys
+
+from aphrodite_sla.cli import main
+from aphrodite_sla.demo import Fault, run_demo
+
+
+def test_demo_detects_each_injected_fault_after_injection():
+    lines = []
+    result = run_demo(2400, seed=3, out=lines.append)
+    assert result.false_alarms == []
+    for o in result.outcomes:
+        assert o.detected_at_s is not None, o.fault.name
+        assert o.fault.start_s < o.detected_at_s <= o.fault.start_s + 300, o
+        assert o.warned_at_s is not None and o.warned_at_s - o.fault.start_s <= 30, o
+    assert any("INJECTED" in line for line in lines)
+    assert any("MTTD" in line for line in lines)
+
+
+def test_demo_without_faults_raises_no_violation():
+    result = run_demo(1200, seed=4, faults=[], out=lambda s: None)
+    assert result.false_alarms == []
+    assert all(c == 100.0 for c in result.compliance.values())
+
+
+def test_demo_reports_a_missed_fault(capsys):
+    # A fault too short for a 3-minute window with an 80% sustained rule is not a violation.
+    result = run_demo(900, seed=5, faults=[Fault("blip", "tokens_per_second", 300, 330)], out=lambda s: None)
+    assert result.outcomes[0].detected_at_s is None
+
+
+def test_cli_thresholds_lists_the_seven_slas(capsys):
+    assert main(["thresholds"]) == 0
+    out = capsys.readouterr().out
+    for name in ("request_latency_p95", "tokens_per_second", "echo_evolution_convergence"):
+        assert name in out
+
+
+def test_cli_rejects_bad_duration():
+    proc = subprocess.run(
+        [sys.executable, "-m", "aphrodite_sla.cli", "demo", "--duration", "-5"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "--duration must be > 0" in proc.stderr
