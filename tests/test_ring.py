@@ -148,3 +148,34 @@ def test_reader_never_sees_torn_window_while_writer_laps():
     finally:
         stop.set()
         th.join()
+
+
+def test_grow_keeps_samples_and_logical_order_including_wrapped():
+    buf = RingBuffer(5)
+    for i in range(13):
+        buf.append(float(i), float(i))
+    buf.grow(11, window_s=100.0)
+    assert buf.capacity == 11
+    assert buf.window(-math.inf, math.inf)[1].tolist() == [8.0, 9.0, 10.0, 11.0, 12.0]
+    for i in range(13, 20):
+        buf.append(float(i), float(i))
+    assert buf.window(-math.inf, math.inf)[1].tolist() == [float(i) for i in range(9, 20)]
+
+
+def test_grow_while_writing_loses_nothing():
+    buf = RingBuffer(64)
+    n = 20000
+
+    def writer():
+        for i in range(n):
+            buf.append(float(i), float(i))
+
+    th = threading.Thread(target=writer)
+    th.start()
+    for cap in range(100, 30000, 1000):
+        buf.grow(cap, window_s=math.inf)
+    buf.grow(n, window_s=math.inf)
+    th.join()
+    values = buf.window(-math.inf, math.inf)[1]
+    assert values[-1] == n - 1
+    assert np.array_equal(np.diff(values), np.ones(values.size - 1))

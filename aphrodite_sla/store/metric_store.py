@@ -64,13 +64,13 @@ class MetricStore:
                 if merged == old_spec:
                     return self._buffers[spec.name]
                 spec = merged
-            buf = RingBuffer(spec.capacity, window_s=spec.window_seconds, late_tolerance_s=self.late_tolerance_s)
-            old = self._buffers.get(spec.name)
-            if old is not None:
-                times, values = old.window(-math.inf, math.inf)
-                buf.append_batch(times[-buf.capacity :], values[-buf.capacity :])
+            buf = self._buffers.get(spec.name)
+            if buf is None:
+                buf = RingBuffer(spec.capacity, window_s=spec.window_seconds, late_tolerance_s=self.late_tolerance_s)
+                self._buffers[spec.name] = buf
+            else:
+                buf.grow(spec.capacity, spec.window_seconds)  # in place: writers racing it lose nothing
             self._specs[spec.name] = spec
-            self._buffers[spec.name] = buf
             return buf
 
     def spec(self, name: str) -> MetricSpec | None:

@@ -54,6 +54,7 @@ class RingBuffer:
         "values",
         "late_tolerance_s",
         "_count",
+        "_oldest",
         "_last_time",
         "_write_lock",
         "evicted_in_window",
@@ -69,6 +70,7 @@ class RingBuffer:
         self.late_tolerance_s = float(late_tolerance_s)
         self._window_s = float(window_s)
         self._count = 0
+        self._oldest = 0  # lowest logical index ever held in the current arrays (set by grow)
         self._last_time = -math.inf
         self._write_lock = threading.Lock()
         # Samples overwritten while still inside the longest window that reads them: a sign that
@@ -144,11 +146,31 @@ class RingBuffer:
         return self._last_time
 
     def __len__(self) -> int:
-        return min(self._count, self.capacity)
+        return min(self._count - self._oldest, self.capacity)
 
     def snapshot(self) -> RingSnapshot:
-        count = self._count
-        return RingSnapshot(self.times, self.values, self.capacity, max(0, count - self.capacity), count)
+        """Arrays, capacity and count taken together (under the write lock, so a concurrent
+        ``grow`` cannot mix them); the arrays are then read without any lock."""
+        with self._write_lock:
+            count = self._count
+            return RingSnapshot(self.times, self.values, self.capacity, max(self._oldest, count - self.capacity), count)
+
+    def grow(self, capacity: int, window_s: float) -> None:
+        """Enlarge in place without losing a sample: new arrays, every held sample copied to its
+        slot (logical index j lives at j % capacity), then swapped in under the write lock. Readers
+        of an older snapshot keep the old arrays, which are never written again."""
+        with self._write_lock:
+            self._window_s = max(self._window_s, float(window_s))
+            if capacity <= self.capacity:
+                return
+            count, old_cap = self._count, self.capacity
+            logical = np.arange(max(self._oldest, count - old_cap), count)
+            times = np.zeros(capacity, dtype=np.float64)
+            values = np.zeros(capacity, dtype=np.float64)
+            times[logical % capacity] = self.times[logical % old_cap]
+            values[logical % capacity] = self.values[logical % old_cap]
+            self.times, self.values, self.capacity = times, values, int(capacity)
+            self._oldest = int(logical[0]) if logical.size else count
 
     def is_intact(self, first: int) -> bool:
         """True while no slot at logical index >= ``first`` has been overwritten since it was read."""
