@@ -103,3 +103,17 @@ def test_warm_up_in_background_runs_once():
     assert t1 is t2
     t1.join(120)
     assert not t1.is_alive()
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 60), cap=st.integers(1, 20), a=st.floats(-5, 65), width=st.floats(0, 70))
+def test_window_bounds_match_the_python_search(n, cap, a, width):
+    from aphrodite_sla.store.ring import RingBuffer, logical_range
+
+    buf = RingBuffer(cap)
+    for i in range(n):
+        buf.append(float(i // 2), 1.0)  # ties too
+    snap = buf.snapshot()
+    out = np.empty(2, dtype=np.int64)
+    kernels.window_bounds(snap.times, snap.capacity, snap.first, snap.count, a, a + width, out)
+    assert tuple(out) == logical_range(snap, a, a + width)

@@ -26,12 +26,11 @@ from typing import Any
 import numpy as np
 
 from aphrodite_sla.clock import Clock, system_clock
-from aphrodite_sla.sla.anomaly import AnomalyDetector, zscore
+from aphrodite_sla.sla.anomaly import AnomalyDetector
 from aphrodite_sla.sla.defaults import default_thresholds
 from aphrodite_sla.sla.regression import MAX_TEST_SAMPLES, RegressionResult, detect_regression
 from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
 from aphrodite_sla.store.metric_store import MetricStore
-from aphrodite_sla.store.ring import logical_range
 from aphrodite_sla.store.spec import MetricSpec
 
 logger = logging.getLogger(__name__)
@@ -46,20 +45,55 @@ ZSCORE_BASELINE_POINTS = 120
 ZSCORE_ANOMALY = 2.5
 
 
+class _RollingBaseline:
+    """The last ``size`` per-interval values with running sums: the seed's z-score in O(1)."""
+
+    __slots__ = ("values", "total", "total_sq", "shift")
+
+    def __init__(self, size: int) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.shift: float | None = None  # sums are of (value - shift), for numerical stability
+
+    def zscore(self, value: float) -> float | None:
+        n = len(self.values)
+        if n < 2 or self.shift is None:
+            return None
+        mean = self.total / n
+        var = self.total_sq / n - mean * mean
+        if var <= 1e-12 * (mean * mean + 1e-300):
+            return 0.0
+        return (value - self.shift - mean) / math.sqrt(var)
+
+    def append(self, value: float) -> None:
+        if self.shift is None:
+            self.shift = value
+        d = value - self.shift
+        if len(self.values) == self.values.maxlen:
+            old = self.values[0] - self.shift
+            self.total -= old
+            self.total_sq -= old * old
+        self.values.append(value)
+        self.total += d
+        self.total_sq += d * d
+
+
 @dataclass
 class _SLAState:
     """Mutable evaluation state of one SLA (owned by the evaluator, guarded by ``_eval_lock``)."""
 
     threshold: SLAThreshold
     points: deque[tuple[float, bool]] = field(default_factory=deque)
-    history: deque[float] = field(default_factory=lambda: deque(maxlen=ZSCORE_BASELINE_POINTS))
+    points_beyond: int = 0
+    history: _RollingBaseline = field(default_factory=lambda: _RollingBaseline(ZSCORE_BASELINE_POINTS))
     detector: AnomalyDetector | None = None
     first_breach: float | None = None
     active: SLAViolation | None = None
     anomalous: bool = False
     status: SLAStatus | None = None
     regression: RegressionResult | None = None
-    last_regression_check: float = -math.inf
+    last_regression_check: float | None = None  # first check one interval after the first evaluation
 
 
 @dataclass(frozen=True)
@@ -237,9 +271,11 @@ class SLAManager:
         qs = np.array(quantiles, dtype=np.float64)
         q_out = np.empty(qs.size)
         moments = np.empty(6)
+        bounds = np.empty(2, dtype=np.int64)
         for _attempt in range(3):
             snap = buf.snapshot()
-            lo, hi = logical_range(snap, t_start, t_end)
+            kernels.window_bounds(snap.times, snap.capacity, snap.first, snap.count, t_start, t_end, bounds)
+            lo, hi = int(bounds[0]), int(bounds[1])
             if qs.size:
                 if self._scratch.size < snap.capacity:
                     self._scratch = np.empty(snap.capacity)
@@ -267,7 +303,8 @@ class SLAManager:
         window = th.window_seconds
         points = state.points
         while points and points[0][0] <= now - window:
-            points.popleft()
+            if points.popleft()[1]:
+                state.points_beyond -= 1
         enough = n >= th.min_samples and math.isfinite(value)
         breached = False
         anomaly_score: float | None = None
@@ -275,19 +312,19 @@ class SLAManager:
         if enough:
             breached = th.is_beyond(value)
             points.append((now, breached))
+            state.points_beyond += breached
             if breached and state.first_breach is None:
                 state.first_breach = now
             elif not breached:
                 state.first_breach = None
         latest_value, latest_n = latest
         if latest_n > 0 or th.statistic is Statistic.RATE:
-            if len(state.history) >= 2:
-                z = zscore(latest_value, np.fromiter(state.history, dtype=np.float64, count=len(state.history)))
+            z = state.history.zscore(latest_value)
             state.history.append(latest_value)
             if state.detector is not None:
                 anomaly_score = state.detector.update(latest_value, now)
         n_points = len(points)
-        n_beyond = sum(1 for _, b in points if b)
+        n_beyond = state.points_beyond
         ratio = n_beyond / n_points if n_points else 0.0
         compliance = 100.0 * (n_points - n_beyond) / n_points if n_points else None
         violated = (
@@ -329,7 +366,11 @@ class SLAManager:
         state.anomalous = is_anomalous
 
     def _regression_checks(self, now: float) -> None:
+        if not math.isfinite(self.regression_interval_s):
+            return
         for state in self._states.values():
+            if state.last_regression_check is None:
+                state.last_regression_check = now
             if not state.threshold.enabled or now - state.last_regression_check < self.regression_interval_s:
                 continue
             state.last_regression_check = now

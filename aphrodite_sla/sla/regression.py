@@ -68,8 +68,6 @@ def detect_regression(
     """Compare ``recent`` against ``baseline``. UPPER direction: an increase is a regression
     (latency); LOWER: a decrease is (throughput). Never raises on short or empty samples; the result
     then says why nothing was concluded."""
-    from scipy.stats import mannwhitneyu  # scipy is imported only when a comparison runs
-
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"detect_regression: alpha must be in (0, 1), got {alpha!r}")
     if not math.isfinite(min_effect_percent) or min_effect_percent < 0:
@@ -90,6 +88,8 @@ def detect_regression(
         pct = (r_med - b_med) / abs(b_med) * 100.0
     else:
         pct = 0.0 if r_med == 0.0 else math.copysign(math.inf, r_med)
+    from scipy.stats import mannwhitneyu  # imported only once there is something to compare
+
     worse = "greater" if direction is Direction.UPPER else "less"
     bt, rt = _thin(b), _thin(r)
     if np.ptp(np.concatenate((bt, rt))) == 0.0:

@@ -1,7 +1,7 @@
 """numba kernels over a ring buffer's logical range: exact quantiles by selection, and moments.
 
 Why numba: an exact p99 over 60k raw samples must cost about as much as reading them once, not a
-sort (numpy's ``percentile`` partitions a copy per call and is ~20x slower here).
+sort (numpy's ``percentile`` partitions a copy per call and is 5-8x slower here).
 
 The kernels read the ring in place (two contiguous segments when the range wraps), release the GIL
 (``nogil=True``) so the engine's thread keeps running, and are compiled lazily with ``cache=True``.
@@ -88,6 +88,26 @@ def _lerp(a, b, t):  # pragma: no cover - compiled
     if t >= 0.5:
         return b - d * (1.0 - t)
     return a + d * t
+
+
+@njit(cache=True, nogil=True)
+def _bisect_right(times, cap, lo, hi, t):  # pragma: no cover - compiled
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if times[mid % cap] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def window_bounds(times, cap, first, count, t_start, t_end, out):  # pragma: no cover - compiled
+    """Logical [lo, hi) of the samples with t_start < time <= t_end in ring ``times`` (sorted in
+    logical order over [first, count)): two binary searches, written to ``out[0:2]``."""
+    lo = _bisect_right(times, cap, first, count, t_start)
+    out[0] = lo
+    out[1] = _bisect_right(times, cap, lo, count, t_end)
 
 
 @njit(cache=True, nogil=True)
@@ -226,6 +246,8 @@ def warm_up() -> None:
     out = np.empty(6, dtype=np.float64)
     window_quantiles(values, values.size, 10, 4000, np.array([0.5, 0.99]), scratch, out)
     window_moments(values, values.size, 10, 4000, 0.0, 1.5, out)
+    bounds = np.empty(2, dtype=np.int64)
+    window_bounds(values, values.size, 0, 4000, 1.2, 1.8, bounds)
 
 
 _warm_lock = threading.Lock()

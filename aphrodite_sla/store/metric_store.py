@@ -150,8 +150,10 @@ class MetricStore:
         if v.size == 0:
             return 0
         now = self.clock()
+        spec = self._specs[name]
+        t: np.ndarray | float
         if timestamps is None:
-            t = np.full(v.size, now)
+            t = now
         else:
             try:
                 t = np.asarray(timestamps, dtype=np.float64).reshape(-1)
@@ -159,21 +161,35 @@ class MetricStore:
                 self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
                 return 0
             if t.size == 1:
-                t = np.full(v.size, t[0])
+                t = float(t[0])
+                if not (t - now <= self.max_future_s):  # also refuses NaN
+                    self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
+                    return 0
             elif t.size != v.size:
                 self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
                 return 0
-        spec = self._specs[name]
-        ok = np.isfinite(v)
-        if not spec.allow_negative:
-            ok &= v >= 0.0
-        ok &= v <= spec.max_value
-        ok_time = t - now <= self.max_future_s  # False for NaN
-        all_ok = ok & ok_time
-        if not all_ok.all():
+        # Fast path: two reductions prove the whole batch valid (NaN fails every comparison).
+        low, high = v.min(), v.max()
+        valid = high < math.inf and high <= spec.max_value and (low >= 0.0 if not spec.allow_negative else low > -math.inf)
+        if isinstance(t, np.ndarray):
+            ok_time = t - now <= self.max_future_s  # False for NaN
+            valid = valid and bool(ok_time.all())
+        else:
+            ok_time = None
+        if not valid:
+            if ok_time is None:
+                ok_time = np.ones(v.size, dtype=bool)
+            ok = np.isfinite(v)
+            if not spec.allow_negative:
+                ok &= v >= 0.0
+            ok &= v <= spec.max_value
+            all_ok = ok & ok_time
             self._count_batch_drops(name, v, ok, ok_time, spec)
             v = v[all_ok]
-            t = t[all_ok]
+            if isinstance(t, np.ndarray):
+                t = t[all_ok]
+            if v.size == 0:
+                return 0
         late = buf.append_batch(t, v)
         if late:
             self._drop(name, DropReason.OUT_OF_ORDER, late)

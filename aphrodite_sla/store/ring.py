@@ -88,52 +88,77 @@ class RingBuffer:
                 t = last
             n = self._count
             i = n % self.capacity
-            if n >= self.capacity and self.times[i] >= t - self._window_s:
+            if n - self.capacity >= self._oldest and self.times[i] > t - self._window_s:
                 self.evicted_in_window += 1
             self.times[i] = t
             self.values[i] = v
             self._last_time = t
             self._count = n + 1  # publish after the slot is written
 
-    def append_batch(self, t: np.ndarray, v: np.ndarray) -> int:
-        """Append many samples (already validated, same length); returns how many were rejected as
-        out of order. Copies with at most two slice assignments per array."""
+    def append_batch(self, t: np.ndarray | float, v: np.ndarray) -> int:
+        """Append many validated samples; ``t`` is one time for all (an engine step) or one per
+        value. Returns how many were rejected as out of order. Costs a few slice copies: the
+        per-call overhead, not the data, dominates a batch of 64."""
         with self._write_lock:
             last = self._last_time
-            if t.size == 0:
+            if v.size == 0:
                 return 0
-            # Non-decreasing times: carry the running maximum forward, then reject what is too late.
-            running = np.maximum.accumulate(np.maximum(t, last)) if t[0] < last or np.any(np.diff(t) < 0) else t
-            keep = (running - t) <= self.late_tolerance_s
-            rejected = int(t.size - np.count_nonzero(keep))
-            if rejected:
-                t = t[keep]
-                v = v[keep]
-                if t.size == 0:
-                    return rejected
-                running = np.maximum.accumulate(np.maximum(t, last))
-            t = running
+            rejected = 0
+            if isinstance(t, np.ndarray):
+                if t[0] < last or (t.size > 1 and (t[1:] < t[:-1]).any()):
+                    # Non-decreasing times: carry the running maximum forward; drop what is too late.
+                    running = np.maximum.accumulate(np.maximum(t, last))
+                    keep = (running - t) <= self.late_tolerance_s
+                    rejected = int(t.size - np.count_nonzero(keep))
+                    if rejected:
+                        running, v = running[keep], v[keep]
+                        if v.size == 0:
+                            return rejected
+                    t = running
+                newest = float(t[-1])
+            else:
+                if t < last:
+                    if last - t > self.late_tolerance_s:
+                        return int(v.size)
+                    t = last
+                newest = float(t)
             cap = self.capacity
-            if t.size > cap:  # only the newest `cap` samples can be held
-                self.evicted_in_window += t.size - cap
-                t = t[-cap:]
+            if v.size > cap:  # only the newest `cap` samples can be held
+                self.evicted_in_window += v.size - cap
                 v = v[-cap:]
-            m = t.size
+                if isinstance(t, np.ndarray):
+                    t = t[-cap:]
+            m = v.size
             n = self._count
-            j0, j1 = max(0, n - cap), max(0, n + m - cap)
-            if j1 > j0:  # logical indices [j0, j1) are about to be overwritten
-                old_times = self.times[np.arange(j0, j1) % cap]
-                self.evicted_in_window += int(np.count_nonzero(old_times >= t[-1] - self._window_s))
+            j0, j1 = max(self._oldest, n - cap), max(self._oldest, n + m - cap)
+            if j1 > j0:
+                self._count_evictions(j0, j1, newest - self._window_s)
             i = n % cap
             first = min(m, cap - i)
-            self.times[i : i + first] = t[:first]
-            self.values[i : i + first] = v[:first]
-            if first < m:
+            if isinstance(t, np.ndarray):
+                self.times[i : i + first] = t[:first]
                 self.times[: m - first] = t[first:]
-                self.values[: m - first] = v[first:]
-            self._last_time = float(t[-1])
+            else:
+                self.times[i : i + first] = t
+                self.times[: m - first] = t
+            self.values[i : i + first] = v[:first]
+            self.values[: m - first] = v[first:]
+            self._last_time = newest
             self._count = n + m
             return rejected
+
+    def _count_evictions(self, j0: int, j1: int, horizon: float) -> None:
+        """Count the samples at logical [j0, j1), about to be overwritten, that are still inside the
+        window (time > horizon). Times are sorted, so the newest one decides whether any is."""
+        cap = self.capacity
+        if self.times[(j1 - 1) % cap] <= horizon:
+            return
+        a, b = j0 % cap, (j1 - 1) % cap + 1
+        if a < b:
+            inside = np.count_nonzero(self.times[a:b] > horizon)
+        else:
+            inside = np.count_nonzero(self.times[a:] > horizon) + np.count_nonzero(self.times[:b] > horizon)
+        self.evicted_in_window += int(inside)
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -198,21 +223,23 @@ class RingBuffer:
 
 
 def logical_range(snap: RingSnapshot, t_start: float, t_end: float) -> tuple[int, int]:
-    """Logical indices [lo, hi) of the samples with ``t_start < time <= t_end`` (binary search;
-    times are non-decreasing in logical order)."""
-    return _search(snap, t_start, snap.first, snap.count), _search(snap, t_end, snap.first, snap.count)
-
-
-def _search(snap: RingSnapshot, t: float, lo: int, hi: int) -> int:
-    """First logical index in [lo, hi) whose time is > t (bisect_right)."""
-    times, cap = snap.times, snap.capacity
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if times[mid % cap] <= t:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """Logical indices [lo, hi) of the samples with ``t_start < time <= t_end``. Times are
+    non-decreasing in logical order, so each of the (at most two) physical segments is sorted and
+    ``np.searchsorted`` finds both ends."""
+    first, count, cap = snap.first, snap.count, snap.capacity
+    if count <= first:
+        return first, first
+    a = first % cap
+    split = min(count, first + cap - a)  # logical index where the physical array wraps to 0
+    head = snap.times[a : a + (split - first)]
+    tail = snap.times[: count - split]
+    ends = np.array((t_start, t_end))
+    found = np.searchsorted(head, ends, side="right") + first
+    if tail.size:
+        in_tail = ends >= tail[0]
+        if in_tail.any():
+            found = np.where(in_tail, np.searchsorted(tail, ends, side="right") + split, found)
+    return int(found[0]), int(found[1])
 
 
 def _gather(arr: np.ndarray, cap: int, lo: int, hi: int) -> np.ndarray:
