@@ -96,6 +96,28 @@ class _SLAState:
     last_regression_check: float | None = None  # first check one interval after the first evaluation
 
 
+@dataclass
+class _Group:
+    """SLAs that read the same series over the same window: evaluated by one kernel call."""
+
+    source: str
+    window: float
+    states: list[_SLAState]
+    statistics: list[Statistic]
+    quantiles: list[float]
+    qs: np.ndarray
+    need_moments: bool
+    out: np.ndarray
+
+    @classmethod
+    def of(cls, source: str, window: float, states: list[_SLAState], stats: list[Statistic] | None = None) -> _Group:
+        stats = [s.threshold.statistic for s in states] if stats is None else stats
+        quantiles = sorted({q for q in (st.quantile for st in stats) if q is not None})
+        need_moments = any(st.quantile is None for st in stats)
+        out = np.empty(2 + 2 * (3 + len(quantiles)))
+        return cls(source, window, states, stats, quantiles, np.array(quantiles, dtype=np.float64), need_moments, out)
+
+
 @dataclass(frozen=True)
 class EvaluatorStats:
     """How the evaluator itself is doing (exported later as metrics)."""
@@ -138,7 +160,7 @@ class SLAManager:
         self._states: dict[str, _SLAState] = {}
         self._route: dict[str, str] = {}  # SLA name or series name -> recorded series
         self._baselines: dict[tuple[str, str], np.ndarray] = {}
-        self._plan: list[tuple[str, float, list[_SLAState]]] | None = None
+        self._plan: list[_Group] | None = None
         self._scratch = np.empty(0)
         self._config_lock = threading.Lock()
         self._eval_lock = threading.Lock()
@@ -222,14 +244,14 @@ class SLAManager:
         return self.store.record_batch(self._route.get(metric_name, metric_name), values, timestamps)
 
     # -- evaluation ------------------------------------------------------------------------
-    def _evaluation_plan(self) -> list[tuple[str, float, list[_SLAState]]]:
+    def _evaluation_plan(self) -> list[_Group]:
         plan = self._plan
         if plan is None:
             groups: dict[tuple[str, float], list[_SLAState]] = {}
             for state in self._states.values():
                 if state.threshold.enabled:
                     groups.setdefault((state.threshold.source, state.threshold.window_seconds), []).append(state)
-            plan = [(source, window, states) for (source, window), states in groups.items()]
+            plan = [_Group.of(source, window, states) for (source, window), states in groups.items()]
             self._plan = plan
         return plan
 
@@ -242,13 +264,13 @@ class SLAManager:
         events: list[tuple[str, Any]] = []
         with self._eval_lock:
             now = self.clock() if now is None else float(now)
-            for source, window, states in self._evaluation_plan():
-                stats = [s.threshold.statistic for s in states]
-                values = self._window_values(kernels, source, now - window, now, stats)
+            for group in self._evaluation_plan():
                 # The anomaly detector and z-score read the statistic of the newest interval only:
                 # the windowed statistic lags and is autocorrelated from tick to tick.
-                fresh = self._window_values(kernels, source, now - self.evaluation_interval_s, now, stats)
-                for state, (value, n), latest in zip(states, values, fresh):
+                values, fresh = self._window_values(
+                    kernels, group, now - group.window, now - self.evaluation_interval_s, now
+                )
+                for state, (value, n), latest in zip(group.states, values, fresh):
                     self._update_state(state, value, n, latest, now, events)
             active = [s.active for s in self._states.values() if s.active is not None]
             self._regression_checks(now)
@@ -260,41 +282,43 @@ class SLAManager:
         return active
 
     def _window_values(
-        self, kernels: Any, source: str, t_start: float, t_end: float, statistics: list[Statistic]
-    ) -> list[tuple[float, int]]:
-        """Each of ``statistics`` over (t_start, t_end] of ``source``, with the sample count; a
-        consistent read (retried if a writer lapped the window meanwhile)."""
-        buf = self.store.buffer(source)
+        self, kernels: Any, group: _Group, t_start: float, t_fresh: float, t_end: float
+    ) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
+        """Each statistic of ``group`` over the window (t_start, t_end] and over its newest part
+        (t_fresh, t_end], with sample counts; one kernel call, a consistent read (retried if a
+        writer lapped the window meanwhile)."""
+        buf = self.store.buffer(group.source)
         if buf is None:
-            return [(math.nan, 0)] * len(statistics)
-        quantiles = sorted({stat.quantile for stat in statistics} - {None})
-        qs = np.array(quantiles, dtype=np.float64)
-        q_out = np.empty(qs.size)
-        moments = np.empty(6)
-        bounds = np.empty(2, dtype=np.int64)
+            empty = [(math.nan, 0)] * len(group.statistics)
+            return empty, empty
+        out = group.out
         for _attempt in range(3):
             snap = buf.snapshot()
-            kernels.window_bounds(snap.times, snap.capacity, snap.first, snap.count, t_start, t_end, bounds)
-            lo, hi = int(bounds[0]), int(bounds[1])
-            if qs.size:
-                if self._scratch.size < snap.capacity:
-                    self._scratch = np.empty(snap.capacity)
-                kernels.window_quantiles(snap.values, snap.capacity, lo, hi, qs, self._scratch, q_out)
-            if any(stat.quantile is None for stat in statistics):
-                kernels.window_moments(snap.values, snap.capacity, lo, hi, -math.inf, math.inf, moments)
-            if buf.is_intact(lo):
+            if self._scratch.size < snap.capacity:
+                self._scratch = np.empty(snap.capacity)
+            kernels.window_stats(
+                snap.times, snap.values, snap.capacity, snap.first, snap.count, t_start, t_fresh, t_end,
+                group.qs, group.need_moments, self._scratch, out,
+            )
+            if buf.is_intact(int(out[0])):
                 break
-        n = hi - lo
-        by_q = dict(zip(quantiles, q_out.tolist()))
-        out: list[tuple[float, int]] = []
-        for stat in statistics:
-            if stat.quantile is not None:
-                out.append((by_q[stat.quantile], n))
-            elif stat is Statistic.RATE:
-                out.append((float(moments[1]) / (t_end - t_start), n))
-            else:
-                out.append((float(moments[2]), n))
-        return out
+        values = out.tolist()
+        nq = len(group.quantiles)
+        parts = []
+        for base, seconds in ((2, t_end - t_start), (5 + nq, t_end - t_fresh)):
+            n = int(values[base])
+            by_q = dict(zip(group.quantiles, values[base + 3 : base + 3 + nq]))
+            part: list[tuple[float, int]] = []
+            for stat in group.statistics:
+                q = stat.quantile
+                if q is not None:
+                    part.append((by_q[q], n))
+                elif stat is Statistic.RATE:
+                    part.append((values[base + 1] / seconds if seconds > 0 else math.nan, n))
+                else:
+                    part.append((values[base + 2], n))
+            parts.append(part)
+        return parts[0], parts[1]
 
     def _update_state(
         self, state: _SLAState, value: float, n: int, latest: tuple[float, int], now: float, events: list[tuple[str, Any]]
@@ -449,8 +473,8 @@ class SLAManager:
 
         stat = Statistic(statistic)
         now = self.clock() if now is None else now
-        source = self._route.get(metric, metric)
-        return self._window_values(kernels, source, now - window_seconds, now, [stat])[0]
+        group = _Group.of(self._route.get(metric, metric), window_seconds, [], [stat])
+        return self._window_values(kernels, group, now - window_seconds, now, now)[0][0]
 
     @property
     def evaluator_stats(self) -> EvaluatorStats:

@@ -239,6 +239,38 @@ def window_moments(values, cap, lo, hi, lower_bound, upper_bound, out):  # pragm
     return n
 
 
+@njit(cache=True, nogil=True)
+def window_stats(times, values, cap, first, count, t_start, t_fresh, t_end, qs, need_moments, scratch, out):  # pragma: no cover - compiled
+    """Everything one evaluation needs from one series, in one call (the per-call overhead of
+    several small kernels cost more than the work): for the window (t_start, t_end] and its newest
+    part (t_fresh, t_end], ``out`` gets [lo, hi, then per part: n, sum, mean, quantiles qs...]."""
+    nq = qs.shape[0]
+    bounds = np.empty(2, dtype=np.int64)
+    moments = np.empty(6, dtype=np.float64)
+    q_out = np.empty(max(nq, 1), dtype=np.float64)
+    window_bounds(times, cap, first, count, t_start, t_end, bounds)
+    lo = bounds[0]
+    hi = bounds[1]
+    out[0] = lo
+    out[1] = hi
+    fresh_lo = _bisect_right(times, cap, lo, hi, t_fresh)
+    for part in range(2):
+        a = lo if part == 0 else fresh_lo
+        base = 2 + part * (3 + nq)
+        out[base] = hi - a
+        if need_moments:
+            window_moments(values, cap, a, hi, -np.inf, np.inf, moments)
+            out[base + 1] = moments[1]
+            out[base + 2] = moments[2]
+        else:
+            out[base + 1] = np.nan
+            out[base + 2] = np.nan
+        if nq > 0:
+            window_quantiles(values, cap, a, hi, qs, scratch, q_out)
+            for j in range(nq):
+                out[base + 3 + j] = q_out[j]
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel, with the argument types used in production."""
     values = np.linspace(1.0, 2.0, 4096)
@@ -248,6 +280,9 @@ def warm_up() -> None:
     window_moments(values, values.size, 10, 4000, 0.0, 1.5, out)
     bounds = np.empty(2, dtype=np.int64)
     window_bounds(values, values.size, 0, 4000, 1.2, 1.8, bounds)
+    stats_out = np.empty(2 + 2 * (3 + 2))
+    window_stats(values, values, values.size, 0, 4000, 1.1, 1.5, 1.9, np.array([0.5, 0.99]), True, scratch, stats_out)
+    window_stats(values, values, values.size, 0, 4000, 1.1, 1.5, 1.9, np.empty(0), True, scratch, stats_out[:8])
 
 
 _warm_lock = threading.Lock()
