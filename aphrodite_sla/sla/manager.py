@@ -167,6 +167,7 @@ class SLAManager:
         self._violation_callbacks: list[ViolationCallback] = []
         self._resolution_callbacks: list[ResolutionCallback] = []
         self._anomaly_callbacks: list[AnomalyCallback] = []
+        self._pre_evaluation_hooks: list[Callable[[], Any]] = []
 
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -232,6 +233,11 @@ class SLAManager:
         early warning, often before the sustained violation."""
         self._anomaly_callbacks.append(callback)
 
+    def register_pre_evaluation_hook(self, hook: Callable[[], Any]) -> None:
+        """``hook()`` runs at the start of every evaluation, on the evaluator's thread: where staged
+        samples (e.g. an engine StatLogger's) are flushed into the store."""
+        self._pre_evaluation_hooks.append(hook)
+
     # -- recording (hot path) --------------------------------------------------------------
     def record_measurement(self, metric_name: str, value: Any, timestamp: float | None = None) -> bool:
         """Record one sample. An SLA name records into the series that SLA reads (so
@@ -261,6 +267,12 @@ class SLAManager:
         from aphrodite_sla.store import kernels  # numba loads here, never at package import
 
         started = time.perf_counter()
+        for hook in list(self._pre_evaluation_hooks):
+            try:
+                hook()
+            except Exception:
+                self._callback_errors += 1
+                logger.exception("aphrodite-sla: pre-evaluation hook %r failed", hook)
         events: list[tuple[str, Any]] = []
         with self._eval_lock:
             now = self.clock() if now is None else float(now)

@@ -1,0 +1,150 @@
+"""Configuration for zero-code use inside an engine: a file named by ``APHRODITE_SLA_CONFIG`` (TOML or
+JSON) and ``APHRODITE_SLA_*`` environment variables (which win over the file).
+
+Why both: a plugin loaded by ``vllm serve`` gets no arguments of ours, so the environment is the
+only channel; a file holds what does not fit in variables (custom SLAs).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from aphrodite_sla.sla.threshold import SLAThreshold
+
+ENV_FILE = "APHRODITE_SLA_CONFIG"
+ENV_PREFIX = "APHRODITE_SLA_"
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is malformed; the message names the source and the field."""
+
+
+@dataclass(frozen=True)
+class SLAConfig:
+    """Everything the in-engine runtime needs. Defaults are safe for production: evaluation every
+    5 s, exporter off unless a port is given, HTTP bound to 127.0.0.1."""
+
+    enabled: bool = True
+    evaluation_interval_s: float = 5.0
+    ttft_objective_ms: float = 2000.0
+    tpot_objective_ms: float = 100.0
+    abort_is_error: bool = False
+    stall_after_s: float = 30.0
+    system_sampler: bool = True
+    system_interval_s: float = 5.0
+    exporter_port: int = 0  # 0: no standalone exporter (inside an engine, use its /metrics)
+    exporter_host: str = "127.0.0.1"
+    disabled_slas: tuple[str, ...] = ()
+    thresholds: tuple[SLAThreshold, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in ("evaluation_interval_s", "ttft_objective_ms", "tpot_objective_ms", "stall_after_s", "system_interval_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"SLAConfig.{name}: must be a finite number > 0, got {value!r}")
+        if isinstance(self.exporter_port, bool) or not isinstance(self.exporter_port, int) or not 0 <= self.exporter_port <= 65535:
+            raise ConfigError(f"SLAConfig.exporter_port: must be an integer in 0..65535, got {self.exporter_port!r}")
+
+
+_SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas")}
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    kind = _SCALARS[name]
+    try:
+        if kind in ("bool", bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if kind in ("int", int):
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError("expected an integer")
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: {name}: cannot use {raw!r} ({err})") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{ENV_FILE}={path}: cannot read ({err.strerror or err})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except (ValueError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{ENV_FILE}={path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{ENV_FILE}={path}: the top level must be a table/object")
+    return data
+
+
+def _thresholds(items: Any, source: str) -> tuple[SLAThreshold, ...]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: thresholds: must be a list of tables")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{source}: thresholds[{i}]: must be a table")
+        try:
+            out.append(SLAThreshold(**dict(item)))
+        except TypeError as err:
+            raise ConfigError(f"{source}: thresholds[{i}]: {err}") from None
+        except ValueError as err:
+            raise ConfigError(f"{source}: thresholds[{i}]: {err}") from None
+    return tuple(out)
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
+    """Build the configuration from the file (if ``APHRODITE_SLA_CONFIG`` is set) and the
+    environment. Raises ``ConfigError`` naming the source and field of the first problem."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = env.get(ENV_FILE)
+    if path:
+        data = _read_file(Path(path))
+        source = f"{ENV_FILE}={path}"
+        for key, raw in data.items():
+            if key == "thresholds":
+                values["thresholds"] = _thresholds(raw, source)
+            elif key == "disabled_slas":
+                if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+                    raise ConfigError(f"{source}: disabled_slas: must be a list of SLA names")
+                values["disabled_slas"] = tuple(raw)
+            elif key in _SCALARS:
+                values[key] = _convert(key, raw, source)
+            else:
+                raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(sorted([*_SCALARS, 'thresholds', 'disabled_slas']))}")
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_FILE:
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name == "disabled_slas":
+            values[name] = tuple(s.strip() for s in raw.split(",") if s.strip())
+        elif name in _SCALARS:
+            values[name] = _convert(name, raw, key)
+        else:
+            raise ConfigError(f"{key}: unknown setting; known: {', '.join(ENV_PREFIX + n.upper() for n in sorted(_SCALARS))}")
+    try:
+        return replace(SLAConfig(), **values)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None

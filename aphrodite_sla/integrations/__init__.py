@@ -1,0 +1,1 @@
+"""Engine integrations: StatLoggers (vLLM, Aphrodite), ASGI middleware, system sampler, stall detector."""

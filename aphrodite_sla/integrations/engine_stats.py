@@ -1,0 +1,268 @@
+"""From an engine's per-step stats (vLLM / Aphrodite V1 ``SchedulerStats`` + ``IterationStats``) to
+raw samples in the SLA manager's store.
+
+Why staging: the engine's event loop calls ``record()`` once per output batch, and the cheapest
+safe thing to do there is to keep a reference to the step's stats objects (the engine builds new
+ones every step and never touches them again). ``flush()`` extracts the numbers later, off the
+event loop: before every evaluation (the manager's pre-evaluation hook) or, if nothing evaluates,
+on the recording thread once ``max_staged_steps`` steps are waiting, so memory stays bounded.
+Fields are read with ``getattr`` defaults, so vLLM 0.32–0.33 and Aphrodite 0.10–0.24 all work; a
+step whose stats cannot be read is counted and skipped, never raised into the engine.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aphrodite_sla.sla.manager import SLAManager
+from aphrodite_sla.store.spec import MetricSpec
+
+logger = logging.getLogger(__name__)
+
+# Series recorded from engine stats: (name, window seconds, sample rate Hz, unit). The rate sizes
+# the ring (window × rate samples); above it the window holds the newest samples (counted).
+ENGINE_SERIES: tuple[tuple[str, float, float, str], ...] = (
+    ("ttft_ms", 600.0, 200.0, "ms"),
+    ("itl_ms", 600.0, 400.0, "ms"),
+    ("tpot_ms", 600.0, 200.0, "ms"),
+    ("request_latency_ms", 600.0, 200.0, "ms"),
+    ("queue_time_ms", 600.0, 200.0, "ms"),
+    ("prefill_time_ms", 600.0, 200.0, "ms"),
+    ("decode_time_ms", 600.0, 200.0, "ms"),
+    ("request_error_percent", 600.0, 200.0, "%"),
+    ("finished_requests", 600.0, 200.0, "requests"),
+    ("goodput_requests", 600.0, 200.0, "requests"),
+    ("generation_tokens", 600.0, 50.0, "tokens"),
+    ("prompt_tokens", 600.0, 50.0, "tokens"),
+    ("preemptions", 600.0, 50.0, "requests"),
+    ("prefix_cache_queries", 600.0, 50.0, "tokens"),
+    ("prefix_cache_hits", 600.0, 50.0, "tokens"),
+    ("kv_cache_usage_percent", 600.0, 50.0, "%"),
+    ("num_running_reqs", 600.0, 50.0, "requests"),
+    ("num_waiting_reqs", 600.0, 50.0, "requests"),
+    ("tokens_per_second", 600.0, 1.0, "tokens/s"),
+)
+
+_ERROR_REASONS = frozenset({"ERROR"})
+_ABORT_REASONS = frozenset({"ABORT"})
+
+
+@dataclass(frozen=True)
+class ServiceObjectives:
+    """Per-request objectives for goodput (DistServe: a request counts when it met both) and what
+    counts as an error. TTFT of a finished request is its queue time plus prefill time."""
+
+    ttft_ms: float = 2000.0
+    tpot_ms: float = 100.0
+    abort_is_error: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("ttft_ms", "tpot_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"ServiceObjectives.{name}: must be a finite number > 0, got {value!r}")
+
+
+@dataclass
+class RecorderCounters:
+    """How the recorder is doing (exported later): steps seen and steps that could not be read."""
+
+    steps_recorded: int = 0
+    steps_flushed: int = 0
+    bad_steps: int = 0
+    record_errors: int = 0
+    last_record_time: float | None = None
+    last_num_running: int = 0
+    per_engine_steps: dict[int, int] = field(default_factory=dict)
+
+
+def _reason_name(reason: Any) -> str:
+    name = getattr(reason, "name", None)
+    if isinstance(name, str):
+        return name.upper()
+    return str(reason).rsplit(".", 1)[-1].upper()
+
+
+def _num(obj: Any, name: str, default: float = math.nan) -> float:
+    """A numeric field, or ``default`` if absent or not a number (the store drops NaN, counted)."""
+    value = getattr(obj, name, default)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def _seq(obj: Any, name: str) -> list[Any]:
+    value = getattr(obj, name, None)
+    if value is None:
+        return []
+    try:
+        return list(value)
+    except TypeError:
+        return []
+
+
+class EngineStatsRecorder:
+    """Turns engine stats into samples. ``record`` is the StatLogger's hot path; ``flush`` does the
+    work. Thread-safe: ``record`` may run on the engine's loop while ``flush`` runs on the evaluator.
+    """
+
+    def __init__(
+        self,
+        manager: SLAManager,
+        *,
+        objectives: ServiceObjectives | None = None,
+        max_staged_steps: int = 512,
+        throughput_interval_s: float = 1.0,
+        stall_detector: Any | None = None,
+    ) -> None:
+        self.manager = manager
+        self.objectives = objectives or ServiceObjectives()
+        self.max_staged_steps = int(max_staged_steps)
+        self.throughput_interval_s = float(throughput_interval_s)
+        self.stall_detector = stall_detector
+        self.counters = RecorderCounters()
+        self._staged: list[tuple[float, Any, Any, int]] = []
+        self._flush_lock = threading.Lock()
+        # throughput gauge state (flush thread only)
+        self._tp_start: float | None = None
+        self._tp_tokens = 0.0
+        self._tp_busy = False
+        for name, window, rate, unit in ENGINE_SERIES:
+            manager.store.register(MetricSpec(name, window, rate, unit=unit))
+        manager.register_pre_evaluation_hook(self.flush)
+
+    # -- hot path --------------------------------------------------------------------------
+    def record(self, scheduler_stats: Any, iteration_stats: Any, engine_idx: int = 0) -> None:
+        """Keep a reference to this step's stats; never raises."""
+        try:
+            now = self.manager.clock()
+            self._staged.append((now, scheduler_stats, iteration_stats, engine_idx))
+            counters = self.counters
+            counters.steps_recorded += 1
+            counters.last_record_time = now
+            if scheduler_stats is not None:
+                running = getattr(scheduler_stats, "num_running_reqs", 0)
+                counters.last_num_running = running if isinstance(running, int) else 0
+            stall = self.stall_detector
+            if stall is not None:
+                tokens = getattr(iteration_stats, "num_generation_tokens", 0) if iteration_stats is not None else 0
+                stall.on_record(now, counters.last_num_running, tokens if isinstance(tokens, int) else 0)
+            if len(self._staged) >= self.max_staged_steps:
+                self.flush()
+        except Exception:  # the engine must never see our errors
+            self.counters.record_errors += 1
+
+    # -- off the hot path ------------------------------------------------------------------
+    def flush(self) -> int:
+        """Move every staged step into the store; returns the number of steps flushed."""
+        with self._flush_lock:
+            staged, self._staged = self._staged, []
+            if not staged:
+                return 0
+            columns: dict[str, tuple[list[float], list[float]]] = {}
+            for step in staged:
+                try:
+                    self._extract(step, columns)
+                except Exception:
+                    self.counters.bad_steps += 1
+            record_batch = self.manager.store.record_batch
+            for name, (times, values) in columns.items():
+                if values:
+                    record_batch(name, values, times)
+            self.counters.steps_flushed += len(staged)
+            return len(staged)
+
+    def _extract(self, step: tuple[float, Any, Any, int], columns: dict[str, tuple[list[float], list[float]]]) -> None:
+        now, sched, it, engine_idx = step
+        per_engine = self.counters.per_engine_steps
+        per_engine[engine_idx] = per_engine.get(engine_idx, 0) + 1
+
+        def add(name: str, value: float) -> None:
+            col = columns.get(name)
+            if col is None:
+                col = columns[name] = ([], [])
+            col[0].append(now)
+            col[1].append(value)
+
+        def add_many(name: str, values: Iterable[Any], scale: float) -> None:
+            col = columns.get(name)
+            if col is None:
+                col = columns[name] = ([], [])
+            for v in values:
+                try:
+                    col[1].append(float(v) * scale)
+                except (TypeError, ValueError, OverflowError):
+                    col[1].append(math.nan)  # counted as a drop by the store
+                col[0].append(now)
+
+        if sched is not None:
+            add("kv_cache_usage_percent", _num(sched, "kv_cache_usage") * 100.0)
+            add("num_running_reqs", _num(sched, "num_running_reqs"))
+            add("num_waiting_reqs", _num(sched, "num_waiting_reqs"))
+            prefix = getattr(sched, "prefix_cache_stats", None)
+            if prefix is not None:
+                add("prefix_cache_queries", _num(prefix, "queries", 0.0))
+                add("prefix_cache_hits", _num(prefix, "hits", 0.0))
+        gen_tokens = 0.0
+        if it is not None:
+            gen_tokens = _num(it, "num_generation_tokens", 0.0)
+            add("generation_tokens", gen_tokens)
+            add("prompt_tokens", _num(it, "num_prompt_tokens", 0.0))
+            add("preemptions", _num(it, "num_preempted_reqs", 0.0))
+            add_many("ttft_ms", _seq(it, "time_to_first_tokens_iter"), 1000.0)
+            add_many("itl_ms", _seq(it, "inter_token_latencies_iter"), 1000.0)
+            for req in _seq(it, "finished_requests"):
+                self._extract_finished(req, add)
+        self._throughput(now, gen_tokens if math.isfinite(gen_tokens) else 0.0, sched, add)
+
+    def _extract_finished(self, req: Any, add: Any) -> None:
+        reason = _reason_name(getattr(req, "finish_reason", ""))
+        failed = reason in _ERROR_REASONS or (self.objectives.abort_is_error and reason in _ABORT_REASONS)
+        if getattr(req, "is_corrupted", False):
+            failed = True
+        e2e = _num(req, "e2e_latency") * 1000.0
+        queued = _num(req, "queued_time") * 1000.0
+        prefill = _num(req, "prefill_time") * 1000.0
+        tpot = _num(req, "mean_time_per_output_token") * 1000.0
+        add("request_latency_ms", e2e)
+        add("queue_time_ms", queued)
+        add("prefill_time_ms", prefill)
+        add("decode_time_ms", _num(req, "decode_time") * 1000.0)
+        if _num(req, "num_generation_tokens", 0.0) > 1:
+            add("tpot_ms", tpot)  # undefined for single-token outputs
+        add("request_error_percent", 100.0 if failed else 0.0)
+        add("finished_requests", 1.0)
+        ttft = queued + prefill
+        met = (
+            not failed
+            and math.isfinite(ttft)
+            and ttft <= self.objectives.ttft_ms
+            and (not math.isfinite(tpot) or tpot <= self.objectives.tpot_ms)
+        )
+        if met:
+            add("goodput_requests", 1.0)
+
+    def _throughput(self, now: float, tokens: float, sched: Any, add: Any) -> None:
+        """A tokens/s sample per ``throughput_interval_s`` of busy time: idle periods (no running
+        request in the interval) are not samples, so an idle server does not breach a minimum
+        throughput SLA."""
+        if self._tp_start is None:
+            self._tp_start = now
+            return
+        self._tp_tokens += tokens
+        running = _num(sched, "num_running_reqs", 0.0) if sched is not None else 0.0
+        self._tp_busy = self._tp_busy or running > 0 or tokens > 0
+        elapsed = now - self._tp_start
+        if elapsed >= self.throughput_interval_s:
+            if self._tp_busy:
+                add("tokens_per_second", self._tp_tokens / elapsed)
+            self._tp_start = now
+            self._tp_tokens = 0.0
+            self._tp_busy = False
