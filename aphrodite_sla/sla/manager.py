@@ -175,6 +175,9 @@ class SLAManager:
         self._last_duration = 0.0
         self._max_duration = 0.0
         self._callback_errors = 0
+        # Monotonic counts for exporters: violations by (SLA, severity), breached evaluation points.
+        self.violation_counts: dict[tuple[str, str], int] = {}
+        self.breach_counts: dict[str, int] = {}
         for t in thresholds:
             self.add_threshold(t)
 
@@ -349,6 +352,8 @@ class SLAManager:
             breached = th.is_beyond(value)
             points.append((now, breached))
             state.points_beyond += breached
+            if breached:
+                self.breach_counts[th.metric_name] = self.breach_counts.get(th.metric_name, 0) + 1
             if breached and state.first_breach is None:
                 state.first_breach = now
             elif not breached:
@@ -382,6 +387,8 @@ class SLAManager:
             previous = state.active
             state.active = violation
             if previous is None or severity.rank > previous.severity.rank:
+                key = (th.metric_name, severity.value)
+                self.violation_counts[key] = self.violation_counts.get(key, 0) + 1
                 events.append(("violation", violation))
         elif state.active is not None and (not breached or not enough):
             # Resolution needs the statistic back within bounds (or no data to judge): a breached
