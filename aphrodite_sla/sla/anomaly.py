@@ -1,41 +1,50 @@
 """Streaming anomaly detection for an inference server's operational metrics.
 
 ``AnomalyDetector`` scores each new sample of one metric (latency, throughput, error rate, GPU
-utilisation, KV-cache usage, ...) in O(1) time and memory, without look-ahead, and explains which
-kind of change set the score. ``WindowedZScoreDetector`` and ``zscore`` are the classic
-"|z| > 2.5 against the last N points" rule, kept as the baseline the detector is measured against.
+utilisation, KV-cache usage, ...) in O(1) time and memory (about 5 us in CPython), without
+look-ahead, and explains which kind of change set the score. ``WindowedZScoreDetector`` and
+``zscore`` are the classic "|z| > 2.5 against the last N points" rule, kept as the baseline the
+detector is measured against (``benchmarks/bench_anomaly.py``).
 
 How ``AnomalyDetector`` works, and why:
 
-* **Transform.** Positive, right-skewed metrics (latencies) are modelled in log space, where their
-  noise is roughly Gaussian and a x2 slowdown has the same size at any load; the choice is made
-  once, from the warm-up samples.
-* **Seasonality.** A per-time-of-day profile (``season_bins`` bins over ``season_seconds``) is
-  learned from the mean of each visit to a bin (Huber-clipped against the usual day-to-day change,
-  so one bad day barely moves it) and subtracted once a bin has ``season_min_cycles`` cycles of
-  data, shrunk towards zero by how far its amplitude stands above its own estimation noise: a
-  daily load curve is not mistaken for a drift, and a flat metric gets no spurious profile.
+* **Transform.** Positive, clearly right-skewed metrics (latencies) are modelled in log space,
+  where their noise is roughly Gaussian and a x2 slowdown has the same size at any load; the
+  choice is made once, from the warm-up samples, and narrow or symmetric data stays linear.
+* **Seasonality.** A time-of-day profile (``season_bins`` bins over ``season_seconds``) is learned
+  by classical decomposition of each complete cycle (bin mean minus cycle mean), Huber-clipped
+  against the usual cycle-to-cycle change so one bad day barely moves it, used once a bin has
+  ``season_min_cycles`` cycles, interpolated between bin centres and shrunk towards zero by how
+  far its amplitude stands above its own estimation noise: a daily load curve is not mistaken for
+  a drift, and a flat metric gets no spurious profile.
 * **Robust baseline.** A fast exponentially weighted level predicts the next value; its updates
-  are Huber-clipped so spikes do not pollute it, and a run of ``persist`` same-sign outliers
-  re-centres it. The scale is an EW mean absolute deviation floored by half the typical non-zero
+  are Huber-clipped so spikes do not pollute it, and ``persist`` same-sign outliers in a row
+  re-centre it. The scale is an EW mean absolute deviation floored by half the typical non-zero
   step, so integer, step-wise and mostly-zero series (0 % errors with blips) neither divide by
   zero nor alarm on an ordinary blip.
-* **Components**, each a Gaussian-equivalent z:
-  ``spike`` (one-step residual, tail-matched to the series' own 99th percentile of |z|),
-  ``level_shift`` (medium vs slow level), ``drift`` (slow vs very slow level),
-  ``variance_change`` (short vs long residual scale) and ``seasonal`` (slow level vs the
-  time-of-day expectation, only where a profile is in use). Level, drift, variance and seasonal
+* **Components**, each a Gaussian-equivalent z compared with its own threshold:
+  ``spike`` (one-step residual, tail-matched to the series' own 99th percentile, and discounted
+  when outliers of that sign and size recur - GC pauses, sawtooth resets - by a small model of
+  their rate and size); ``level_shift`` (an EW sum of clipped residuals for abrupt shifts, and a
+  medium vs slow level for gradual ones); ``drift`` (slow vs very slow level); ``variance_change``
+  (short vs long residual scale, ignoring outlier runs that are level changes); ``seasonal``
+  (slow level vs the time-of-day expectation, only where a profile is in use). The smoothed
   statistics are standardised by their own running spread (floored by the white-noise value), so
-  autocorrelated series that wander are not flagged for wandering; each normaliser, and the slow
-  references, stop learning while an alarm is on, so an anomaly does not teach itself as normal.
+  autocorrelated series that wander are not flagged for wandering; the spreads learn slowly and
+  with clipping, and the slow references pause while an alarm is on, so an anomaly does not
+  teach itself as normal.
 * **Adaptation.** A component that keeps alarming for ``adapt_samples`` samples accepts the new
-  regime (re-bases its references), so a persistent change alarms once, not forever; the old
-  level is remembered for a while, so the return to it after a long incident is not an alarm.
-* **Score.** ``score = 1 - 2 ** -((z / threshold_z) ** 2)`` where ``z`` is the largest component
-  z: 0 without evidence, 0.5 exactly at ``z == threshold_z`` (default 5, a two-sided Gaussian
-  tail of about 6e-7 per component and sample), 0.94 at twice that. Treat ``score >= 0.5`` as
+  regime (re-bases its references as fresh running means), so a persistent change alarms once,
+  briefly, not forever; the level before an accepted shift is remembered for ``memory_samples``,
+  so the recovery after a long incident is not a second alarm.
+* **Score.** ``score = 1 - 2 ** -((z / threshold) ** 2)`` for the strongest component, so 0
+  without evidence, exactly 0.5 where a component reaches its threshold (``threshold_z`` = 5.5
+  for spikes, a two-sided Gaussian tail of ~4e-8 per sample after tail matching; 0.85x that for
+  the level and seasonal statistics and 0.9x for drift, which are smoothed and lighter-tailed),
+  0.94 at twice it. Treat ``score >= 0.5`` as
   alert-worthy: on in-distribution noise (white, autocorrelated, lognormal, seasonal, sparse
-  counts) the tests hold the alert rate under 1 per 1000 samples after the learning period.
+  counts, integer steps) the tests hold the alert rate under 1 per 1000 samples after the
+  learning period, and typical scores stay below 0.1.
 """
 from __future__ import annotations
 
@@ -86,8 +95,8 @@ class AnomalyDetectorConfig:
     season_bins: int = 48
     season_min_cycles: int = 2  # a bin is used once it has been learned from this many cycles
     season_cycle_weight: float = 0.3  # EW weight of the newest cycle in a bin's profile value
-    log_transform: bool | None = None  # None: auto (all warm-up values > 0 and right-skewed)
-    threshold_z: float = 5.0  # Gaussian-equivalent z that maps to score 0.5
+    log_transform: bool | None = None  # None: auto (warm-up all > 0, right-skewed and wide)
+    threshold_z: float = 5.5  # Gaussian-equivalent spike z that maps to score 0.5
     fast_alpha: float = 0.2  # one-step level (spike residuals)
     scale_alpha: float = 0.01  # residual scale
     huber_c: float = 3.0  # residuals beyond c * scale are clipped before they update a baseline
@@ -105,10 +114,10 @@ class AnomalyDetectorConfig:
     level_z_factor: float = 0.85
     drift_z_factor: float = 0.9
     variance_z_factor: float = 1.0
-    seasonal_z_factor: float = 1.0
+    seasonal_z_factor: float = 0.85
     norm_alpha: float = 0.001  # how fast the component normalisers learn their own spread
-    adapt_samples: int = 30  # alarming samples after which a component accepts the new regime
-    memory_samples: int = 720  # how long the level before an accepted shift is remembered
+    adapt_samples: int = 10  # alarming samples after which a component accepts the new regime
+    memory_samples: int = 1440  # how long the level before an accepted shift is remembered
     level_min_samples: int = 60  # samples after warm-up before each component may score
     variance_min_samples: int = 60
     drift_min_samples: int = 300
@@ -189,7 +198,9 @@ class _SeasonalState:
 
 @dataclass(slots=True)
 class _DetectorState:
-    """Everything ``AnomalyDetector`` remembers; fixed size."""
+    """Everything ``AnomalyDetector`` remembers. Fixed size: the warm-up lists hold at most
+    ``warmup`` samples and are emptied when it ends, the seasonal lists have ``season_bins``
+    entries, ``v_queue`` at most ``persist`` - 1."""
 
     n_seen: int = 0  # valid samples, warm-up included
     warm_values: list[float] = field(default_factory=list)
@@ -215,7 +226,8 @@ class _DetectorState:
     n_jumps: int = 0
     run: int = 0
     run_sign: int = 0
-    run_tol: bool = False  # the current outlier run started as a recurring (tolerated) event
+    run_tol: bool = False  # the current outlier run is a recurring (tolerated) kind of event
+    run_event: bool = False  # the current outlier run started with an event-sized residual
     q99: float = _Q99
     # recurring-outlier model, per sign (0: up, 1: down)
     ev_rate: list[float] = field(default_factory=lambda: [0.0, 0.0])  # events per sample ...
@@ -223,6 +235,8 @@ class _DetectorState:
     ev_mu: list[float] = field(default_factory=lambda: [0.0, 0.0])  # EW mean / var of log z
     ev_var: list[float] = field(default_factory=lambda: [0.0, 0.0])
     ev_n: list[int] = field(default_factory=lambda: [0, 0])
+    ev_persist: list[float] = field(default_factory=lambda: [0.0, 0.0])  # share of events that
+    ev_pn: list[int] = field(default_factory=lambda: [0, 0])  # became a level (runs >= persist)
     ev_prev: int = 0  # sign of the event the previous sample was part of (0: none)
     # fast level shift: EW sum of clipped innovations and its normaliser
     g: float = 0.0
@@ -238,15 +252,23 @@ class _DetectorState:
     n_season: int = 0  # samples the seasonal normaliser has learned from
     # variance
     v_short: float = 0.0
+    v_queue: list[float] = field(default_factory=list)  # last persist-1 capped |residuals|
+    v_run_q: int = 0  # how many of them (the newest) belong to the current outlier run
+    run_sign_prev: int = 0  # outlier sign of the previous sample (0: not an outlier)
     ms_var: float = 0.0
     # adaptation
     cnt_level: float = 0.0
     cnt_drift: float = 0.0
     cnt_var: float = 0.0
     cnt_season: float = 0.0
+    n_ref: int = 0  # samples since the slow reference (mr) was (re)started ...
+    n_drift: int = 0  # ... and since the drift pair (ma, mb) was; both restart as running means
     prev_level: float = 0.0  # the level before the last accepted shift ...
     prev_ttl: int = 0  # ... remembered for this many more samples
-    base: float = 0.0  # deseasonalised slow level (about one season) the profile is relative to
+    ret_pending: bool = False  # the previous sample looked like a return to ``prev_level``
+    prev_base: float = 0.0  # the seasonal base before the last seasonal re-basing ...
+    prev_base_ttl: int = 0  # ... remembered for this many more samples
+    base: float = 0.0  # deseasonalised slow level (about one season): the seasonal component's reference
     season: _SeasonalState | None = None
 
 
@@ -290,23 +312,23 @@ def zscore(value: float, baseline: np.ndarray) -> float:
     return z if math.isfinite(z) else 0.0
 
 
-def _skewness(x: np.ndarray) -> float:
-    d = x - x.mean()
-    m2 = float(np.mean(d * d))
-    if not m2 > 0.0:
-        return 0.0
-    return float(np.mean(d * d * d)) / m2**1.5
+def _octile_skew(x: np.ndarray) -> float:
+    """Robust skewness in [-1, 1] from the octiles; one outlier in the warm-up cannot swing it."""
+    lo, mid, hi = np.quantile(x, [0.125, 0.5, 0.875])
+    span = hi - lo
+    return float((hi + lo - 2.0 * mid) / span) if span > 0.0 else 0.0
 
 
 def _choose_transform(values: np.ndarray, forced: bool | None) -> tuple[bool, float]:
-    """(log_space, offset). Auto: log when every warm-up value is positive and logging reduces a
-    right skew. The offset (2 % of the median) keeps a later zero or negative value finite and very
-    surprising instead of -inf."""
+    """(log_space, offset). Auto: log when every warm-up value is positive and clearly
+    right-skewed with a wide relative spread (heavy-tailed latencies: multiplicative noise).
+    Near-symmetric or narrow data stays linear:
+    there log buys nothing and would blow up a metric that later wanders towards zero. The offset
+    (2 % of the median) keeps a later zero or negative value finite instead of -inf."""
     positive = values.size > 0 and bool(np.all(values > 0.0))
     if forced is None:
-        with np.errstate(all="ignore"):
-            skew = _skewness(values)
-            use_log = positive and skew > 0.2 and skew > _skewness(np.log(values))
+        lo, hi = np.quantile(values, [0.125, 0.875]) if positive else (1.0, 1.0)
+        use_log = positive and _octile_skew(values) > 0.15 and hi > 1.25 * lo
     else:
         use_log = bool(forced)
     offset = 0.0
@@ -324,7 +346,8 @@ def _z_of_tail(p: float) -> float:
     if p < 1e-300:
         p = 1e-300
     t = math.sqrt(-2.0 * math.log(p))
-    return t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t)
+    num = 2.515517 + 0.802853 * t + 0.010328 * t * t
+    return t - num / (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t)
 
 
 def _ew_pair_sd(a1: float, a2: float) -> float:
@@ -352,8 +375,8 @@ class AnomalyDetector:
         season_bins: int = 48,
         season_min_cycles: int = 2,
         log_transform: bool | None = None,
-        threshold_z: float = 5.0,
-        adapt_samples: int = 30,
+        threshold_z: float = 5.5,
+        adapt_samples: int = 10,
         config: AnomalyDetectorConfig | None = None,
     ) -> None:
         if config is None:
@@ -430,8 +453,8 @@ class AnomalyDetector:
             return 0.0
         try:
             score = self._step(x, t, True)
-        except (ArithmeticError, ValueError):  # pragma: no cover - defensive; state is unchanged
-            return st.last_score
+        except (ArithmeticError, ValueError, TypeError):  # pragma: no cover - defensive only:
+            return st.last_score  # every operation is guarded, none is known to raise
         st.n_seen += 1
         return score
 
@@ -455,6 +478,7 @@ class AnomalyDetector:
         sd = mad_d / 0.954 if mad_d > 0.0 else float(np.mean(np.abs(y - med))) * _MAD_TO_SD
         st.sig_abs = st.v_short = sd / _MAD_TO_SD
         st.mf = st.mm = st.mr = st.ma = st.mb = st.base = med
+        st.n_ref = st.n_drift = 1  # the median counts as one sample of each running mean
         st.last_y = float(y[0])
         st.warm_values = []
         st.warm_times = []
@@ -544,12 +568,23 @@ class AnomalyDetector:
         ss.cyc_first = math.nan
         ss.cyc_last = math.nan
 
+    def _record_run(self, sign: int, persisted: float) -> None:
+        """Learn whether outlier events of this sign tend to persist (steps) or not (spikes)."""
+        st = self._st
+        k = 0 if sign > 0 else 1
+        m = st.ev_pn[k] + 1
+        st.ev_pn[k] = m
+        st.ev_persist[k] += (1.0 / m if m < 5 else 0.2) * (persisted - st.ev_persist[k])
+
     def _step(self, x: float, t: float, scored: bool) -> float:
         """One model update; returns the score. Arithmetic is mostly on locals written back at the
         end (an exception part-way can at worst leave the seasonal bookkeeping advanced)."""
         st = self._st
         cfg = self.config
-        y = self._transform(x)
+        if st.log_space:
+            y = math.log((x if x > 0.0 else 0.0) + st.log_offset)
+        else:
+            y = _CLAMP if x > _CLAMP else (-_CLAMP if x < -_CLAMP else x)
         zt = cfg.threshold_z
 
         # ---- seasonality: the profile value for t; a new cycle folds the last one in
@@ -587,19 +622,9 @@ class AnomalyDetector:
         d = y - s_off
         n = st.n + 1
 
-        # ---- typical non-zero step: floors the scale of integer / step-wise / sparse series
+        # ---- one-step residual against the fast level; the scale is floored by half the typical
+        # non-zero step seen so far (integer / step-wise / sparse series)
         jump = st.jump
-        n_jumps = st.n_jumps
-        dy = y - st.last_y
-        if dy < 0.0:
-            dy = -dy
-        if dy > 0.0:
-            n_jumps += 1
-            if n_jumps > 10 and dy > 10.0 * jump:
-                dy = 10.0 * jump
-            jump += (1.0 / n_jumps if n_jumps < 20 else 0.05) * (dy - jump)
-
-        # ---- one-step residual against the fast level
         mf = st.mf
         sig_abs = st.sig_abs
         sig = _MAD_TO_SD * sig_abs
@@ -620,23 +645,26 @@ class AnomalyDetector:
         zs = az * (_Q99 / q99) if q99 > _Q99 else az
         # ... and discounted when outliers of this sign and size recur (GC pauses, sawtooth
         # resets): P(|residual| >= z) = P(noise) + rate of such events * P(event this large)
+        # A one-sample kind of event (GC pause) that persists is no longer that kind of event.
         tolerated = False
         ev_prev = st.ev_prev
+        zs_raw = zs
         if zs >= _EVENT_Z:
             k = 0 if e > 0.0 else 1
+            sign = 1 if k == 0 else -1
             a_ev = self._a_ev
             rate = st.ev_rate[k] * math.exp(-a_ev * (n - st.ev_at[k]))
             lz = math.log(zs)
-            if rate >= 3.5 * a_ev:  # at least ~4 such events within the memory
+            continuing = st.run > 0 and st.run_sign == sign
+            if rate >= 3.5 * a_ev and (not continuing or st.ev_persist[k] >= 0.5):  # ~4+ recent events
                 sd_l = math.sqrt(st.ev_var[k])
                 if sd_l < 0.15:
                     sd_l = 0.15
                 p_ev = rate * 0.5 * math.erfc((lz - st.ev_mu[k]) / (sd_l * _SQRT2))
                 z_comb = _z_of_tail(0.5 * math.erfc(zs / _SQRT2) + p_ev)
                 if z_comb < zs:
-                    tolerated = zs >= zt and z_comb < zt
                     zs = z_comb
-            sign = 1 if k == 0 else -1
+                tolerated = zs < zt  # a familiar kind of outlier
             if ev_prev != sign:  # onset of an event: count it and learn its size
                 st.ev_rate[k] = rate + a_ev * (1.0 - rate)
                 st.ev_at[k] = n
@@ -664,14 +692,27 @@ class AnomalyDetector:
         run = st.run
         run_sign = st.run_sign
         run_tol = st.run_tol
+        run_event = st.run_event
+        n_ref = st.n_ref  # samples the restartable running means have absorbed
+        n_drift = st.n_drift
         returned = False
         accepted = False
+        recentred = False
+        sgn = 0
         u = 0.0  # clipped innovation in scale units, for the burst statistic
-        if ae > c and prev_ttl > 0 and abs(d - st.prev_level) < c:
+        ret_pending = False
+        if ae > c and prev_ttl > 0 and abs(d - st.prev_level) < c and not st.ret_pending:
+            # possibly back at the level that held before the last accepted shift: not news for
+            # the spike component; confirmed (and the references restored) on a second sample
+            ret_pending = True
+            zs = abs(d - st.prev_level) / sig
+        if ae > c and prev_ttl > 0 and abs(d - st.prev_level) < c and st.ret_pending:
             # back at the level that held before the last accepted shift: a recovery, not news
             returned = True
             base += st.prev_level - mr
-            mf = mm = ma = mr = mb = d
+            mf = mm = d
+            ma = mr = mb = st.prev_level
+            n_ref = n_drift = 1
             e = ae = zs = 0.0
             prev_ttl = 0
             run = run_sign = 0
@@ -689,31 +730,52 @@ class AnomalyDetector:
             if sgn:
                 if sgn == run_sign:
                     run += 1
+                    run_tol = run_tol and tolerated
                 else:
+                    if run and run_event:
+                        self._record_run(run_sign, 0.0)
                     run = 1
                     run_tol = tolerated
+                    run_event = zs_raw >= _EVENT_Z
                 run_sign = sgn
             else:
+                if run and run_event:
+                    self._record_run(run_sign, 0.0)
                 run = run_sign = 0
             if run >= cfg.persist:  # a persistent new level: follow it rather than clip it
+                if run_event:
+                    self._record_run(run_sign, 1.0)
+                recentred = True
                 cleaned = d
                 if run_tol:  # a recurring kind of jump: accept it outright
                     accepted = True
                     base += d - mr
-                    mr = mb = d
-                mf = mm = ma = d
+                    mr = ma = mb = d
+                    n_ref = n_drift = 1
+                elif abs(d - mr) < c:  # back at the reference after an excursion: undo its
+                    ma = mb  # pull on the drift pair's fast side
+                mf = mm = d
                 run = run_sign = 0
             else:
                 cleaned = mf + ec
                 mf += cfg.fast_alpha * ec
                 mm += cfg.mid_alpha * (cleaned - mm)
                 a_a = cfg.drift_fast_alpha
-                if n * a_a < 1.0:
-                    a_a = 1.0 / n
+                if (n_drift + 1) * a_a < 1.0:
+                    a_a = 1.0 / (n_drift + 1)
                 ma += a_a * (cleaned - ma)
-                if not (tolerated or run_tol and run):
+                if not (run_tol and run):
                     u = ec / sig
         sig_abs += cfg.scale_alpha * ((ae if ae < c else c) - sig_abs)
+        n_jumps = st.n_jumps
+        dy = y - st.last_y
+        if dy < 0.0:
+            dy = -dy
+        if dy > 0.0:
+            n_jumps += 1
+            if n_jumps > 10 and dy > 10.0 * jump:
+                dy = 10.0 * jump
+            jump += (1.0 / n_jumps if n_jumps < 20 else 0.05) * (dy - jump)
 
         # ---- level shift, fast: EW sum of clipped innovations (a CUSUM-like run of surprises)
         g = st.g * self._g_decay + u
@@ -751,11 +813,33 @@ class AnomalyDetector:
             if s_s < w:
                 s_s = w
             z_season = ds / s_s
+            if st.prev_base_ttl > 0:
+                # back near the expectation from before the last seasonal re-basing: restore it,
+                # so the end of an odd day does not alarm as a second anomaly
+                dp = ma - st.prev_base
+                if dp * dp < s_s * s_s and dp * dp < ds * ds:
+                    base = st.prev_base
+                    ds = dp
+                    z_season = ds / s_s
+                    st.prev_base_ttl = 0
             n_season += 1
 
-        # ---- variance change: short-term vs long-term residual scale (increases only)
-        cap = c if (tolerated or accepted or returned) else 6.0 * sig
-        v_short = st.v_short + cfg.var_alpha * ((ae if ae < cap else cap) - st.v_short)
+        # ---- variance change: short-term vs long-term residual scale (increases only). Counted
+        # persist-1 samples late: outliers that turn out to be a run of ``persist`` (a level
+        # change, not a wider spread) then only count up to the Huber bound
+        cap = c if (tolerated or accepted or returned or recentred) else 6.0 * sig
+        vq = st.v_queue
+        if recentred:
+            for i in range(len(vq) - st.v_run_q, len(vq)):
+                if vq[i] > c:
+                    vq[i] = c
+        v_run_q = 0 if recentred else (st.v_run_q + 1 if sgn and sgn == st.run_sign_prev else (1 if sgn else 0))
+        vq.append(ae if ae < cap else cap)
+        v_short = st.v_short
+        if len(vq) >= cfg.persist:
+            v_short += cfg.var_alpha * (vq.pop(0) - v_short)
+        if v_run_q > len(vq):
+            v_run_q = len(vq)
         ratio = _MAD_TO_SD * v_short / sig
         lv = math.log(ratio) if ratio > 1e-300 else -690.0
         s_v = math.sqrt(st.ms_var)
@@ -810,21 +894,30 @@ class AnomalyDetector:
             score = 0.0
 
         # ---- learning that an alarm must not teach: slow references, tail tracker
+        # (right after a restart they learn even during an alarm, in step with their fast
+        # partners, or a restart would leave the pair apart and alarming on its own)
+        snapped = returned or accepted
+        if not snapped:
+            if not alarm or (n_ref + 1) * cfg.mid_alpha < 1.0:
+                a_r = cfg.ref_alpha
+                if (n_ref + 1) * a_r < 1.0:
+                    a_r = 1.0 / (n_ref + 1)
+                mr += a_r * (cleaned - mr)
+                n_ref += 1
+            if not alarm or (n_drift + 1) * cfg.drift_fast_alpha < 1.0:
+                a_b = cfg.drift_slow_alpha
+                if (n_drift + 1) * a_b < 1.0:
+                    a_b = 1.0 / (n_drift + 1)
+                mb += a_b * (cleaned - mb)
+            n_drift += 1
         if not alarm:
-            a_r = cfg.ref_alpha
-            if n * a_r < 1.0:
-                a_r = 1.0 / n
-            mr += a_r * (cleaned - mr)
-            a_b = cfg.drift_slow_alpha
-            if n * a_b < 1.0:
-                a_b = 1.0 / n
-            mb += a_b * (cleaned - mb)
             q99 = q99 * self._up if az > q99 else q99 * self._down
             if q99 < 1.0:
                 q99 = 1.0
         # normalisers learn slowly, with each square clipped at (gate * current spread)^2, so an
         # anomaly that builds up slowly cannot widen them much before it crosses the threshold
         gate2 = 0.36 * zt * zt
+        gate2_slow = 0.25 * zt * zt  # the slow statistics drift for longer before they alarm
         a_n = cfg.norm_alpha
         if n * a_n < 1.0:
             a_n = 1.0 / n
@@ -848,11 +941,11 @@ class AnomalyDetector:
             lim = gate2 * s_d * s_d
             ms_drift += a_slow * ((sq if sq < lim else lim) - ms_drift)
         if season_on and zn < zt:
-            a_s = cfg.norm_alpha
+            a_s = 0.25 * cfg.norm_alpha
             if n_season * a_s < 1.0:
                 a_s = 1.0 / n_season
             sq = ds * ds
-            lim = gate2 * s_s * s_s
+            lim = gate2_slow * s_s * s_s
             ms_season += a_s * ((sq if sq < lim or n_season < 50 else lim) - ms_season)
         if zv < zt:
             sq = lv * lv if lv > 0.0 else 0.0  # only the upper side is scored
@@ -861,10 +954,11 @@ class AnomalyDetector:
 
         # ---- adaptation: a regime that keeps alarming becomes the new normal
         adapt = cfg.adapt_samples
-        cnt_level = st.cnt_level + 1.0 if zl >= zt else max(0.0, st.cnt_level - 0.25)
-        cnt_drift = st.cnt_drift + 1.0 if zd >= zt else max(0.0, st.cnt_drift - 0.25)
-        cnt_season = st.cnt_season + 1.0 if zn >= zt else max(0.0, st.cnt_season - 0.25)
-        cnt_var = st.cnt_var + 1.0 if zv >= zt else max(0.0, st.cnt_var - 0.25)
+        # leaky counts of alarming samples (a flickering alarm still adds up)
+        cnt_level = st.cnt_level + 1.0 if zl >= zt else (st.cnt_level - 0.25 if st.cnt_level > 0.25 else 0.0)
+        cnt_drift = st.cnt_drift + 1.0 if zd >= zt else (st.cnt_drift - 0.25 if st.cnt_drift > 0.25 else 0.0)
+        cnt_season = st.cnt_season + 1.0 if zn >= zt else (st.cnt_season - 0.25 if st.cnt_season > 0.25 else 0.0)
+        cnt_var = st.cnt_var + 1.0 if zv >= zt else (st.cnt_var - 0.25 if st.cnt_var > 0.25 else 0.0)
         prev_level = st.prev_level
         if prev_ttl > 0:
             prev_ttl -= 1
@@ -877,6 +971,7 @@ class AnomalyDetector:
             prev_ttl = cfg.memory_samples
             base += mm - mr
             mr = mb = ma = mm
+            n_ref = n_drift = 1
             g = 0.0
             cnt_level = cnt_drift = cnt_season = 0.0
         if cnt_drift >= adapt:
@@ -885,10 +980,16 @@ class AnomalyDetector:
                 prev_ttl = cfg.memory_samples
             base += ma - mb
             mb = ma
+            n_drift = 1
             cnt_drift = cnt_season = 0.0
         if cnt_season >= adapt:
+            if st.prev_base_ttl <= 0:
+                st.prev_base = base
+            st.prev_base_ttl = cfg.memory_samples
             base = ma
             cnt_season = 0.0
+        elif st.prev_base_ttl > 0:
+            st.prev_base_ttl -= 1
         if cnt_var >= adapt:
             sig_abs = v_short
             cnt_var = 0.0
@@ -921,6 +1022,8 @@ class AnomalyDetector:
         st.run = run
         st.run_sign = run_sign
         st.run_tol = run_tol
+        st.ret_pending = ret_pending
+        st.run_event = run_event
         st.ev_prev = ev_prev
         st.q99 = q99
         st.g = g
@@ -934,12 +1037,16 @@ class AnomalyDetector:
         st.ms_season = ms_season
         st.n_season = n_season
         st.v_short = v_short
+        st.v_run_q = v_run_q
+        st.run_sign_prev = sgn
         st.ms_var = ms_var
         st.cnt_level = cnt_level
         st.cnt_drift = cnt_drift
         st.cnt_season = cnt_season
         st.cnt_var = cnt_var
         st.prev_level = prev_level
+        st.n_ref = n_ref
+        st.n_drift = n_drift
         st.prev_ttl = prev_ttl
         st.base = base
         if not t < st.last_ts:
