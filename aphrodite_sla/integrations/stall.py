@@ -1,0 +1,338 @@
+"""Engine stall detection: requests are waiting but the engine makes no progress.
+
+Why a timer of its own: an engine that hangs stops calling its stat loggers, so nothing driven by
+``record()`` can notice. The StatLogger feeds ``on_record`` on every engine step (O(1), no locks, no
+allocation); a daemon thread calls ``check()`` every ``interval_s``.
+
+A stall is, with ``stall_after_s`` (default 30 s):
+
+* NO_TOKENS: the last record reported running requests, and no tokens (generated or, with chunked
+  prefill, prompt tokens) have been processed for ``stall_after_s``;
+* NO_STEPS: requests are in flight (last known running > 0, or HTTP requests in flight) and no
+  ``record()`` has come for ``stall_after_s``.
+
+Time is counted from the start of the busy period at the earliest, so a request arriving after an
+hour of idleness is not "stalled for an hour". When an HTTP in-flight count is known and reads 0,
+a running count reported before it fell to 0 is treated as stale (aborted requests do not always
+produce a final engine record). Wire the HTTP count as
+``StallDetector(in_flight=aphrodite_sla.integrations.asgi.get_in_flight_requests)``: it reads None
+(unknown) while no ``SLAMiddleware`` is installed, and the detector then relies on the engine's
+view alone. Entering a stall emits one CRITICAL ``SLAViolation``
+(``engine_stall``); progress (or the engine going idle) emits one resolution.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic, ViolationSeverity
+
+logger = logging.getLogger(__name__)
+
+STALL_METRIC = "engine_stall"  # the violation's metric_name
+STALLED_SERIES = "engine_stalled"  # gauge 0/1, one sample per check
+NO_PROGRESS_SERIES = "engine_seconds_without_progress"  # 0 when idle, one sample per check
+SERIES_WINDOW_S = 600.0
+
+StallCallback = Callable[[SLAViolation], Any]
+ResolutionCallback = Callable[[str, float], Any]
+
+
+# -- data ------------------------------------------------------------------------------------------
+class StallState(str, Enum):
+    OK = "ok"
+    STALLED = "stalled"
+
+
+class StallReason(str, Enum):
+    NO_TOKENS = "no_tokens"  # steps (maybe) continue, but no token is processed
+    NO_STEPS = "no_steps"  # the engine stopped reporting steps altogether
+
+
+@dataclass(frozen=True)
+class StallStatus:
+    """The detector's view after a check (for health endpoints and RCA)."""
+
+    state: StallState
+    reason: StallReason | None
+    checked_at: float
+    seconds_without_progress: float
+    stalled_since: float | None
+    last_record_at: float | None
+    last_progress_at: float | None
+    running_requests: int
+    in_flight_requests: int
+    stalls_total: int
+    callback_errors: int
+    dropped_inputs: int
+
+
+# -- behaviour -------------------------------------------------------------------------------------
+class StallDetector:
+    """Feeds: ``on_record`` (engine steps), ``on_requests_in_flight`` or an ``in_flight`` callable
+    (HTTP requests). Output: callbacks, ``state``/``stalled_for_s``/``status``, gauge series."""
+
+    def __init__(
+        self,
+        manager: Any = None,
+        *,
+        stall_after_s: float = 30.0,
+        interval_s: float = 1.0,
+        clock: Clock = system_clock,
+        in_flight: Callable[[], int | None] | None = None,
+    ) -> None:
+        for name, value in (("stall_after_s", stall_after_s), ("interval_s", interval_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"StallDetector.{name}: must be a finite number > 0, got {value!r}")
+        self.manager = manager
+        self.stall_after_s = float(stall_after_s)
+        self.interval_s = float(interval_s)
+        self.clock = clock
+        self._in_flight_source = in_flight
+
+        # Written by on_record (event loop), read by check (timer thread): single attribute stores.
+        self._last_record: float | None = None
+        self._last_progress: float | None = None
+        self._running = 0
+        self._engine_busy_since: float | None = None
+        self._pushed_in_flight: int | None = None
+        self._dropped = 0
+
+        # Owned by check() under _check_lock.
+        self._check_lock = threading.Lock()
+        self._http_busy_since: float | None = None
+        self._http_idle_since: float | None = None
+        self._state = StallState.OK
+        self._reason: StallReason | None = None
+        self._stalled_since: float | None = None
+        self._stall_reference: float | None = None
+        self._stalls = 0
+        self._callback_errors = 0
+        self._record_errors = 0
+        self._in_flight_errors = 0
+        self._status: StallStatus | None = None
+
+        self._callbacks: list[StallCallback] = []
+        self._resolution_callbacks: list[ResolutionCallback] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        if manager is not None:
+            try:
+                rate = 1.0 / self.interval_s
+                manager.register_metric(STALLED_SERIES, SERIES_WINDOW_S, rate, max_value=1.0)
+                manager.register_metric(NO_PROGRESS_SERIES, SERIES_WINDOW_S, rate, unit="s")
+            except Exception:
+                logger.exception("aphrodite-sla: could not register the stall series")
+
+    # -- inputs (hot path) -------------------------------------------------------------------
+    def on_record(
+        self, now: float | None, num_running_reqs: int | None, num_generation_tokens: int | None,
+        num_prompt_tokens: int | None = 0,
+    ) -> None:
+        """One engine step. ``now`` on this detector's clock (None: read it). A None count means
+        "not reported" (running: keep the last; tokens: 0). Bad values are counted and dropped."""
+        try:
+            t = self.clock() if now is None else float(now)
+            progressed = (num_generation_tokens or 0) > 0 or (num_prompt_tokens or 0) > 0
+            running = self._running if num_running_reqs is None else int(num_running_reqs)
+        except (TypeError, ValueError, OverflowError):
+            self._dropped += 1
+            return
+        if t != t or running < 0:  # NaN time or a negative count
+            self._dropped += 1
+            return
+        if running > 0 and (self._running <= 0 or self._engine_busy_since is None):
+            self._engine_busy_since = t
+        elif running == 0:
+            self._engine_busy_since = None
+        self._running = running
+        if progressed:
+            self._last_progress = t
+        self._last_record = t
+
+    def on_requests_in_flight(self, n: int) -> None:
+        """The number of requests the HTTP server holds now (pushed by the middleware)."""
+        try:
+            self._pushed_in_flight = max(0, int(n))
+        except (TypeError, ValueError, OverflowError):
+            self._dropped += 1
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def register_callback(self, callback: StallCallback) -> None:
+        """``callback(violation)`` once when a stall starts (on the detector's thread)."""
+        self._callbacks.append(callback)
+
+    def register_resolution_callback(self, callback: ResolutionCallback) -> None:
+        """``callback("engine_stall", resolved_at)`` once when it ends (progress or idle)."""
+        self._resolution_callbacks.append(callback)
+
+    # -- evaluation --------------------------------------------------------------------------
+    def check(self, now: float | None = None) -> StallStatus:
+        """Decide the state at ``now`` (default: the clock); fire callbacks on a transition."""
+        events: list[tuple[str, Any]] = []
+        with self._check_lock:
+            now = self.clock() if now is None else float(now)
+            in_flight, known = self._read_in_flight()
+            if known:
+                if in_flight > 0:
+                    self._http_idle_since = None
+                    if self._http_busy_since is None:
+                        self._http_busy_since = now
+                else:
+                    self._http_busy_since = None
+                    if self._http_idle_since is None:
+                        self._http_idle_since = now
+            running, last_record, last_progress = self._running, self._last_record, self._last_progress
+            engine_busy = running > 0 and (
+                not known or in_flight > 0
+                or (last_record is not None and self._http_idle_since is not None and last_record >= self._http_idle_since)
+            )
+            reference: float | None = None
+            reason: StallReason | None = None
+            if engine_busy:
+                reference = _latest(last_progress, self._engine_busy_since, self._http_busy_since)
+                no_steps = last_record is None or now - last_record >= self.stall_after_s
+                reason = StallReason.NO_STEPS if no_steps else StallReason.NO_TOKENS
+            elif known and in_flight > 0:
+                reference = _latest(last_record, last_progress, self._http_busy_since)
+                reason = StallReason.NO_STEPS
+            without = max(0.0, now - reference) if reference is not None else 0.0
+            stalled = reference is not None and without >= self.stall_after_s
+
+            if stalled and self._state is StallState.OK:
+                self._state, self._reason = StallState.STALLED, reason
+                self._stalled_since, self._stall_reference = now, reference
+                self._stalls += 1
+                events.append(("stall", self._violation(now, without, reason)))
+                logger.error(
+                    "aphrodite-sla: engine stalled (%s): no progress for %.1f s with %d running, %d in flight",
+                    reason.value if reason else "?", without, running, in_flight,
+                )
+            elif not stalled and self._state is StallState.STALLED:
+                self._state, self._reason = StallState.OK, None
+                self._stalled_since = self._stall_reference = None
+                events.append(("resolved", (STALL_METRIC, now)))
+                logger.warning("aphrodite-sla: engine stall resolved (%s)", "progress" if reference else "idle")
+            elif stalled:
+                self._reason = reason
+            status = StallStatus(
+                state=self._state, reason=self._reason, checked_at=now,
+                seconds_without_progress=without, stalled_since=self._stalled_since,
+                last_record_at=last_record, last_progress_at=last_progress, running_requests=running,
+                in_flight_requests=in_flight, stalls_total=self._stalls,
+                callback_errors=self._callback_errors, dropped_inputs=self._dropped,
+            )
+            self._status = status
+        self._record(status)
+        self._dispatch(events)
+        return status
+
+    def _read_in_flight(self) -> tuple[int, bool]:
+        source = self._in_flight_source
+        if source is not None:
+            try:
+                value = source()
+                if value is not None:  # None: the source does not know (e.g. no middleware yet)
+                    return max(0, int(value)), True
+            except Exception:
+                self._in_flight_errors += 1
+                if self._in_flight_errors == 1:
+                    logger.exception("aphrodite-sla: the in-flight source failed (counted, logged once)")
+        pushed = self._pushed_in_flight
+        return (pushed, True) if pushed is not None else (0, False)
+
+    def _violation(self, now: float, without: float, reason: StallReason | None) -> SLAViolation:
+        return SLAViolation(
+            metric_name=STALL_METRIC, source_metric=STALLED_SERIES, statistic=Statistic.MEAN,
+            direction=Direction.UPPER, observed_value=without, bound=self.stall_after_s,
+            target_value=self.stall_after_s, severity=ViolationSeverity.CRITICAL,
+            window_seconds=self.stall_after_s, first_breach_time=now - without + self.stall_after_s,
+            detected_at=now, sustained_ratio=1.0, evaluation_points=1, sample_count=0,
+        )
+
+    def _record(self, status: StallStatus) -> None:
+        manager = self.manager
+        if manager is None:
+            return
+        try:
+            manager.record_measurement(STALLED_SERIES, 1.0 if status.state is StallState.STALLED else 0.0)
+            manager.record_measurement(NO_PROGRESS_SERIES, status.seconds_without_progress)
+        except Exception:
+            self._record_errors += 1
+            if self._record_errors == 1:
+                logger.exception("aphrodite-sla: recording the stall gauges failed (counted, logged once)")
+
+    def _dispatch(self, events: list[tuple[str, Any]]) -> None:
+        for kind, payload in events:
+            callbacks: list[Callable[..., Any]]
+            if kind == "stall":
+                callbacks, args = list(self._callbacks), (payload,)
+            else:
+                callbacks, args = list(self._resolution_callbacks), payload
+            for cb in callbacks:
+                try:
+                    cb(*args)
+                except Exception:  # a user's callback must never stop detection
+                    self._callback_errors += 1
+                    logger.exception("aphrodite-sla: stall %s callback %r failed", kind, cb)
+
+    # -- reading -----------------------------------------------------------------------------
+    @property
+    def state(self) -> StallState:
+        return self._state
+
+    @property
+    def stalled_for_s(self) -> float:
+        """Seconds since the last progress while STALLED; 0.0 when OK."""
+        reference = self._stall_reference
+        if self._state is not StallState.STALLED or reference is None:
+            return 0.0
+        return max(0.0, self.clock() - reference)
+
+    @property
+    def status(self) -> StallStatus | None:
+        """The result of the latest ``check()`` (None before the first)."""
+        return self._status
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start checking every ``interval_s`` on a daemon thread (idempotent)."""
+        if self.is_running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="aphrodite-sla-stall-detector", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop and wait up to ``timeout`` s (idempotent); True once the thread has ended."""
+        self._stop.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            return False
+        self._thread = None
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.check()
+            except Exception:  # one bad tick must not end detection
+                logger.exception("aphrodite-sla: stall check failed")
+
+
+def _latest(*times: float | None) -> float | None:
+    present = [t for t in times if t is not None]
+    return max(present) if present else None
