@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m aphrodite_sla.cli demo
+	$(PY) -m aphrodite_sla.cli simulate --scenario mixed
 
 test: $(STAMP)
 	$(PY) -m pytest

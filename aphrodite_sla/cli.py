@@ -1,5 +1,5 @@
-"""``aphrodite-sla`` command line: ``demo`` (injected faults on an accelerated clock) and
-``thresholds`` (the production SLAs)."""
+"""``aphrodite-sla`` command line: ``simulate`` (the monitor on a simulated engine: live view,
+exporter, summary), ``demo`` (the SLA manager alone on a synthetic stream) and ``thresholds``."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
     result = run_demo(args.duration, seed=args.seed)
     missed = [o.fault.name for o in result.outcomes if o.detected_at_s is None]
+    if missed:
+        print(f"\nnot detected: {', '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from aphrodite_sla.sim import get_scenario, list_scenarios
+
+    if args.list:
+        for name in list_scenarios():
+            sc = get_scenario(name)
+            faults = ", ".join(f"{f.kind.value}@{f.start_s:.0f}s" for f in sc.faults) or "no faults"
+            print(f"{name:<20} {sc.duration_s:6.0f}s  {faults}\n{'':<20} {sc.description}")
+        return 0
+    if args.scenario not in list_scenarios():
+        print(f"aphrodite-sla simulate: unknown scenario {args.scenario!r}; --list shows them", file=sys.stderr)
+        return 2
+    if args.duration is not None and not args.duration > 0:
+        print("aphrodite-sla simulate: --duration must be > 0", file=sys.stderr)
+        return 2
+    if args.speed < 0:
+        print("aphrodite-sla simulate: --speed must be >= 0", file=sys.stderr)
+        return 2
+    from aphrodite_sla.simulate import run_simulation
+
+    live = sys.stdout.isatty() if args.live is None else args.live
+    try:
+        result = run_simulation(
+            args.scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed, live=live
+        )
+    except OSError as err:
+        print(f"aphrodite-sla simulate: cannot serve on 127.0.0.1:{args.port}: {err} (try --port 0)", file=sys.stderr)
+        return 2
+    missed = [r.kind for r in result.faults if not r.detected]
     if missed:
         print(f"\nnot detected: {', '.join(missed)}", file=sys.stderr)
         return 1
@@ -40,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=2700.0, help="simulated seconds (default 2700)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)
+    sim = sub.add_parser("simulate", help="run the monitor on a simulated engine with injected faults")
+    sim.add_argument("--scenario", default="mixed", help="scenario name (default: mixed); --list names them")
+    sim.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    sim.add_argument("--duration", type=float, default=None, help="engine seconds (default: the scenario's)")
+    sim.add_argument("--speed", type=float, default=0.0, help="engine seconds per wall second (default 0: as fast as possible)")
+    sim.add_argument("--port", type=int, default=9464, help="serve /metrics on 127.0.0.1:PORT (default 9464; 0 picks one)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    live = sim.add_mutually_exclusive_group()
+    live.add_argument("--live", dest="live", action="store_true", default=None, help="live terminal view (default: on a TTY)")
+    live.add_argument("--no-live", dest="live", action="store_false", help="no live view")
+    sim.set_defaults(func=_cmd_simulate)
     th = sub.add_parser("thresholds", help="list the production SLA thresholds")
     th.set_defaults(func=_cmd_thresholds)
     return parser

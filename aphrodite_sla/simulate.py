@@ -1,0 +1,304 @@
+"""The main job: the SLA runtime watching a simulated engine through the StatLogger code path, with
+the exporter on 127.0.0.1, a live terminal view and a final summary (compliance, every injected
+fault with its injection time, detection time and what was done).
+
+Engine time runs on a ``ManualClock`` advanced by the simulator, so the evaluator and the stall
+detector are driven synchronously every ``evaluation_interval_s`` of engine time (exactly what
+their background threads do on a real clock); ``--speed`` paces engine time against wall time.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aphrodite_sla.config import SLAConfig
+from aphrodite_sla.runtime import SLARuntime
+from aphrodite_sla.sim import EngineSimulator, FaultKind, get_scenario
+from aphrodite_sla.sla.threshold import Direction, SLAStatus, SLAThreshold, SLAViolation, Statistic
+
+# SLAs for the simulated model (the seed's defaults are for the operator to set: a 200 ms p95 of
+# end-to-end latency fits no 128-token generation). Set from the steady scenario's behaviour:
+# p95 e2e ~3.3 s, TTFT p95 ~25 ms, ~6,100 tokens/s, KV cache ~36%.
+SIMULATED_MODEL_SLAS: tuple[SLAThreshold, ...] = (
+    SLAThreshold("request_latency_p95", 3500.0, 25.0, 5, statistic=Statistic.P95, source_metric="request_latency_ms", unit="ms"),
+    SLAThreshold("request_latency_p99", 5500.0, 50.0, 5, statistic=Statistic.P99, source_metric="request_latency_ms", unit="ms"),
+    SLAThreshold("tokens_per_second", 6000.0, 20.0, 3, direction=Direction.LOWER, unit="tokens/s"),
+    SLAThreshold("ttft_p95", 30.0, 100.0, 5, statistic=Statistic.P95, source_metric="ttft_ms", unit="ms", sample_rate_hz=100.0),
+    SLAThreshold("itl_p99", 20.0, 50.0, 5, statistic=Statistic.P99, source_metric="itl_ms", unit="ms", sample_rate_hz=400.0),
+    SLAThreshold("process_memory_mb", 8192.0, 10.0, 5, source_metric="process_memory_mb", unit="MB", sample_rate_hz=1.0, min_samples=3),
+)
+
+# Which SLAs a fault of each kind should trip (a signal on any counts as its detection).
+FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
+    FaultKind.LATENCY_SPIKE: ("request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "kv_cache_usage_percent"),
+    FaultKind.THROUGHPUT_COLLAPSE: ("tokens_per_second", "itl_p99", "request_latency_p95", "request_latency_p99"),
+    FaultKind.ERROR_BURST: ("error_rate_percent",),
+    FaultKind.KV_EXHAUSTION: (
+        "kv_cache_usage_percent", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "tokens_per_second",
+    ),
+    FaultKind.MEMORY_LEAK: ("process_memory_mb",),
+    # requests caught in a stall finish late: the latency SLAs see it for a window afterwards
+    FaultKind.STALL: ("engine_stall", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "tokens_per_second"),
+    FaultKind.GPU_THROTTLING: ("request_latency_p95", "request_latency_p99", "itl_p99", "tokens_per_second", "ttft_p95"),
+    FaultKind.TRAFFIC_SURGE: ("request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "ttft_p95", "tokens_per_second"),
+    FaultKind.PROMPT_LENGTH_SHIFT: ("ttft_p95", "request_latency_p95", "request_latency_p99", "kv_cache_usage_percent"),
+    FaultKind.BAD_DEPLOYMENT: ("request_latency_p95", "request_latency_p99", "error_rate_percent", "itl_p99", "tokens_per_second"),
+}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Something the monitor raised: a sustained violation, an anomaly warning, a regression or a
+    stall, at an engine time (seconds since the start)."""
+
+    kind: str
+    sla: str
+    at_s: float
+    detail: str
+
+
+@dataclass
+class FaultReport:
+    kind: str
+    description: str
+    injected_at_s: float
+    ended_at_s: float | None
+    first_signal: Signal | None = None
+    first_violation: Signal | None = None
+
+    @property
+    def detected(self) -> bool:
+        return self.first_signal is not None
+
+    @property
+    def mttd_s(self) -> float | None:
+        return None if self.first_signal is None else self.first_signal.at_s - self.injected_at_s
+
+    @property
+    def action(self) -> str:
+        if self.first_violation is not None:
+            return "violation raised (callbacks notified)"
+        if self.first_signal is not None:
+            return f"{self.first_signal.kind} raised"
+        return "none"
+
+
+@dataclass
+class SimulationResult:
+    scenario: str
+    engine_s: float
+    wall_s: float
+    steps: int
+    faults: list[FaultReport]
+    signals: list[Signal]
+    compliance: dict[str, float | None]
+    unexplained: list[Signal] = field(default_factory=list)
+    exporter_port: int | None = None
+
+
+def _explains(report: FaultReport, kind: FaultKind, signal: Signal, window_s: float) -> bool:
+    end = report.ended_at_s if report.ended_at_s is not None else math.inf
+    return signal.sla in FAULT_SIGNALS.get(kind, ()) and report.injected_at_s <= signal.at_s <= end + window_s
+
+
+def run_simulation(
+    scenario_name: str,
+    *,
+    duration_s: float | None = None,
+    speed: float = 0.0,
+    port: int | None = None,
+    seed: int = 0,
+    live: bool = False,
+    out: Callable[[str], None] = print,
+) -> SimulationResult:
+    """Run ``scenario_name`` for ``duration_s`` engine seconds (default: the scenario's). ``speed``:
+    engine seconds per wall second (0 = as fast as possible). ``port``: serve /metrics on
+    127.0.0.1 (0 picks a free port; None: no exporter)."""
+    scenario = get_scenario(scenario_name)
+    if duration_s is not None:
+        if not (duration_s > 0 and math.isfinite(duration_s)):
+            raise ValueError(f"duration must be a finite number of seconds > 0, got {duration_s!r}")
+        scenario = scenario.with_(duration_s=float(duration_s))
+    sim = EngineSimulator(scenario, seed=seed)
+    clock = sim.clock
+    config = SLAConfig(thresholds=SIMULATED_MODEL_SLAS, system_sampler=False, stall_after_s=20.0)
+    runtime = SLARuntime(config, clock=clock)
+    manager = runtime.manager
+    start = clock()
+    signals: list[Signal] = []
+
+    def now_s() -> float:
+        return clock() - start
+
+    def on_violation(v: SLAViolation) -> None:
+        signals.append(Signal("violation", v.metric_name, now_s(), v.message))
+
+    def on_anomaly(s: SLAStatus) -> None:
+        signals.append(Signal("anomaly", s.metric_name, now_s(), f"anomaly score {s.anomaly_score:.2f}"))
+
+    def on_stall(v: SLAViolation) -> None:
+        signals.append(Signal("violation", "engine_stall", now_s(), v.message))
+
+    manager.register_violation_callback(on_violation)
+    manager.register_anomaly_callback(on_anomaly)
+    runtime.stall.register_callback(on_stall)
+    logger = _stat_logger(runtime)
+
+    exporter_port = None
+    server = None
+    if port is not None:
+        from aphrodite_sla.export.server import start_exporter
+
+        server, exporter_port, _ = start_exporter(manager, port, model_name=f"sim-{scenario.name}")
+        out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
+
+    interval = config.evaluation_interval_s
+    next_eval = start + interval
+    seen_regressions: set[str] = set()
+    wall0 = time.perf_counter()
+    view = _LiveView(manager, sim, signals) if live else None
+
+    def on_tick(s: EngineSimulator) -> None:
+        nonlocal next_eval
+        t = clock()
+        runtime.stall.check(t)
+        if t >= next_eval:
+            next_eval += interval
+            manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)
+            manager.evaluate(t)
+            for name, st in manager.get_status().items():
+                reg = st.regression
+                if reg is not None and reg.regressed and name not in seen_regressions:
+                    seen_regressions.add(name)
+                    signals.append(Signal("regression", name, now_s(), reg.message))
+            if view is not None:
+                view.update()
+            if speed > 0:
+                ahead = (t - start) / speed - (time.perf_counter() - wall0)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    manager.register_metric("process_memory_mb", 600.0, 1.0, unit="MB")
+    try:
+        if view is not None:
+            with view:
+                summary = sim.run(on_step=logger, on_tick=on_tick)
+        else:
+            summary = sim.run(on_step=logger, on_tick=on_tick)
+    finally:
+        if server is not None:
+            server.shutdown()
+    wall = time.perf_counter() - wall0
+
+    reports = []
+    kinds = []
+    for event in sim.fault_log:
+        end = None if event.end_time is None else event.end_time - start
+        reports.append(FaultReport(event.fault.kind.value, event.fault.describe(), event.start_time - start, end))
+        kinds.append(event.fault.kind)
+    unexplained = []
+    for sig in signals:
+        window_s = manager.thresholds[sig.sla].window_seconds if sig.sla in manager.thresholds else 60.0
+        owners = [r for r, k in zip(reports, kinds) if _explains(r, k, sig, window_s)]
+        for r in owners:
+            if r.first_signal is None:
+                r.first_signal = sig
+            if sig.kind == "violation" and r.first_violation is None:
+                r.first_violation = sig
+        if not owners:
+            unexplained.append(sig)
+    result = SimulationResult(
+        scenario.name, summary.engine_s, wall, summary.steps, reports, signals,
+        {name: st.compliance_percent for name, st in manager.get_status().items()}, unexplained, exporter_port,
+    )
+    _print_summary(result, out)
+    return result
+
+
+def _stat_logger(runtime: SLARuntime) -> Callable[[Any, Any], None]:
+    """The engine's view of us: vLLM's real StatLogger class when vLLM is importable, else the
+    recorder its ``record()`` forwards to (the same code path, minus the vLLM base class)."""
+    try:
+        from aphrodite_sla.integrations.vllm import SLAStatLogger  # imports vllm
+    except Exception:
+        return runtime.recorder.record
+    try:
+        logger = SLAStatLogger.__new__(SLAStatLogger)
+        logger._recorder = runtime.recorder  # type: ignore[attr-defined]
+        return lambda sched, it: logger.record(sched, it)
+    except Exception:
+        return runtime.recorder.record
+
+
+class _LiveView:
+    """A rich live table: each SLA's value, bound, compliance, anomaly score and state."""
+
+    def __init__(self, manager: Any, sim: EngineSimulator, signals: list[Signal]) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.manager, self.sim, self.signals = manager, sim, signals
+        self.live = Live(self._render(), console=Console(), refresh_per_second=4, transient=False)
+        self._last = 0.0
+
+    def __enter__(self) -> _LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.live.update(self._render())
+        self.live.__exit__(*exc)
+
+    def update(self) -> None:
+        now = time.perf_counter()
+        if now - self._last >= 0.2:
+            self._last = now
+            self.live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        t = Table(title=f"aphrodite-sla — {self.sim.scenario.name} at {self.sim.elapsed_s:,.0f} s engine time "
+                        f"(running {self.sim.num_running}, waiting {self.sim.num_waiting}, "
+                        f"faults: {', '.join(f.kind.value for f in self.sim.active_faults) or 'none'})")
+        for col in ("SLA", "value", "bound", "compliance", "anomaly", "state"):
+            t.add_column(col, justify="right" if col not in ("SLA", "state") else "left")
+        for name, st in self.manager.get_status().items():
+            state = f"[red]{st.severity.value.upper()}[/red]" if st.violated else ("[yellow]breached[/yellow]" if st.breached else "[green]ok[/green]")
+            t.add_row(
+                name, "-" if st.value is None else f"{st.value:,.4g}", f"{st.bound:,.4g}",
+                "-" if st.compliance_percent is None else f"{st.compliance_percent:.1f}%",
+                "-" if st.anomaly_score is None else f"{st.anomaly_score:.2f}", state,
+            )
+        for sig in self.signals[-5:]:
+            t.caption = (t.caption or "") + f"\n[{sig.at_s:6.0f}s] {sig.kind}: {sig.sla} — {sig.detail[:90]}"
+        return t
+
+
+def _print_summary(result: SimulationResult, out: Callable[[str], None]) -> None:
+    out("")
+    out(f"scenario {result.scenario}: {result.engine_s:,.0f} s of engine time in {result.wall_s:.1f} s wall "
+        f"({result.steps:,} engine steps, {result.engine_s / max(result.wall_s, 1e-9):,.0f}x real time)")
+    out("")
+    out(f"{'fault':<22} {'injected':>9} {'ended':>8} {'first signal':>13} {'MTTD':>7}  {'by':<34} {'violation':>10}  what was done")
+    for r in result.faults:
+        first = r.first_signal
+        out(
+            f"{r.kind:<22} {r.injected_at_s:8.0f}s {('-' if r.ended_at_s is None else f'{r.ended_at_s:.0f}s'):>8} "
+            f"{('-' if first is None else f'{first.at_s:.0f}s'):>13} {('-' if r.mttd_s is None else f'{r.mttd_s:.0f}s'):>7}  "
+            f"{('NOT DETECTED' if first is None else f'{first.kind} {first.sla}')[:34]:<34} "
+            f"{('-' if r.first_violation is None else f'{r.first_violation.at_s:.0f}s'):>10}  {r.action}"
+        )
+    if not result.faults:
+        out("(no faults injected)")
+    out("")
+    out("SLA compliance (evaluation points within bounds, last window):")
+    for name, c in result.compliance.items():
+        out(f"  {name:<28} {'-' if c is None else f'{c:6.1f}%'}")
+    out(f"\nsignals: {len(result.signals)} ({sum(s.kind == 'violation' for s in result.signals)} violations); "
+        f"not explained by an injected fault: {len(result.unexplained)}")
+    for sig in result.unexplained[:10]:
+        out(f"  [{sig.at_s:6.0f}s] {sig.kind} {sig.sla}: {sig.detail[:100]}")
