@@ -1,0 +1,668 @@
+"""A continuous-batching LLM engine simulated step by step, producing vLLM v1 stats.
+
+Model (vLLM V1's scheduler, simplified):
+
+* Requests wait in a FIFO queue and run in a batch of at most ``max_num_seqs``. A request holds
+  ``ceil(tokens / block_size)`` KV blocks, where ``tokens`` counts its computed prompt tokens
+  plus its generated tokens (the slot of the token sampled in a step is reserved before the
+  step). Blocks come from a budget of ``num_gpu_blocks`` (less during ``kv_exhaustion``).
+* Each step, every decoding request produces one token; the rest of the
+  ``max_num_batched_tokens`` budget goes to (chunked) prefill of running requests, then to
+  admitting waiting requests in FIFO order while blocks are free (none are admitted in a step
+  that preempted). A prefix-cache hit skips the computation of the shared-prefix blocks.
+* When a request needs a block and none is free, the newest running request is preempted
+  (recompute: its blocks are freed, it goes back to the head of the waiting queue, and on
+  resumption its prompt and generated tokens are prefilled again).
+* The step time follows :class:`~aphrodite_sla.sim.config.EngineConfig`; faults scale it.
+* Stats are what vLLM hands a StatLogger for that step: TTFT = first token - arrival, one
+  inter-token latency per other token (all decode tokens of a step share the step's end time,
+  as in vLLM), and for each finished request queued/prefill/decode/inference/e2e times with
+  ``e2e = queued + prefill + decode`` (up to float rounding).
+
+Decoding requests are not visited every step: a request's token count is implied by the step
+counter, and it is touched only at the steps where it needs a new KV block or finishes (events
+in per-step buckets). A step therefore costs a few tens of microseconds however many requests
+run, and an hour of engine time takes seconds.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from aphrodite_sla.clock import ManualClock
+from aphrodite_sla.sim.config import Scenario
+from aphrodite_sla.sim.faults import Fault, FaultKind
+from aphrodite_sla.sim.stats import FinishReason, StatsFactory
+from aphrodite_sla.sim.workload import ArrivalStream, _Chunked
+
+MIB = 1024 * 1024
+
+WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
+
+
+class FaultEvent(NamedTuple):
+    """Ground truth for one fault: when the simulator actually applied it and stopped (clock
+    times, the same clock as ``iteration_timestamp``; ``end_time`` is None while active)."""
+
+    fault: Fault
+    start_time: float
+    end_time: float | None
+
+
+@dataclass
+class RunSummary:
+    """What one :meth:`EngineSimulator.run` call did."""
+
+    engine_s: float
+    wall_s: float
+    steps: int
+    stats_steps: int
+    stall_ticks: int
+    idle_ticks: int
+    arrived: int
+    finished: int
+    running: int
+    waiting: int
+    finished_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def us_per_step(self) -> float:
+        return 1e6 * self.wall_s / max(1, self.steps)
+
+    @property
+    def speedup(self) -> float:
+        return self.engine_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+class _Req:
+    """One request inside the simulator (engine-internal state, not a stats object)."""
+
+    __slots__ = (
+        "rid", "arrival", "prompt", "target", "max_tokens", "reason", "cached",
+        "state", "gen", "gen0", "sync", "n_tokens", "computed", "blocks", "sched",
+        "scheduled_ts", "first_ts", "last_ts", "preemptions", "epoch", "run_seq", "fin_step",
+    )
+
+    def kv_tokens(self, last_step: int) -> int:
+        """Tokens whose KV slots this request holds after step ``last_step``."""
+        if self.state == DECODE:
+            return self.prompt + self.gen0 + (last_step - self.sync)
+        if self.state == PREFILL:
+            # a prefill chunk reserves the slot of the token its last chunk samples
+            return self.computed + (1 if self.computed == self.n_tokens else 0)
+        return 0
+
+    def generated(self, last_step: int) -> int:
+        if self.state == DECODE:
+            return self.gen0 + (last_step - self.sync)
+        return self.gen
+
+
+class EngineSimulator:
+    """Simulates one engine running ``scenario`` on ``clock`` (a ``ManualClock`` by default,
+    advanced by each step's duration). ``seed`` fixes every random draw; ``stats_factory``
+    chooses our stats dataclasses (default) or the real vLLM ones."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        clock: Any = None,
+        seed: int = 0,
+        stats_factory: StatsFactory | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.config = cfg = scenario.engine
+        self.workload = scenario.workload
+        self.clock = ManualClock() if clock is None else clock
+        if not callable(getattr(self.clock, "advance", None)):
+            raise TypeError("EngineSimulator needs a clock with advance(seconds), e.g. ManualClock")
+        self.start_time = float(self.clock())
+        self.seed = seed
+        self.stats_factory = StatsFactory() if stats_factory is None else stats_factory
+
+        ss = np.random.SeedSequence(seed)
+        s_arr, s_fate, s_jit = ss.spawn(3)
+        self._stream = ArrivalStream(scenario.workload, s_arr)
+        fate_rng = np.random.default_rng(s_fate)
+        self._u = _Chunked(fate_rng.random)
+        jit_rng = np.random.default_rng(s_jit)
+        sigma = cfg.step_jitter
+        self._jit = _Chunked(lambda n: np.exp(sigma * jit_rng.standard_normal(n)))
+
+        # scheduler state
+        self._waiting: deque[_Req] = deque()
+        self._running: dict[_Req, None] = {}  # insertion-ordered: popitem() is the newest
+        self._prefilling: list[_Req] = []
+        self._grow_due: dict[int, list] = {}
+        self._fin_due: dict[int, list] = {}
+        self._arr_buf: list = []
+        self._used = 0
+        self._n_decode = 0
+        self._ctx_tokens = 0
+        self._pstep = 0
+        self._prev_now = self.start_time
+        self._next_id = 0
+        self._run_seq = 0
+
+        # counters
+        self.steps = 0
+        self.stall_ticks = 0
+        self.idle_ticks = 0
+        self.arrived = 0
+        self.finished = 0
+        self.finished_by_reason: Counter[FinishReason] = Counter()
+        self.preemptions = 0
+        self._reported_preemptions = 0
+        self.generation_tokens = 0
+        self.last_step_s = 0.0
+
+        # faults
+        self.faults: tuple[Fault, ...] = tuple(sorted(scenario.faults, key=lambda f: f.start_s))
+        self.fault_log: list[FaultEvent] = []
+        self._log_index: dict[int, int] = {}
+        self._active: frozenset[int] = frozenset()
+        self._boundaries = sorted({b for f in self.faults for b in (f.start_s, f.end_s) if math.isfinite(b)})
+        self._next_boundary = self._boundaries[0] if self._boundaries else math.inf
+        self._set_modifiers()
+
+    # ------------------------------------------------------------------ faults
+
+    def _set_modifiers(self) -> None:
+        step_mult = decode_mult = rate_mult = prompt_mult = kv_div = clock_div = 1.0
+        ok = 1.0 - self.workload.error_fraction
+        stalled = False
+        for i in self._active:
+            f = self.faults[i]
+            k, m = f.kind, f.magnitude
+            if k is FaultKind.LATENCY_SPIKE:
+                step_mult *= m
+            elif k is FaultKind.THROUGHPUT_COLLAPSE:
+                decode_mult *= m
+            elif k is FaultKind.ERROR_BURST:
+                ok *= 1.0 - m
+            elif k is FaultKind.KV_EXHAUSTION:
+                kv_div *= m
+            elif k is FaultKind.STALL:
+                stalled = True
+            elif k is FaultKind.GPU_THROTTLING:
+                step_mult *= m
+                clock_div *= m
+            elif k is FaultKind.TRAFFIC_SURGE:
+                rate_mult *= m
+            elif k is FaultKind.PROMPT_LENGTH_SHIFT:
+                prompt_mult *= m
+            elif k is FaultKind.BAD_DEPLOYMENT:
+                step_mult *= m
+                ok *= 1.0 - f.error_fraction
+            # MEMORY_LEAK: read off the clock by memory_bytes
+        self._step_mult = step_mult
+        self._decode_mult = decode_mult
+        self._rate_mult = rate_mult
+        self._prompt_mult = prompt_mult
+        self._error_p = 1.0 - ok
+        self._stalled = stalled
+        self.gpu_clock_ratio = 1.0 / clock_div
+        cfg = self.config
+        self.kv_budget_blocks = max(cfg.min_blocks, min(cfg.num_gpu_blocks, int(cfg.num_gpu_blocks / kv_div)))
+
+    def _update_faults(self, el: float, now: float) -> None:
+        active = frozenset(i for i, f in enumerate(self.faults) if f.start_s <= el < f.end_s)
+        for i in sorted(active - self._active):
+            self._log_index[i] = len(self.fault_log)
+            self.fault_log.append(FaultEvent(self.faults[i], now, None))
+        for i in sorted(self._active - active):
+            j = self._log_index.pop(i)
+            self.fault_log[j] = self.fault_log[j]._replace(end_time=now)
+        self._active = active
+        self._set_modifiers()
+        while self._used > self.kv_budget_blocks and self._running:
+            self._preempt_newest()  # the KV budget shrank under us (kv_exhaustion)
+        self._next_boundary = next((b for b in self._boundaries if b > el), math.inf)
+
+    @property
+    def active_faults(self) -> list[Fault]:
+        return [self.faults[i] for i in sorted(self._active)]
+
+    @property
+    def stalled(self) -> bool:
+        return self._stalled
+
+    @property
+    def elapsed_s(self) -> float:
+        """Engine seconds since the simulator started."""
+        return self.clock() - self.start_time
+
+    @property
+    def memory_bytes(self) -> int:
+        """Reported process memory: the base plus whatever ``memory_leak`` faults leaked so far."""
+        el = self.elapsed_s
+        leaked = 0.0
+        for f in self.faults:
+            if f.kind is FaultKind.MEMORY_LEAK and el > f.start_s:
+                leaked += f.magnitude * MIB * (min(el, f.end_s) - f.start_s)
+        return int(self.config.process_memory_bytes + leaked)
+
+    @property
+    def kv_cache_usage(self) -> float:
+        return self._used / self.kv_budget_blocks
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def used_blocks(self) -> int:
+        return self._used
+
+    def gauges(self) -> dict[str, float]:
+        """Process/GPU gauges a system monitor would read beside the engine stats."""
+        return {
+            "memory_bytes": float(self.memory_bytes),
+            "gpu_clock_ratio": self.gpu_clock_ratio,
+            "kv_cache_usage": self.kv_cache_usage,
+            "num_running_reqs": float(len(self._running)),
+            "num_waiting_reqs": float(len(self._waiting)),
+            "stalled": 1.0 if self._stalled else 0.0,
+        }
+
+    def requests_in_system(self) -> list[_Req]:
+        """Every request still waiting or running (for invariant checks)."""
+        return list(self._waiting) + list(self._running)
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the scheduler state is inconsistent: KV blocks in use must
+        equal the sum held by running requests and stay within the budget; every running
+        request holds exactly ``ceil(kv_tokens / block_size)`` blocks; waiting requests hold
+        none; the batch respects ``max_num_seqs``; and every arrived request is finished,
+        running or waiting."""
+        cfg = self.config
+        bs = cfg.block_size
+        held = 0
+        for r in self._running:
+            assert r.state in (PREFILL, DECODE), f"request {r.rid} in running with state {r.state}"
+            kv = r.kv_tokens(self._pstep)
+            assert r.blocks == -(-kv // bs), f"request {r.rid}: {r.blocks} blocks for {kv} tokens"
+            assert kv <= r.prompt + r.max_tokens, f"request {r.rid}: {kv} tokens > prompt + max_tokens"
+            held += r.blocks
+        assert held == self._used, f"blocks held {held} != blocks in use {self._used}"
+        assert self._used <= self.kv_budget_blocks, f"{self._used} blocks in use > budget {self.kv_budget_blocks}"
+        assert len(self._running) <= cfg.max_num_seqs, f"{len(self._running)} running > max_num_seqs"
+        for r in self._waiting:
+            assert r.state == WAITING and r.blocks == 0, f"waiting request {r.rid} holds {r.blocks} blocks"
+        n_dec = sum(1 for r in self._running if r.state == DECODE)
+        assert n_dec == self._n_decode, f"decoding count {self._n_decode} != {n_dec}"
+        in_system = len(self._running) + len(self._waiting)
+        assert self.arrived == self.finished + in_system, (
+            f"arrived {self.arrived} != finished {self.finished} + in system {in_system}"
+        )
+
+    # ------------------------------------------------------------------ requests
+
+    def _add_arrivals(self, arrivals: list) -> None:
+        cfg = self.config
+        w = self.workload
+        bs = cfg.block_size
+        mml = cfg.max_model_len
+        start = self.start_time
+        waiting = self._waiting
+        for t, prompt, output, prefix in arrivals:
+            r = _Req()
+            r.rid = self._next_id
+            self._next_id += 1
+            r.arrival = start + t
+            if prompt > mml - 1:
+                prompt = mml - 1
+            r.prompt = prompt
+            max_tok = w.max_tokens if w.max_tokens < mml - prompt else mml - prompt
+            r.max_tokens = max_tok
+            if output >= max_tok:
+                r.target, r.reason = max_tok, FinishReason.LENGTH
+            else:
+                r.target, r.reason = output, FinishReason.STOP
+            cached = prefix if prefix < prompt else prompt - 1
+            r.cached = cached - cached % bs
+            r.state = WAITING
+            r.gen = r.gen0 = r.sync = r.blocks = r.sched = r.preemptions = r.epoch = r.run_seq = 0
+            r.fin_step = 0
+            r.n_tokens = prompt
+            r.computed = r.cached
+            r.scheduled_ts = r.first_ts = r.last_ts = 0.0
+            waiting.append(r)
+        self.arrived += len(arrivals)
+
+    def _decide_fate(self, r: _Req) -> None:
+        """At the first token: does this request end early (ERROR / ABORT / REPETITION)?"""
+        w = self.workload
+        u = self._u.next()
+        p = self._error_p
+        if u < p:
+            reason = FinishReason.ERROR
+        elif u < (p := p + w.abort_fraction):
+            reason = FinishReason.ABORT
+        elif u < p + w.repetition_fraction:
+            reason = FinishReason.REPETITION
+        else:
+            return
+        r.reason = reason
+        r.target = 1 + int(self._u.next() * r.target)
+        if r.target > r.max_tokens:
+            r.target = r.max_tokens
+
+    def _preempt_newest(self) -> _Req:
+        r, _ = self._running.popitem()
+        self._used -= r.blocks
+        r.blocks = 0
+        r.epoch += 1
+        if r.state == DECODE:
+            r.gen = r.gen0 + (self._pstep - r.sync)
+            r.last_ts = self._prev_now  # its latest token came with the latest step
+            self._ctx_tokens -= r.prompt + r.gen
+            self._n_decode -= 1
+        else:
+            self._prefilling.remove(r)
+        r.state = WAITING
+        r.n_tokens = r.prompt + r.gen
+        r.computed = r.cached
+        r.preemptions += 1
+        self.preemptions += 1
+        self._waiting.appendleft(r)
+        return r
+
+    def _start_decode(self, r: _Req, s: int) -> None:
+        r.state = DECODE
+        r.gen0 = r.gen
+        r.sync = s
+        self._n_decode += 1
+        self._ctx_tokens += r.prompt + r.gen
+        fin = s + r.target - r.gen
+        r.fin_step = fin
+        ep = r.epoch
+        self._fin_due.setdefault(fin, []).append((r, ep))
+        grow = s + r.blocks * self.config.block_size - (r.prompt + r.gen) + 1
+        if grow <= fin:
+            self._grow_due.setdefault(grow, []).append((r, ep))
+
+    def _finish(self, r: _Req, now: float, s: int, out: list) -> None:
+        if r.state == DECODE:
+            r.gen = r.gen0 + (s - r.sync)
+            self._n_decode -= 1
+            self._ctx_tokens -= r.prompt + r.gen
+        r.state = DONE
+        r.epoch += 1
+        del self._running[r]
+        self._used -= r.blocks
+        r.blocks = 0
+        r.last_ts = now
+        gen = r.gen
+        queued = r.scheduled_ts - r.arrival
+        prefill = r.first_ts - r.scheduled_ts
+        decode = now - r.first_ts
+        self.finished += 1
+        self.finished_by_reason[r.reason] += 1
+        out.append(self._mk_fin(
+            r.reason, f"req-{r.rid}", now - r.arrival, r.prompt, gen, r.max_tokens,
+            queued, prefill, now - r.scheduled_ts, decode,
+            decode / (gen - 1) if gen > 1 else 0.0, r.cached, r.preemptions,
+        ))
+
+    def _mk_fin(self, reason: FinishReason, *args: Any) -> Any:
+        return self.stats_factory.finished_request(reason, *args)
+
+    # ------------------------------------------------------------------ the step
+
+    def step(self) -> tuple[Any, Any] | None:
+        """Run one engine step: advance the clock by its duration and return
+        ``(scheduler_stats, iteration_stats)``; None when no tokens were produced (a stall, or
+        an idle engine with nothing to do), in which case the clock still advances."""
+        cfg = self.config
+        clock = self.clock
+        t0 = clock()
+        el = t0 - self.start_time
+        if el >= self._next_boundary:
+            self._update_faults(el, t0)
+        buf = self._arr_buf
+        self._stream.pull(el, self._rate_mult, self._prompt_mult, buf)
+        if buf:
+            self._add_arrivals(buf)
+            buf.clear()
+        if self._stalled:
+            clock.advance(cfg.stall_tick_s)
+            self.stall_ticks += 1
+            return None
+        running = self._running
+        waiting = self._waiting
+        if not running and not waiting:
+            dt = self._stream.next_arrival_hint() - el
+            clock.advance(min(max(dt, 1e-4), cfg.idle_tick_max_s))
+            self.idle_ticks += 1
+            return None
+
+        s = self._pstep + 1
+        bs = cfg.block_size
+        budget_blocks = self.kv_budget_blocks
+        free = budget_blocks - self._used
+        preempted = self.preemptions
+
+        # 1. decoding requests that need one more block this step
+        due = self._grow_due.pop(s, None)
+        if due:
+            if len(due) > 1:
+                due.sort(key=lambda e: e[0].run_seq)
+            for r, ep in due:
+                if r.epoch != ep:
+                    continue
+                while free < 1:
+                    before = self._used
+                    victim = self._preempt_newest()
+                    free += before - self._used
+                    if victim is r:
+                        break
+                if r.epoch != ep:
+                    continue
+                r.blocks += 1
+                self._used += 1
+                free -= 1
+                nxt = s + bs
+                if nxt <= r.fin_step:
+                    self._grow_due.setdefault(nxt, []).append((r, ep))
+
+        # 2. prefill of running requests, in order
+        budget = cfg.max_num_batched_tokens - self._n_decode
+        sched: list[_Req] = []
+        prefill_tokens = 0
+        for r in self._prefilling[:] if self._prefilling else ():
+            if budget <= 0:
+                break
+            if r.state != PREFILL:
+                continue
+            num_new = r.n_tokens - r.computed
+            if num_new > budget:
+                num_new = budget
+            after = r.computed + num_new
+            if after == r.n_tokens:
+                after += 1
+            need = -(-after // bs) - r.blocks
+            self_preempted = False
+            while need > free:
+                before = self._used
+                victim = self._preempt_newest()
+                free += before - self._used
+                if victim is r:
+                    self_preempted = True
+                    break
+            if self_preempted:
+                break
+            r.blocks += need
+            self._used += need
+            free -= need
+            r.sched = num_new
+            budget -= num_new
+            prefill_tokens += num_new
+            sched.append(r)
+
+        # 3. admit waiting requests (FIFO) unless this step preempted
+        pc_requests = pc_queries = pc_hits = 0
+        if self.preemptions == preempted:
+            max_seqs = cfg.max_num_seqs
+            while waiting and budget > 0 and len(running) < max_seqs:
+                r = waiting[0]
+                num_new = r.n_tokens - r.computed
+                if num_new > budget:
+                    num_new = budget
+                after = r.computed + num_new
+                if after == r.n_tokens:
+                    after += 1
+                need = -(-after // bs)
+                if need > free:
+                    break
+                waiting.popleft()
+                running[r] = None
+                self._run_seq += 1
+                r.run_seq = self._run_seq
+                r.state = PREFILL
+                self._prefilling.append(r)
+                if r.scheduled_ts == 0.0:
+                    r.scheduled_ts = t0
+                if r.preemptions == 0:
+                    pc_requests += 1
+                    pc_queries += r.prompt
+                    pc_hits += r.cached
+                r.blocks = need
+                self._used += need
+                free -= need
+                r.sched = num_new
+                budget -= num_new
+                prefill_tokens += num_new
+                sched.append(r)
+
+        n_dec = self._n_decode
+        if n_dec == 0 and not sched:
+            # nothing fits (cannot happen with a sane config); let time pass
+            clock.advance(cfg.stall_tick_s)
+            self.idle_ticks += 1
+            return None
+
+        # 4. the step's duration
+        step_s = (
+            (cfg.step_base_s + cfg.decode_s_per_seq * n_dec + cfg.attention_s_per_ctx_token * self._ctx_tokens)
+            * self._decode_mult
+            + cfg.prefill_s_per_token * prefill_tokens
+        ) * self._step_mult * self._jit.next()
+        clock.advance(step_s)
+        now = clock()
+        self._pstep = s
+        self.steps += 1
+        self.last_step_s = step_s
+
+        # 5. outputs: one token per decoding request, first/resumed tokens of completed prefills
+        itl = [now - self._prev_now] * n_dec if n_dec else []
+        ttft: list[float] = []
+        finished: list[Any] = []
+        gen_tokens = n_dec
+        prompt_tokens = 0
+        self._ctx_tokens += n_dec
+        for r in sched:
+            r.computed += r.sched
+            if r.computed != r.n_tokens:
+                continue
+            self._prefilling.remove(r)
+            r.gen += 1
+            gen_tokens += 1
+            if r.first_ts == 0.0:
+                r.first_ts = now
+                ttft.append(now - r.arrival)
+                prompt_tokens += r.prompt
+                self._decide_fate(r)
+            else:
+                itl.append(now - r.last_ts)
+            r.last_ts = now
+            if r.gen >= r.target:
+                self._finish(r, now, s, finished)
+            else:
+                self._start_decode(r, s)
+        due = self._fin_due.pop(s, None)
+        if due:
+            for r, ep in due:
+                if r.epoch == ep:
+                    self._finish(r, now, s, finished)
+        self._prev_now = now
+        self.generation_tokens += gen_tokens
+
+        f = self.stats_factory
+        details = f.iteration_details(
+            iteration_index=s,
+            num_ctx_requests=len(sched),
+            num_ctx_tokens=prefill_tokens,
+            num_generation_requests=n_dec,
+            num_generation_tokens=gen_tokens,
+            elapsed_ms=1000.0 * step_s,
+        )
+        sched_stats = f.scheduler_stats(
+            len(running),
+            len(waiting),
+            self._used / budget_blocks,
+            f.prefix_cache_stats(pc_requests, pc_queries, pc_hits),
+            s,
+            details,
+        )
+        iter_stats = f.iteration_stats(
+            now, gen_tokens, prompt_tokens, self.preemptions - self._reported_preemptions, ttft, itl, finished,
+        )
+        self._reported_preemptions = self.preemptions
+        return sched_stats, iter_stats
+
+    # ------------------------------------------------------------------ loop
+
+    def run(
+        self,
+        duration_s: float | None = None,
+        *,
+        on_step: Callable[[Any, Any], Any] | None = None,
+        on_tick: Callable[[EngineSimulator], Any] | None = None,
+    ) -> RunSummary:
+        """Step for ``duration_s`` more engine seconds (default: until the scenario's
+        ``duration_s`` since the start). ``on_step(scheduler_stats, iteration_stats)`` is called
+        for every step that produced stats (like ``StatLoggerBase.record``); ``on_tick(sim)``
+        after every step, stalls and idle ticks included (for timers and evaluators)."""
+        clock = self.clock
+        end = self.start_time + self.scenario.duration_s if duration_s is None else clock() + duration_s
+        steps0, stall0, idle0 = self.steps, self.stall_ticks, self.idle_ticks
+        t_engine0 = clock()
+        step = self.step
+        stats_steps = 0
+        wall0 = time.perf_counter()
+        while clock() < end:
+            out = step()
+            if out is not None:
+                stats_steps += 1
+                if on_step is not None:
+                    on_step(out[0], out[1])
+            if on_tick is not None:
+                on_tick(self)
+        wall = time.perf_counter() - wall0
+        return RunSummary(
+            engine_s=clock() - t_engine0,
+            wall_s=wall,
+            steps=(self.steps - steps0) + (self.stall_ticks - stall0) + (self.idle_ticks - idle0),
+            stats_steps=stats_steps,
+            stall_ticks=self.stall_ticks - stall0,
+            idle_ticks=self.idle_ticks - idle0,
+            arrived=self.arrived,
+            finished=self.finished,
+            running=len(self._running),
+            waiting=len(self._waiting),
+            finished_by_reason={str(k): v for k, v in sorted(self.finished_by_reason.items())},
+        )
+
+
+__all__ = ["EngineSimulator", "FaultEvent", "RunSummary"]

@@ -1,0 +1,141 @@
+"""The scenario catalogue: one per fault kind plus steady, diurnal, bursty and mixed.
+
+Every fault scenario keeps a clean baseline: its first fault starts at 600 s of engine time
+(``mixed``: faults in sequence from 600 s). Default load is the default :class:`Workload`
+(Poisson 40 req/s, prompt median 512, output median 128).
+"""
+from __future__ import annotations
+
+import math
+
+from aphrodite_sla.sim.config import Scenario
+from aphrodite_sla.sim.faults import Fault, FaultKind
+from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, Workload
+
+FIRST_FAULT_S = 600.0
+
+K = FaultKind
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "steady",
+            "Baseline: 40 req/s Poisson, prompt median 512, output median 128, no faults.",
+            1800.0,
+        ),
+        Scenario(
+            "latency_spike",
+            "Every engine step takes 2x longer for 10 minutes (600-1200 s): TTFT, ITL and e2e "
+            "latency rise ~2-2.5x (batches grow too), throughput holds.",
+            2400.0,
+            faults=(Fault(K.LATENCY_SPIKE, 600.0, 600.0, 2.0),),
+        ),
+        Scenario(
+            "throughput_collapse",
+            "Decode runs 2.5x slower for 10 minutes (600-1200 s): inter-token latency ~2.9x, "
+            "per-request decode speed falls; the batch grows until the KV cache saturates, then "
+            "the queue builds (e2e p95 ~3 s -> 20-40 s) and engine tokens/s drop below demand. "
+            "Recovers within ~5 minutes of the end.",
+            2400.0,
+            faults=(Fault(K.THROUGHPUT_COLLAPSE, 600.0, 600.0, 2.5),),
+        ),
+        Scenario(
+            "error_burst",
+            "20% of requests fail (finish ERROR) for 5 minutes (600-900 s).",
+            1800.0,
+            faults=(Fault(K.ERROR_BURST, 600.0, 300.0, 0.2),),
+        ),
+        Scenario(
+            "kv_exhaustion",
+            "Usable KV-cache blocks drop to a third for 10 minutes (600-1200 s): preemptions, "
+            "KV usage near 100%, a growing waiting queue and queueing latency.",
+            2400.0,
+            faults=(Fault(K.KV_EXHAUSTION, 600.0, 600.0, 3.0),),
+        ),
+        Scenario(
+            "memory_leak",
+            "Process memory grows 2 MiB/s from 600 s for 20 minutes (+2.3 GiB), then stays "
+            "there; engine stats are unaffected (read sim.memory_bytes).",
+            2400.0,
+            faults=(Fault(K.MEMORY_LEAK, 600.0, 1200.0, 2.0),),
+        ),
+        Scenario(
+            "stall",
+            "The engine produces nothing for 60 s (600-660 s): step() returns None, requests stay "
+            "running, arrivals pile up; afterwards a backlog drains with large TTFT/ITL.",
+            1800.0,
+            faults=(Fault(K.STALL, 600.0, 60.0),),
+        ),
+        Scenario(
+            "gpu_throttling",
+            "GPU clocks throttled to 2/3 for 10 minutes (600-1200 s): steps 1.5x longer, "
+            "sim.gpu_clock_ratio = 0.67.",
+            2400.0,
+            faults=(Fault(K.GPU_THROTTLING, 600.0, 600.0, 1.5),),
+        ),
+        Scenario(
+            "traffic_surge",
+            "Arrival rate doubles (40 -> 80 req/s) for 10 minutes (600-1200 s).",
+            2400.0,
+            faults=(Fault(K.TRAFFIC_SURGE, 600.0, 600.0, 2.0),),
+        ),
+        Scenario(
+            "prompt_length_shift",
+            "Prompts become 2x longer (median 512 -> 1024) for 10 minutes (600-1200 s): more "
+            "prefill work, higher TTFT and KV usage.",
+            2400.0,
+            faults=(Fault(K.PROMPT_LENGTH_SHIFT, 600.0, 600.0, 2.0),),
+        ),
+        Scenario(
+            "bad_deployment",
+            "A regression deployed at 900 s and never rolled back: steps 1.4x slower and 2% of "
+            "requests fail from then on.",
+            2700.0,
+            faults=(Fault(K.BAD_DEPLOYMENT, 900.0, math.inf, 1.4, error_fraction=0.02),),
+        ),
+        Scenario(
+            "diurnal",
+            "No faults; the arrival rate follows a compressed day: 30 req/s mean, +-60%, one "
+            "period per hour (peak 48 req/s at 900 s, trough 12 req/s at 2700 s).",
+            3600.0,
+            workload=Workload(arrivals=DiurnalArrivals(mean_rate=30.0, amplitude=0.6, period_s=3600.0)),
+        ),
+        Scenario(
+            "bursty",
+            "No faults; on/off bursts: 80 req/s for ~30 s, 10 req/s for ~60 s (mean ~33 req/s).",
+            1800.0,
+            workload=Workload(arrivals=BurstyArrivals(rate_on=80.0, rate_off=10.0, mean_on_s=30.0, mean_off_s=60.0)),
+        ),
+        Scenario(
+            "mixed",
+            "Several faults in sequence with recovery between them: latency spike 600-900 s, "
+            "error burst 1200-1500 s, KV exhaustion 1800-2100 s, stall 2400-2445 s, traffic "
+            "surge 2700-3000 s, memory leak 3000-3600 s.",
+            3600.0,
+            faults=(
+                Fault(K.LATENCY_SPIKE, 600.0, 300.0, 2.0),
+                Fault(K.ERROR_BURST, 1200.0, 300.0, 0.15),
+                Fault(K.KV_EXHAUSTION, 1800.0, 300.0, 3.0),
+                Fault(K.STALL, 2400.0, 45.0),
+                Fault(K.TRAFFIC_SURGE, 2700.0, 300.0, 1.8),
+                Fault(K.MEMORY_LEAK, 3000.0, 600.0, 3.0),
+            ),
+        ),
+    )
+}
+
+
+def list_scenarios() -> list[str]:
+    """Scenario names, in catalogue order."""
+    return list(SCENARIOS)
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
+
+
+__all__ = ["FIRST_FAULT_S", "SCENARIOS", "get_scenario", "list_scenarios"]
