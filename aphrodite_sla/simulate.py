@@ -150,9 +150,23 @@ def run_simulation(
     exporter_port = None
     server = None
     if port is not None:
-        from aphrodite_sla.export.server import start_exporter
+        from prometheus_client import CollectorRegistry
 
-        server, exporter_port, _ = start_exporter(manager, port, model_name=f"sim-{scenario.name}")
+        from aphrodite_sla.export.server import start_exporter
+        from aphrodite_sla.sim.engine_metrics import SimulatedEngineMetrics
+
+        model_name = f"sim-{scenario.name}"
+        registry = CollectorRegistry(auto_describe=False)
+        engine_metrics = SimulatedEngineMetrics(registry, model_name)
+        our_logger = logger
+
+        def logger(sched: Any, it: Any) -> None:
+            our_logger(sched, it)
+            engine_metrics.record(sched, it)
+
+        server, exporter_port, _ = start_exporter(
+            manager, port, model_name=model_name, registry=registry, stall=runtime.stall
+        )
         out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
 
     interval = config.evaluation_interval_s

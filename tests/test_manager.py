@@ -299,3 +299,29 @@ def test_invalid_manager_arguments():
         SLAManager(evaluation_interval_s=0)
     with pytest.raises(TypeError):
         SLAManager().add_threshold({"metric_name": "x"})
+
+
+def test_events_and_burn_rates_for_slas_with_an_objective():
+    clock = ManualClock(T0)
+    th = latency_sla()  # p95 -> objective 0.95, bound 120
+    mgr = SLAManager([th, SLAThreshold("gauge", 50, 10, 1, source_metric="lat")], clock=clock, anomaly_detection=False)
+    # 10% of samples beyond the bound -> bad fraction 0.1 -> burn rate 0.1 / 0.05 = 2
+    run(mgr, clock, 400, lambda t: 200.0 if int(round(t * 10)) % 10 == 0 else 90.0)
+    good, bad = mgr.event_counts()["lat_p95"]
+    assert "gauge" not in mgr.event_counts()
+    assert bad / (good + bad) == pytest.approx(0.1, abs=0.01)
+    assert mgr.burn_rate("lat_p95", 300) == pytest.approx(2.0, rel=0.1)
+    assert mgr.burn_rate("gauge", 300) is None
+    run(mgr, clock, 300, lambda t: 90.0)
+    assert mgr.burn_rate("lat_p95", 120) == 0.0
+    assert 0.0 < mgr.burn_rate("lat_p95", 600) < 2.0
+
+
+def test_every_sample_is_classified_once():
+    clock = ManualClock(T0)
+    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False)
+    run(mgr, clock, 200, lambda t: 100.0, rate_hz=10, eval_every=3.0)
+    mgr.evaluate()
+    good, bad = mgr.event_counts()["lat_p95"]
+    assert bad == 0
+    assert good == mgr.store.buffer("lat").count == 2000  # every sample, none twice

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from aphrodite_sla.sla.manager import SLAManager
+from aphrodite_sla.sla.manager import BURN_RATE_WINDOWS_S, SLAManager
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +23,19 @@ logger = logging.getLogger(__name__)
 QUANTILE_SERIES = ("request_latency_ms", "ttft_ms", "itl_ms", "tpot_ms", "queue_time_ms")
 QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
 QUANTILE_WINDOW_S = 300.0
+GOODPUT_WINDOW_S = 60.0
 
 
 class SLACollector(Collector):
     """Exports ``sla_*`` families for one manager; ``model_name`` becomes a constant label."""
 
-    def __init__(self, manager: SLAManager, *, model_name: str = "", extra: Callable[[], Iterator[Metric]] | None = None) -> None:
+    def __init__(
+        self, manager: SLAManager, *, model_name: str = "", stall: Any | None = None,
+        extra: Callable[[], Iterator[Metric]] | None = None,
+    ) -> None:
         self.manager = manager
         self.model_name = model_name
+        self.stall = stall
         self.extra = extra
         self.scrape_errors = 0
 
@@ -37,7 +43,10 @@ class SLACollector(Collector):
         return []  # unchecked collector: families are only known at scrape time
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._sla_families, self._quantile_families, self._store_families, self._evaluator_families):
+        for part in (
+            self._sla_families, self._budget_families, self._quantile_families, self._engine_families,
+            self._store_families, self._evaluator_families,
+        ):
             try:
                 yield from part()
             except Exception:  # a failing component must not break the scrape
@@ -59,6 +68,7 @@ class SLACollector(Collector):
         compliance = GaugeMetricFamily("sla_compliance_rate", "Percent of the SLA window's evaluation points within bounds", labels=labels)
         value = GaugeMetricFamily("sla_value", "The SLA statistic over its window (unit of the series)", labels=labels + ["statistic"])
         bound = GaugeMetricFamily("sla_bound", "Value beyond which the SLA is breached: target x (1 +/- tolerance)", labels=labels)
+        target = GaugeMetricFamily("sla_target", "The SLA's target value", labels=labels)
         active = GaugeMetricFamily("sla_violation_active", "1 while a sustained violation is active", labels=labels + ["severity"])
         anomaly = GaugeMetricFamily("sla_anomaly_score", "Streaming anomaly score of the newest interval, 0..1", labels=labels)
         ratio = GaugeMetricFamily("sla_sustained_ratio", "Fraction of the window's evaluation points beyond the bound", labels=labels)
@@ -70,6 +80,9 @@ class SLACollector(Collector):
             if st.value is not None:
                 value.add_metric(key + [st.statistic.value], st.value)
             bound.add_metric(key, st.bound)
+            th = m.thresholds.get(name)
+            if th is not None:
+                target.add_metric(key, th.target_value)
             active.add_metric(key + [st.severity.value if st.severity else "none"], 1.0 if st.violated else 0.0)
             if st.anomaly_score is not None:
                 anomaly.add_metric(key, st.anomaly_score)
@@ -82,7 +95,43 @@ class SLACollector(Collector):
         breaches = CounterMetricFamily("sla_threshold_breaches", "Evaluation points at which the SLA statistic was beyond its bound", labels=["model_name", "metric"])
         for name, n in sorted(m.breach_counts.items()):
             breaches.add_metric([self.model_name, name], n)
-        yield from (compliance, value, bound, active, anomaly, ratio, regression, violations, breaches)
+        yield from (compliance, value, bound, target, active, anomaly, ratio, regression, violations, breaches)
+
+    def _budget_families(self) -> Iterator[Metric]:
+        m = self.manager
+        events = CounterMetricFamily(
+            "sla_events", "Samples classified against an SLA bound (for error budgets and burn-rate rules)",
+            labels=["model_name", "sla", "outcome"],
+        )
+        objective = GaugeMetricFamily("sla_objective_ratio", "Fraction of samples that must be within the bound", labels=["model_name", "sla"])
+        burn = GaugeMetricFamily("sla_burn_rate", "Error-budget burn rate of this replica (bad fraction / (1 - objective))", labels=["model_name", "sla", "window"])
+        for name, (good, bad) in sorted(m.event_counts().items()):
+            events.add_metric([self.model_name, name, "good"], good)
+            events.add_metric([self.model_name, name, "bad"], bad)
+            objective.add_metric([self.model_name, name], m.thresholds[name].objective or 0.0)
+            for window_s in BURN_RATE_WINDOWS_S:
+                rate = m.burn_rate(name, window_s)
+                if rate is not None:
+                    burn.add_metric([self.model_name, name, f"{window_s / 60:.0f}m"], rate)
+        yield from (events, objective, burn)
+
+    def _engine_families(self) -> Iterator[Metric]:
+        m = self.manager
+        goodput = GaugeMetricFamily(
+            "sla_goodput_requests_per_second",
+            "Requests per second over the last minute that met both the TTFT and the TPOT objectives (DistServe goodput)",
+            labels=["model_name"],
+        )
+        if m.store.buffer("goodput_requests") is not None:
+            rate, _ = m.window_statistic("goodput_requests", "rate", GOODPUT_WINDOW_S)
+            goodput.add_metric([self.model_name], rate if rate == rate else 0.0)
+        yield goodput
+        if self.stall is not None:
+            stalled = GaugeMetricFamily("sla_engine_stalled", "1 while the engine makes no progress with requests in flight", labels=["model_name"])
+            stalled.add_metric([self.model_name], 1.0 if getattr(self.stall.state, "value", "") == "stalled" else 0.0)
+            without = GaugeMetricFamily("sla_engine_seconds_without_progress", "Seconds since the engine last made progress while busy", labels=["model_name"])
+            without.add_metric([self.model_name], float(self.stall.stalled_for_s))
+            yield from (stalled, without)
 
     def _quantile_families(self) -> Iterator[Metric]:
         fam = GaugeMetricFamily(

@@ -10,9 +10,12 @@ from aphrodite_sla.export.collector import SLACollector
 from aphrodite_sla.sla.manager import SLAManager
 
 
-def start_exporter(manager: SLAManager, port: int, host: str = "127.0.0.1", *, model_name: str = "", **kwargs: Any) -> tuple[Any, int, CollectorRegistry]:
+def start_exporter(
+    manager: SLAManager, port: int, host: str = "127.0.0.1", *, model_name: str = "",
+    registry: CollectorRegistry | None = None, **kwargs: Any,
+) -> tuple[Any, int, CollectorRegistry]:
     """Serve ``/metrics`` on ``host:port`` (port 0 picks a free one). Returns (server, port, registry)."""
-    registry = CollectorRegistry(auto_describe=False)
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     registry.register(SLACollector(manager, model_name=model_name, **kwargs))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server, int(server.server_port), registry

@@ -34,6 +34,7 @@ def default_thresholds() -> list[SLAThreshold]:
         SLAThreshold(
             "error_rate_percent", 0.1, 400.0, 5, statistic=Statistic.MEAN, source_metric=REQUEST_OUTCOME,
             unit="%", description="Requests finished with an error, in percent", sample_rate_hz=200.0,
+            objective_percent=99.9,
         ),
         SLAThreshold(
             "gpu_utilization_percent", 85.0, 10.0, 10, statistic=Statistic.MEAN, unit="%",

@@ -29,8 +29,9 @@ from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.sla.anomaly import AnomalyDetector
 from aphrodite_sla.sla.defaults import default_thresholds
 from aphrodite_sla.sla.regression import MAX_TEST_SAMPLES, RegressionResult, detect_regression
-from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
+from aphrodite_sla.sla.threshold import Direction, SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
 from aphrodite_sla.store.metric_store import MetricStore
+from aphrodite_sla.store.ring import gather as _gather
 from aphrodite_sla.store.spec import MetricSpec
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ AnomalyCallback = Callable[[SLAStatus], Any]
 
 # Per-SLA history of per-interval values kept as the z-score baseline (evaluation points).
 ZSCORE_BASELINE_POINTS = 120
+# Windows of the in-process burn rates (per replica; fleet-wide ones are Prometheus rules).
+BURN_RATE_WINDOWS_S = (300.0, 600.0)
 # The seed's anomaly rule: |z| above this against the baseline is anomalous.
 ZSCORE_ANOMALY = 2.5
 
@@ -93,6 +96,9 @@ class _SLAState:
     anomalous: bool = False
     status: SLAStatus | None = None
     regression: RegressionResult | None = None
+    events_good: int = 0
+    events_bad: int = 0
+    events_history: deque[tuple[float, int, int]] = field(default_factory=deque)
     last_regression_check: float | None = None  # first check one interval after the first evaluation
 
 
@@ -108,6 +114,7 @@ class _Group:
     qs: np.ndarray
     need_moments: bool
     out: np.ndarray
+    counted_up_to: int = -1  # logical index below which samples were classified good/bad
 
     @classmethod
     def of(cls, source: str, window: float, states: list[_SLAState], stats: list[Statistic] | None = None) -> _Group:
@@ -287,6 +294,7 @@ class SLAManager:
                 )
                 for state, (value, n), latest in zip(group.states, values, fresh):
                     self._update_state(state, value, n, latest, now, events)
+                self._count_events(group, now)
             active = [s.active for s in self._states.values() if s.active is not None]
             self._regression_checks(now)
             self._evaluations += 1
@@ -334,6 +342,52 @@ class SLAManager:
                     part.append((values[base + 2], n))
             parts.append(part)
         return parts[0], parts[1]
+
+    def _count_events(self, group: _Group, now: float) -> None:
+        """Classify the samples recorded since the last evaluation as good or bad against each SLA
+        with an objective: monotonic counters for burn rates here and in Prometheus."""
+        buf = self.store.buffer(group.source)
+        objective_states = [s for s in group.states if s.threshold.objective is not None]
+        if buf is None or not objective_states:
+            return
+        hi = int(group.out[1])
+        snap = buf.snapshot()
+        lo = max(group.counted_up_to, snap.first) if group.counted_up_to >= 0 else int(group.out[0])
+        group.counted_up_to = max(hi, group.counted_up_to)
+        if hi > lo:
+            new = _gather(snap.values, snap.capacity, lo, hi)
+            for state in objective_states:
+                th = state.threshold
+                bad = int(np.count_nonzero(new > th.bound if th.direction is Direction.UPPER else new < th.bound))
+                state.events_bad += bad
+                state.events_good += new.size - bad
+        horizon = now - BURN_RATE_WINDOWS_S[-1] - self.evaluation_interval_s
+        for state in objective_states:
+            history = state.events_history
+            history.append((now, state.events_good, state.events_bad))
+            while len(history) > 2 and history[1][0] <= horizon:
+                history.popleft()
+
+    def burn_rate(self, metric_name: str, window_s: float) -> float | None:
+        """Error-budget burn rate of an SLA over the last ``window_s`` (up to the longest of
+        BURN_RATE_WINDOWS_S): bad fraction / (1 - objective). None without an objective or events."""
+        state = self._states.get(metric_name)
+        if state is None or state.threshold.objective is None or not state.events_history:
+            return None
+        now, good, bad = state.events_history[-1]
+        then = state.events_history[0]
+        for point in state.events_history:
+            if point[0] >= now - window_s:
+                break
+            then = point
+        total = (good + bad) - (then[1] + then[2])
+        if total <= 0:
+            return None
+        return ((bad - then[2]) / total) / (1.0 - state.threshold.objective)
+
+    def event_counts(self) -> dict[str, tuple[int, int]]:
+        """(good, bad) samples per SLA with an objective, since start."""
+        return {n: (s.events_good, s.events_bad) for n, s in self._states.items() if s.threshold.objective is not None}
 
     def _update_state(
         self, state: _SLAState, value: float, n: int, latest: tuple[float, int], now: float, events: list[tuple[str, Any]]

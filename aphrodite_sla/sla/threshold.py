@@ -108,6 +108,7 @@ class SLAThreshold:
     severity_ratios: tuple[float, float] = (1.2, 1.5)
     min_samples: int = 10
     min_evaluation_points: int = 3
+    objective_percent: float | None = None
     sample_rate_hz: float = 10.0
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
@@ -149,6 +150,11 @@ class SLAThreshold:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SLAThreshold.{name}: must be an integer >= 1, got {value!r}")
+        if self.objective_percent is not None:
+            obj = _finite(self.objective_percent, "objective_percent", minimum=0.0, strict=True)
+            if obj >= 100.0:
+                raise ValueError(f"SLAThreshold.objective_percent: must be < 100, got {obj!r}")
+            set_(self, "objective_percent", obj)
         if self.source_metric is not None and (not isinstance(self.source_metric, str) or not self.source_metric):
             raise ValueError(f"SLAThreshold.source_metric: must be a non-empty string or None, got {self.source_metric!r}")
 
@@ -156,6 +162,16 @@ class SLAThreshold:
     def source(self) -> str:
         """The recorded series this SLA reads."""
         return self.source_metric or self.metric_name
+
+    @property
+    def objective(self) -> float | None:
+        """Fraction of samples that must be within the bound (the SLO behind the SLA), for error
+        budgets and burn rates: ``objective_percent`` if set, else the quantile of a pXX statistic
+        (p95: 95% of requests within the bound), else None (gauges have no error budget)."""
+        if self.objective_percent is not None:
+            return self.objective_percent / 100.0
+        q = self.statistic.quantile
+        return q if q is not None and 0.0 < q < 1.0 else None
 
     @property
     def window_seconds(self) -> float:

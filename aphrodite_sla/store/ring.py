@@ -206,8 +206,8 @@ class RingBuffer:
         for _ in range(3):
             snap = self.snapshot()
             lo, hi = logical_range(snap, t_start, t_end)
-            times = _gather(snap.times, snap.capacity, lo, hi)
-            values = _gather(snap.values, snap.capacity, lo, hi)
+            times = gather(snap.times, snap.capacity, lo, hi)
+            values = gather(snap.values, snap.capacity, lo, hi)
             if self.is_intact(lo):
                 return times, values
         # A writer lapped us three times: the buffer is far too small for the traffic. Hold the
@@ -215,7 +215,7 @@ class RingBuffer:
         with self._write_lock:
             snap = self.snapshot()
             lo, hi = logical_range(snap, t_start, t_end)
-            return _gather(snap.times, snap.capacity, lo, hi), _gather(snap.values, snap.capacity, lo, hi)
+            return gather(snap.times, snap.capacity, lo, hi), gather(snap.values, snap.capacity, lo, hi)
 
     @property
     def nbytes(self) -> int:
@@ -242,7 +242,7 @@ def logical_range(snap: RingSnapshot, t_start: float, t_end: float) -> tuple[int
     return int(found[0]), int(found[1])
 
 
-def _gather(arr: np.ndarray, cap: int, lo: int, hi: int) -> np.ndarray:
+def gather(arr: np.ndarray, cap: int, lo: int, hi: int) -> np.ndarray:
     if hi <= lo:
         return np.empty(0, dtype=arr.dtype)
     a, b = lo % cap, (hi - 1) % cap + 1

@@ -1,0 +1,246 @@
+"""vLLM V1 StatLogger: ``SLAStatLogger`` hands every engine step's stats to the SLA runtime.
+
+Zero-code use: ``pip install aphrodite-sla`` registers the entry point
+``vllm.stat_logger_plugins: aphrodite_sla = aphrodite_sla.integrations.vllm:SLAStatLogger`` and
+``vllm serve`` (``AsyncLLM``) loads it unless ``VLLM_PLUGINS`` is set without ``aphrodite_sla``.
+Programmatic use: ``AsyncLLM.from_engine_args(args, stat_loggers=[SLAStatLogger])``.
+
+Tested with vLLM 0.32.0 (``tests/contract``, run in the venv from ``scripts/engine_venv.sh``);
+0.33.0 has the same stat-logger interface. The engine calls ``record()`` on its asyncio loop once
+per output batch, so it only keeps a reference to the step's stats (``EngineStatsRecorder``): the
+numbers are read later, off the loop, with defensive ``getattr`` reads.
+
+Why ``SLAStatLogger`` is created on first access (PEP 562 ``__getattr__``) instead of at import:
+``StatLoggerCore`` below is engine-neutral and ``integrations.aphrodite`` builds its logger on it
+in a process that may have no vLLM; importing this module must not import vLLM (or torch) until
+the vLLM class itself is asked for, which is what vLLM's plugin loader and
+``from aphrodite_sla.integrations.vllm import SLAStatLogger`` both do.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder
+
+logger = logging.getLogger(__name__)
+
+# Series for the engine's sleep state (vLLM ``sleep()``/``wake_up()``): 0 awake, else the sleep
+# level (release_kv_cache_memory reports asleep at level 0, recorded as 1).
+SLEEP_SERIES = "engine_sleep_level"
+
+
+def served_model_name(config: Any) -> str | None:
+    """The served model name from an engine config, read defensively (``served_model_name`` may be
+    a string or a list; falls back to ``model``); None when the config has neither."""
+    model_config = getattr(config, "model_config", None)
+    for attr in ("served_model_name", "model"):
+        value = getattr(model_config, attr, None)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+_monitor_recorders: weakref.WeakKeyDictionary[Any, EngineStatsRecorder] = weakref.WeakKeyDictionary()
+
+
+def recorder_for(production_monitor: Any) -> EngineStatsRecorder:
+    """The stats recorder to feed for a user-supplied monitor object: its ``recorder``, or one
+    recorder per SLA manager found at ``manager`` / ``sla_manager`` (or the object itself, if it
+    is an SLA manager). Raises ``TypeError`` naming what was expected."""
+    from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder
+
+    recorder = getattr(production_monitor, "recorder", None)
+    if recorder is not None and callable(getattr(recorder, "record", None)):
+        return recorder
+    candidates = [getattr(production_monitor, a, None) for a in ("manager", "sla_manager")] + [production_monitor]
+    for manager in candidates:
+        if manager is None or not hasattr(manager, "store") or not hasattr(manager, "register_pre_evaluation_hook"):
+            continue
+        from aphrodite_sla import runtime as runtime_mod
+
+        rt = runtime_mod._runtime  # reuse the runtime's recorder if it owns this manager
+        if rt is not None and rt.manager is manager:
+            return rt.recorder
+        try:
+            recorder = _monitor_recorders.get(manager)
+        except TypeError:  # not weak-referenceable: one recorder per logger, still correct
+            return EngineStatsRecorder(manager)
+        if recorder is None:
+            recorder = _monitor_recorders[manager] = EngineStatsRecorder(manager)
+        return recorder
+    raise TypeError(
+        "production_monitor: expected an object with a `recorder` (EngineStatsRecorder), a `manager` or "
+        f"`sla_manager` (SLAManager), or an SLAManager; got {type(production_monitor).__name__}"
+    )
+
+
+class StatLoggerCore:
+    """Engine-neutral body of the engine StatLoggers (vLLM, Aphrodite). Subclasses also derive from
+    their engine's ``StatLoggerBase`` and call ``_sla_init`` from ``__init__``."""
+
+    engine_name = "engine"
+
+    def _sla_init(
+        self,
+        config: Any,
+        engine_index: Any = 0,
+        *,
+        production_monitor: Any = None,
+        local_interval: Any = 10.0,
+        ignored: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        try:
+            self.engine_index = int(engine_index)
+        except (TypeError, ValueError):
+            self.engine_index = 0
+        try:
+            interval = float(local_interval)
+            self.local_interval = interval if interval > 0 else 10.0  # NaN fails `> 0` too
+        except (TypeError, ValueError):
+            self.local_interval = 10.0
+        self.model_name = served_model_name(config)
+        self.ignored_kwargs = tuple(sorted(ignored or ()))
+        self.record_errors = 0  # exceptions caught around the recorder (it catches its own too)
+        self.sleep_level = 0
+        self._last_log = time.monotonic()
+        self._last_problems = 0
+        self.production_monitor = production_monitor
+        if production_monitor is not None:
+            self._runtime = None
+            recorder = recorder_for(production_monitor)
+            enabled = True
+        else:
+            from aphrodite_sla.runtime import get_runtime
+
+            self._runtime = get_runtime()
+            recorder = self._runtime.recorder
+            enabled = bool(getattr(self._runtime.config, "enabled", True))
+            if self.model_name and hasattr(self._runtime, "model_name") and not getattr(self._runtime, "model_name", None):
+                try:
+                    self._runtime.model_name = self.model_name
+                except Exception:  # noqa: BLE001 - a read-only attribute is not our problem
+                    pass
+        self._recorder = recorder
+        self.enabled = enabled
+        # Bound once: the hot path is one attribute load and one call.
+        self._record = recorder.record if enabled else _no_record
+        try:
+            recorder.manager.register_metric(SLEEP_SERIES, 600.0, 1.0, unit="level")
+        except Exception:  # noqa: BLE001 - an optional gauge
+            logger.debug("aphrodite-sla: cannot register %s", SLEEP_SERIES, exc_info=True)
+
+    @property
+    def recorder(self) -> EngineStatsRecorder:
+        return self._recorder
+
+    # -- the engine's hot path --------------------------------------------------------------
+    def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0, **_: Any) -> None:
+        try:
+            self._record(scheduler_stats, iteration_stats, engine_idx)
+        except Exception:  # noqa: BLE001 - the engine must never see our errors
+            self.record_errors += 1
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def log_engine_initialized(self) -> None:
+        """Start the runtime (evaluator, stall timer, system sampler; idempotent) and say so once."""
+        try:
+            if self._runtime is not None:
+                if self.enabled:
+                    self._runtime.start()
+                manager = self._runtime.manager
+                state = "started" if self.enabled else "disabled by configuration (APHRODITE_SLA_ENABLED)"
+                logger.info(
+                    "aphrodite-sla: SLA monitoring %s for %s engine %d (model %s): %d SLAs, evaluation every %g s",
+                    state, self.engine_name, self.engine_index, self.model_name or "?",
+                    len(manager.thresholds), manager.evaluation_interval_s,
+                )
+            else:
+                logger.info(
+                    "aphrodite-sla: %s engine %d (model %s) feeding the given production monitor",
+                    self.engine_name, self.engine_index, self.model_name or "?",
+                )
+        except Exception:  # noqa: BLE001 - monitoring must not keep the engine from starting
+            logger.exception("aphrodite-sla: could not start SLA monitoring; the engine runs without it")
+
+    def log(self) -> None:
+        """Called by the engine every few seconds: at most every ``local_interval`` s, a DEBUG line
+        with the recorder's counters, or a WARNING when steps could not be read since the last."""
+        try:
+            now = time.monotonic()
+            if now - self._last_log < self.local_interval:
+                return
+            self._last_log = now
+            c = self._recorder.counters
+            problems = c.bad_steps + c.record_errors + self.record_errors
+            if problems > self._last_problems:
+                logger.warning(
+                    "aphrodite-sla: %d engine steps could not be recorded in the last %.0f s (%d in all, of %d)",
+                    problems - self._last_problems, self.local_interval, problems, c.steps_recorded,
+                )
+            elif logger.isEnabledFor(logging.DEBUG):
+                logger.debug("aphrodite-sla: %d steps recorded, %d flushed", c.steps_recorded, c.steps_flushed)
+            self._last_problems = problems
+        except Exception:  # noqa: BLE001
+            self.record_errors += 1
+
+    def record_sleep_state(self, is_awake: Any = 0, level: Any = 0, *_: Any, **__: Any) -> None:
+        """vLLM's manager calls this with (1, level) after ``sleep(level)``, (1, 0) after
+        ``release_kv_cache_memory()`` and (0, 0) after ``wake_up()`` (the first argument is
+        "asleep", despite its name in ``StatLoggerBase``). Recorded as ``engine_sleep_level``.
+        Note: vLLM 0.32's ``PerEngineStatLoggerAdapter`` does not forward it to per-engine loggers."""
+        try:
+            asleep = bool(is_awake)
+            lvl = int(level) if asleep else 0
+            self.sleep_level = max(lvl, 1) if asleep else 0
+            self._recorder.manager.record_measurement(SLEEP_SERIES, float(self.sleep_level))
+        except Exception:  # noqa: BLE001
+            self.record_errors += 1
+
+
+def _no_record(scheduler_stats: Any, iteration_stats: Any, engine_idx: int = 0) -> None:
+    return None
+
+
+def _build_vllm_class() -> type:
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SLAStatLogger(StatLoggerCore, StatLoggerBase):
+        """vLLM StatLogger feeding aphrodite-sla. Per-engine form: ``SLAStatLogger(vllm_config,
+        engine_index)`` (how vLLM's ``StatLoggerManager`` builds per-engine loggers). Keyword
+        ``production_monitor=`` feeds a given monitor instead of the process runtime; other
+        unknown keywords are accepted and ignored (kept in ``ignored_kwargs``)."""
+
+        engine_name = "vLLM"
+
+        def __init__(self, vllm_config: Any = None, engine_index: int = 0, *, production_monitor: Any = None,
+                     local_interval: float = 10.0, **kwargs: Any) -> None:
+            self._sla_init(vllm_config, engine_index, production_monitor=production_monitor,
+                           local_interval=local_interval, ignored=kwargs)
+
+    SLAStatLogger.__module__ = __name__
+    SLAStatLogger.__qualname__ = "SLAStatLogger"
+    return SLAStatLogger
+
+
+_build_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SLAStatLogger":
+        with _build_lock:
+            cls = globals().get("SLAStatLogger")
+            if cls is None:
+                cls = globals()["SLAStatLogger"] = _build_vllm_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["SLAStatLogger", "StatLoggerCore", "recorder_for", "served_model_name"]
