@@ -46,6 +46,10 @@ class SLARuntime:
             stall_detector=self.stall,
         )
         self.system = None
+        self.endpoints: Any = None
+        self.exporter: Any = None
+        self.collector: Any = None
+        self.model_name = ""
         self._lock = threading.Lock()
 
     def _make_stall_detector(self) -> Any:
@@ -68,15 +72,56 @@ class SLARuntime:
 
                 self.system = SystemSampler(self.manager, interval_s=self.config.system_interval_s)
                 self.system.start()
-            from aphrodite_sla.integrations.asgi import set_default_manager
+            from aphrodite_sla.export.endpoints import SLAEndpoints
+            from aphrodite_sla.integrations.asgi import set_default_endpoints, set_default_manager
 
             set_default_manager(self.manager)
+            self.endpoints = SLAEndpoints(self.manager, stall=self.stall, config_error=self.info.config_error,
+                                          model_name=self.model_name)
+            set_default_endpoints(self.endpoints)
+            self._register_collector()
+            if self.config.exporter_port:
+                from aphrodite_sla.export.server import start_exporter
+
+                self.exporter, port, _ = start_exporter(
+                    self.manager, self.config.exporter_port, self.config.exporter_host, model_name=self.model_name,
+                    stall=self.stall, config_error=self.info.config_error,
+                )
+                logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
             self.info.started = True
+
+    def _register_collector(self) -> None:
+        """Put our families on the engine's own ``/metrics`` (prometheus_client's default registry,
+        which vLLM and Aphrodite serve). Under multiprocess mode (several API servers), the engine
+        serves a MultiProcessCollector instead, so the standalone exporter (``exporter_port``) is
+        the way to scrape us there."""
+        from prometheus_client import REGISTRY
+
+        from aphrodite_sla.export.collector import SLACollector
+
+        if self.collector is None:
+            self.collector = SLACollector(self.manager, model_name=self.model_name, stall=self.stall)
+            try:
+                REGISTRY.register(self.collector)
+            except ValueError:  # already registered (a second runtime in one process)
+                logger.warning("aphrodite-sla: collector already registered on the default registry")
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
             if not self.info.started:
                 return
+            if self.exporter is not None:
+                self.exporter.shutdown()
+                self.exporter.server_close()
+                self.exporter = None
+            if self.collector is not None:
+                from prometheus_client import REGISTRY
+
+                try:
+                    REGISTRY.unregister(self.collector)
+                except KeyError:
+                    pass
+                self.collector = None
             self.manager.stop_monitoring(timeout)
             self.stall.stop(timeout)
             if self.system is not None:

@@ -205,6 +205,7 @@ def run_simulation(
     finally:
         if server is not None:
             server.shutdown()
+            server.server_close()
     wall = time.perf_counter() - wall0
 
     reports = []

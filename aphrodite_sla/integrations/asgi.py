@@ -225,9 +225,18 @@ class _ProcessState:
     in_flight: int = 0
     middleware_installed: bool = False
     warned_no_manager: bool = False
+    endpoints: Any = None  # SLAEndpoints serving /health/production and /metrics/summary
 
 
 _PROCESS = _ProcessState()
+# Served by the middleware itself (never shed, never counted); see aphrodite_sla.export.endpoints.
+_ENDPOINT_PATHS = frozenset({"/health/production", "/metrics/summary"})
+
+
+def set_default_endpoints(endpoints: Any) -> None:
+    """The JSON endpoints (``aphrodite_sla.export.endpoints.SLAEndpoints``) the middleware serves
+    inside the engine's app: ``GET /health/production`` and ``GET /metrics/summary``."""
+    _PROCESS.endpoints = endpoints
 
 
 def set_default_manager(manager: Any) -> None:
@@ -334,6 +343,11 @@ class SLAMiddleware:
         root = scope.get("root_path")
         if root and path.startswith(root):  # behind --root-path the path carries the prefix
             path = path[len(root):]
+        if path in _ENDPOINT_PATHS and _PROCESS.endpoints is not None:
+            response = _PROCESS.endpoints.handle(scope.get("method", "GET"), path)
+            if response is not None:
+                await _PROCESS.endpoints.asgi_send(response, send)
+                return
         if not path.startswith(self.paths) or path.startswith(self.exclude_paths):
             await self.app(scope, receive, send)
             return

@@ -118,9 +118,17 @@ class StatLoggerCore:
             recorder = recorder_for(production_monitor)
             enabled = True
         else:
-            from aphrodite_sla.runtime import get_runtime
+            try:
+                from aphrodite_sla.runtime import get_runtime
 
-            self._runtime = get_runtime()
+                self._runtime = get_runtime()
+            except Exception:  # noqa: BLE001 - monitoring must not keep the engine from starting
+                logger.exception("aphrodite-sla: cannot create the SLA runtime; this engine runs unmonitored")
+                self._runtime = None
+                self._recorder = None
+                self.enabled = False
+                self._record = _no_record
+                return
             recorder = self._runtime.recorder
             enabled = bool(getattr(self._runtime.config, "enabled", True))
             if self.model_name and hasattr(self._runtime, "model_name") and not getattr(self._runtime, "model_name", None):
@@ -138,7 +146,8 @@ class StatLoggerCore:
             logger.debug("aphrodite-sla: cannot register %s", SLEEP_SERIES, exc_info=True)
 
     @property
-    def recorder(self) -> EngineStatsRecorder:
+    def recorder(self) -> EngineStatsRecorder | None:
+        """The recorder fed by ``record()`` (None only if the runtime could not be created)."""
         return self._recorder
 
     # -- the engine's hot path --------------------------------------------------------------
@@ -152,6 +161,8 @@ class StatLoggerCore:
     def log_engine_initialized(self) -> None:
         """Start the runtime (evaluator, stall timer, system sampler; idempotent) and say so once."""
         try:
+            if self._recorder is None:
+                return
             if self._runtime is not None:
                 if self.enabled:
                     self._runtime.start()
@@ -175,7 +186,7 @@ class StatLoggerCore:
         with the recorder's counters, or a WARNING when steps could not be read since the last."""
         try:
             now = time.monotonic()
-            if now - self._last_log < self.local_interval:
+            if self._recorder is None or now - self._last_log < self.local_interval:
                 return
             self._last_log = now
             c = self._recorder.counters

@@ -1,0 +1,190 @@
+"""JSON endpoints: ``GET /health/production`` and ``GET /metrics/summary`` (plus ``/openapi.json``),
+as framework-neutral handlers served two ways: inside the engine's app by the ASGI middleware, and
+by the standalone exporter (WSGI) beside ``/metrics``.
+
+Health status: ``critical`` (HTTP 503, so a load balancer takes the replica out) when a CRITICAL
+violation is active or the engine is stalled; ``degraded`` (HTTP 200) when any other violation is
+active or the configuration was rejected; ``healthy`` (200) otherwise.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from aphrodite_sla.sla.manager import BURN_RATE_WINDOWS_S, SLAManager
+from aphrodite_sla.sla.threshold import ViolationSeverity
+
+HEALTH_PATH = "/health/production"
+SUMMARY_PATH = "/metrics/summary"
+OPENAPI_PATH = "/openapi.json"
+JSON_PATHS = (HEALTH_PATH, SUMMARY_PATH)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    content_type: str
+    body: bytes
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))), ("Cache-Control", "no-store")]
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return Response(status, "application/json", json.dumps(payload, allow_nan=False, default=str).encode())
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), 6)
+
+
+class SLAEndpoints:
+    """Builds the payloads from the live state; ``handle(method, path)`` answers a request."""
+
+    def __init__(
+        self, manager: SLAManager, *, stall: Any | None = None, config_error: str | None = None,
+        registry: CollectorRegistry | None = None, model_name: str = "",
+    ) -> None:
+        self.manager = manager
+        self.stall = stall
+        self.config_error = config_error
+        self.registry = registry
+        self.model_name = model_name
+
+    # -- payloads --------------------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        m = self.manager
+        active = m.active_violations()
+        stalled = self.stall is not None and getattr(self.stall.state, "value", "") == "stalled"
+        critical = stalled or any(v.severity is ViolationSeverity.CRITICAL for v in active)
+        status = "critical" if critical else ("degraded" if active or self.config_error else "healthy")
+        compliance = [s.compliance_percent for s in m.get_status().values() if s.compliance_percent is not None]
+        payload: dict[str, Any] = {
+            "status": status,
+            "sla_compliance": _finite(sum(compliance) / len(compliance)) if compliance else None,
+            "active_violations": len(active) + (1 if stalled else 0),
+            "violations": [
+                {"sla": v.metric_name, "severity": v.severity.value, "observed": _finite(v.observed_value),
+                 "bound": _finite(v.bound), "since": v.first_breach_time, "message": v.message}
+                for v in active
+            ],
+            "engine_stalled": stalled,
+        }
+        if self.config_error:
+            payload["config_error"] = self.config_error
+        return (503 if critical else 200), payload
+
+    def summary(self) -> dict[str, Any]:
+        m = self.manager
+        stats = m.evaluator_stats
+        slas = {}
+        for name, st in m.get_status().items():
+            th = m.thresholds.get(name)
+            entry: dict[str, Any] = {
+                "statistic": st.statistic.value, "value": _finite(st.value), "bound": _finite(st.bound),
+                "target": _finite(th.target_value) if th else None, "compliance_percent": _finite(st.compliance_percent),
+                "violated": st.violated, "severity": st.severity.value if st.severity else None,
+                "anomaly_score": _finite(st.anomaly_score), "zscore": _finite(st.zscore), "samples": st.sample_count,
+            }
+            if th is not None and th.objective is not None:
+                entry["burn_rate"] = {f"{w / 60:.0f}m": _finite(m.burn_rate(name, w)) for w in BURN_RATE_WINDOWS_S}
+            if st.regression is not None:
+                entry["regression"] = {"regressed": st.regression.regressed, "percent_change": _finite(st.regression.percent_change),
+                                       "p_value": _finite(st.regression.p_value)}
+            slas[name] = entry
+        goodput = None
+        if m.store.buffer("goodput_requests") is not None:
+            goodput = _finite(m.window_statistic("goodput_requests", "rate", 60.0)[0])
+        return {
+            "model_name": self.model_name,
+            "sla_violations_total": sum(m.violation_counts.values()),
+            "active_violations": len(m.active_violations()),
+            "goodput_requests_per_second": goodput,
+            "slas": slas,
+            "dropped_samples": m.store.dropped_total(),
+            "evaluator": {"evaluations": stats.evaluations, "last_duration_ms": _finite(stats.last_duration_s * 1000),
+                          "running": stats.running, "callback_errors": stats.callback_errors},
+        }
+
+    # -- dispatch --------------------------------------------------------------------------
+    def handle(self, method: str, path: str) -> Response | None:
+        """The response for ``path``, or None if it is not ours. Never raises: a failure is a 500
+        with a JSON error, so a broken component cannot take the engine's app down."""
+        if path not in JSON_PATHS and path != OPENAPI_PATH and not (path == "/metrics" and self.registry is not None):
+            return None
+        if method not in ("GET", "HEAD"):
+            return _json(405, {"error": f"{method} not allowed; use GET"})
+        try:
+            if path == HEALTH_PATH:
+                status, payload = self.health()
+                return _json(status, payload)
+            if path == SUMMARY_PATH:
+                return _json(200, self.summary())
+            if path == OPENAPI_PATH:
+                return _json(200, openapi_schema())
+            return Response(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))  # type: ignore[arg-type]
+        except Exception as err:  # pragma: no cover - defensive
+            return _json(500, {"error": f"{type(err).__name__}: {err}"})
+
+    # -- adapters --------------------------------------------------------------------------
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """For the standalone exporter (a WSGI server on 127.0.0.1)."""
+        response = self.handle(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"))
+        if response is None:
+            response = _json(404, {"error": "not found", "paths": ["/metrics", *JSON_PATHS, OPENAPI_PATH]})
+        start_response(f"{response.status} {_REASONS.get(response.status, '')}", response.headers)
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
+
+    async def asgi_send(self, response: Response, send: Callable[[dict[str, Any]], Any]) -> None:
+        """Send ``response`` over ASGI (used by the middleware inside the engine's app)."""
+        headers = [(k.lower().encode(), v.encode()) for k, v in response.headers]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def openapi_schema() -> dict[str, Any]:
+    """OpenAPI 3.1 description of the JSON endpoints."""
+    violation = {
+        "type": "object",
+        "properties": {"sla": {"type": "string"}, "severity": {"enum": [s.value for s in ViolationSeverity]},
+                       "observed": {"type": ["number", "null"]}, "bound": {"type": ["number", "null"]},
+                       "since": {"type": "number"}, "message": {"type": "string"}},
+    }
+    health = {
+        "type": "object", "required": ["status", "sla_compliance", "active_violations"],
+        "properties": {"status": {"enum": ["healthy", "degraded", "critical"]}, "sla_compliance": {"type": ["number", "null"]},
+                       "active_violations": {"type": "integer"}, "violations": {"type": "array", "items": violation},
+                       "engine_stalled": {"type": "boolean"}, "config_error": {"type": "string"}},
+    }
+    summary = {
+        "type": "object",
+        "properties": {"model_name": {"type": "string"}, "sla_violations_total": {"type": "integer"},
+                       "active_violations": {"type": "integer"}, "goodput_requests_per_second": {"type": ["number", "null"]},
+                       "slas": {"type": "object", "additionalProperties": {"type": "object"}},
+                       "dropped_samples": {"type": "integer"}, "evaluator": {"type": "object"}},
+    }
+
+    def op(summary_text: str, schema: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        responses = {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+        responses.update(extra or {})
+        return {"get": {"summary": summary_text, "responses": responses}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "aphrodite-sla", "version": "0.1.0"},
+        "paths": {
+            HEALTH_PATH: op("Production health from live SLA state", health,
+                            {"503": {"description": "critical: a CRITICAL violation is active or the engine is stalled",
+                                     "content": {"application/json": {"schema": health}}}}),
+            SUMMARY_PATH: op("Every SLA's current value, compliance, burn rates and regression", summary),
+        },
+    }

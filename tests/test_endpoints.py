@@ -1,0 +1,119 @@
+"""/health/production and /metrics/summary: status logic, payloads, OpenAPI, served by the
+standalone exporter and by the middleware inside a real FastAPI app over real HTTP."""
+import json
+import math
+import urllib.error
+import urllib.request
+
+import httpx
+import numpy as np
+import pytest
+
+from aphrodite_sla import ManualClock, SLAManager, SLAThreshold, Statistic
+from aphrodite_sla.export.endpoints import SLAEndpoints, openapi_schema
+from aphrodite_sla.export.server import start_exporter
+from aphrodite_sla.integrations import asgi
+from aphrodite_sla.integrations.stall import StallDetector
+from tests.test_asgi import serve, vllm_like_app
+
+T0 = 1_700_000_000.0
+
+
+def manager_with(latency_ms: float, clock=None):
+    clock = clock or ManualClock(T0)
+    th = SLAThreshold("lat_p95", 100.0, 20.0, 1, statistic=Statistic.P95, source_metric="lat", min_samples=5, sample_rate_hz=50)
+    mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    for _ in range(120):
+        clock.advance(1.0)
+        mgr.record_batch("lat", np.full(10, latency_ms))
+        if int(clock() - T0) % 5 == 0:
+            mgr.evaluate()
+    return mgr, clock
+
+
+def test_healthy_degraded_critical():
+    ok, _ = manager_with(90.0)
+    assert SLAEndpoints(ok).health() == (200, {
+        "status": "healthy", "sla_compliance": 100.0, "active_violations": 0, "violations": [], "engine_stalled": False,
+    })
+    minor, _ = manager_with(130.0)  # bound 120: ratio 1.08 -> MINOR
+    status, payload = SLAEndpoints(minor).health()
+    assert status == 200 and payload["status"] == "degraded" and payload["active_violations"] == 1
+    assert payload["violations"][0]["severity"] == "minor"
+    critical, _ = manager_with(500.0)
+    status, payload = SLAEndpoints(critical).health()
+    assert status == 503 and payload["status"] == "critical"
+    status, payload = SLAEndpoints(ok, config_error="APHRODITE_SLA_X: bad").health()
+    assert status == 200 and payload["status"] == "degraded" and payload["config_error"].startswith("APHRODITE_SLA_X")
+
+
+def test_stalled_engine_is_critical():
+    mgr, clock = manager_with(90.0)
+    stall = StallDetector(mgr, stall_after_s=10, clock=clock)
+    stall.on_record(clock(), 5, 0)
+    clock.advance(11)
+    stall.check(clock())
+    status, payload = SLAEndpoints(mgr, stall=stall).health()
+    assert status == 503 and payload["engine_stalled"] and payload["status"] == "critical"
+
+
+def test_summary_payload_is_strict_json():
+    mgr, _ = manager_with(130.0)
+    summary = SLAEndpoints(mgr, model_name='m "x"').summary()
+    text = json.dumps(summary, allow_nan=False)
+    assert json.loads(text)["slas"]["lat_p95"]["violated"] is True
+    entry = summary["slas"]["lat_p95"]
+    assert entry["value"] == 130.0 and entry["bound"] == 120.0 and entry["target"] == 100.0
+    assert entry["burn_rate"]["5m"] == pytest.approx(1 / 0.05)  # every sample beyond: 1 / (1 - 0.95)
+    assert summary["sla_violations_total"] == 1
+
+
+def test_unknown_paths_and_methods():
+    mgr, _ = manager_with(90.0)
+    ep = SLAEndpoints(mgr)
+    assert ep.handle("GET", "/other") is None
+    assert ep.handle("POST", "/health/production").status == 405
+    schema = openapi_schema()
+    assert set(schema["paths"]) == {"/health/production", "/metrics/summary"}
+    assert "503" in schema["paths"]["/health/production"]["get"]["responses"]
+
+
+def test_standalone_exporter_serves_everything_on_loopback():
+    mgr, _ = manager_with(500.0)
+    server, port, _ = start_exporter(mgr, 0, model_name="m")
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        base = f"http://127.0.0.1:{port}"
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert 'sla_violation_active{model_name="m",severity="critical",sla="lat_p95"} 1.0' in metrics
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/health/production", timeout=5)
+        assert err.value.code == 503 and json.loads(err.value.read())["status"] == "critical"
+        summary = json.loads(urllib.request.urlopen(base + "/metrics/summary", timeout=5).read())
+        assert summary["active_violations"] == 1
+        assert json.loads(urllib.request.urlopen(base + "/openapi.json", timeout=5).read())["openapi"] == "3.1.0"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/nope", timeout=5)
+        assert err.value.code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_middleware_serves_endpoints_inside_the_engine_app():
+    mgr, _ = manager_with(130.0)
+    asgi.set_default_manager(mgr)
+    asgi.set_default_endpoints(SLAEndpoints(mgr))
+    try:
+        with serve(vllm_like_app()) as base, httpx.Client(timeout=10) as client:
+            r = client.get(base + "/health/production")
+            assert r.status_code == 200 and r.json()["status"] == "degraded"
+            assert client.get(base + "/metrics/summary").json()["slas"]["lat_p95"]["violated"]
+            assert client.get(base + "/health").json() == {"ok": True}  # the app's own routes still work
+            asgi.get_default_admission().close(retry_after_s=5, reason="test")
+            assert client.get(base + "/health/production").status_code == 200  # never shed
+            assert client.post(base + "/v1/chat/completions").status_code == 503
+    finally:
+        asgi.set_default_endpoints(None)
+        asgi.set_default_manager(None)
+        asgi.set_default_admission(asgi.AdmissionController())
