@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The real engines (vLLM, Aphrodite) live in a venv of their own: ~3 GB, built once and reused.
+ENGINE_VENV ?= .venv-engines
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+	scripts/engine_venv.sh $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/python -m pytest -o addopts="-ra" tests/contract
+
+test-unit: $(STAMP)
+	$(PY) -m pytest
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache .hypothesis build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

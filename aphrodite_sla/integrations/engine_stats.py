@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from aphrodite_sla.sla.manager import SLAManager
 from aphrodite_sla.store.spec import MetricSpec
 
@@ -65,6 +67,33 @@ class ServiceObjectives:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"ServiceObjectives.{name}: must be a finite number > 0, got {value!r}")
+
+
+@dataclass
+class _Column:
+    """One series' values gathered during a flush: raw values, the step times and how many values
+    each step contributed, converted to arrays once."""
+
+    scale: float
+    times: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def array(self) -> np.ndarray:
+        try:
+            arr = np.asarray(self.values, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):  # a non-number among them: convert one by one
+            arr = np.array([_to_float(v) for v in self.values], dtype=np.float64)
+        if arr.ndim != 1:
+            arr = np.array([_to_float(v) for v in self.values], dtype=np.float64)
+        return arr * self.scale if self.scale != 1.0 else arr
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan  # counted as a drop by the store
 
 
 @dataclass
@@ -166,41 +195,41 @@ class EngineStatsRecorder:
             staged, self._staged = self._staged, []
             if not staged:
                 return 0
-            columns: dict[str, tuple[list[float], list[float]]] = {}
+            columns: dict[str, _Column] = {}
             for step in staged:
                 try:
                     self._extract(step, columns)
                 except Exception:
                     self.counters.bad_steps += 1
             record_batch = self.manager.store.record_batch
-            for name, (times, values) in columns.items():
-                if values:
-                    record_batch(name, values, times)
+            for name, col in columns.items():
+                if col.values:
+                    record_batch(name, col.array(), np.repeat(np.asarray(col.times), col.counts))
             self.counters.steps_flushed += len(staged)
             return len(staged)
 
-    def _extract(self, step: tuple[float, Any, Any, int], columns: dict[str, tuple[list[float], list[float]]]) -> None:
+    def _extract(self, step: tuple[float, Any, Any, int], columns: dict[str, _Column]) -> None:
         now, sched, it, engine_idx = step
         per_engine = self.counters.per_engine_steps
         per_engine[engine_idx] = per_engine.get(engine_idx, 0) + 1
 
-        def add(name: str, value: float) -> None:
+        def add(name: str, value: float, scale: float = 1.0) -> None:
             col = columns.get(name)
             if col is None:
-                col = columns[name] = ([], [])
-            col[0].append(now)
-            col[1].append(value)
+                col = columns[name] = _Column(scale)
+            col.times.append(now)
+            col.counts.append(1)
+            col.values.append(value)
 
-        def add_many(name: str, values: Iterable[Any], scale: float) -> None:
+        def add_many(name: str, values: list[Any], scale: float) -> None:
+            if not values:
+                return
             col = columns.get(name)
             if col is None:
-                col = columns[name] = ([], [])
-            for v in values:
-                try:
-                    col[1].append(float(v) * scale)
-                except (TypeError, ValueError, OverflowError):
-                    col[1].append(math.nan)  # counted as a drop by the store
-                col[0].append(now)
+                col = columns[name] = _Column(scale)
+            col.times.append(now)
+            col.counts.append(len(values))
+            col.values.extend(values)  # raw; converted and scaled once per flush
 
         if sched is not None:
             add("kv_cache_usage_percent", _num(sched, "kv_cache_usage") * 100.0)
