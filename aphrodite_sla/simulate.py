@@ -35,7 +35,7 @@ SIMULATED_MODEL_SLAS: tuple[SLAThreshold, ...] = (
 FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.LATENCY_SPIKE: ("request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "kv_cache_usage_percent"),
     FaultKind.THROUGHPUT_COLLAPSE: ("tokens_per_second", "itl_p99", "request_latency_p95", "request_latency_p99"),
-    FaultKind.ERROR_BURST: ("error_rate_percent",),
+    FaultKind.ERROR_BURST: ("error_rate_percent", "tokens_per_second"),  # failed requests stop generating
     FaultKind.KV_EXHAUSTION: (
         "kv_cache_usage_percent", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "tokens_per_second",
     ),
@@ -122,7 +122,10 @@ def run_simulation(
         if not (duration_s > 0 and math.isfinite(duration_s)):
             raise ValueError(f"duration must be a finite number of seconds > 0, got {duration_s!r}")
         scenario = scenario.with_(duration_s=float(duration_s))
-    sim = EngineSimulator(scenario, seed=seed)
+    from aphrodite_sla.sim import StatsFactory
+
+    # The real vLLM stats classes when vLLM is importable (our same-named dataclasses otherwise).
+    sim = EngineSimulator(scenario, seed=seed, stats_factory=StatsFactory(prefer_real=True))
     clock = sim.clock
     config = SLAConfig(thresholds=SIMULATED_MODEL_SLAS, system_sampler=False, stall_after_s=20.0)
     runtime = SLARuntime(config, clock=clock)
@@ -238,13 +241,10 @@ def _stat_logger(runtime: SLARuntime) -> Callable[[Any, Any], None]:
     recorder its ``record()`` forwards to (the same code path, minus the vLLM base class)."""
     try:
         from aphrodite_sla.integrations.vllm import SLAStatLogger  # imports vllm
-    except Exception:
-        return runtime.recorder.record
-    try:
-        logger = SLAStatLogger.__new__(SLAStatLogger)
-        logger._recorder = runtime.recorder  # type: ignore[attr-defined]
+
+        logger = SLAStatLogger(None, 0, production_monitor=runtime)
         return lambda sched, it: logger.record(sched, it)
-    except Exception:
+    except Exception:  # vLLM not installed (or not importable here)
         return runtime.recorder.record
 
 

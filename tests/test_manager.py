@@ -242,7 +242,7 @@ def test_periodic_regression_check_shows_in_status():
     clock = ManualClock(T0)
     mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, regression_interval_s=30)
     run(mgr, clock, 60, lambda t: 80.0 + (t % 7))
-    run(mgr, clock, 60, lambda t: 95.0 + (t % 7))
+    run(mgr, clock, 60, lambda t: 110.0 + (t % 7))  # median +30%: past the 20% minimum effect
     reg = mgr.get_status()["lat_p95"].regression
     assert reg is not None and reg.regressed
 

@@ -149,7 +149,7 @@ class SLAManager:
         anomaly_detection: bool = True,
         anomaly_alert_score: float = 0.5,
         regression_interval_s: float = 60.0,
-        regression_min_effect_percent: float = 10.0,
+        regression_min_effect_percent: float = 20.0,
         regression_alpha: float = 0.01,
         store: MetricStore | None = None,
     ) -> None:
