@@ -56,6 +56,30 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from aphrodite_sla.config import ConfigError, load_config
+    from aphrodite_sla.export.rules import render_rules, write_rules
+    from aphrodite_sla.sla.defaults import default_thresholds
+
+    try:
+        cfg = load_config()
+    except ConfigError as err:
+        print(f"aphrodite-sla rules export: {err}", file=sys.stderr)
+        return 2
+    thresholds = [t for t in (*default_thresholds(), *cfg.thresholds) if t.metric_name not in cfg.disabled_slas]
+    options = {"slo_period_days": args.slo_period_days, "min_events_per_second": args.min_events_per_second}
+    try:
+        if args.output:
+            path = write_rules(args.output, thresholds, **options)
+            print(f"wrote {path}", file=sys.stderr)
+        else:
+            sys.stdout.write(render_rules(thresholds, **options))
+    except (ValueError, OSError) as err:
+        print(f"aphrodite-sla rules export: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_thresholds(args: argparse.Namespace) -> int:
     from aphrodite_sla.sla.defaults import default_thresholds
 
@@ -86,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--live", dest="live", action="store_true", default=None, help="live terminal view (default: on a TTY)")
     live.add_argument("--no-live", dest="live", action="store_false", help="no live view")
     sim.set_defaults(func=_cmd_simulate)
+    rules = sub.add_parser("rules", help="Prometheus recording and alerting rules for the SLAs (fleet-wide)")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    export = rules_sub.add_parser("export", help="write the rules YAML (default: stdout) from the configured SLAs")
+    export.add_argument("--output", "-o", default=None, help="file to write (atomically)")
+    export.add_argument("--slo-period-days", type=float, default=30.0, help="error-budget period (default 30)")
+    export.add_argument("--min-events-per-second", type=float, default=1 / 60,
+                        help="minimum traffic over the long window before a burn-rate alert may fire (default 1/60)")
+    export.set_defaults(func=_cmd_rules)
     th = sub.add_parser("thresholds", help="list the production SLA thresholds")
     th.set_defaults(func=_cmd_thresholds)
     return parser

@@ -17,7 +17,8 @@ SCRIPTS = [
     "bench_quantile_error.py",
     "bench_memory.py",
     "bench_import.py",
-    "bench_anomaly.py",  # owned by the anomaly-detector work; run when present
+    "bench_anomaly.py",
+    "bench_scrape.py",
 ]
 
 

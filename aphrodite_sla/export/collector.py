@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Raw series exported as exact window quantiles (seconds-free units as recorded: ms).
 QUANTILE_SERIES = ("request_latency_ms", "ttft_ms", "itl_ms", "tpot_ms", "queue_time_ms")
-QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
+QUANTILES = (0.5, 0.95, 0.99)
+_QUANTILE_LABELS = {0.5: "0.5", 0.95: "0.95", 0.99: "0.99"}
 QUANTILE_WINDOW_S = 300.0
 GOODPUT_WINDOW_S = 60.0
 
@@ -33,6 +34,8 @@ class SLACollector(Collector):
         self, manager: SLAManager, *, model_name: str = "", stall: Any | None = None,
         extra: Callable[[], Iterator[Metric]] | None = None,
     ) -> None:
+        for series in QUANTILE_SERIES:  # computed by the evaluator, read here at scrape time
+            manager.watch_quantiles(series, QUANTILES, QUANTILE_WINDOW_S)
         self.manager = manager
         self.model_name = model_name
         self.stall = stall
@@ -134,17 +137,17 @@ class SLACollector(Collector):
             yield from (stalled, without)
 
     def _quantile_families(self) -> Iterator[Metric]:
+        # The label is "q", not "quantile": Prometheus reserves that one for summaries.
         fam = GaugeMetricFamily(
-            "sla_window_quantile", "Exact quantile over the last 5 minutes of raw samples (ms)",
-            labels=["model_name", "metric", "quantile"],
+            "sla_window_quantile", "Exact quantile over the last 5 minutes of raw samples (ms), as of the last evaluation",
+            labels=["model_name", "metric", "q"],
         )
-        for series in QUANTILE_SERIES:
-            if self.manager.store.buffer(series) is None:
+        for series, (_at, n, values) in sorted(self.manager.watched_quantiles().items()):
+            if n <= 0:
                 continue
-            for q_label, stat in QUANTILES:
-                v, n = self.manager.window_statistic(series, stat, QUANTILE_WINDOW_S)
-                if n > 0:
-                    fam.add_metric([self.model_name, series, q_label], v)
+            for q, v in sorted(values.items()):
+                if v == v:
+                    fam.add_metric([self.model_name, series, _QUANTILE_LABELS.get(q, repr(q))], v)
         yield fam
 
     def _store_families(self) -> Iterator[Metric]:

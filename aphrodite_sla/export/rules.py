@@ -95,14 +95,11 @@ def burn_rate_factor(budget_percent: float, long_window: str, slo_period_days: f
 def slo_objective(threshold: SLAThreshold, objectives: Mapping[str, float] | None = None) -> float | None:
     """The fraction of events that must be within the bound (the SLO behind an SLA), or None for
     SLAs without an error budget (gauges such as throughput or utilisation). ``objectives``
-    (by SLA name) overrides; else ``threshold.objective``; else the quantile of a pXX statistic."""
+    (by SLA name) overrides ``threshold.objective`` (``objective_percent``, else a pXX quantile)."""
     if objectives and threshold.metric_name in objectives:
-        obj = float(objectives[threshold.metric_name])
+        obj: float | None = float(objectives[threshold.metric_name])
     else:
-        obj = getattr(threshold, "objective", None)
-        if obj is None and not hasattr(threshold, "objective"):
-            q = threshold.statistic.quantile
-            obj = q if q is not None and 0.0 < q < 1.0 else None
+        obj = threshold.objective
     if obj is None:
         return None
     if not (0.0 < obj < 1.0 and math.isfinite(obj)):
@@ -111,9 +108,8 @@ def slo_objective(threshold: SLAThreshold, objectives: Mapping[str, float] | Non
 
 
 def _num(x: float) -> str:
-    """A PromQL number literal: short, exact enough (10 significant digits), no exponent surprises."""
-    text = f"{x:.10g}"
-    return text
+    """A PromQL number literal, 10 significant digits (0.72, not 0.7200000000000001)."""
+    return f"{x:.10g}"
 
 
 def _q(s: str) -> str:
@@ -197,11 +193,12 @@ def rules_document(
 
     # -- burn-rate alerts, per SLA with an objective and per row of the table
     burn_alerts: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for th in thresholds:
-        if not th.enabled or th.metric_name in seen:
+    by_name: dict[str, SLAThreshold] = {}
+    for th in thresholds:  # a later threshold of the same name replaces an earlier one (as in the manager)
+        by_name[th.metric_name] = th
+    for th in by_name.values():
+        if not th.enabled:
             continue
-        seen.add(th.metric_name)
         objective = slo_objective(th, objectives)
         if objective is None:
             continue

@@ -21,19 +21,19 @@ def default_thresholds() -> list[SLAThreshold]:
     return [
         SLAThreshold(
             "request_latency_p95", 200.0, 25.0, 5, statistic=Statistic.P95, source_metric=REQUEST_LATENCY_MS,
-            unit="ms", description="95th percentile end-to-end request latency", sample_rate_hz=200.0,
+            unit="ms", description="95th percentile end-to-end request latency", sample_rate_hz=100.0,
         ),
         SLAThreshold(
             "request_latency_p99", 500.0, 50.0, 5, statistic=Statistic.P99, source_metric=REQUEST_LATENCY_MS,
-            unit="ms", description="99th percentile end-to-end request latency", sample_rate_hz=200.0,
+            unit="ms", description="99th percentile end-to-end request latency", sample_rate_hz=100.0,
         ),
         SLAThreshold(
             "tokens_per_second", 100.0, 20.0, 3, direction=Direction.LOWER, statistic=Statistic.MEAN,
-            unit="tokens/s", description="Generation throughput (minimum)", sample_rate_hz=50.0,
+            unit="tokens/s", description="Generation throughput (minimum)", sample_rate_hz=5.0,
         ),
         SLAThreshold(
             "error_rate_percent", 0.1, 400.0, 5, statistic=Statistic.MEAN, source_metric=REQUEST_OUTCOME,
-            unit="%", description="Requests finished with an error, in percent", sample_rate_hz=200.0,
+            unit="%", description="Requests finished with an error, in percent", sample_rate_hz=100.0,
             objective_percent=99.9,
         ),
         SLAThreshold(
@@ -42,7 +42,7 @@ def default_thresholds() -> list[SLAThreshold]:
         ),
         SLAThreshold(
             "kv_cache_usage_percent", 80.0, 20.0, 5, statistic=Statistic.MEAN, unit="%",
-            description="KV-cache usage", sample_rate_hz=50.0,
+            description="KV-cache usage", sample_rate_hz=20.0,
         ),
         SLAThreshold(
             "echo_evolution_convergence", 85.0, 15.0, 15, direction=Direction.LOWER, statistic=Statistic.MEAN,

@@ -42,6 +42,7 @@ AnomalyCallback = Callable[[SLAStatus], Any]
 
 # Per-SLA history of per-interval values kept as the z-score baseline (evaluation points).
 ZSCORE_BASELINE_POINTS = 120
+_QUANTILE_STATS = {st.quantile: st for st in Statistic if st.quantile is not None}
 # Windows of the in-process burn rates (per replica; fleet-wide ones are Prometheus rules).
 BURN_RATE_WINDOWS_S = (300.0, 600.0)
 # The seed's anomaly rule: |z| above this against the baseline is anomalous.
@@ -168,6 +169,9 @@ class SLAManager:
         self._route: dict[str, str] = {}  # SLA name or series name -> recorded series
         self._baselines: dict[tuple[str, str], np.ndarray] = {}
         self._plan: list[_Group] | None = None
+        # Exact quantiles computed at each evaluation for exporters (so a scrape only reads them).
+        self._watched_specs: dict[tuple[str, float], tuple[float, ...]] = {}
+        self._watched: dict[tuple[str, float], tuple[float, int, dict[float, float]]] = {}
         self._scratch = np.empty(0)
         self._config_lock = threading.Lock()
         self._eval_lock = threading.Lock()
@@ -243,6 +247,21 @@ class SLAManager:
         early warning, often before the sustained violation."""
         self._anomaly_callbacks.append(callback)
 
+    def watch_quantiles(self, metric: str, quantiles: tuple[float, ...], window_seconds: float) -> None:
+        """Compute these exact quantiles of ``metric`` over ``window_seconds`` at every evaluation
+        (one selection pass), for exporters: ``watched_quantiles()`` then reads them for free."""
+        unknown = [q for q in quantiles if q not in _QUANTILE_STATS]
+        if unknown:
+            raise ValueError(f"watch_quantiles: unsupported quantiles {unknown}; use {sorted(_QUANTILE_STATS)}")
+        with self._config_lock, self._eval_lock:
+            key = (self._route.get(metric, metric), float(window_seconds))
+            self._watched_specs[key] = tuple(sorted(set(self._watched_specs.get(key, ())) | set(quantiles)))
+            self._plan = None
+
+    def watched_quantiles(self) -> dict[str, tuple[float, int, dict[float, float]]]:
+        """Per watched series: (evaluated_at, samples, {quantile: exact value}) from the last evaluation."""
+        return {source: value for (source, _window), value in self._watched.items()}
+
     def register_pre_evaluation_hook(self, hook: Callable[[], Any]) -> None:
         """``hook()`` runs at the start of every evaluation, on the evaluator's thread: where staged
         samples (e.g. an engine StatLogger's) are flushed into the store."""
@@ -268,6 +287,9 @@ class SLAManager:
                 if state.threshold.enabled:
                     groups.setdefault((state.threshold.source, state.threshold.window_seconds), []).append(state)
             plan = [_Group.of(source, window, states) for (source, window), states in groups.items()]
+            for (source, window), quantiles in self._watched_specs.items():
+                stats = [_QUANTILE_STATS[q] for q in quantiles]
+                plan.append(_Group.of(source, window, [], stats))
             self._plan = plan
         return plan
 
@@ -292,6 +314,10 @@ class SLAManager:
                 values, fresh = self._window_values(
                     kernels, group, now - group.window, now - self.evaluation_interval_s, now
                 )
+                if not group.states:  # a watched series: keep the exact quantiles for exporters
+                    n = values[0][1] if values else 0
+                    self._watched[(group.source, group.window)] = (now, n, dict(zip(group.quantiles, (v for v, _ in values))))
+                    continue
                 for state, (value, n), latest in zip(group.states, values, fresh):
                     self._update_state(state, value, n, latest, now, events)
                 self._count_events(group, now)

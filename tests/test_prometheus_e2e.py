@@ -1,0 +1,230 @@
+"""End to end with a real Prometheus: the simulator's exporter is scraped every second, the rules
+are loaded, and every query of every panel of both dashboards must return data.
+
+Set-up (module fixture, always torn down): `aphrodite-sla simulate --scenario latency_spike
+--port 0` in a subprocess (a latency spike at 600 engine-seconds gives violations, breaches, bad
+events and anomalies within ~20 s of wall time at --speed 60), then `prometheus` on 127.0.0.1 with
+a temporary storage directory, scraping it at 1 s and evaluating the rendered rules at 1 s.
+Without `prometheus`/`promtool` the tests fail when ``CI`` is set and are skipped otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from aphrodite_sla.export.rules import write_rules
+from tests.test_dashboards import DASHBOARD_FILES, load_dashboard, panel_queries, substitute
+
+SCENARIO = "latency_spike"
+SPEED = 60.0  # engine seconds per wall second; the spike's violation is at ~840 engine-s
+DURATION_S = 4000.0  # engine seconds: longer than the test needs (the fixture stops it)
+DATA_DEADLINE_S = 75.0  # wall seconds from the simulator's start until every query must have data
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        reason = f"`{name}` not found on PATH (Debian/Ubuntu: apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; it is required when CI is set")
+        pytest.skip(reason)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)  # own session: its children too, nothing else
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Stack:
+    exporter_url: str
+    prometheus_url: str
+    started: float
+    sim_output: list[str] = field(default_factory=list)
+    prometheus_log: Path | None = None
+
+    def api(self, path: str, **params: str) -> dict:
+        url = f"{self.prometheus_url}{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def query(self, expr: str) -> dict:
+        try:
+            return self.api("/api/v1/query", query=expr)
+        except urllib.error.HTTPError as err:  # 400 on a bad query: the body says why
+            return json.loads(err.read() or b"{}") or {"status": "error", "error": str(err)}
+
+    def diagnostics(self) -> str:
+        log = self.prometheus_log.read_text()[-3000:] if self.prometheus_log and self.prometheus_log.exists() else ""
+        return "simulator output:\n" + "".join(self.sim_output[-30:]) + "\nprometheus log (tail):\n" + log
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Stack:
+    prometheus = require_tool("prometheus")
+    require_tool("promtool")
+    work = tmp_path_factory.mktemp("prometheus-e2e")
+    procs: list[subprocess.Popen] = []
+    try:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "aphrodite_sla.cli", "simulate", "--scenario", SCENARIO, "--port", "0",
+             "--speed", str(SPEED), "--duration", str(DURATION_S), "--no-live"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+        )
+        procs.append(sim)
+        started = time.monotonic()
+        output: list[str] = []
+        url_box: dict[str, str] = {}
+        got_url = threading.Event()
+
+        def drain() -> None:
+            for line in sim.stdout:  # type: ignore[union-attr]
+                output.append(line)
+                m = re.match(r"exporter: (http://127\.0\.0\.1:\d+/metrics)", line)
+                if m:
+                    url_box["url"] = m.group(1)
+                    got_url.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        if not got_url.wait(60):
+            pytest.fail("the simulator did not start its exporter within 60 s:\n" + "".join(output))
+        exporter_url = url_box["url"]
+        target = urllib.parse.urlparse(exporter_url).netloc
+
+        from aphrodite_sla.simulate import SIMULATED_MODEL_SLAS
+
+        write_rules(work / "rules.yml", SIMULATED_MODEL_SLAS)
+        (work / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            "rule_files:\n  - rules.yml\n"
+            "scrape_configs:\n  - job_name: aphrodite-sla\n    static_configs:\n"
+            f"      - targets: [\"{target}\"]\n"
+        )
+        port = _free_port()
+        log = work / "prometheus.log"
+        with open(log, "w") as log_fh:
+            prom = subprocess.Popen(
+                [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
+                stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+            )
+        procs.append(prom)
+        st = Stack(exporter_url, f"http://127.0.0.1:{port}", started, output, log)
+        deadline = time.monotonic() + 30
+        while True:
+            if prom.poll() is not None:
+                pytest.fail(f"prometheus exited with {prom.returncode}:\n{st.diagnostics()}")
+            try:
+                with urllib.request.urlopen(f"{st.prometheus_url}/-/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"prometheus not ready within 30 s:\n{st.diagnostics()}")
+            time.sleep(0.2)
+        yield st
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+
+
+def _all_queries() -> list[tuple[str, str, str, str]]:
+    queries = panel_queries()
+    for name in DASHBOARD_FILES:
+        for v in load_dashboard(name)["templating"]["list"]:
+            m = re.fullmatch(r"label_values\((.+), ([a-z_]+)\)", v["query"]["query"])
+            # a variable's values come from this selector's series: it must find some with the label
+            queries.append((name, f"variable {v['name']}", "-", f"count by ({m.group(2)}) ({substitute(m.group(1))})"))
+    # the simulated latency spike becomes a (pending or firing) SLAViolation alert in Prometheus
+    queries.append(("rules", "SLAViolation alert", "-", 'max_over_time(ALERTS{alertname="SLAViolation"}[10m])'))
+    return queries
+
+
+def test_every_dashboard_query_returns_data(stack):
+    queries = _all_queries()
+    assert len(queries) >= 40
+    deadline = stack.started + DATA_DEADLINE_S
+    while True:
+        empty, errors = [], []
+        for q in queries:
+            res = stack.query(q[3])
+            if res.get("status") != "success":
+                errors.append((q, res.get("error")))
+            elif not res["data"]["result"]:
+                empty.append(q)
+        assert not errors, "queries Prometheus rejected:\n" + "\n".join(f"  {q[0]} / {q[1]} [{q[2]}]: {q[3]}\n    {e}" for q, e in errors)
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert not empty, (
+        f"queries with no series after {time.monotonic() - stack.started:.0f} s:\n"
+        + "\n".join(f"  {q[0]} / {q[1]} [{q[2]}]: {q[3]}" for q in empty)
+        + "\n" + stack.diagnostics()
+    )
+
+
+def test_rules_load_and_evaluate_without_errors(stack):
+    deadline = time.monotonic() + 20
+    while True:
+        groups = stack.api("/api/v1/rules")["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        pending = [r["name"] for r in rules if r["health"] == "unknown"]
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {g["name"] for g in groups} == {"aphrodite-sla-slo", "aphrodite-sla-alerts"}
+    assert len(rules) >= 21 + 4
+    bad = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok" or r.get("lastError")]
+    assert not bad, f"rules not healthy: {bad}"
+    # the fleet-wide ratios exist and are numbers in [0, 1] (never NaN)
+    res = stack.query('{__name__=~"sla:sla_events_error_ratio:rate.*"}')
+    values = [float(s["value"][1]) for s in res["data"]["result"]]
+    assert values and all(0.0 <= v <= 1.0 for v in values), values
+
+
+def test_promtool_check_metrics_is_clean_for_our_families(stack):
+    promtool = require_tool("promtool")
+    with urllib.request.urlopen(stack.exporter_url, timeout=10) as resp:
+        body = resp.read()
+    assert b"sla_compliance_rate" in body and b"vllm:e2e_request_latency_seconds_bucket" in body
+    res = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    problems = [line for line in (res.stdout + res.stderr).decode().splitlines() if line.strip()]
+    # the emulated engine series keep vLLM's own names (colons): promtool warns about those only
+    ours = [p for p in problems if not p.startswith("vllm:")]
+    assert not ours, "promtool check metrics on our families:\n" + "\n".join(
+        f"  {p} (x{ours.count(p)})" for p in sorted(set(ours))
+    )
