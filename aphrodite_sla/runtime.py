@@ -91,10 +91,9 @@ class SLARuntime:
             self.info.started = True
 
     def _register_collector(self) -> None:
-        """Put our families on the engine's own ``/metrics`` (prometheus_client's default registry,
-        which vLLM and Aphrodite serve). Under multiprocess mode (several API servers), the engine
-        serves a MultiProcessCollector instead, so the standalone exporter (``exporter_port``) is
-        the way to scrape us there."""
+        """Put our families on the engine's own ``/metrics``: prometheus_client's default registry,
+        which vLLM and Aphrodite serve, or, under multiprocess mode (several API servers), the
+        metric files their MultiProcessCollector reads (see ``export.multiprocess``)."""
         from prometheus_client import REGISTRY
 
         from aphrodite_sla.export.collector import SLACollector
@@ -105,6 +104,13 @@ class SLARuntime:
                 REGISTRY.register(self.collector)
             except ValueError:  # already registered (a second runtime in one process)
                 logger.warning("aphrodite-sla: collector already registered on the default registry")
+            from aphrodite_sla.export.multiprocess import MultiprocessMirror, multiprocess_mode
+
+            if multiprocess_mode():
+                # the engine's /metrics then reads metric files only: mirror our families there
+                mirror = MultiprocessMirror(self.collector)
+                self.manager.register_pre_evaluation_hook(mirror.publish)
+                logger.info("aphrodite-sla: prometheus multiprocess mode: publishing SLA metrics as multiprocess gauges")
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
