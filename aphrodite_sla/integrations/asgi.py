@@ -44,7 +44,7 @@ HTTP_ERROR_PERCENT = "http_error_percent"  # 100 for an error, 0 otherwise: its 
 DEFAULT_PATHS: tuple[str, ...] = ("/v1/",)
 DEFAULT_EXCLUDED_PATHS: tuple[str, ...] = ("/v1/models",)
 DEFAULT_WINDOW_S = 300.0
-DEFAULT_SAMPLE_RATE_HZ = 100.0  # ring size = window × rate: 30 000 requests per 5 min kept exactly
+DEFAULT_SAMPLE_RATE_HZ = 50.0  # ring size = window × rate: 15 000 requests per 5 min kept exactly
 
 # How many HTTP requests may look for ``app.state.engine_client`` before we stop looking.
 ENGINE_CAPTURE_ATTEMPTS = 64

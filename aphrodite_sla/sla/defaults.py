@@ -21,11 +21,11 @@ def default_thresholds() -> list[SLAThreshold]:
     return [
         SLAThreshold(
             "request_latency_p95", 200.0, 25.0, 5, statistic=Statistic.P95, source_metric=REQUEST_LATENCY_MS,
-            unit="ms", description="95th percentile end-to-end request latency", sample_rate_hz=100.0,
+            unit="ms", description="95th percentile end-to-end request latency", sample_rate_hz=200.0,
         ),
         SLAThreshold(
             "request_latency_p99", 500.0, 50.0, 5, statistic=Statistic.P99, source_metric=REQUEST_LATENCY_MS,
-            unit="ms", description="99th percentile end-to-end request latency", sample_rate_hz=100.0,
+            unit="ms", description="99th percentile end-to-end request latency", sample_rate_hz=200.0,
         ),
         SLAThreshold(
             "tokens_per_second", 100.0, 20.0, 3, direction=Direction.LOWER, statistic=Statistic.MEAN,
@@ -33,7 +33,7 @@ def default_thresholds() -> list[SLAThreshold]:
         ),
         SLAThreshold(
             "error_rate_percent", 0.1, 400.0, 5, statistic=Statistic.MEAN, source_metric=REQUEST_OUTCOME,
-            unit="%", description="Requests finished with an error, in percent", sample_rate_hz=100.0,
+            unit="%", description="Requests finished with an error, in percent", sample_rate_hz=200.0,
             objective_percent=99.9,
         ),
         SLAThreshold(
