@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any
 
 from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.periodic import PeriodicThread
 from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic, ViolationSeverity
 
 logger = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ class StallDetector:
 
         self._callbacks: list[StallCallback] = []
         self._resolution_callbacks: list[ResolutionCallback] = []
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._worker = PeriodicThread("aphrodite-sla-stall-detector", self.check, self.interval_s, run_first=False)
         if manager is not None:
             try:
                 rate = 1.0 / self.interval_s
@@ -303,34 +303,15 @@ class StallDetector:
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_running
 
     def start(self) -> None:
         """Start checking every ``interval_s`` on a daemon thread (idempotent)."""
-        if self.is_running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="aphrodite-sla-stall-detector", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop and wait up to ``timeout`` s (idempotent); True once the thread has ended."""
-        self._stop.set()
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        if thread.is_alive():
-            return False
-        self._thread = None
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.check()
-            except Exception:  # one bad tick must not end detection
-                logger.exception("aphrodite-sla: stall check failed")
+        return self._worker.stop(timeout)
 
 
 def _latest(*times: float | None) -> float | None:

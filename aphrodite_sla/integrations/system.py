@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 from aphrodite_sla.clock import system_clock
+from aphrodite_sla.periodic import PeriodicThread
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,7 @@ class SystemSampler:
         self._unsupported: set[tuple[int, str]] = set()
         self._registered: set[str] = set()
         self._lock = threading.Lock()  # one sample at a time (thread and test callers)
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._worker = PeriodicThread("aphrodite-sla-system-sampler", self._sample_safely, self.interval_s)
         self._samples = 0
         self._errors = 0
         self._last_error: str | None = None
@@ -154,35 +154,24 @@ class SystemSampler:
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_running
 
     def start(self) -> None:
         """Start sampling (idempotent); the first sample is taken at once."""
-        if self.is_running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="aphrodite-sla-system-sampler", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop and wait up to ``timeout`` s (idempotent); True once the thread has ended."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                return False
-            self._thread = None
+        if not self._worker.stop(timeout):
+            return False
         self._shutdown_nvml()
         return True
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sample_once()
-            except Exception as exc:  # sample_once catches per reading; this is the last net
-                self._error("sample", exc)
-            self._stop.wait(self.interval_s)
+    def _sample_safely(self) -> None:
+        try:
+            self.sample_once()
+        except Exception as exc:  # sample_once catches per reading; this is the last net
+            self._error("sample", exc)
 
     # -- sampling ----------------------------------------------------------------------------
     def sample_once(self) -> SystemSnapshot:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.periodic import PeriodicThread
 from aphrodite_sla.sla.anomaly import AnomalyDetector
 from aphrodite_sla.sla.defaults import default_thresholds
 from aphrodite_sla.sla.regression import MAX_TEST_SAMPLES, RegressionResult, detect_regression
@@ -180,8 +181,9 @@ class SLAManager:
         self._anomaly_callbacks: list[AnomalyCallback] = []
         self._pre_evaluation_hooks: list[Callable[[], Any]] = []
 
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._worker = PeriodicThread(
+            "aphrodite-sla-evaluator", self.evaluate, self.evaluation_interval_s, setup=self._warm_up
+        )
         self._evaluations = 0
         self._last_duration = 0.0
         self._max_duration = 0.0
@@ -582,39 +584,22 @@ class SLAManager:
     # -- background evaluator --------------------------------------------------------------
     @property
     def is_monitoring(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_running
 
     def start_monitoring(self) -> None:
         """Start the background evaluator (idempotent). It compiles/loads the numba kernels on its
         own thread first, so the caller (an engine's event loop) never waits for them."""
-        if self.is_monitoring:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="aphrodite-sla-evaluator", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop_monitoring(self, timeout: float = 5.0) -> bool:
         """Stop the evaluator and wait up to ``timeout`` s; returns True if it has stopped."""
-        thread = self._thread
-        self._stop.set()
-        if thread is None:
-            return True
-        thread.join(timeout)
-        stopped = not thread.is_alive()
-        if stopped:
-            self._thread = None
-        return stopped
+        return self._worker.stop(timeout)
 
-    def _run(self) -> None:
+    @staticmethod
+    def _warm_up() -> None:
         from aphrodite_sla.store import kernels
 
         kernels.warm_up()
-        while not self._stop.is_set():
-            try:
-                self.evaluate()
-            except Exception:  # keep evaluating: one bad tick must not end monitoring
-                logger.exception("aphrodite-sla: evaluation failed")
-            self._stop.wait(self.evaluation_interval_s)
 
 
 def create_production_sla_manager(**kwargs: Any) -> SLAManager:

@@ -1,0 +1,75 @@
+"""A daemon thread that runs a function every few seconds: the evaluator, the stall detector and
+the system sampler share it, so each has one tested start/stop and none can die of one bad tick."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class PeriodicThread:
+    """Calls ``tick()`` every ``interval_s`` seconds on a daemon thread named ``name``.
+
+    ``run_first``: tick at once on start (else after one interval). ``setup`` runs once on the
+    thread before the first tick (e.g. loading numba kernels off the caller's thread). An exception
+    from ``tick`` is logged and counted (``errors``); the loop goes on. ``start``/``stop`` are
+    idempotent; ``stop`` returns True once the thread has ended.
+    """
+
+    def __init__(
+        self, name: str, tick: Callable[[], object], interval_s: float, *, run_first: bool = True,
+        setup: Callable[[], object] | None = None,
+    ) -> None:
+        self.name = name
+        self.tick = tick
+        self.interval_s = float(interval_s)
+        self.run_first = run_first
+        self.setup = setup
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        with self._lock:
+            if self.is_running:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+            if thread is None:
+                return True
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+            self._thread = None
+            return True
+
+    def _run(self) -> None:
+        if self.setup is not None:
+            try:
+                self.setup()
+            except Exception:
+                self.errors += 1
+                logger.exception("aphrodite-sla: %s set-up failed", self.name)
+        if not self.run_first and self._stop.wait(self.interval_s):
+            return
+        while True:
+            try:
+                self.tick()
+            except Exception:  # one bad tick must not end the loop
+                self.errors += 1
+                logger.exception("aphrodite-sla: %s tick failed", self.name)
+            if self._stop.wait(self.interval_s):
+                return
