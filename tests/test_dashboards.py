@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from aphrodite_sla.export.rules import write_rules
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
@@ -57,16 +57,6 @@ def panel_queries() -> list[tuple[str, str, str, str]]:
             for t in p["targets"]:
                 out.append((name, p["title"], t["refId"], substitute(t["expr"])))
     return out
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        reason = f"`{name}` not found on PATH (Debian/Ubuntu: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; it is required when CI is set")
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture(params=DASHBOARD_FILES)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,21 +27,12 @@ import pytest
 
 from aphrodite_sla.export.rules import write_rules
 from tests.test_dashboards import DASHBOARD_FILES, load_dashboard, panel_queries, substitute
+from tests.tools import require_tool
 
 SCENARIO = "latency_spike"
 SPEED = 60.0  # engine seconds per wall second; the spike's violation is at ~840 engine-s
 DURATION_S = 4000.0  # engine seconds: longer than the test needs (the fixture stops it)
 DATA_DEADLINE_S = 75.0  # wall seconds from the simulator's start until every query must have data
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        reason = f"`{name}` not found on PATH (Debian/Ubuntu: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; it is required when CI is set")
-        pytest.skip(reason)
-    return path
 
 
 def _free_port() -> int:

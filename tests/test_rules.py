@@ -6,7 +6,6 @@ tests fail when ``CI`` is set and are skipped otherwise.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +25,7 @@ from aphrodite_sla.export.rules import (
 )
 from aphrodite_sla.sla.defaults import default_thresholds
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
+from tests.tools import require_tool
 
 PROMTOOL_DIR = Path(__file__).parent / "promtool"
 UNIT_TESTS = sorted(PROMTOOL_DIR.glob("*.test.yml"))
@@ -36,16 +36,6 @@ TEST_THRESHOLDS = [
     SLAThreshold("latency_p99", 1000.0, 0.0, 5, statistic=Statistic.P99, source_metric="request_latency_ms", unit="ms"),
     SLAThreshold("tokens_per_second", 100.0, 20.0, 3, direction=Direction.LOWER),
 ]
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        reason = f"`{name}` not found on PATH (Debian/Ubuntu: apt-get install prometheus)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; it is required when CI is set")
-        pytest.skip(reason)
-    return path
 
 
 @pytest.fixture(scope="module")
