@@ -325,3 +325,23 @@ def test_every_sample_is_classified_once():
     good, bad = mgr.event_counts()["lat_p95"]
     assert bad == 0
     assert good == mgr.store.buffer("lat").count == 2000  # every sample, none twice
+
+
+def test_anomaly_warning_fires_once_per_episode():
+    clock = ManualClock(T0)
+    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    scores = iter([0.1, 0.6, 0.45, 0.55, 0.6, 0.2, 0.7, 0.1])  # two episodes: 0.6..0.6 and 0.7
+
+    class Scripted:
+        def update(self, value, timestamp):
+            return next(scores)
+
+    mgr._states["lat_p95"].detector = Scripted()
+    warnings = []
+    mgr.register_anomaly_callback(lambda s: warnings.append(s.anomaly_score))
+    for _ in range(8):
+        for _ in range(50):
+            clock.advance(0.1)
+            mgr.record_measurement("lat", 80.0)
+        mgr.evaluate()
+    assert warnings == [0.6, 0.7]  # 0.45 and 0.55 stay in the first episode; 0.2 ends it

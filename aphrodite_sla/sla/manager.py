@@ -44,6 +44,8 @@ AnomalyCallback = Callable[[SLAStatus], Any]
 # Per-SLA history of per-interval values kept as the z-score baseline (evaluation points).
 ZSCORE_BASELINE_POINTS = 120
 _QUANTILE_STATS = {st.quantile: st for st in Statistic if st.quantile is not None}
+# An anomaly episode ends (and may warn again) once the score falls below this share of the level.
+ANOMALY_REARM_FRACTION = 0.5
 # Windows of the in-process burn rates (per replica; fleet-wide ones are Prometheus rules).
 BURN_RATE_WINDOWS_S = (300.0, 600.0)
 # The seed's anomaly rule: |z| above this against the baseline is anomalous.
@@ -485,10 +487,14 @@ class SLAManager:
             anomaly_score=anomaly_score, zscore=z, evaluated_at=now, regression=state.regression,
         )
         state.status = status
-        is_anomalous = anomaly_score is not None and anomaly_score >= self.anomaly_alert_score
-        if is_anomalous and not state.anomalous:
-            events.append(("anomaly", status))
-        state.anomalous = is_anomalous
+        # Hysteresis: one warning per episode. The episode ends only once the score has fallen
+        # below half the alert level, so a score hovering around the level does not re-warn.
+        if anomaly_score is not None:
+            if not state.anomalous and anomaly_score >= self.anomaly_alert_score:
+                state.anomalous = True
+                events.append(("anomaly", status))
+            elif state.anomalous and anomaly_score < ANOMALY_REARM_FRACTION * self.anomaly_alert_score:
+                state.anomalous = False
 
     def _regression_checks(self, now: float) -> None:
         if not math.isfinite(self.regression_interval_s):
