@@ -22,10 +22,9 @@ import Aphrodite (or torch).
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from aphrodite_sla.integrations.vllm import StatLoggerCore, recorder_for, served_model_name
+from aphrodite_sla.integrations.statlogger_core import StatLoggerCore, lazy_engine_class
 
 
 def _build_aphrodite_class() -> type:
@@ -49,17 +48,6 @@ def _build_aphrodite_class() -> type:
     return AphroditeProductionStatLogger
 
 
-_build_lock = threading.Lock()
+__getattr__ = lazy_engine_class(globals(), "AphroditeProductionStatLogger", _build_aphrodite_class)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "AphroditeProductionStatLogger":
-        with _build_lock:
-            cls = globals().get(name)
-            if cls is None:
-                cls = globals()[name] = _build_aphrodite_class()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["AphroditeProductionStatLogger", "StatLoggerCore", "recorder_for", "served_model_name"]
+__all__ = ["AphroditeProductionStatLogger"]
