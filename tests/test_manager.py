@@ -345,3 +345,23 @@ def test_anomaly_warning_fires_once_per_episode():
             mgr.record_measurement("lat", 80.0)
         mgr.evaluate()
     assert warnings == [0.6, 0.7]  # 0.45 and 0.55 stay in the first episode; 0.2 ends it
+
+
+def test_watched_quantiles_are_exact_and_share_the_slas_selection_pass():
+    clock = ManualClock(T0)
+    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    mgr.watch_quantiles("lat", (0.5, 0.99), 60)
+    mgr.watch_quantiles("other", (0.5,), 60)  # not recorded: reported with no samples
+    rng = np.random.default_rng(9)
+    values = rng.lognormal(4, 0.5, 1200)
+    clock.set(T0 + 120)
+    mgr.record_batch("lat", values, T0 + np.arange(1200) * 0.1)
+    mgr.evaluate()
+    assert len(mgr._evaluation_plan()) == 2  # "lat" over 60 s once (SLA + watched), "other"
+    _, n, got = mgr.watched_quantiles()["lat"]
+    in_window = values[T0 + np.arange(1200) * 0.1 > T0 + 60]
+    assert n == in_window.size
+    assert got == {0.5: np.percentile(in_window, 50), 0.99: np.percentile(in_window, 99)}
+    assert mgr.watched_quantiles()["other"][1] == 0
+    with pytest.raises(ValueError, match="unsupported"):
+        mgr.watch_quantiles("lat", (0.42,), 60)

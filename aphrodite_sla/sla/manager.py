@@ -290,10 +290,14 @@ class SLAManager:
             for state in self._states.values():
                 if state.threshold.enabled:
                     groups.setdefault((state.threshold.source, state.threshold.window_seconds), []).append(state)
-            plan = [_Group.of(source, window, states) for (source, window), states in groups.items()]
-            for (source, window), quantiles in self._watched_specs.items():
-                stats = [_QUANTILE_STATS[q] for q in quantiles]
-                plan.append(_Group.of(source, window, [], stats))
+            # Watched quantiles ride along with the SLAs reading the same window (one selection
+            # pass serves both); the statistics past the SLAs' own are the watched ones.
+            plan = []
+            for key in {**groups, **self._watched_specs}:
+                states = groups.get(key, [])
+                stats = [s.threshold.statistic for s in states]
+                stats += [_QUANTILE_STATS[q] for q in self._watched_specs.get(key, ())]
+                plan.append(_Group.of(key[0], key[1], states, stats))
             self._plan = plan
         return plan
 
@@ -318,10 +322,12 @@ class SLAManager:
                 values, fresh = self._window_values(
                     kernels, group, now - group.window, now - self.evaluation_interval_s, now
                 )
-                if not group.states:  # a watched series: keep the exact quantiles for exporters
-                    n = values[0][1] if values else 0
-                    self._watched[(group.source, group.window)] = (now, n, dict(zip(group.quantiles, (v for v, _ in values))))
-                    continue
+                n_slas = len(group.states)
+                if len(values) > n_slas:  # watched quantiles, kept for exporters
+                    watched = zip(group.statistics[n_slas:], values[n_slas:])
+                    self._watched[(group.source, group.window)] = (
+                        now, values[-1][1], {st.quantile: v for st, (v, _) in watched}
+                    )
                 for state, (value, n), latest in zip(group.states, values, fresh):
                     self._update_state(state, value, n, latest, now, events)
                 self._count_events(group, now)
