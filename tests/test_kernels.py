@@ -97,12 +97,78 @@ def test_moments_are_stable_for_large_offsets():
     assert out[3] == pytest.approx(np.std([1.0, 2.0, 3.0, 4.0]), rel=1e-9)
 
 
-def test_warm_up_in_background_runs_once():
-    t1 = kernels.warm_up_in_background()
-    t2 = kernels.warm_up_in_background()
-    assert t1 is t2
-    t1.join(120)
-    assert not t1.is_alive()
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2049, 40_000),
+    seed=st.integers(0, 2**32 - 1),
+    qs=st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0]), min_size=1, max_size=4, unique=True),
+    shape=st.sampled_from(["lognormal", "ties", "bimodal", "sorted"]),
+)
+def test_quantiles_with_separate_brackets_equal_numpy(n, seed, qs, shape):
+    """Quantiles far apart get one bracket (and one pass) each; each rank maps into its own."""
+    rng = np.random.default_rng(seed)
+    w = rng.lognormal(4.0, 0.8, n)
+    if shape == "ties":
+        w = rng.integers(0, 7, n).astype(float)
+    elif shape == "bimodal":
+        w = np.where(rng.random(n) < 0.9, w, w * 50)
+    elif shape == "sorted":
+        w.sort()
+    q = np.array(sorted(qs))
+    assert np.array_equal(quantiles(w, n + 5, int(rng.integers(0, 10_000)), q), np.quantile(w, q))
+
+
+def test_evaluate_windows_matches_numpy_for_every_window_in_one_call():
+    """Several rings (wrapped, partly filled, one empty) with their window, newest part, moments,
+    quantiles and error-budget counts, against numpy on the same slices."""
+    rng = np.random.default_rng(3)
+    rings = []
+    for cap, count, rate in ((5000, 12_345, 10.0), (300, 120, 1.0), (64, 0, 1.0), (20_000, 20_000, 50.0)):
+        times = np.zeros(cap)
+        values = np.zeros(cap)
+        idx = np.arange(count)
+        times[idx % cap] = idx / rate
+        values[idx % cap] = rng.lognormal(3, 1, count)
+        rings.append((times, values, cap, max(0, count - cap), count))
+    now = [r[0][(r[4] - 1) % r[2]] if r[4] else 0.0 for r in rings]
+    end = max(now)
+    spans = np.array([[end - 120.0, end - 5.0, end], [end - 60.0, end - 5.0, end], [end - 10, end - 5, end], [end - 300.0, end - 5.0, end]])
+    qsets = [(0.5, 0.99), (), (0.95,), (0.5, 0.95, 0.99)]
+    q_ptr = np.cumsum([0] + [len(q) for q in qsets]).astype(np.int64)
+    flags = np.array([kernels.FLAG_MOMENTS | kernels.FLAG_FRESH, kernels.FLAG_MOMENTS, kernels.FLAG_FRESH, kernels.FLAG_FRESH], dtype=np.int64)
+    bounds = [(30.0, True), (10.0, False)]  # ring 0 has two objective SLAs
+    b_ptr = np.array([0, 2, 2, 2, 2], dtype=np.int64)
+    width = kernels.PART_Q + 3
+    out = np.full((4, kernels.ROW_PARTS + 2 * width), np.nan)
+    b_out = np.zeros(2)
+    kernels.evaluate_windows(
+        np.array([r[0].ctypes.data for r in rings], dtype=np.int64), np.array([r[1].ctypes.data for r in rings], dtype=np.int64),
+        np.array([(r[2], r[3], r[4]) for r in rings], dtype=np.int64), spans, q_ptr,
+        np.array([q for qs in qsets for q in qs], dtype=np.float64), flags, np.array([-1, -1, -1, -1], dtype=np.int64),
+        b_ptr, np.array([b for b, _ in bounds]), np.array([u for _, u in bounds]), np.empty(20_000), out, b_out,
+    )
+    for g, (times, values, cap, first, count) in enumerate(rings):
+        idx = np.arange(first, count) % cap
+        t, v = times[idx], values[idx]
+        window = v[(t > spans[g, 0]) & (t <= spans[g, 2])]
+        fresh = v[(t > spans[g, 1]) & (t <= spans[g, 2])]
+        row = out[g]
+        base = kernels.ROW_PARTS
+        assert row[base + kernels.PART_N] == window.size
+        if qsets[g] and window.size:
+            assert np.array_equal(row[base + kernels.PART_Q : base + kernels.PART_Q + len(qsets[g])], np.quantile(window, qsets[g]))
+        if flags[g] & kernels.FLAG_MOMENTS and window.size:
+            assert row[base + kernels.PART_SUM] == pytest.approx(window.sum(), rel=1e-12)
+            assert row[base + kernels.PART_MEAN] == pytest.approx(window.mean(), rel=1e-12)
+        if flags[g] & kernels.FLAG_FRESH:
+            fb = base + width
+            assert row[fb + kernels.PART_N] == fresh.size
+            if qsets[g] and fresh.size:
+                assert np.array_equal(row[fb + kernels.PART_Q : fb + kernels.PART_Q + len(qsets[g])], np.quantile(fresh, qsets[g]))
+        assert row[kernels.ROW_NEW] == window.size  # nothing classified before: the whole window is new
+    window0 = rings[0][1][np.arange(rings[0][3], rings[0][4]) % rings[0][2]][
+        (rings[0][0][np.arange(rings[0][3], rings[0][4]) % rings[0][2]] > spans[0, 0])]
+    assert b_out.tolist() == [np.count_nonzero(window0 > 30.0), np.count_nonzero(window0 < 10.0)]
 
 
 @settings(max_examples=200, deadline=None)
