@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The real engines (vLLM, Aphrodite) live in a venv of their own: ~3 GB, built once and reused.
 ENGINE_VENV ?= .venv-engines
 
-.PHONY: demo test test-unit bench clean
+.PHONY: demo test test-unit lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m aphrodite_sla.cli simulate --scenario mixed
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest
 	scripts/engine_venv.sh $(ENGINE_VENV)
 	$(ENGINE_VENV)/bin/python -m pytest -o addopts="-ra" tests/contract
 
 test-unit: $(STAMP)
 	$(PY) -m pytest
+
+# ruff (style, bugs) on everything, mypy (types) on the package
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -14,7 +14,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print("aphrodite-sla demo: --duration must be > 0", file=sys.stderr)
         return 2
     result = run_demo(args.duration, seed=args.seed)
-    missed = [o.fault.name for o in result.outcomes if o.detected_at_s is None]
+    missed = [r.fault.name for r in result.faults if r.first_violation is None]
     if missed:
         print(f"\nnot detected: {', '.join(missed)}", file=sys.stderr)
         return 1
@@ -49,7 +49,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"aphrodite-sla simulate: cannot serve on 127.0.0.1:{args.port}: {err} (try --port 0)", file=sys.stderr)
         return 2
-    missed = [r.kind for r in result.faults if not r.detected]
+    missed = [r.fault.name for r in result.faults if not r.detected]
     if missed:
         print(f"\nnot detected: {', '.join(missed)}", file=sys.stderr)
         return 1

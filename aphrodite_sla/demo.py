@@ -10,52 +10,43 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aphrodite_sla.clock import ManualClock
+from aphrodite_sla.events import MonitorEvent
+from aphrodite_sla.sim.attribution import (
+    ANOMALY,
+    RESOLVED,
+    VIOLATION,
+    Attribution,
+    FaultReport,
+    InjectedFault,
+    Signal,
+    attribute,
+    signal_of,
+)
 from aphrodite_sla.sla.defaults import REQUEST_LATENCY_MS, REQUEST_OUTCOME
 from aphrodite_sla.sla.manager import create_production_sla_manager
-from aphrodite_sla.sla.threshold import SLAStatus, SLAViolation
 
 START = 1_700_000_000.0
 
 
-@dataclass(frozen=True)
-class Fault:
-    """An injected fault: which SLA it should trip, and when (seconds from the start)."""
-
-    name: str
-    sla: str
-    start_s: float
-    end_s: float
-    also_affects: tuple[str, ...] = ()
-
-    def explains(self, sla: str, at_s: float, window_s: float) -> bool:
-        """Whether a signal on ``sla`` at ``at_s`` belongs to this fault: during it, or while its
-        end (the recovery edge) is still inside the SLA's window."""
-        return (sla == self.sla or sla in self.also_affects) and self.start_s <= at_s <= self.end_s + window_s
-
-
-@dataclass
-class FaultOutcome:
-    fault: Fault
-    warned_at_s: float | None = None
-    detected_at_s: float | None = None
-    severity: str | None = None
-    resolved_at_s: float | None = None
+def synthetic_fault(name: str, sla: str, start_s: float, end_s: float, also_affects: tuple[str, ...] = ()) -> InjectedFault:
+    """A fault of the synthetic stream: ``sla``'s series degrades from ``start_s`` to ``end_s``."""
+    return InjectedFault(name, name, start_s, end_s, (sla, *also_affects))
 
 
 @dataclass
 class DemoResult:
-    outcomes: list[FaultOutcome]
-    false_alarms: list[str] = field(default_factory=list)
-    false_warnings: list[str] = field(default_factory=list)
+    faults: list[FaultReport]
+    false_alarms: list[Signal] = field(default_factory=list)  # violations no fault explains
+    false_warnings: list[Signal] = field(default_factory=list)  # anomaly warnings no fault explains
     compliance: dict[str, float | None] = field(default_factory=dict)
     evaluations: int = 0
     mean_evaluation_ms: float = 0.0
 
 
-def default_faults() -> list[Fault]:
+def default_faults() -> list[InjectedFault]:
     return [
-        Fault("latency spike (p95 ~2.3x)", "request_latency_p95", 600.0, 1200.0, ("request_latency_p99",)),
-        Fault("throughput drop (to 45%)", "tokens_per_second", 1500.0, 2100.0),
+        synthetic_fault("latency spike (p95 ~2.3x)", "request_latency_p95", 600.0, 1200.0, ("request_latency_p99",)),
+        synthetic_fault("throughput drop (to 45%)", "tokens_per_second", 1500.0, 2100.0),
     ]
 
 
@@ -64,7 +55,7 @@ def run_demo(
     *,
     seed: int = 7,
     step_s: float = 0.5,
-    faults: list[Fault] | None = None,
+    faults: list[InjectedFault] | None = None,
     out: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run ``duration_s`` of simulated engine time: ~40 requests/s, per-step throughput, KV-cache
@@ -73,51 +64,30 @@ def run_demo(
     clock = ManualClock(START)
     mgr = create_production_sla_manager(clock=clock, evaluation_interval_s=5.0)
     rng = np.random.default_rng(seed)
-    outcomes = {f.sla: FaultOutcome(f) for f in faults}
-    result = DemoResult(list(outcomes.values()))
+    signals: list[Signal] = []
 
     def elapsed() -> float:
         return clock() - START
 
-    def on_violation(v: SLAViolation) -> None:
-        o = outcomes.get(v.metric_name)
-        active = o is not None and o.fault.start_s <= elapsed() <= o.fault.end_s + v.window_seconds
-        if o is not None and active:
-            if o.detected_at_s is None:
-                o.detected_at_s = elapsed()
-            o.severity = v.severity.value
-            out(f"[{elapsed():7.0f}s] VIOLATION  {v.message}")
-        else:
-            result.false_alarms.append(v.metric_name)
-            out(f"[{elapsed():7.0f}s] FALSE ALARM {v.message}")
+    def on_event(event: MonitorEvent) -> None:
+        sig = signal_of(event, START)
+        if sig is None:
+            return
+        signals.append(sig)
+        window_s = mgr.thresholds[sig.sla].window_seconds if sig.sla in mgr.thresholds else 60.0
+        expected = any(f.explains(sig, window_s) for f in faults)
+        label = {VIOLATION: "VIOLATION", ANOMALY: "ANOMALY", RESOLVED: "RESOLVED"}.get(sig.kind, sig.kind.upper())
+        if not expected and sig.kind in (VIOLATION, ANOMALY):
+            label += " (no fault)"
+        out(f"[{sig.at_s:7.0f}s] {label:<10} {sig.sla}: {sig.detail}")
 
-    def on_anomaly(s: SLAStatus) -> None:
-        o = outcomes.get(s.metric_name)
-        window_s = mgr.thresholds[s.metric_name].window_seconds
-        during_fault = any(f.explains(s.metric_name, elapsed(), window_s) for f in faults)
-        if not during_fault:
-            result.false_warnings.append(s.metric_name)
-        elif o is not None and o.warned_at_s is None and elapsed() <= o.fault.end_s:
-            o.warned_at_s = elapsed()
-        label = "ANOMALY" if during_fault else "ANOMALY (no fault)"
-        out(f"[{elapsed():7.0f}s] {label} {s.metric_name}: anomaly score {s.anomaly_score:.2f} "
-            f"({s.statistic.value} = {s.value:.4g}, bound {s.bound:.4g})")
-
-    def on_resolved(name: str, at: float) -> None:
-        o = outcomes.get(name)
-        if o is not None and o.detected_at_s is not None and o.resolved_at_s is None:
-            o.resolved_at_s = at - START
-        out(f"[{at - START:7.0f}s] RESOLVED   {name}")
-
-    mgr.register_violation_callback(on_violation)
-    mgr.register_anomaly_callback(on_anomaly)
-    mgr.register_resolution_callback(on_resolved)
+    mgr.subscribe(on_event, name="demo")
 
     def active(sla: str) -> bool:
-        return any(f.sla == sla and f.start_s <= elapsed() < f.end_s for f in faults)
+        return any(f.slas[0] == sla and f.start_s <= elapsed() < (f.end_s or math.inf) for f in faults)
 
     for f in faults:
-        out(f"scheduled fault: {f.name:<28} -> {f.sla:<22} at {f.start_s:6.0f}s..{f.end_s:.0f}s")
+        out(f"scheduled fault: {f.name:<28} -> {f.slas[0]:<22} at {f.start_s:6.0f}s..{f.end_s:.0f}s")
     requests_per_step = 40.0 * step_s
     next_eval = 5.0
     total_eval_s = 0.0
@@ -143,10 +113,15 @@ def run_demo(
             mgr.evaluate()
             total_eval_s += mgr.evaluator_stats.last_duration_s
     stats = mgr.evaluator_stats
-    result.evaluations = stats.evaluations
-    result.mean_evaluation_ms = 1000.0 * total_eval_s / max(1, stats.evaluations)
-    result.compliance = {name: s.compliance_percent for name, s in mgr.get_status().items()}
-    _print_summary(result, mgr.store.dropped_total(), mgr.store.nbytes, out)
+    attribution = attribute(signals, faults, lambda sla: mgr.thresholds[sla].window_seconds if sla in mgr.thresholds else 60.0)
+    result = DemoResult(
+        attribution.reports,
+        [sig for sig in attribution.unexplained if sig.kind == VIOLATION],
+        [sig for sig in attribution.unexplained if sig.kind == ANOMALY],
+        {name: s.compliance_percent for name, s in mgr.get_status().items()},
+        stats.evaluations, 1000.0 * total_eval_s / max(1, stats.evaluations),
+    )
+    _print_summary(result, attribution, mgr.store.dropped_total(), mgr.store.nbytes, out)
     return result
 
 
@@ -154,13 +129,16 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}s"
 
 
-def _print_summary(result: DemoResult, dropped: int, nbytes: int, out: Callable[[str], None]) -> None:
+def _print_summary(result: DemoResult, attribution: Attribution, dropped: int, nbytes: int, out: Callable[[str], None]) -> None:
     out("")
     out("fault                         injected  early warning  detected (MTTD)    severity  resolved")
-    for o in result.outcomes:
-        mttd = f"{o.detected_at_s:.0f}s ({o.detected_at_s - o.fault.start_s:.0f}s)" if o.detected_at_s is not None else "NOT DETECTED"
-        warn = f"{_fmt(o.warned_at_s)} (+{o.warned_at_s - o.fault.start_s:.0f}s)" if o.warned_at_s is not None else "-"
-        out(f"{o.fault.name:<29} {o.fault.start_s:7.0f}s  {warn:<13}  {mttd:<17}  {o.severity or '-':<8}  {_fmt(o.resolved_at_s)}")
+    for r in attribution.reports:
+        f = r.fault
+        warned, detected, resolved = r.first(ANOMALY), r.first_violation, r.first(RESOLVED)
+        mttd = f"{detected.at_s:.0f}s ({detected.at_s - f.start_s:.0f}s)" if detected is not None else "NOT DETECTED"
+        warn = f"{warned.at_s:.0f}s (+{warned.at_s - f.start_s:.0f}s)" if warned is not None else "-"
+        severity = detected.severity if detected is not None else None
+        out(f"{f.name:<29} {f.start_s:7.0f}s  {warn:<13}  {mttd:<17}  {severity or '-':<8}  {_fmt(resolved.at_s if resolved else None)}")
     out("")
     out("SLA compliance over each SLA's last window (evaluation points within bounds):")
     for name, c in result.compliance.items():

@@ -14,19 +14,21 @@ class PeriodicThread:
 
     ``run_first``: tick at once on start (else after one interval). ``setup`` runs once on the
     thread before the first tick (e.g. loading numba kernels off the caller's thread). An exception
-    from ``tick`` is logged and counted (``errors``); the loop goes on. ``start``/``stop`` are
-    idempotent; ``stop`` returns True once the thread has ended.
+    from ``setup`` or ``tick`` is counted (``errors``) and handed to ``on_error`` (default: logged);
+    the loop goes on. ``start``/``stop`` are idempotent; ``stop`` returns True once the thread has
+    ended.
     """
 
     def __init__(
         self, name: str, tick: Callable[[], object], interval_s: float, *, run_first: bool = True,
-        setup: Callable[[], object] | None = None,
+        setup: Callable[[], object] | None = None, on_error: Callable[[Exception], object] | None = None,
     ) -> None:
         self.name = name
         self.tick = tick
         self.interval_s = float(interval_s)
         self.run_first = run_first
         self.setup = setup
+        self.on_error = on_error
         self.errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,16 +62,24 @@ class PeriodicThread:
         if self.setup is not None:
             try:
                 self.setup()
-            except Exception:
-                self.errors += 1
-                logger.exception("aphrodite-sla: %s set-up failed", self.name)
+            except Exception as exc:
+                self._failed(exc, "set-up")
         if not self.run_first and self._stop.wait(self.interval_s):
             return
         while True:
             try:
                 self.tick()
-            except Exception:  # one bad tick must not end the loop
-                self.errors += 1
-                logger.exception("aphrodite-sla: %s tick failed", self.name)
+            except Exception as exc:  # one bad tick must not end the loop
+                self._failed(exc, "tick")
             if self._stop.wait(self.interval_s):
                 return
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        self.errors += 1
+        if self.on_error is None:
+            logger.exception("aphrodite-sla: %s %s failed", self.name, what)
+            return
+        try:
+            self.on_error(exc)
+        except Exception:
+            logger.exception("aphrodite-sla: %s error handler failed", self.name)

@@ -8,6 +8,7 @@ their background threads do on a real clock); ``--speed`` paces engine time agai
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -15,9 +16,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aphrodite_sla.config import SLAConfig
+from aphrodite_sla.events import MonitorEvent
 from aphrodite_sla.runtime import SLARuntime
 from aphrodite_sla.sim import EngineSimulator, FaultKind, get_scenario
-from aphrodite_sla.sla.threshold import Direction, SLAStatus, SLAThreshold, SLAViolation, Statistic
+from aphrodite_sla.sim.attribution import (
+    REGRESSION,
+    RESOLVED,
+    VIOLATION,
+    FaultReport,
+    InjectedFault,
+    Signal,
+    attribute,
+    signal_of,
+)
+from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
+
+_log = logging.getLogger(__name__)
 
 # SLAs for the simulated model (the seed's defaults are for the operator to set: a 200 ms p95 of
 # end-to-end latency fits no 128-token generation). Set from the steady scenario's behaviour:
@@ -41,49 +55,12 @@ FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
     ),
     FaultKind.MEMORY_LEAK: ("process_memory_mb",),
     # requests caught in a stall finish late: the latency SLAs see it for a window afterwards
-    FaultKind.STALL: ("engine_stall", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "tokens_per_second"),
+    FaultKind.STALL: ("engine_stalled", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "tokens_per_second"),
     FaultKind.GPU_THROTTLING: ("request_latency_p95", "request_latency_p99", "itl_p99", "tokens_per_second", "ttft_p95"),
     FaultKind.TRAFFIC_SURGE: ("request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "ttft_p95", "tokens_per_second"),
     FaultKind.PROMPT_LENGTH_SHIFT: ("ttft_p95", "request_latency_p95", "request_latency_p99", "kv_cache_usage_percent"),
     FaultKind.BAD_DEPLOYMENT: ("request_latency_p95", "request_latency_p99", "error_rate_percent", "itl_p99", "tokens_per_second"),
 }
-
-
-@dataclass(frozen=True)
-class Signal:
-    """Something the monitor raised: a sustained violation, an anomaly warning, a regression or a
-    stall, at an engine time (seconds since the start)."""
-
-    kind: str
-    sla: str
-    at_s: float
-    detail: str
-
-
-@dataclass
-class FaultReport:
-    kind: str
-    description: str
-    injected_at_s: float
-    ended_at_s: float | None
-    first_signal: Signal | None = None
-    first_violation: Signal | None = None
-
-    @property
-    def detected(self) -> bool:
-        return self.first_signal is not None
-
-    @property
-    def mttd_s(self) -> float | None:
-        return None if self.first_signal is None else self.first_signal.at_s - self.injected_at_s
-
-    @property
-    def action(self) -> str:
-        if self.first_violation is not None:
-            return "violation raised (callbacks notified)"
-        if self.first_signal is not None:
-            return f"{self.first_signal.kind} raised"
-        return "none"
 
 
 @dataclass
@@ -97,11 +74,7 @@ class SimulationResult:
     compliance: dict[str, float | None]
     unexplained: list[Signal] = field(default_factory=list)
     exporter_port: int | None = None
-
-
-def _explains(report: FaultReport, kind: FaultKind, signal: Signal, window_s: float) -> bool:
-    end = report.ended_at_s if report.ended_at_s is not None else math.inf
-    return signal.sla in FAULT_SIGNALS.get(kind, ()) and report.injected_at_s <= signal.at_s <= end + window_s
+    real_stats: bool = False  # the steps were real vLLM stats objects (vLLM importable)
 
 
 def run_simulation(
@@ -113,10 +86,13 @@ def run_simulation(
     seed: int = 0,
     live: bool = False,
     out: Callable[[str], None] = print,
+    step_logger: Callable[[SLARuntime], Callable[[Any, Any], None]] | None = None,
 ) -> SimulationResult:
     """Run ``scenario_name`` for ``duration_s`` engine seconds (default: the scenario's). ``speed``:
     engine seconds per wall second (0 = as fast as possible). ``port``: serve /metrics on
-    127.0.0.1 (0 picks a free port; None: no exporter)."""
+    127.0.0.1 (0 picks a free port; None: no exporter). ``step_logger(runtime)`` returns what each
+    engine step is handed to (default: our StatLogger, the real vLLM class when importable; the
+    contract tests pass vLLM's own ``StatLoggerManager``)."""
     scenario = get_scenario(scenario_name)
     if duration_s is not None:
         if not (duration_s > 0 and math.isfinite(duration_s)):
@@ -133,22 +109,13 @@ def run_simulation(
     start = clock()
     signals: list[Signal] = []
 
-    def now_s() -> float:
-        return clock() - start
+    def on_event(event: MonitorEvent) -> None:
+        sig = signal_of(event, start)
+        if sig is not None:
+            signals.append(sig)
 
-    def on_violation(v: SLAViolation) -> None:
-        signals.append(Signal("violation", v.metric_name, now_s(), v.message))
-
-    def on_anomaly(s: SLAStatus) -> None:
-        signals.append(Signal("anomaly", s.metric_name, now_s(), f"anomaly score {s.anomaly_score:.2f}"))
-
-    def on_stall(v: SLAViolation) -> None:
-        signals.append(Signal("violation", "engine_stall", now_s(), v.message))
-
-    manager.register_violation_callback(on_violation)
-    manager.register_anomaly_callback(on_anomaly)
-    runtime.stall.register_callback(on_stall)
-    logger = _stat_logger(runtime)
+    manager.subscribe(on_event, name="simulate")  # every violation (stalls too), warning, regression
+    logger = (step_logger or _stat_logger)(runtime)
 
     exporter_port = None
     server = None
@@ -167,14 +134,11 @@ def run_simulation(
             our_logger(sched, it)
             engine_metrics.record(sched, it)
 
-        server, exporter_port, _ = start_exporter(
-            manager, port, model_name=model_name, registry=registry, stall=runtime.stall
-        )
+        server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry)
         out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
 
     interval = config.evaluation_interval_s
     next_eval = start + interval
-    seen_regressions: set[str] = set()
     wall0 = time.perf_counter()
     view = _LiveView(manager, sim, signals) if live else None
 
@@ -185,12 +149,7 @@ def run_simulation(
         if t >= next_eval:
             next_eval += interval
             manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)
-            manager.evaluate(t)
-            for name, st in manager.get_status().items():
-                reg = st.regression
-                if reg is not None and reg.regressed and name not in seen_regressions:
-                    seen_regressions.add(name)
-                    signals.append(Signal("regression", name, now_s(), reg.message))
+            manager.evaluate(t)  # returns once subscribers have the events: signals are in order
             if view is not None:
                 view.update()
             if speed > 0:
@@ -211,26 +170,19 @@ def run_simulation(
             server.server_close()
     wall = time.perf_counter() - wall0
 
-    reports = []
-    kinds = []
-    for event in sim.fault_log:
-        end = None if event.end_time is None else event.end_time - start
-        reports.append(FaultReport(event.fault.kind.value, event.fault.describe(), event.start_time - start, end))
-        kinds.append(event.fault.kind)
-    unexplained = []
-    for sig in signals:
-        window_s = manager.thresholds[sig.sla].window_seconds if sig.sla in manager.thresholds else 60.0
-        owners = [r for r, k in zip(reports, kinds) if _explains(r, k, sig, window_s)]
-        for r in owners:
-            if r.first_signal is None:
-                r.first_signal = sig
-            if sig.kind == "violation" and r.first_violation is None:
-                r.first_violation = sig
-        if not owners:
-            unexplained.append(sig)
+    faults = [
+        InjectedFault(
+            event.fault.kind.value, event.fault.describe(), event.start_time - start,
+            None if event.end_time is None else event.end_time - start, FAULT_SIGNALS.get(event.fault.kind, ()),
+        )
+        for event in sim.fault_log
+    ]
+    thresholds = manager.thresholds
+    attribution = attribute(signals, faults, lambda sla: thresholds[sla].window_seconds if sla in thresholds else 60.0)
     result = SimulationResult(
-        scenario.name, summary.engine_s, wall, summary.steps, reports, signals,
-        {name: st.compliance_percent for name, st in manager.get_status().items()}, unexplained, exporter_port,
+        scenario.name, summary.engine_s, wall, summary.steps, attribution.reports, signals,
+        {name: st.compliance_percent for name, st in manager.get_status().items()}, attribution.unexplained, exporter_port,
+        sim.stats_factory.using_real,
     )
     _print_summary(result, out)
     return result
@@ -243,8 +195,9 @@ def _stat_logger(runtime: SLARuntime) -> Callable[[Any, Any], None]:
         from aphrodite_sla.integrations.vllm import SLAStatLogger  # imports vllm
 
         logger = SLAStatLogger(None, 0, production_monitor=runtime)
-        return lambda sched, it: logger.record(sched, it)
-    except Exception:  # vLLM not installed (or not importable here)
+        return logger.record
+    except Exception as exc:  # vLLM not installed (or not importable here)
+        _log.info("aphrodite-sla simulate: vLLM not importable (%s); steps go to the recorder directly", exc)
         return runtime.recorder.record
 
 
@@ -282,7 +235,10 @@ class _LiveView:
         for col in ("SLA", "value", "bound", "compliance", "anomaly", "state"):
             t.add_column(col, justify="right" if col not in ("SLA", "state") else "left")
         for name, st in self.manager.get_status().items():
-            state = f"[red]{st.severity.value.upper()}[/red]" if st.violated else ("[yellow]breached[/yellow]" if st.breached else "[green]ok[/green]")
+            if st.violated and st.severity is not None:
+                state = f"[red]{st.severity.value.upper()}[/red]"
+            else:
+                state = "[yellow]breached[/yellow]" if st.breached else "[green]ok[/green]"
             t.add_row(
                 name, "-" if st.value is None else f"{st.value:,.4g}", f"{st.bound:,.4g}",
                 "-" if st.compliance_percent is None else f"{st.compliance_percent:.1f}%",
@@ -293,6 +249,13 @@ class _LiveView:
         return t
 
 
+def _action(report: FaultReport) -> str:
+    if report.first_violation is not None:
+        return "violation raised (subscribers notified)"
+    first = report.first_signal
+    return f"{first.kind} raised" if first is not None else "none"
+
+
 def _print_summary(result: SimulationResult, out: Callable[[str], None]) -> None:
     out("")
     out(f"scenario {result.scenario}: {result.engine_s:,.0f} s of engine time in {result.wall_s:.1f} s wall "
@@ -300,12 +263,12 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None]) -> None
     out("")
     out(f"{'fault':<22} {'injected':>9} {'ended':>8} {'first signal':>13} {'MTTD':>7}  {'by':<34} {'violation':>10}  what was done")
     for r in result.faults:
-        first = r.first_signal
+        f, first, violation = r.fault, r.first_signal, r.first_violation
         out(
-            f"{r.kind:<22} {r.injected_at_s:8.0f}s {('-' if r.ended_at_s is None else f'{r.ended_at_s:.0f}s'):>8} "
+            f"{f.name:<22} {f.start_s:8.0f}s {('-' if f.end_s is None else f'{f.end_s:.0f}s'):>8} "
             f"{('-' if first is None else f'{first.at_s:.0f}s'):>13} {('-' if r.mttd_s is None else f'{r.mttd_s:.0f}s'):>7}  "
             f"{('NOT DETECTED' if first is None else f'{first.kind} {first.sla}')[:34]:<34} "
-            f"{('-' if r.first_violation is None else f'{r.first_violation.at_s:.0f}s'):>10}  {r.action}"
+            f"{('-' if violation is None else f'{violation.at_s:.0f}s'):>10}  {_action(r)}"
         )
     if not result.faults:
         out("(no faults injected)")
@@ -313,7 +276,10 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None]) -> None
     out("SLA compliance (evaluation points within bounds, last window):")
     for name, c in result.compliance.items():
         out(f"  {name:<28} {'-' if c is None else f'{c:6.1f}%'}")
-    out(f"\nsignals: {len(result.signals)} ({sum(s.kind == 'violation' for s in result.signals)} violations); "
+    raised = [s for s in result.signals if s.kind != RESOLVED]
+    regressions = [s for s in raised if s.kind == REGRESSION]
+    violations = sum(s.kind == VIOLATION for s in raised)
+    out(f"\nsignals: {len(raised)} ({violations} violations, {len(regressions)} regression episodes); "
         f"not explained by an injected fault: {len(result.unexplained)}")
     for sig in result.unexplained[:10]:
         out(f"  [{sig.at_s:6.0f}s] {sig.kind} {sig.sla}: {sig.detail[:100]}")

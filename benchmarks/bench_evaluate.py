@@ -25,10 +25,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import T0, fill_all, fill_full, fmt_ns, header, timed_ns, verdict, window_copy, window_views  # noqa: E402
+import numpy as np
+from _common import T0, fill_all, fill_full, fmt_ns, header, timed_ns, verdict, window_copy, window_views
 
-from aphrodite_sla import ManualClock, create_production_sla_manager  # noqa: E402
+from aphrodite_sla import ManualClock, create_production_sla_manager
 
 TARGET_VS_NUMPY = 10.0  # ours at least this many times faster than (a)
 TARGET_VS_SUM = 3.0  # ours at most this many times (b)

@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _common import fmt_ns, header, verdict  # noqa: E402
+from _common import fmt_ns, header, verdict
 
 RUNS = 9
 

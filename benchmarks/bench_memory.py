@@ -16,11 +16,11 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-from _common import T0, fill_all, fill_full, header, verdict, window_copy  # noqa: E402
+import numpy as np
+import psutil
+from _common import T0, fill_all, fill_full, header, verdict, window_copy
 
-from aphrodite_sla import ManualClock, create_production_sla_manager  # noqa: E402
+from aphrodite_sla import ManualClock, create_production_sla_manager
 
 TARGET_MB = 10.0
 MB = 1e6

@@ -18,11 +18,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import T0, header, verdict  # noqa: E402
-from prometheus_client import CollectorRegistry, Histogram  # noqa: E402
+import numpy as np
+from _common import T0, header, verdict
+from prometheus_client import CollectorRegistry, Histogram
 
-from aphrodite_sla import ManualClock, SLAManager, Statistic  # noqa: E402
+from aphrodite_sla import ManualClock, SLAManager, Statistic
 
 SIZES = (1_000, 10_000, 60_000)
 SEEDS = (0, 1, 2, 3, 4)

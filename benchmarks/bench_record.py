@@ -15,11 +15,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import T0, fmt_ns, header, interleaved_medians, verdict  # noqa: E402
-from prometheus_client import CollectorRegistry, Histogram  # noqa: E402
+import numpy as np
+from _common import T0, fmt_ns, header, interleaved_medians, verdict
+from prometheus_client import CollectorRegistry, Histogram
 
-from aphrodite_sla import ManualClock, create_production_sla_manager, system_clock  # noqa: E402
+from aphrodite_sla import ManualClock, create_production_sla_manager, system_clock
 
 TARGET_BATCH = 0.25
 N_SINGLE = 5_000  # calls per timed loop

@@ -24,15 +24,15 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import T0, fill_full, fill_series, fmt_bytes, fmt_ns, header, interleaved_medians, verdict  # noqa: E402
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest  # noqa: E402
+import numpy as np
+from _common import T0, fill_full, fill_series, fmt_bytes, fmt_ns, header, interleaved_medians, verdict
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from aphrodite_sla import ManualClock  # noqa: E402
-from aphrodite_sla.config import SLAConfig  # noqa: E402
-from aphrodite_sla.export import collector as collector_mod  # noqa: E402
-from aphrodite_sla.export.collector import SLACollector  # noqa: E402
-from aphrodite_sla.runtime import SLARuntime  # noqa: E402
+from aphrodite_sla import ManualClock
+from aphrodite_sla.config import SLAConfig
+from aphrodite_sla.export import collector as collector_mod
+from aphrodite_sla.export.collector import SLACollector
+from aphrodite_sla.runtime import SLARuntime
 
 TARGET_SCRAPE_NS = 5e6
 ROUNDS = 101

@@ -39,8 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.dirname(HERE))  # the repo root, when the package is not installed
 
-import numpy as np  # noqa: E402
-from _common import fmt_ns, header, verdict  # noqa: E402
+import numpy as np
+from _common import fmt_ns, header, verdict
 
 TARGET_RECORD_RATIO = 0.25
 TARGET_CPU_SHARE = 0.003
@@ -251,7 +251,7 @@ def main() -> int:
         import vllm
         from vllm.v1.engine import FinishReason
         from vllm.v1.metrics import loggers, stats
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         print(f"   vLLM is not importable here ({type(err).__name__}: {err}); nothing to compare.")
         print("   Build the engine venv with scripts/engine_venv.sh and run "
               ".venv-engines/bin/python benchmarks/bench_statlogger.py")

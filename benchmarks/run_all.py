@@ -19,6 +19,7 @@ SCRIPTS = [
     "bench_import.py",
     "bench_anomaly.py",
     "bench_scrape.py",
+    "bench_simulator.py",
 ]
 
 

@@ -68,7 +68,7 @@ def hist_quantile(q: str, metric: str) -> str:
 
 
 def exact_quantile(metric: str, q: str) -> str:
-    return f'sla_window_quantile{{{SEL}, metric="{metric}", {QUANTILE_LABEL}="{q}"}}'
+    return f'sla_window_quantile{{{SEL}, series="{metric}", {QUANTILE_LABEL}="{q}"}}'
 
 
 def _panel(kind: str, title: str, description: str, tgts: list[dict[str, Any]], w: int, h: int,
@@ -312,10 +312,10 @@ def sla_compliance() -> dict[str, Any]:
                        targets((f"max by (sla) (sla_violation_active{{{SEL}}})", "{{sla}}")),
                        value_map({"0": ("ok", "green"), "1": ("violated", "red")})),
         timeseries("Violation trends", "New or escalated violations in the preceding hour, by SLA and severity (increase of sla_violations_total).",
-                   targets((f"sum by (metric, severity) (increase(sla_violations_total{{{SEL}}}[1h]))", "{{metric}} {{severity}}")),
+                   targets((f"sum by (sla, severity) (increase(sla_violations_total{{{SEL}}}[1h]))", "{{sla}} {{severity}}")),
                    "short", bars=True, min_=0, decimals=0),
         heatmap("Threshold-breach heatmap", "Evaluation points at which each SLA's statistic was beyond its bound (increase of sla_threshold_breaches_total per interval).",
-                targets((f"sum by (metric) (increase(sla_threshold_breaches_total{{{SEL}}}[$__rate_interval]))", "{{metric}}")),
+                targets((f"sum by (sla) (increase(sla_threshold_breaches_total{{{SEL}}}[$__rate_interval]))", "{{sla}}")),
                 "short"),
 
         row("Latency: exact quantiles vs the engine's histogram estimate"),
@@ -377,14 +377,14 @@ def sla_compliance() -> dict[str, Any]:
         state_timeline("Engine stall", "sla_engine_stalled per replica: requests in flight, no progress.",
                        targets((f"max by (instance) (sla_engine_stalled{{{SEL}}})", "{{instance}}")),
                        value_map({"0": ("progressing", "green"), "1": ("STALLED", "red")})),
-        timeseries("Evaluation duration", "Duration of the last evaluation of all SLAs (sla_evaluation_duration_seconds).",
-                   targets((f"sla_evaluation_duration_seconds{{{SEL}}}", "{{instance}}")),
+        timeseries("Evaluation duration", "p99 duration of an evaluation of all SLAs (sla_evaluation_duration_seconds histogram).",
+                   targets((f"histogram_quantile(0.99, sum by (le, instance) (rate(sla_evaluation_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))", "p99 {{instance}}")),
                    "s", min_=0, w=8, th=thresholds(("green", None), ("orange", 0.05), ("red", 0.5))),
         timeseries("Ring-buffer memory", "Bytes held by the SLA windows' ring buffers (sla_store_bytes).",
                    targets((f"sla_store_bytes{{{SEL}}}", "{{instance}}")), "bytes", min_=0, w=8),
-        stat("Monitor errors (last hour)", "Collector parts that failed, callbacks that raised, samples refused (NaN, negative, out of order).",
-             targets((f"max(sla_scrape_errors{{{SEL}}})", "scrape errors"),
-                     (f"sum(increase(sla_callback_errors_total{{{SEL}}}[1h]))", "callback errors"),
+        stat("Monitor errors (last hour)", "Failures of the monitor's own components (sla_monitor_errors_total), events dropped by slow subscribers, samples refused (NaN, negative, out of order).",
+             targets((f"sum(increase(sla_monitor_errors_total{{{SEL}}}[1h])) or vector(0)", "monitor errors"),
+                     (f"sum(increase(sla_dropped_events_total{{{SEL}}}[1h])) or vector(0)", "dropped events"),
                      (f"sum(increase(sla_dropped_samples_total{{{SEL}}}[1h])) or vector(0)", "dropped samples")),
              "short", w=8, h=8, th=thresholds(("green", None), ("orange", 1)), decimals=0),
     ]
@@ -428,8 +428,8 @@ def engine_overview() -> dict[str, Any]:
         latency_panel("Inter-token latency", "itl_ms", "vllm:inter_token_latency_seconds", "ITL"),
         latency_panel("End-to-end request latency", "request_latency_ms", "vllm:e2e_request_latency_seconds", "E2E latency"),
         timeseries("Queue time and TPOT (exact)", "Exact p50/p95/p99 of queueing time and time per output token (aphrodite-sla).",
-                   targets((f'sla_window_quantile{{{SEL}, metric="queue_time_ms"}}', f"queue q{{{{{QUANTILE_LABEL}}}}} ({{{{instance}}}})"),
-                           (f'sla_window_quantile{{{SEL}, metric="tpot_ms"}}', f"TPOT q{{{{{QUANTILE_LABEL}}}}} ({{{{instance}}}})")),
+                   targets((f'sla_window_quantile{{{SEL}, series="queue_time_ms"}}', f"queue q{{{{{QUANTILE_LABEL}}}}} ({{{{instance}}}})"),
+                           (f'sla_window_quantile{{{SEL}, series="tpot_ms"}}', f"TPOT q{{{{{QUANTILE_LABEL}}}}} ({{{{instance}}}})")),
                    "ms", min_=0),
 
         row("SLA state"),

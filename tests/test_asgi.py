@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -22,21 +23,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, StreamingRespon
 from starlette.routing import Route
 
 from aphrodite_sla import ManualClock, SLAManager
-from aphrodite_sla.integrations import asgi
+from aphrodite_sla import runtime as rt
 from aphrodite_sla.integrations.asgi import (
     HTTP_ERROR_PERCENT,
     HTTP_FIRST_BYTE_MS,
     HTTP_LATENCY_MS,
     AdmissionController,
     AdmissionState,
+    ServerState,
     SLAMiddleware,
-    get_default_admission,
-    get_default_manager,
-    get_engine_client,
-    get_in_flight_requests,
-    set_default_admission,
-    set_default_manager,
-    set_engine_client,
 )
 
 TIMEOUT = 10.0
@@ -73,17 +68,19 @@ def values(manager: SLAManager, name: str) -> list[float]:
 
 
 @pytest.fixture(autouse=True)
-def clean_process_state():
-    """The middleware's process-wide state, reset around every test."""
-    set_default_manager(None)
-    set_engine_client(None)
-    set_default_admission(AdmissionController())
-    asgi._PROCESS.warned_no_manager = False
-    asgi._PROCESS.middleware_installed = False
+def fresh_runtime(monkeypatch):
+    """Argument-less middlewares take the process runtime's context: a fresh one per test."""
+    for key in list(os.environ):
+        if key.startswith("APHRODITE_SLA_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("APHRODITE_SLA_SYSTEM_SAMPLER", "0")
+    rt.reset_runtime()
     yield
-    set_default_manager(None)
-    set_engine_client(None)
-    set_default_admission(AdmissionController())
+    rt.reset_runtime()
+
+
+def runtime_context():
+    return rt.get_runtime().context
 
 
 @pytest.fixture
@@ -92,8 +89,9 @@ def client() -> Iterator[httpx.Client]:
         yield c
 
 
-def explicit_app(manager: SLAManager, clock: ManualClock, admission: AdmissionController | None = None):
+def explicit_app(manager: SLAManager, clock: ManualClock, server: ServerState | None = None):
     """A Starlette app whose endpoints advance the middleware's clock: latencies are exact."""
+    server = server if server is not None else ServerState()
     raised: list[BaseException] = []
     handled: list[BaseException] = []
     acks = [threading.Event() for _ in range(2)]
@@ -101,7 +99,7 @@ def explicit_app(manager: SLAManager, clock: ManualClock, admission: AdmissionCo
 
     async def ok(request: Request):
         clock.advance(0.25)
-        return JSONResponse({"ok": True, "in_flight": get_in_flight_requests()})
+        return JSONResponse({"ok": True, "in_flight": server.in_flight_requests()})
 
     async def fail(request: Request):
         clock.advance(0.1)
@@ -146,10 +144,10 @@ def explicit_app(manager: SLAManager, clock: ManualClock, admission: AdmissionCo
             Route("/health", health),
             Route("/metrics", health),
         ],
-        middleware=[Middleware(SLAMiddleware, manager=manager, admission=admission, clock=clock)],
+        middleware=[Middleware(SLAMiddleware, manager=manager, server=server, clock=clock)],
         exception_handlers={Exception: on_error},
     )
-    app.state.test = dict(raised=raised, handled=handled, acks=acks, gate_timeouts=gate_timeouts)
+    app.state.test = dict(raised=raised, handled=handled, acks=acks, gate_timeouts=gate_timeouts, server=server)
     return app
 
 
@@ -183,12 +181,13 @@ def explicit():
 # -- measurement -----------------------------------------------------------------------------------
 def test_success_records_latency_and_no_error(explicit, client):
     manager, clock = explicit
-    assert get_in_flight_requests() is None  # no middleware in this process yet: unknown
-    with serve(explicit_app(manager, clock)) as url:
+    server = ServerState()
+    assert server.in_flight_requests() is None  # no middleware serves this state yet: unknown
+    with serve(explicit_app(manager, clock, server)) as url:
         r = client.post(f"{url}/v1/completions", json={"prompt": "hi"})
     assert r.status_code == 200 and r.json()["ok"] is True
     assert r.json()["in_flight"] == 1
-    assert get_in_flight_requests() == 0
+    assert server.in_flight_requests() == 0
     assert values(manager, HTTP_LATENCY_MS) == pytest.approx([250.0], abs=1e-3)
     assert values(manager, HTTP_FIRST_BYTE_MS) == pytest.approx([250.0], abs=1e-3)
     assert values(manager, HTTP_ERROR_PERCENT) == [0.0]
@@ -258,9 +257,8 @@ def test_non_inference_paths_not_counted(explicit, client):
 
 # -- admission control -----------------------------------------------------------------------------
 def test_shedding_half_rejects_every_other_request(client):
-    manager = SLAManager(clock=ManualClock())
-    set_default_manager(manager)
-    admission = get_default_admission()
+    ctx = runtime_context()
+    manager, admission = ctx.manager, ctx.server.admission
     admission.shed(0.5, retry_after_s=7, reason="kv cache exhausted")
     assert admission.state is AdmissionState.SHEDDING
     with serve(vllm_like_app()) as url:
@@ -278,7 +276,7 @@ def test_shedding_half_rejects_every_other_request(client):
 
 
 def test_closed_rejects_all_then_open_passes_all(client):
-    admission = get_default_admission()
+    admission = runtime_context().server.admission
     with serve(vllm_like_app()) as url:
         admission.close(retry_after_s=30, reason="engine stalled")
         closed = [client.post(f"{url}/v1/chat/completions", json={}).status_code for _ in range(4)]
@@ -310,7 +308,8 @@ def test_engine_client_captured_at_lifespan_startup(client):
     engine = object()
     app.state.engine_client = engine
     with serve(app, lifespan="on"):
-        assert get_engine_client() is engine  # before any request
+        assert runtime_context().server.engine_client is engine  # before any request
+        assert rt.get_runtime().info.started  # the app's start-up started the runtime
 
 
 def test_engine_client_captured_on_first_request(client):
@@ -318,21 +317,19 @@ def test_engine_client_captured_on_first_request(client):
     engine = object()
     app.state.engine_client = engine
     with serve(app, lifespan="off") as url:
-        assert get_engine_client() is None
+        assert runtime_context().server.engine_client is None
         assert client.get(f"{url}/health").status_code == 200
-    assert get_engine_client() is engine
+    assert runtime_context().server.engine_client is engine
 
 
 def test_no_engine_client_is_fine(client):
     with serve(vllm_like_app()) as url:
         assert client.post(f"{url}/v1/chat/completions", json={}).status_code == 200
-    assert get_engine_client() is None
+    assert runtime_context().server.engine_client is None
 
 
-def test_default_manager_counts_requests(client):
-    manager = SLAManager(clock=ManualClock())
-    set_default_manager(manager)
-    assert get_default_manager() is manager
+def test_argument_less_middleware_counts_into_the_runtime(client):
+    manager = runtime_context().manager
     with serve(vllm_like_app()) as url:
         assert client.post(f"{url}/v1/chat/completions", json={}).status_code == 200
     latency = values(manager, HTTP_LATENCY_MS)
@@ -340,13 +337,15 @@ def test_default_manager_counts_requests(client):
     assert values(manager, HTTP_ERROR_PERCENT) == [0.0]
 
 
-def test_no_manager_passes_through_and_logs_once(client, caplog):
+def test_monitoring_disabled_passes_through_and_logs_once(client, caplog, monkeypatch):
+    monkeypatch.setenv("APHRODITE_SLA_ENABLED", "false")
     caplog.set_level(logging.INFO, logger="aphrodite_sla.integrations.asgi")
     with serve(vllm_like_app()) as url:
         statuses = [client.post(f"{url}/v1/chat/completions", json={}).status_code for _ in range(3)]
     assert statuses == [200] * 3
-    notes = [r for r in caplog.records if "no SLA manager" in r.getMessage()]
+    notes = [r for r in caplog.records if "monitoring disabled" in r.getMessage()]
     assert len(notes) == 1 and notes[0].levelno == logging.INFO
+    assert values(runtime_context().manager, HTTP_LATENCY_MS) == []
 
 
 # -- in-process edge cases (no server) -----------------------------------------------------------------
@@ -429,14 +428,13 @@ async def test_failing_manager_never_breaks_a_request():
 async def test_bad_samples_are_counted_drops_not_errors():
     clock = ManualClock()
     manager = SLAManager(clock=clock)
-    set_default_manager(manager)
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok", "more_body": False})
 
     backwards = iter([10.0, 9.0, 9.0])  # a clock running backwards: negative latency
-    mw = SLAMiddleware(app, clock=lambda: next(backwards))
+    mw = SLAMiddleware(app, manager=manager, clock=lambda: next(backwards))
     await _call(mw)
     assert manager.store.dropped_total(HTTP_LATENCY_MS) == 1
     assert mw.record_errors == 0

@@ -139,7 +139,7 @@ def test_seed_panels_and_comparisons_are_present():
         "vllm:time_to_first_token_seconds_bucket", "vllm:inter_token_latency_seconds_bucket",
         "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
         "vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total",
-        'metric="ttft_ms"', 'metric="itl_ms"',
+        'series="ttft_ms"', 'series="itl_ms"', "sla_monitor_errors_total", "sla_evaluation_duration_seconds_bucket",
     ):
         assert needle in exprs, needle
     kinds = {p["type"] for p in data_panels(load_dashboard("sla-compliance.json"))}

@@ -3,17 +3,20 @@ import subprocess
 import sys
 
 from aphrodite_sla.cli import main
-from aphrodite_sla.demo import Fault, run_demo
+from aphrodite_sla.demo import run_demo, synthetic_fault
+from aphrodite_sla.sim.attribution import ANOMALY
 
 
 def test_demo_detects_each_injected_fault_after_injection():
     lines = []
     result = run_demo(2400, seed=3, out=lines.append)
     assert result.false_alarms == []
-    for o in result.outcomes:
-        assert o.detected_at_s is not None, o.fault.name
-        assert o.fault.start_s < o.detected_at_s <= o.fault.start_s + 300, o
-        assert o.warned_at_s is not None and o.warned_at_s - o.fault.start_s <= 30, o
+    for r in result.faults:
+        detected = r.first_violation
+        assert detected is not None, r.fault.name
+        assert r.fault.start_s < detected.at_s <= r.fault.start_s + 300, r
+        warned = r.first(ANOMALY)
+        assert warned is not None and warned.at_s - r.fault.start_s <= 30, r
     assert any("INJECTED" in line for line in lines)
     assert any("MTTD" in line for line in lines)
 
@@ -26,8 +29,8 @@ def test_demo_without_faults_raises_no_violation():
 
 def test_demo_reports_a_missed_fault(capsys):
     # A fault too short for a 3-minute window with an 80% sustained rule is not a violation.
-    result = run_demo(900, seed=5, faults=[Fault("blip", "tokens_per_second", 300, 330)], out=lambda s: None)
-    assert result.outcomes[0].detected_at_s is None
+    result = run_demo(900, seed=5, faults=[synthetic_fault("blip", "tokens_per_second", 300, 330)], out=lambda s: None)
+    assert result.faults[0].first_violation is None
 
 
 def test_cli_thresholds_lists_the_seven_slas(capsys):

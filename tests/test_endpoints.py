@@ -10,40 +10,45 @@ import numpy as np
 import pytest
 
 from aphrodite_sla import ManualClock, SLAManager, SLAThreshold, Statistic
+from aphrodite_sla import runtime as rt
 from aphrodite_sla.export.endpoints import SLAEndpoints, openapi_schema
 from aphrodite_sla.export.server import start_exporter
-from aphrodite_sla.integrations import asgi
 from aphrodite_sla.integrations.stall import StallDetector
 from tests.test_asgi import serve, vllm_like_app
 
 T0 = 1_700_000_000.0
 
 
+def feed(mgr, clock, latency_ms: float, series: str = "lat", n: int = 120):
+    start = clock()
+    for _ in range(n):
+        clock.advance(1.0)
+        mgr.record_batch(series, np.full(10, latency_ms))
+        if int(clock() - start) % 5 == 0:
+            mgr.evaluate()
+
+
 def manager_with(latency_ms: float, clock=None):
     clock = clock or ManualClock(T0)
     th = SLAThreshold("lat_p95", 100.0, 20.0, 1, statistic=Statistic.P95, source_metric="lat", min_samples=5, sample_rate_hz=50)
     mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
-    for _ in range(120):
-        clock.advance(1.0)
-        mgr.record_batch("lat", np.full(10, latency_ms))
-        if int(clock() - T0) % 5 == 0:
-            mgr.evaluate()
+    feed(mgr, clock, latency_ms)
     return mgr, clock
 
 
 def test_healthy_degraded_critical():
     ok, _ = manager_with(90.0)
-    assert SLAEndpoints(ok).health() == (200, {
+    assert SLAEndpoints(ok.snapshot).health() == (200, {
         "status": "healthy", "sla_compliance": 100.0, "active_violations": 0, "violations": [], "engine_stalled": False,
     })
     minor, _ = manager_with(130.0)  # bound 120: ratio 1.08 -> MINOR
-    status, payload = SLAEndpoints(minor).health()
+    status, payload = SLAEndpoints(minor.snapshot).health()
     assert status == 200 and payload["status"] == "degraded" and payload["active_violations"] == 1
     assert payload["violations"][0]["severity"] == "minor"
     critical, _ = manager_with(500.0)
-    status, payload = SLAEndpoints(critical).health()
+    status, payload = SLAEndpoints(critical.snapshot).health()
     assert status == 503 and payload["status"] == "critical"
-    status, payload = SLAEndpoints(ok, config_error="APHRODITE_SLA_X: bad").health()
+    status, payload = SLAEndpoints(ok.snapshot, config_error="APHRODITE_SLA_X: bad").health()
     assert status == 200 and payload["status"] == "degraded" and payload["config_error"].startswith("APHRODITE_SLA_X")
 
 
@@ -53,13 +58,13 @@ def test_stalled_engine_is_critical():
     stall.on_record(clock(), 5, 0)
     clock.advance(11)
     stall.check(clock())
-    status, payload = SLAEndpoints(mgr, stall=stall).health()
+    status, payload = SLAEndpoints(mgr.snapshot).health()  # the stall detector publishes into mgr's snapshot
     assert status == 503 and payload["engine_stalled"] and payload["status"] == "critical"
 
 
 def test_summary_payload_is_strict_json():
     mgr, _ = manager_with(130.0)
-    summary = SLAEndpoints(mgr, model_name='m "x"').summary()
+    summary = SLAEndpoints(mgr.snapshot, model_name='m "x"').summary()
     text = json.dumps(summary, allow_nan=False)
     assert json.loads(text)["slas"]["lat_p95"]["violated"] is True
     entry = summary["slas"]["lat_p95"]
@@ -70,7 +75,7 @@ def test_summary_payload_is_strict_json():
 
 def test_unknown_paths_and_methods():
     mgr, _ = manager_with(90.0)
-    ep = SLAEndpoints(mgr)
+    ep = SLAEndpoints(mgr.snapshot)
     assert ep.handle("GET", "/other") is None
     assert ep.handle("POST", "/health/production").status == 405
     schema = openapi_schema()
@@ -100,20 +105,21 @@ def test_standalone_exporter_serves_everything_on_loopback():
         server.server_close()
 
 
-def test_middleware_serves_endpoints_inside_the_engine_app():
-    mgr, _ = manager_with(130.0)
-    asgi.set_default_manager(mgr)
-    asgi.set_default_endpoints(SLAEndpoints(mgr))
+def test_middleware_serves_endpoints_inside_the_engine_app(monkeypatch):
+    monkeypatch.setenv("APHRODITE_SLA_SYSTEM_SAMPLER", "0")
+    rt.reset_runtime()
     try:
+        ctx = rt.get_runtime().context
+        ctx.manager.record_batch("request_latency_ms", np.full(50, 130.0))  # bound 250: within
+        ctx.manager.evaluate()
         with serve(vllm_like_app()) as base, httpx.Client(timeout=10) as client:
             r = client.get(base + "/health/production")
-            assert r.status_code == 200 and r.json()["status"] == "degraded"
-            assert client.get(base + "/metrics/summary").json()["slas"]["lat_p95"]["violated"]
+            assert r.status_code == 200 and r.json()["status"] == "healthy"
+            summary = client.get(base + "/metrics/summary").json()
+            assert summary["slas"]["request_latency_p95"]["value"] == 130.0
             assert client.get(base + "/health").json() == {"ok": True}  # the app's own routes still work
-            asgi.get_default_admission().close(retry_after_s=5, reason="test")
+            ctx.server.admission.close(retry_after_s=5, reason="test")
             assert client.get(base + "/health/production").status_code == 200  # never shed
             assert client.post(base + "/v1/chat/completions").status_code == 503
     finally:
-        asgi.set_default_endpoints(None)
-        asgi.set_default_manager(None)
-        asgi.set_default_admission(asgi.AdmissionController())
+        rt.reset_runtime()

@@ -114,7 +114,7 @@ def test_concurrent_writers_lose_nothing():
     per_thread = 5000
 
     def writer(k):
-        for i in range(per_thread):
+        for _ in range(per_thread):
             buf.append(1.0, float(k))
 
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]

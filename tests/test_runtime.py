@@ -3,7 +3,6 @@ import pytest
 
 from aphrodite_sla import runtime as rt
 from aphrodite_sla.config import SLAConfig
-from aphrodite_sla.integrations import asgi
 from aphrodite_sla.sla.threshold import SLAThreshold, Statistic
 
 
@@ -24,7 +23,7 @@ def test_singleton_and_idempotent_start_stop(monkeypatch):
     a.start()
     a.start()
     assert a.manager.is_monitoring and a.stall.is_running
-    assert asgi.get_default_manager() is a.manager
+    assert a.context.manager is a.manager and a.context.stall is a.stall
     a.stop()
     a.stop()
     assert not a.manager.is_monitoring

@@ -1,16 +1,16 @@
 """The engine simulator (aphrodite_sla.sim): vLLM stats shapes, scheduler invariants, timing
 consistency, determinism, each fault's effect (after its start and not before), trace CSV
-parsing and speed on the manual clock."""
+parsing (speed: benchmarks/bench_simulator.py)."""
 from __future__ import annotations
 
 import dataclasses
 import gc
 import io
+import itertools
 import math
 import subprocess
 import sys
 import textwrap
-import time
 import types
 from dataclasses import dataclass, field
 
@@ -298,7 +298,7 @@ def test_timing_fields_consistent_and_everything_drains():
     assert sum(f.num_preemptions for f in fins) == sim.preemptions
     # iteration timestamps strictly increase (the clock moves forward every step)
     ts = [it.iteration_timestamp for _, _, it in rec.steps]
-    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert all(b > a for a, b in itertools.pairwise(ts))
 
 
 def test_determinism_with_a_seed():
@@ -719,25 +719,11 @@ def _repo_root():
     return Path(__file__).resolve().parent.parent
 
 
-# --------------------------------------------------------------------------- speed
+# --------------------------------------------------------------------------- an hour (speed: benchmarks/bench_simulator.py)
 
 
-def test_step_is_cheap():
-    sim = EngineSimulator(SCENARIOS["steady"], seed=0)
-    sim.run(120.0)
-    assert sim.num_running > 40
-    n = 5000
-    t = time.perf_counter()
-    for _ in range(n):
-        sim.step()
-    per_step = (time.perf_counter() - t) / n
-    assert per_step < 100e-6, f"{per_step * 1e6:.1f} us per step"
-
-
-def test_an_hour_of_engine_time_in_seconds():
+def test_an_hour_of_engine_time():
     sim = EngineSimulator(SCENARIOS["steady"].with_(duration_s=3600.0), seed=0)
     out = sim.run()
     assert out.engine_s >= 3600.0
-    assert out.wall_s < 30.0, f"an hour took {out.wall_s:.1f} s"
     assert out.stats_steps > 200_000 and 0.95 * 40 * 3600 < out.arrived < 1.05 * 40 * 3600
-    print(f"\n1 h engine time: {out.wall_s:.2f} s wall, {out.us_per_step:.1f} us/step, {out.steps} steps")

@@ -14,6 +14,8 @@ from aphrodite_sla.integrations.stall import (
     StallReason,
     StallState,
 )
+from aphrodite_sla.self_metrics import Component
+from aphrodite_sla.sla.threshold import ViolationRule
 
 
 class Events:
@@ -57,8 +59,9 @@ def test_running_without_tokens_stalls_after_30s_not_before():
     assert status.state is StallState.STALLED and status.reason is StallReason.NO_TOKENS
     assert len(ev.stalls) == 1
     v = ev.stalls[0]
-    assert v.metric_name == "engine_stall" and v.severity is ViolationSeverity.CRITICAL
-    assert v.statistic is Statistic.MEAN and v.direction is Direction.UPPER
+    assert v.metric_name == "engine_stalled" and v.severity is ViolationSeverity.CRITICAL
+    assert v.statistic is Statistic.MAX and v.direction is Direction.UPPER and v.rule is ViolationRule.STALL
+    assert v.source_metric == NO_PROGRESS_SERIES and "no engine progress for 30s" in v.message
     assert v.observed_value == pytest.approx(30.0) and v.bound == 30.0
     assert v.detected_at == clock() and v.first_breach_time == pytest.approx(start + 30.0)
     clock.advance(5.0)
@@ -141,7 +144,7 @@ def test_resolution_when_tokens_flow_again():
     det.on_record(None, 1, 4)
     status = det.check()
     assert status.state is StallState.OK and det.stalled_for_s == 0.0
-    assert ev.resolved == [("engine_stall", clock())]
+    assert ev.resolved == [("engine_stalled", clock())]
     run(det, clock, 10, running=1, tokens=4)
     assert len(ev.resolved) == 1 and status.stalls_total == 1
 
@@ -193,7 +196,8 @@ def test_callback_errors_caught_and_counted():
     det.on_record(None, 1, 0)
     run(det, clock, 31)
     assert len(calls) == 1 and len(ev.stalls) == 1
-    assert det.check().callback_errors == 1
+    det.check()
+    assert det.self_metrics.errors_of(Component.SUBSCRIBER) == 1
 
 
 def test_bad_inputs_are_counted_drops():

@@ -19,6 +19,7 @@ from aphrodite_sla.integrations.system import (
     SystemSnapshot,
     snapshot_series,
 )
+from aphrodite_sla.self_metrics import Component
 
 HOST_SERIES = (
     "system_cpu_percent", "system_memory_percent", "disk_usage_percent", "process_rss_bytes",
@@ -203,7 +204,8 @@ def test_power_cap_counts_as_throttled_and_aggregate_only(manager, fake_nvml):
 
 
 def test_nvml_error_midway_is_counted_and_logged_once_a_minute(manager, fake_nvml, caplog):
-    caplog.set_level(logging.WARNING, logger="aphrodite_sla.integrations.system")
+    caplog.set_level(logging.WARNING, logger="aphrodite_sla")
+    manager.self_metrics.log_clock = manager.clock  # the log's pace on the test's clock
     fake = fake_nvml(two_gpus())
     sampler = SystemSampler(manager)
     sampler.sample_once()
@@ -222,11 +224,13 @@ def test_nvml_error_midway_is_counted_and_logged_once_a_minute(manager, fake_nvm
     manager.clock.advance(30)
     sampler.sample_once()
     assert sampler.stats.errors == 10
-    logs = [r for r in caplog.records if "system sampler" in r.getMessage()]
+    logs = [r for r in caplog.records if "system_sampler failed" in r.getMessage()]
     assert len(logs) == 1  # 10 errors within a minute: one log line
+    assert manager.self_metrics.errors_of(Component.SAMPLER) == 10  # exported as sla_monitor_errors_total
     manager.clock.advance(31)
     sampler.sample_once()
-    assert len([r for r in caplog.records if "system sampler" in r.getMessage()]) == 2
+    logs = [r for r in caplog.records if "system_sampler failed" in r.getMessage()]
+    assert len(logs) == 2 and "(9 more since the last report)" in logs[1].getMessage()
     fake.fail.clear()  # GPU back: recovered without a restart
     snap = sampler.sample_once()
     assert snap.errors == 0 and snap.gpu_utilization_percent == 60.0

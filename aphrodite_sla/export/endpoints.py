@@ -2,6 +2,9 @@
 as framework-neutral handlers served two ways: inside the engine's app by the ASGI middleware, and
 by the standalone exporter (WSGI) beside ``/metrics``.
 
+Both read the latest ``MonitorSnapshot`` and nothing else: no lock against the evaluator, no
+kernel, nothing computed on the engine's event loop.
+
 Health status: ``critical`` (HTTP 503, so a load balancer takes the replica out) when a CRITICAL
 violation is active or the engine is stalled; ``degraded`` (HTTP 200) when any other violation is
 active or the configuration was rejected; ``healthy`` (200) otherwise.
@@ -16,8 +19,11 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from aphrodite_sla.sla.manager import BURN_RATE_WINDOWS_S, SLAManager
+from aphrodite_sla.integrations.engine_stats import GOODPUT_SERIES, GOODPUT_WINDOW_S
 from aphrodite_sla.sla.threshold import ViolationSeverity
+from aphrodite_sla.snapshot import MonitorSnapshot
+
+SnapshotSource = Callable[[], MonitorSnapshot]
 
 HEALTH_PATH = "/health/production"
 SUMMARY_PATH = "/metrics/summary"
@@ -45,30 +51,31 @@ def _finite(v: float | None) -> float | None:
 
 
 class SLAEndpoints:
-    """Builds the payloads from the live state; ``handle(method, path)`` answers a request."""
+    """Builds the payloads from the latest snapshot; ``handle(method, path)`` answers a request."""
 
     def __init__(
-        self, manager: SLAManager, *, stall: Any | None = None, config_error: str | None = None,
+        self, snapshots: SnapshotSource, *, config_error: str | None = None,
         registry: CollectorRegistry | None = None, model_name: str = "",
     ) -> None:
-        self.manager = manager
-        self.stall = stall
+        if not callable(snapshots):
+            raise TypeError(f"SLAEndpoints: expected a snapshot source (e.g. manager.snapshot), got {type(snapshots).__name__}")
+        self.snapshots = snapshots
         self.config_error = config_error
         self.registry = registry
         self.model_name = model_name
 
     # -- payloads --------------------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
-        m = self.manager
-        active = m.active_violations()
-        stalled = self.stall is not None and getattr(self.stall.state, "value", "") == "stalled"
+        snap = self.snapshots()
+        active = snap.active_violations
+        stalled = snap.engine_stalled
         critical = stalled or any(v.severity is ViolationSeverity.CRITICAL for v in active)
         status = "critical" if critical else ("degraded" if active or self.config_error else "healthy")
-        compliance = [s.compliance_percent for s in m.get_status().values() if s.compliance_percent is not None]
+        compliance = [s.compliance_percent for s in snap.statuses.values() if s.compliance_percent is not None]
         payload: dict[str, Any] = {
             "status": status,
             "sla_compliance": _finite(sum(compliance) / len(compliance)) if compliance else None,
-            "active_violations": len(active) + (1 if stalled else 0),
+            "active_violations": len(active),
             "violations": [
                 {"sla": v.metric_name, "severity": v.severity.value, "observed": _finite(v.observed_value),
                  "bound": _finite(v.bound), "since": v.first_breach_time, "message": v.message}
@@ -81,35 +88,36 @@ class SLAEndpoints:
         return (503 if critical else 200), payload
 
     def summary(self) -> dict[str, Any]:
-        m = self.manager
-        stats = m.evaluator_stats
+        snap = self.snapshots()
+        health = snap.health
         slas = {}
-        for name, st in m.get_status().items():
-            th = m.thresholds.get(name)
+        for name, st in snap.statuses.items():
+            th = snap.thresholds.get(name)
             entry: dict[str, Any] = {
                 "statistic": st.statistic.value, "value": _finite(st.value), "bound": _finite(st.bound),
                 "target": _finite(th.target_value) if th else None, "compliance_percent": _finite(st.compliance_percent),
                 "violated": st.violated, "severity": st.severity.value if st.severity else None,
                 "anomaly_score": _finite(st.anomaly_score), "zscore": _finite(st.zscore), "samples": st.sample_count,
             }
-            if th is not None and th.objective is not None:
-                entry["burn_rate"] = {f"{w / 60:.0f}m": _finite(m.burn_rate(name, w)) for w in BURN_RATE_WINDOWS_S}
+            budget = snap.budgets.get(name)
+            if budget is not None:
+                entry["burn_rate"] = {window: _finite(rate) for window, rate in budget.burn_rates.items()}
             if st.regression is not None:
                 entry["regression"] = {"regressed": st.regression.regressed, "percent_change": _finite(st.regression.percent_change),
                                        "p_value": _finite(st.regression.p_value)}
             slas[name] = entry
-        goodput = None
-        if m.store.buffer("goodput_requests") is not None:
-            goodput = _finite(m.window_statistic("goodput_requests", "rate", 60.0)[0])
+        goodput = snap.window(GOODPUT_SERIES, GOODPUT_WINDOW_S)
         return {
             "model_name": self.model_name,
-            "sla_violations_total": sum(m.violation_counts.values()),
-            "active_violations": len(m.active_violations()),
-            "goodput_requests_per_second": goodput,
+            "evaluated_at": snap.evaluated_at,
+            "sla_violations_total": sum(snap.violation_counts.values()),
+            "active_violations": len(snap.active_violations),
+            "goodput_requests_per_second": _finite(goodput.rate) if goodput is not None else None,
             "slas": slas,
-            "dropped_samples": m.store.dropped_total(),
-            "evaluator": {"evaluations": stats.evaluations, "last_duration_ms": _finite(stats.last_duration_s * 1000),
-                          "running": stats.running, "callback_errors": stats.callback_errors},
+            "dropped_samples": sum(health.dropped_samples.values()),
+            "evaluator": {"evaluations": health.evaluations, "last_duration_ms": _finite(health.last_duration_s * 1000),
+                          "running": health.evaluator_running, "errors": dict(health.errors),
+                          "dropped_events": sum(health.dropped_events.values()), "last_error": health.last_error},
         }
 
     # -- dispatch --------------------------------------------------------------------------

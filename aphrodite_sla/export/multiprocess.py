@@ -3,10 +3,11 @@ sets it when it runs more than one API server).
 
 Why a mirror: in that mode the engine's ``/metrics`` is a fresh registry with a
 ``MultiProcessCollector`` that reads only the metric files processes write; a custom collector
-(ours) registered in the default registry is never asked. So after each evaluation the mirror
-copies what our collector would return into multiprocess-mode gauges (``liveall``: one series per
-live process, labelled ``pid``, so replicas of the API server are never merged wrongly). A label
-set that disappears (a violation's old severity) is set to NaN, which no alert matches.
+(ours) registered in the default registry is never asked. So the mirror subscribes to
+``SnapshotPublished`` and, after each evaluation, copies what our collector renders for that
+snapshot into multiprocess-mode gauges (``liveall``: one series per live process, labelled
+``pid``, so replicas of the API server are never merged wrongly). A label set that disappears (a
+violation's old severity) is set to NaN, which no alert matches.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ import os
 
 from prometheus_client import Gauge
 
+from aphrodite_sla.events import SnapshotPublished
 from aphrodite_sla.export.collector import SLACollector
+from aphrodite_sla.self_metrics import Component, SelfMetrics
+from aphrodite_sla.snapshot import MonitorSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -28,20 +32,24 @@ def multiprocess_mode() -> bool:
 
 
 class MultiprocessMirror:
-    """Publishes ``collector``'s samples as multiprocess gauges; ``publish()`` runs off the hot
-    path (the manager's pre-evaluation hook), never per recorded sample."""
+    """Publishes the collector's samples of each published snapshot as multiprocess gauges, on
+    its subscription's thread (never per recorded sample, never on the engine's loop)."""
 
-    def __init__(self, collector: SLACollector) -> None:
+    def __init__(self, collector: SLACollector, self_metrics: SelfMetrics | None = None) -> None:
         self.collector = collector
+        self.self_metrics = self_metrics
         self._gauges: dict[str, Gauge] = {}
         self._live: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.errors = 0
 
-    def publish(self) -> int:
-        """Copy the current samples; returns how many were written."""
+    def on_event(self, event: SnapshotPublished) -> None:
+        self.publish(event.snapshot)
+
+    def publish(self, snapshot: MonitorSnapshot) -> int:
+        """Copy the samples of ``snapshot``; returns how many were written."""
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         written = 0
-        for family in self.collector.collect():
+        for family in self.collector.families(snapshot):
             for sample in family.samples:
                 if sample.name.endswith("_created"):
                     continue
@@ -50,8 +58,10 @@ class MultiprocessMirror:
                     gauge = self._gauge(sample.name, family.documentation, tuple(k for k, _ in labels))
                     child = gauge.labels(**dict(labels)) if labels else gauge
                     child.set(sample.value)
-                except (ValueError, TypeError):  # a label set that changed shape: skip, count
+                except (ValueError, TypeError) as exc:  # a label set that changed shape: skip, count
                     self.errors += 1
+                    if self.self_metrics is not None:
+                        self.self_metrics.error(Component.MIRROR, f"{sample.name}: {exc}")
                     continue
                 seen.add((sample.name, labels))
                 written += 1

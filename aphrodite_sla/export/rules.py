@@ -282,14 +282,17 @@ def rules_document(
     other_alerts.append({
         "alert": "SLAMonitorErrors",
         "expr": (
-            "increase(sla_callback_errors_total[15m]) > 0\nor\n"
-            "(sla_scrape_errors - sla_scrape_errors offset 15m) > 0"
+            "sum without (component) (increase(sla_monitor_errors_total[15m])) > 0\nor\n"
+            "sum without (subscriber) (increase(sla_dropped_events_total[15m])) > 0"
         ),
         "for": "0s",
         "labels": {"severity": "ticket"},
         "annotations": {
             "summary": "The SLA monitor of {{ $labels.model_name }} at {{ $labels.instance }} reports internal errors",
-            "description": "Callbacks or collector parts of aphrodite-sla raised in the last 15 minutes; see the engine's log.",
+            "description": (
+                "Components of aphrodite-sla failed, or subscribers dropped events, in the last 15 minutes "
+                "(sla_monitor_errors_total by component); see the engine's log."
+            ),
             "runbook_url": f"{runbook}#monitor-errors",
         },
     })

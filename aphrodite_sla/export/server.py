@@ -10,7 +10,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from aphrodite_sla.export.collector import SLACollector
+from aphrodite_sla.export.collector import SLACollector, watch_exported_windows
 from aphrodite_sla.export.endpoints import SLAEndpoints
 from aphrodite_sla.sla.manager import SLAManager
 
@@ -24,13 +24,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 def start_exporter(
     manager: SLAManager, port: int, host: str = "127.0.0.1", *, model_name: str = "",
-    registry: CollectorRegistry | None = None, stall: Any | None = None, config_error: str | None = None,
+    registry: CollectorRegistry | None = None, config_error: str | None = None,
 ) -> tuple[Any, int, CollectorRegistry]:
-    """Serve on ``host:port`` (port 0 picks a free one) from a daemon thread. Returns (server,
-    port, registry); ``server.shutdown()`` stops it."""
+    """Serve ``manager``'s snapshots on ``host:port`` (port 0 picks a free one) from a daemon
+    thread. Returns (server, port, registry); ``server.shutdown()`` stops it."""
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
-    registry.register(SLACollector(manager, model_name=model_name, stall=stall))
-    endpoints = SLAEndpoints(manager, stall=stall, config_error=config_error, registry=registry, model_name=model_name)
+    watch_exported_windows(manager)
+    registry.register(SLACollector(manager.snapshot, model_name=model_name, self_metrics=manager.self_metrics))
+    endpoints = SLAEndpoints(manager.snapshot, config_error=config_error, registry=registry, model_name=model_name)
     server = make_server(host, port, endpoints.wsgi_app, ThreadingWSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="aphrodite-sla-exporter", daemon=True)
     thread.start()

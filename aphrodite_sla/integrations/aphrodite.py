@@ -50,4 +50,4 @@ def _build_aphrodite_class() -> type:
 
 __getattr__ = lazy_engine_class(globals(), "AphroditeProductionStatLogger", _build_aphrodite_class)
 
-__all__ = ["AphroditeProductionStatLogger"]
+__all__ = ["AphroditeProductionStatLogger"]  # noqa: F822 - built on first access (PEP 562)

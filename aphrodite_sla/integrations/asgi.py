@@ -1,14 +1,16 @@
-"""ASGI middleware for the engine's HTTP server: request latency and errors, admission control.
+"""ASGI middleware for the engine's HTTP server: request latency and errors, admission control,
+the JSON endpoints, and the engine handle.
 
 Why a pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``): it must not buffer or re-chunk
 streaming responses (SSE token streams), and it must add as little as possible to every request.
 
-vLLM and Aphrodite build it as ``app.add_middleware(SLAMiddleware)`` (``--middleware
-aphrodite_sla.integrations.asgi.SLAMiddleware``), with no arguments, so the SLA manager, the
-admission controller and the captured engine handle live in process-wide accessors here
-(``set_default_manager`` / ``get_default_manager``, ``get_default_admission``,
-``get_engine_client``). Explicit ``SLAMiddleware(app, manager=..., admission=..., clock=...)`` works
-too.
+How it finds the monitor: vLLM and Aphrodite build it as ``app.add_middleware(SLAMiddleware)``
+(``--middleware aphrodite_sla.integrations.asgi.SLAMiddleware``), with no arguments of ours. Such
+a middleware takes the process runtime's ``MonitorContext`` (``aphrodite_sla.runtime.get_runtime()``,
+the one the engine's StatLogger feeds) on first use and starts the runtime when the app starts.
+``SLAMiddleware(app, context=...)`` uses a given context; ``SLAMiddleware(app, manager=...)``
+records into a given SLA manager with a server state of its own or the given ``server=`` (tests,
+custom servers).
 
 Rules it keeps: an exception raised by the application is re-raised unchanged (the engine's own
 error handling stays in charge); nothing of ours ever raises into a request; only inference paths
@@ -16,15 +18,22 @@ are measured and shed, never health or metrics endpoints.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from aphrodite_sla.integrations.admission import (
+    AdmissionController,
+    AdmissionPolicy,
+    AdmissionState,
+    AdmissionStats,
+)
+from aphrodite_sla.integrations.server_state import ServerState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.export.endpoints import SLAEndpoints
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +42,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+__all__ = [
+    "DEFAULT_PATHS", "HTTP_ERROR_PERCENT", "HTTP_FIRST_BYTE_MS", "HTTP_LATENCY_MS", "AdmissionController",
+    "AdmissionPolicy", "AdmissionState", "AdmissionStats", "SLAMiddleware", "ServerState", "register_http_metrics",
+]
 
 # Series this middleware records (one sample each per finished inference request).
 HTTP_LATENCY_MS = "http_request_latency_ms"  # request start -> last body byte handed to the server
@@ -48,235 +62,10 @@ DEFAULT_SAMPLE_RATE_HZ = 50.0  # ring size = window × rate: 15 000 requests per
 
 # How many HTTP requests may look for ``app.state.engine_client`` before we stop looking.
 ENGINE_CAPTURE_ATTEMPTS = 64
-# Distinct rejection reasons counted by name; past this they share one key (bounded memory).
-MAX_REASONS = 32
-OTHER_REASON = "<other>"
 
 
-# -- admission control: data ---------------------------------------------------------------------
-class AdmissionState(str, Enum):
-    """OPEN admits all; SHEDDING rejects a fixed fraction, deterministically; CLOSED rejects all."""
-
-    OPEN = "open"
-    SHEDDING = "shedding"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True)
-class AdmissionPolicy:
-    """What the admission controller currently does (replaced as a whole, so a reader on the event
-    loop never sees half of a change made by a recovery thread)."""
-
-    state: AdmissionState = AdmissionState.OPEN
-    shed_fraction: float = 0.0
-    retry_after_s: float = 0.0
-    reason: str = ""
-    changed_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class AdmissionStats:
-    """Counters for exporters and health endpoints."""
-
-    policy: AdmissionPolicy
-    rejected: int
-    admitted_while_limited: int
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Rejection:
-    """The 503 response for a policy, built once per policy change rather than per request."""
-
-    start: dict[str, Any]
-    body: dict[str, Any]
-
-
-# -- admission control: behaviour ----------------------------------------------------------------
-class AdmissionController:
-    """The enforcement point recovery drives: ``shed(fraction, ...)``, ``close(...)``, ``open()``.
-
-    Shedding is deterministic (error diffusion: a running sum of ``fraction`` rejects a request each
-    time it passes 1), so 0.5 rejects exactly every other request and tests need no randomness.
-    ``admit()`` runs on the event loop; the state-changing methods may be called from any thread.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._policy = AdmissionPolicy(changed_at=clock())
-        self._rejection = _build_rejection(self._policy)
-        self._acc = 0.0
-        self._rejected = 0
-        self._admitted_limited = 0
-        self._by_reason: dict[str, int] = {}
-
-    # state changes (recovery side)
-    def shed(self, fraction: float, retry_after_s: float = 5.0, reason: str = "") -> None:
-        """Reject ``fraction`` (0–1) of inference requests with 503 + ``Retry-After``. 0 opens."""
-        fraction = _checked(fraction, "fraction", 0.0, 1.0)
-        if fraction == 0.0:
-            self.open()
-            return
-        self._set(AdmissionState.SHEDDING, fraction, retry_after_s, reason)
-
-    def close(self, retry_after_s: float = 30.0, reason: str = "") -> None:
-        """Reject every inference request (503 + ``Retry-After``) without touching the engine."""
-        self._set(AdmissionState.CLOSED, 1.0, retry_after_s, reason)
-
-    def open(self) -> None:
-        """Admit every request again."""
-        self._set(AdmissionState.OPEN, 0.0, 0.0, "")
-
-    def _set(self, state: AdmissionState, fraction: float, retry_after_s: float, reason: str) -> None:
-        retry = _checked(retry_after_s, "retry_after_s", 0.0, math.inf)
-        policy = AdmissionPolicy(state, fraction, retry, str(reason), self._clock())
-        with self._lock:
-            previous = self._policy
-            self._rejection = _build_rejection(policy)
-            self._acc = 0.0
-            self._policy = policy  # published last: admit() reads only this reference
-        if previous.state is not state or previous.shed_fraction != fraction:
-            logger.warning(
-                "aphrodite-sla admission: %s -> %s (shed %.0f%%, retry after %.0f s)%s",
-                previous.state.value, state.value, 100.0 * fraction, retry, f": {reason}" if reason else "",
-            )
-
-    # the hot path (event loop)
-    @property
-    def policy(self) -> AdmissionPolicy:
-        return self._policy
-
-    @property
-    def state(self) -> AdmissionState:
-        return self._policy.state
-
-    @property
-    def shed_fraction(self) -> float:
-        return self._policy.shed_fraction
-
-    @property
-    def retry_after_s(self) -> float:
-        return self._policy.retry_after_s
-
-    def admit(self) -> bool:
-        """True to let a request through; False means reject it (and it has been counted)."""
-        policy = self._policy
-        if policy.state is AdmissionState.OPEN:
-            return True
-        if policy.state is AdmissionState.SHEDDING:
-            acc = self._acc + policy.shed_fraction
-            if acc < 1.0 - 1e-9:
-                self._acc = acc
-                self._admitted_limited += 1
-                return True
-            self._acc = acc - 1.0
-        self._count_rejection(policy.reason)
-        return False
-
-    def _count_rejection(self, reason: str) -> None:
-        self._rejected += 1
-        by = self._by_reason
-        if reason not in by and len(by) >= MAX_REASONS:
-            reason = OTHER_REASON
-        by[reason] = by.get(reason, 0) + 1
-
-    def stats(self) -> AdmissionStats:
-        return AdmissionStats(self._policy, self._rejected, self._admitted_limited, dict(self._by_reason))
-
-
-def _checked(value: Any, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-        raise ValueError(f"AdmissionController: {name} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def _build_rejection(policy: AdmissionPolicy) -> _Rejection:
-    # The reason stays in our logs and stats; clients get a generic message (no internal details).
-    retry = int(math.ceil(policy.retry_after_s))
-    body = json.dumps(
-        {
-            "error": {
-                "message": f"The server is overloaded; retry after {retry} s.",
-                "type": "overloaded",
-                "code": 503,
-            }
-        }
-    ).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(retry).encode()),
-    ]
-    return _Rejection(
-        start={"type": "http.response.start", "status": 503, "headers": headers},
-        body={"type": "http.response.body", "body": body, "more_body": False},
-    )
-
-
-# -- process-wide accessors ------------------------------------------------------------------------
-@dataclass
-class _ProcessState:
-    """What a middleware built with no arguments reads (one per process)."""
-
-    manager: Any = None
-    engine_client: Any = None
-    admission: AdmissionController = field(default_factory=AdmissionController)
-    in_flight: int = 0
-    middleware_installed: bool = False
-    warned_no_manager: bool = False
-    endpoints: Any = None  # SLAEndpoints serving /health/production and /metrics/summary
-
-
-_PROCESS = _ProcessState()
 # Served by the middleware itself (never shed, never counted); see aphrodite_sla.export.endpoints.
 _ENDPOINT_PATHS = frozenset({"/health/production", "/metrics/summary"})
-
-
-def set_default_endpoints(endpoints: Any) -> None:
-    """The JSON endpoints (``aphrodite_sla.export.endpoints.SLAEndpoints``) the middleware serves
-    inside the engine's app: ``GET /health/production`` and ``GET /metrics/summary``."""
-    _PROCESS.endpoints = endpoints
-
-
-def set_default_manager(manager: Any) -> None:
-    """Give every argument-less ``SLAMiddleware`` its SLA manager (None: stop counting). Registers
-    the HTTP series now, so the first request does not have to."""
-    if manager is not None:
-        register_http_metrics(manager)
-    _PROCESS.manager = manager
-
-
-def get_default_manager() -> Any:
-    return _PROCESS.manager
-
-
-def set_engine_client(client: Any) -> None:
-    """Store the engine handle (e.g. from an endpoint plugin's ``init_state``) for recovery actions."""
-    _PROCESS.engine_client = client
-
-
-def get_engine_client() -> Any:
-    """The engine handle (vLLM/Aphrodite ``AsyncLLM``) captured from ``app.state``, or None."""
-    return _PROCESS.engine_client
-
-
-def get_default_admission() -> AdmissionController:
-    """The admission controller every argument-less ``SLAMiddleware`` enforces."""
-    return _PROCESS.admission
-
-
-def set_default_admission(controller: AdmissionController) -> None:
-    """Replace the process-wide admission controller (read per request, so effective at once)."""
-    if not isinstance(controller, AdmissionController):
-        raise TypeError(f"set_default_admission: expected AdmissionController, got {type(controller).__name__}")
-    _PROCESS.admission = controller
-
-
-def get_in_flight_requests() -> int | None:
-    """Inference requests inside the engine's HTTP server now, for stall detection; None while no
-    ``SLAMiddleware`` exists in this process (unknown, not zero)."""
-    return _PROCESS.in_flight if _PROCESS.middleware_installed else None
 
 
 def register_http_metrics(
@@ -296,7 +85,8 @@ def register_http_metrics(
 # -- the middleware ------------------------------------------------------------------------------
 class SLAMiddleware:
     """Measures inference requests (latency to the last body byte, time to first byte, error or
-    not), sheds load when the admission controller says so, and captures the engine handle."""
+    not), sheds load when the admission controller says so, serves the JSON endpoints and
+    captures the engine handle."""
 
     def __init__(
         self,
@@ -305,6 +95,8 @@ class SLAMiddleware:
         admission: AdmissionController | None = None,
         clock: Callable[[], float] = time.perf_counter,
         *,
+        context: MonitorContext | None = None,
+        server: ServerState | None = None,
         paths: Iterable[str] = DEFAULT_PATHS,
         exclude_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
         error_status_min: int = 500,
@@ -313,8 +105,6 @@ class SLAMiddleware:
         sample_rate_hz: float = DEFAULT_SAMPLE_RATE_HZ,
     ) -> None:
         self.app = app
-        self.manager = manager
-        self.admission = admission
         self.clock = clock  # durations only (monotonic by default); samples carry the manager's time
         self.paths = tuple(paths)
         self.exclude_paths = tuple(exclude_paths)
@@ -324,13 +114,49 @@ class SLAMiddleware:
         self.sample_rate_hz = float(sample_rate_hz)
         self.record_errors = 0  # our own failures while recording (never the app's)
         self._capture_left = ENGINE_CAPTURE_ATTEMPTS
-        self._registered: Any = None
-        _PROCESS.middleware_installed = True
+        self.manager: Any = None
+        self.server: ServerState | None = None
+        self.endpoints: SLAEndpoints | None = None
+        self._context = context
+        self._resolved = False
+        if context is not None:
+            self._attach(context.manager, context.server, context.endpoints)
+        elif manager is not None or server is not None:
+            self._attach(manager, server if server is not None else ServerState(admission), None)
+        elif admission is not None:
+            self.server = ServerState(admission)
+            self.server.middleware_installed = True
+
+    def _attach(self, manager: Any, server: ServerState, endpoints: SLAEndpoints | None) -> None:
+        self.manager, self.server, self.endpoints = manager, server, endpoints
+        server.middleware_installed = True
+        self._resolved = True
         if manager is not None:
-            self._ensure_registered(manager)
+            register_http_metrics(manager, self.window_seconds, self.sample_rate_hz)
+
+    def _resolve(self) -> None:
+        """An argument-less middleware: take the process runtime's context (once)."""
+        self._resolved = True
+        try:
+            from aphrodite_sla.runtime import get_runtime
+
+            runtime = get_runtime()
+            if not runtime.config.enabled:
+                logger.info("aphrodite-sla: monitoring disabled by configuration; HTTP requests are not counted")
+                return
+            ctx = runtime.context
+            admission_given = self.server is not None and self.server.admission is not ctx.server.admission
+            self._context = ctx
+            self._attach(ctx.manager, ctx.server, ctx.endpoints)
+            if admission_given:
+                logger.warning("aphrodite-sla: SLAMiddleware(admission=...) ignored: the runtime's admission controller is used")
+        except Exception:
+            logger.exception("aphrodite-sla: no SLA runtime; HTTP requests pass through unmonitored")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if not self._resolved:
+            self._resolve()
         if kind != "http":
             if kind == "lifespan":
                 await self.app(scope, receive, self._lifespan_send(scope, send))
@@ -343,36 +169,32 @@ class SLAMiddleware:
         root = scope.get("root_path")
         if root and path.startswith(root):  # behind --root-path the path carries the prefix
             path = path[len(root):]
-        if path in _ENDPOINT_PATHS and _PROCESS.endpoints is not None:
-            response = _PROCESS.endpoints.handle(scope.get("method", "GET"), path)
+        if path in _ENDPOINT_PATHS and self.endpoints is not None:
+            response = self.endpoints.handle(scope.get("method", "GET"), path)
             if response is not None:
-                await _PROCESS.endpoints.asgi_send(response, send)
+                await self.endpoints.asgi_send(response, send)
                 return
-        if not path.startswith(self.paths) or path.startswith(self.exclude_paths):
+        server = self.server
+        if server is None or not path.startswith(self.paths) or path.startswith(self.exclude_paths):
             await self.app(scope, receive, send)
             return
-        admission = self.admission if self.admission is not None else _PROCESS.admission
+        admission = server.admission
         if admission._policy.state is not AdmissionState.OPEN and not admission.admit():
             rejection = admission._rejection
             await send(rejection.start)
             await send(rejection.body)
             return
-        manager = self.manager if self.manager is not None else _PROCESS.manager
-        _PROCESS.in_flight += 1
+        manager = self.manager
+        server.in_flight += 1
         try:
             if manager is None:
-                if not _PROCESS.warned_no_manager:
-                    _PROCESS.warned_no_manager = True
-                    logger.info("aphrodite-sla: no SLA manager set (set_default_manager); HTTP requests are not counted")
                 await self.app(scope, receive, send)
             else:
                 await self._observed(manager, scope, receive, send)
         finally:
-            _PROCESS.in_flight -= 1
+            server.in_flight -= 1
 
     async def _observed(self, manager: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        if manager is not self._registered:
-            self._ensure_registered(manager)
         clock = self.clock
         started = clock()
         status = 0
@@ -420,10 +242,6 @@ class SLAMiddleware:
             if self.record_errors == 1:
                 logger.exception("aphrodite-sla: recording an HTTP request failed (counted, logged once)")
 
-    def _ensure_registered(self, manager: Any) -> None:
-        register_http_metrics(manager, self.window_seconds, self.sample_rate_hz)
-        self._registered = manager  # even on failure: refused samples are then counted as drops
-
     def _capture_engine(self, scope: Scope) -> None:
         """Read ``scope["app"].state.engine_client`` (Starlette puts the app in the scope)."""
         try:
@@ -431,7 +249,8 @@ class SLAMiddleware:
         except Exception:
             client = None
         if client is not None:
-            _PROCESS.engine_client = client
+            if self.server is not None:
+                self.server.engine_client = client
             self._capture_left = 0
         elif self._capture_left > 0:
             self._capture_left -= 1
@@ -440,6 +259,21 @@ class SLAMiddleware:
         async def lifespan_send(message: Message) -> None:
             if message.get("type") == "lifespan.startup.complete":
                 self._capture_engine(scope)
+                self._start_runtime()
             await send(message)
 
         return lifespan_send
+
+    def _start_runtime(self) -> None:
+        """With the process runtime's context: make sure the evaluator runs once the app serves,
+        even if no engine StatLogger started it (idempotent; off the loop's critical path)."""
+        if self._context is None or self.manager is not self._context.manager:
+            return
+        try:
+            from aphrodite_sla.runtime import get_runtime
+
+            runtime = get_runtime()
+            if runtime.context is self._context:
+                runtime.start()
+        except Exception:
+            logger.exception("aphrodite-sla: could not start the SLA runtime")

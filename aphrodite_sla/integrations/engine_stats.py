@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from aphrodite_sla.forking import reset_in_child
+from aphrodite_sla.self_metrics import Component
 from aphrodite_sla.sla.manager import SLAManager
-from aphrodite_sla.store.spec import MetricSpec
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ ENGINE_SERIES: tuple[tuple[str, float, float, str], ...] = (
     ("num_waiting_reqs", 300.0, 20.0, "requests"),
     ("tokens_per_second", 300.0, 1.0, "tokens/s"),
 )
+
+# Goodput (DistServe): requests per second over the last minute that met both objectives.
+GOODPUT_SERIES = "goodput_requests"
+GOODPUT_WINDOW_S = 60.0
 
 _ERROR_REASONS = frozenset({"ERROR"})
 _ABORT_REASONS = frozenset({"ABORT"})
@@ -143,6 +148,7 @@ def _seq(obj: Any, name: str) -> list[Any]:
 class EngineStatsRecorder:
     """Turns engine stats into samples. ``record`` is the StatLogger's hot path; ``flush`` does the
     work. Thread-safe: ``record`` may run on the engine's loop while ``flush`` runs on the evaluator.
+    Feeds the manager through its public recording API only.
     """
 
     def __init__(
@@ -167,8 +173,21 @@ class EngineStatsRecorder:
         self._tp_tokens = 0.0
         self._tp_busy = False
         for name, window, rate, unit in ENGINE_SERIES:
-            manager.store.register(MetricSpec(name, window, rate, unit=unit))
+            manager.register_metric(name, window, rate, unit=unit)
         manager.register_pre_evaluation_hook(self.flush)
+        _recorders[manager] = weakref.ref(self)  # the manager's hook keeps it alive
+        reset_in_child(self)
+
+    @classmethod
+    def for_manager(cls, manager: SLAManager) -> EngineStatsRecorder:
+        """The recorder feeding ``manager`` (created on first use): every StatLogger pointed at the
+        same manager shares it, so steps are flushed by one hook, once."""
+        ref = _recorders.get(manager)
+        recorder = ref() if ref is not None else None
+        return recorder if recorder is not None else cls(manager)
+
+    def _reset_after_fork(self) -> None:
+        self._flush_lock = threading.Lock()
 
     # -- hot path --------------------------------------------------------------------------
     def record(self, scheduler_stats: Any, iteration_stats: Any, engine_idx: int = 0) -> None:
@@ -199,12 +218,19 @@ class EngineStatsRecorder:
             if not staged:
                 return 0
             columns: dict[str, _Column] = {}
+            bad = 0
             for step in staged:
                 try:
                     self._extract(step, columns)
-                except Exception:
-                    self.counters.bad_steps += 1
-            record_batch = self.manager.store.record_batch
+                except Exception as exc:
+                    bad += 1
+                    last_error = exc
+            if bad:
+                self.counters.bad_steps += bad
+                self.manager.self_metrics.error(
+                    Component.RECORDER, f"{bad} engine steps could not be read: {type(last_error).__name__}: {last_error}", bad
+                )
+            record_batch = self.manager.record_batch
             for name, col in columns.items():
                 if col.values:
                     record_batch(name, col.array(), np.repeat(np.asarray(col.times), col.counts))
@@ -298,3 +324,6 @@ class EngineStatsRecorder:
             self._tp_start = now
             self._tp_tokens = 0.0
             self._tp_busy = False
+
+
+_recorders: weakref.WeakKeyDictionary[SLAManager, weakref.ref[EngineStatsRecorder]] = weakref.WeakKeyDictionary()

@@ -17,8 +17,10 @@ a running count reported before it fell to 0 is treated as stale (aborted reques
 produce a final engine record). Wire the HTTP count as
 ``StallDetector(in_flight=aphrodite_sla.integrations.asgi.get_in_flight_requests)``: it reads None
 (unknown) while no ``SLAMiddleware`` is installed, and the detector then relies on the engine's
-view alone. Entering a stall emits one CRITICAL ``SLAViolation``
-(``engine_stall``); progress (or the engine going idle) emits one resolution.
+view alone. Entering a stall publishes one ``StallDetected`` event (a CRITICAL violation of
+``engine_stalled``, so violation subscribers receive it too) on the monitor's event stream and
+puts the stall into the published snapshot within one check; progress (or the engine going idle)
+publishes one ``StallCleared``.
 """
 from __future__ import annotations
 
@@ -26,17 +28,21 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.event_stream import EventStream, Subscription
+from aphrodite_sla.events import STALL_ALERT, MonitorEvent, StallCleared, StallDetected, episode_id, fingerprint
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.periodic import PeriodicThread
-from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic, ViolationSeverity
+from aphrodite_sla.self_metrics import Component
+from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic, ViolationRule, ViolationSeverity
+from aphrodite_sla.snapshot import StallReason, StallState, StallStatus
+from aphrodite_sla.snapshot_board import SnapshotBoard
 
 logger = logging.getLogger(__name__)
 
-STALL_METRIC = "engine_stall"  # the violation's metric_name
+STALL_SLA = "engine_stalled"  # the violation's SLA name (and the gauge's: sla_engine_stalled)
 STALLED_SERIES = "engine_stalled"  # gauge 0/1, one sample per check
 NO_PROGRESS_SERIES = "engine_seconds_without_progress"  # 0 when idle, one sample per check
 SERIES_WINDOW_S = 600.0
@@ -44,34 +50,23 @@ SERIES_WINDOW_S = 600.0
 StallCallback = Callable[[SLAViolation], Any]
 ResolutionCallback = Callable[[str, float], Any]
 
-
-# -- data ------------------------------------------------------------------------------------------
-class StallState(str, Enum):
-    OK = "ok"
-    STALLED = "stalled"
-
-
-class StallReason(str, Enum):
-    NO_TOKENS = "no_tokens"  # steps (maybe) continue, but no token is processed
-    NO_STEPS = "no_steps"  # the engine stopped reporting steps altogether
+__all__ = [
+    "NO_PROGRESS_SERIES", "STALLED_SERIES", "STALL_SLA", "StallDetector", "StallReason", "StallState", "StallStatus",
+    "stall_violation",
+]
 
 
-@dataclass(frozen=True)
-class StallStatus:
-    """The detector's view after a check (for health endpoints and RCA)."""
-
-    state: StallState
-    reason: StallReason | None
-    checked_at: float
-    seconds_without_progress: float
-    stalled_since: float | None
-    last_record_at: float | None
-    last_progress_at: float | None
-    running_requests: int
-    in_flight_requests: int
-    stalls_total: int
-    callback_errors: int
-    dropped_inputs: int
+def stall_violation(now: float, seconds_without_progress: float, stall_after_s: float, checks: int) -> SLAViolation:
+    """A stall as a violation of ``engine_stalled``: the observed value is the seconds without
+    progress, the bound ``stall_after_s``, the breach started when the engine had gone
+    ``stall_after_s`` without progress, and every check since is an evaluation point beyond it."""
+    return SLAViolation(
+        metric_name=STALL_SLA, source_metric=NO_PROGRESS_SERIES, statistic=Statistic.MAX, direction=Direction.UPPER,
+        observed_value=seconds_without_progress, bound=stall_after_s, target_value=stall_after_s,
+        severity=ViolationSeverity.CRITICAL, window_seconds=stall_after_s,
+        first_breach_time=now - seconds_without_progress + stall_after_s, detected_at=now, sustained_ratio=1.0,
+        evaluation_points=checks, sample_count=checks, peak_severity=ViolationSeverity.CRITICAL, rule=ViolationRule.STALL,
+    )
 
 
 # -- behaviour -------------------------------------------------------------------------------------
@@ -87,6 +82,8 @@ class StallDetector:
         interval_s: float = 1.0,
         clock: Clock = system_clock,
         in_flight: Callable[[], int | None] | None = None,
+        events: EventStream | None = None,
+        board: SnapshotBoard | None = None,
     ) -> None:
         for name, value in (("stall_after_s", stall_after_s), ("interval_s", interval_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -96,6 +93,11 @@ class StallDetector:
         self.interval_s = float(interval_s)
         self.clock = clock
         self._in_flight_source = in_flight
+        # Published to the manager's stream and snapshot when given one, else to its own.
+        self.events = events or getattr(manager, "events", None) or EventStream()
+        self.board = board or getattr(manager, "board", None) or SnapshotBoard()
+        self.self_metrics = self.events.self_metrics
+        self.fingerprint = fingerprint(STALL_ALERT)
 
         # Written by on_record (event loop), read by check (timer thread): single attribute stores.
         self._last_record: float | None = None
@@ -113,22 +115,23 @@ class StallDetector:
         self._reason: StallReason | None = None
         self._stalled_since: float | None = None
         self._stall_reference: float | None = None
+        self._stall_checks = 0
+        self._violation: SLAViolation | None = None
         self._stalls = 0
-        self._callback_errors = 0
-        self._record_errors = 0
-        self._in_flight_errors = 0
         self._status: StallStatus | None = None
 
-        self._callbacks: list[StallCallback] = []
-        self._resolution_callbacks: list[ResolutionCallback] = []
-        self._worker = PeriodicThread("aphrodite-sla-stall-detector", self.check, self.interval_s, run_first=False)
+        self._worker = PeriodicThread(
+            "aphrodite-sla-stall-detector", self._tick, self.interval_s, run_first=False,
+            on_error=lambda exc: self.self_metrics.error(Component.STALL_DETECTOR, f"{type(exc).__name__}: {exc}", exc_info=True),
+        )
         if manager is not None:
             try:
                 rate = 1.0 / self.interval_s
                 manager.register_metric(STALLED_SERIES, SERIES_WINDOW_S, rate, max_value=1.0)
                 manager.register_metric(NO_PROGRESS_SERIES, SERIES_WINDOW_S, rate, unit="s")
-            except Exception:
-                logger.exception("aphrodite-sla: could not register the stall series")
+            except Exception as exc:
+                self.self_metrics.error(Component.STALL_DETECTOR, f"cannot register the stall series: {exc}", exc_info=True)
+        reset_in_child(self)
 
     # -- inputs (hot path) -------------------------------------------------------------------
     def on_record(
@@ -163,19 +166,29 @@ class StallDetector:
         except (TypeError, ValueError, OverflowError):
             self._dropped += 1
 
-    # -- callbacks ---------------------------------------------------------------------------
-    def register_callback(self, callback: StallCallback) -> None:
-        """``callback(violation)`` once when a stall starts (on the detector's thread)."""
-        self._callbacks.append(callback)
+    # -- callbacks (subscriptions on the event stream) ----------------------------------------
+    def register_callback(self, callback: StallCallback) -> Subscription:
+        """``callback(violation)`` once when a stall starts (on the subscription's own thread)."""
+        return self.events.subscribe(lambda e: callback(e.violation), StallDetected, name="stall_callback")
 
-    def register_resolution_callback(self, callback: ResolutionCallback) -> None:
-        """``callback("engine_stall", resolved_at)`` once when it ends (progress or idle)."""
-        self._resolution_callbacks.append(callback)
+    def register_resolution_callback(self, callback: ResolutionCallback) -> Subscription:
+        """``callback("engine_stalled", resolved_at)`` once when it ends (progress or idle)."""
+        return self.events.subscribe(lambda e: callback(e.sla, e.occurred_at), StallCleared, name="stall_resolution_callback")
 
     # -- evaluation --------------------------------------------------------------------------
     def check(self, now: float | None = None) -> StallStatus:
-        """Decide the state at ``now`` (default: the clock); fire callbacks on a transition."""
-        events: list[tuple[str, Any]] = []
+        """Decide the state at ``now`` (default: the clock) and publish it; returns once the
+        subscribers have received the events of a transition (a synchronous tool and test API;
+        the timer thread does not wait)."""
+        status = self._check(now)
+        self.events.drain(5.0)
+        return status
+
+    def _tick(self) -> None:
+        self._check(None)
+
+    def _check(self, now: float | None) -> StallStatus:
+        events: list[MonitorEvent] = []
         with self._check_lock:
             now = self.clock() if now is None else float(now)
             in_flight, known = self._read_in_flight()
@@ -209,29 +222,46 @@ class StallDetector:
                 self._state, self._reason = StallState.STALLED, reason
                 self._stalled_since, self._stall_reference = now, reference
                 self._stalls += 1
-                events.append(("stall", self._violation(now, without, reason)))
+                self._stall_checks = 1
+                self._violation = stall_violation(now, without, self.stall_after_s, 1)
+                events.append(StallDetected(self.fingerprint, self._episode(), now, self._violation, self._status_now(
+                    now, without, running, in_flight, last_record, last_progress)))
                 logger.error(
                     "aphrodite-sla: engine stalled (%s): no progress for %.1f s with %d running, %d in flight",
                     reason.value if reason else "?", without, running, in_flight,
                 )
             elif not stalled and self._state is StallState.STALLED:
+                ended = self._violation
+                episode, started = self._episode(), self._stalled_since
                 self._state, self._reason = StallState.OK, None
                 self._stalled_since = self._stall_reference = None
-                events.append(("resolved", (STALL_METRIC, now)))
+                self._violation = None
+                status = self._status_now(now, without, running, in_flight, last_record, last_progress)
+                if ended is not None and started is not None:
+                    events.append(StallCleared(self.fingerprint, episode, now, ended, started, status))
                 logger.warning("aphrodite-sla: engine stall resolved (%s)", "progress" if reference else "idle")
             elif stalled:
                 self._reason = reason
-            status = StallStatus(
-                state=self._state, reason=self._reason, checked_at=now,
-                seconds_without_progress=without, stalled_since=self._stalled_since,
-                last_record_at=last_record, last_progress_at=last_progress, running_requests=running,
-                in_flight_requests=in_flight, stalls_total=self._stalls,
-                callback_errors=self._callback_errors, dropped_inputs=self._dropped,
-            )
+                self._stall_checks += 1
+                self._violation = stall_violation(now, without, self.stall_after_s, self._stall_checks)
+            status = self._status_now(now, without, running, in_flight, last_record, last_progress)
             self._status = status
+            self.board.publish_stall(status, self._violation)
         self._record(status)
-        self._dispatch(events)
+        self.events.publish(events)
         return status
+
+    def _episode(self) -> str:
+        return episode_id(self.fingerprint, self._stalled_since or 0.0)
+
+    def _status_now(self, now: float, without: float, running: int, in_flight: int, last_record: float | None,
+                    last_progress: float | None) -> StallStatus:
+        return StallStatus(
+            state=self._state, reason=self._reason, checked_at=now, seconds_without_progress=without,
+            stalled_since=self._stalled_since, last_record_at=last_record, last_progress_at=last_progress,
+            running_requests=running, in_flight_requests=in_flight, stalls_total=self._stalls,
+            dropped_inputs=self._dropped,
+        )
 
     def _read_in_flight(self) -> tuple[int, bool]:
         source = self._in_flight_source
@@ -240,21 +270,10 @@ class StallDetector:
                 value = source()
                 if value is not None:  # None: the source does not know (e.g. no middleware yet)
                     return max(0, int(value)), True
-            except Exception:
-                self._in_flight_errors += 1
-                if self._in_flight_errors == 1:
-                    logger.exception("aphrodite-sla: the in-flight source failed (counted, logged once)")
+            except Exception as exc:
+                self.self_metrics.error(Component.STALL_DETECTOR, f"the in-flight source failed: {exc}", exc_info=True)
         pushed = self._pushed_in_flight
         return (pushed, True) if pushed is not None else (0, False)
-
-    def _violation(self, now: float, without: float, reason: StallReason | None) -> SLAViolation:
-        return SLAViolation(
-            metric_name=STALL_METRIC, source_metric=STALLED_SERIES, statistic=Statistic.MEAN,
-            direction=Direction.UPPER, observed_value=without, bound=self.stall_after_s,
-            target_value=self.stall_after_s, severity=ViolationSeverity.CRITICAL,
-            window_seconds=self.stall_after_s, first_breach_time=now - without + self.stall_after_s,
-            detected_at=now, sustained_ratio=1.0, evaluation_points=1, sample_count=0,
-        )
 
     def _record(self, status: StallStatus) -> None:
         manager = self.manager
@@ -263,24 +282,8 @@ class StallDetector:
         try:
             manager.record_measurement(STALLED_SERIES, 1.0 if status.state is StallState.STALLED else 0.0)
             manager.record_measurement(NO_PROGRESS_SERIES, status.seconds_without_progress)
-        except Exception:
-            self._record_errors += 1
-            if self._record_errors == 1:
-                logger.exception("aphrodite-sla: recording the stall gauges failed (counted, logged once)")
-
-    def _dispatch(self, events: list[tuple[str, Any]]) -> None:
-        for kind, payload in events:
-            callbacks: list[Callable[..., Any]]
-            if kind == "stall":
-                callbacks, args = list(self._callbacks), (payload,)
-            else:
-                callbacks, args = list(self._resolution_callbacks), payload
-            for cb in callbacks:
-                try:
-                    cb(*args)
-                except Exception:  # a user's callback must never stop detection
-                    self._callback_errors += 1
-                    logger.exception("aphrodite-sla: stall %s callback %r failed", kind, cb)
+        except Exception as exc:
+            self.self_metrics.error(Component.STALL_DETECTOR, f"recording the stall gauges failed: {exc}", exc_info=True)
 
     # -- reading -----------------------------------------------------------------------------
     @property
@@ -299,6 +302,9 @@ class StallDetector:
     def status(self) -> StallStatus | None:
         """The result of the latest ``check()`` (None before the first)."""
         return self._status
+
+    def _reset_after_fork(self) -> None:
+        self._check_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property

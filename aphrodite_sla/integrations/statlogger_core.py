@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +34,11 @@ def served_model_name(config: Any) -> str | None:
     return None
 
 
-_monitor_recorders: weakref.WeakKeyDictionary[Any, EngineStatsRecorder] = weakref.WeakKeyDictionary()
-
-
 def recorder_for(production_monitor: Any) -> EngineStatsRecorder:
-    """The stats recorder to feed for a user-supplied monitor object: its ``recorder``, or one
-    recorder per SLA manager found at ``manager`` / ``sla_manager`` (or the object itself, if it
-    is an SLA manager). Raises ``TypeError`` naming what was expected."""
+    """The stats recorder to feed for a user-supplied monitor object: its ``recorder`` (an
+    ``SLARuntime`` or ``MonitorContext`` has one), or the recorder of the SLA manager found at
+    ``manager`` / ``sla_manager`` (or the object itself, if it is an SLA manager), shared by every
+    logger feeding that manager. Raises ``TypeError`` naming what was expected."""
     from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder
 
     recorder = getattr(production_monitor, "recorder", None)
@@ -49,20 +46,12 @@ def recorder_for(production_monitor: Any) -> EngineStatsRecorder:
         return recorder
     candidates = [getattr(production_monitor, a, None) for a in ("manager", "sla_manager")] + [production_monitor]
     for manager in candidates:
-        if manager is None or not hasattr(manager, "store") or not hasattr(manager, "register_pre_evaluation_hook"):
+        if manager is None or not hasattr(manager, "record_batch") or not hasattr(manager, "register_pre_evaluation_hook"):
             continue
-        from aphrodite_sla import runtime as runtime_mod
-
-        rt = runtime_mod._runtime  # reuse the runtime's recorder if it owns this manager
-        if rt is not None and rt.manager is manager:
-            return rt.recorder
         try:
-            recorder = _monitor_recorders.get(manager)
+            return EngineStatsRecorder.for_manager(manager)
         except TypeError:  # not weak-referenceable: one recorder per logger, still correct
             return EngineStatsRecorder(manager)
-        if recorder is None:
-            recorder = _monitor_recorders[manager] = EngineStatsRecorder(manager)
-        return recorder
     raise TypeError(
         "production_monitor: expected an object with a `recorder` (EngineStatsRecorder), a `manager` or "
         f"`sla_manager` (SLAManager), or an SLAManager; got {type(production_monitor).__name__}"
@@ -110,7 +99,7 @@ class StatLoggerCore:
                 from aphrodite_sla.runtime import get_runtime
 
                 self._runtime = get_runtime()
-            except Exception:  # noqa: BLE001 - monitoring must not keep the engine from starting
+            except Exception:
                 logger.exception("aphrodite-sla: cannot create the SLA runtime; this engine runs unmonitored")
                 self._runtime = None
                 self._recorder = None
@@ -119,18 +108,15 @@ class StatLoggerCore:
                 return
             recorder = self._runtime.recorder
             enabled = bool(getattr(self._runtime.config, "enabled", True))
-            if self.model_name and hasattr(self._runtime, "model_name") and not getattr(self._runtime, "model_name", None):
-                try:
-                    self._runtime.model_name = self.model_name
-                except Exception:  # noqa: BLE001 - a read-only attribute is not our problem
-                    pass
+            if self.model_name and not self._runtime.model_name:
+                self._runtime.model_name = self.model_name
         self._recorder = recorder
         self.enabled = enabled
         # Bound once: the hot path is one attribute load and one call.
         self._record = recorder.record if enabled else _no_record
         try:
             recorder.manager.register_metric(SLEEP_SERIES, 600.0, 1.0, unit="level")
-        except Exception:  # noqa: BLE001 - an optional gauge
+        except Exception:
             logger.debug("aphrodite-sla: cannot register %s", SLEEP_SERIES, exc_info=True)
 
     @property
@@ -142,7 +128,7 @@ class StatLoggerCore:
     def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0, **_: Any) -> None:
         try:
             self._record(scheduler_stats, iteration_stats, engine_idx)
-        except Exception:  # noqa: BLE001 - the engine must never see our errors
+        except Exception:
             self.record_errors += 1
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -166,7 +152,7 @@ class StatLoggerCore:
                     "aphrodite-sla: %s engine %d (model %s) feeding the given production monitor",
                     self.engine_name, self.engine_index, self.model_name or "?",
                 )
-        except Exception:  # noqa: BLE001 - monitoring must not keep the engine from starting
+        except Exception:
             logger.exception("aphrodite-sla: could not start SLA monitoring; the engine runs without it")
 
     def log(self) -> None:
@@ -187,7 +173,7 @@ class StatLoggerCore:
             elif logger.isEnabledFor(logging.DEBUG):
                 logger.debug("aphrodite-sla: %d steps recorded, %d flushed", c.steps_recorded, c.steps_flushed)
             self._last_problems = problems
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.record_errors += 1
 
     def record_sleep_state(self, is_awake: Any = 0, level: Any = 0, *_: Any, **__: Any) -> None:
@@ -199,8 +185,9 @@ class StatLoggerCore:
             asleep = bool(is_awake)
             lvl = int(level) if asleep else 0
             self.sleep_level = max(lvl, 1) if asleep else 0
-            self._recorder.manager.record_measurement(SLEEP_SERIES, float(self.sleep_level))
-        except Exception:  # noqa: BLE001
+            if self._recorder is not None:
+                self._recorder.manager.record_measurement(SLEEP_SERIES, float(self.sleep_level))
+        except Exception:
             self.record_errors += 1
 
 

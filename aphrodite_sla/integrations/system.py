@@ -22,6 +22,7 @@ Where NVML is missing or fails to start, GPU series are simply absent (logged on
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -36,6 +37,7 @@ import psutil
 
 from aphrodite_sla.clock import system_clock
 from aphrodite_sla.periodic import PeriodicThread
+from aphrodite_sla.self_metrics import Component
 
 logger = logging.getLogger(__name__)
 
@@ -228,24 +230,24 @@ class SystemSampler:
         temp_sensor = getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
         samples = []
         for index, handle in self._gpus:
-            util = self._gpu_reading(index, "utilization", lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            mem = self._gpu_reading(index, "memory", lambda: _memory_percent(nvml.nvmlDeviceGetMemoryInfo(handle)))
-            temp = self._gpu_reading(index, "temperature", lambda: nvml.nvmlDeviceGetTemperature(handle, temp_sensor))
-            power = self._gpu_reading(index, "power", lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+            util = self._gpu_reading(index, handle, "utilization", lambda h: nvml.nvmlDeviceGetUtilizationRates(h).gpu)
+            mem = self._gpu_reading(index, handle, "memory", lambda h: _memory_percent(nvml.nvmlDeviceGetMemoryInfo(h)))
+            temp = self._gpu_reading(index, handle, "temperature", lambda h: nvml.nvmlDeviceGetTemperature(h, temp_sensor))
+            power = self._gpu_reading(index, handle, "power", lambda h: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0)
             reasons = None
             if reasons_fn is not None:
-                raw = self._gpu_reading(index, "throttle_reasons", lambda: reasons_fn(handle))
+                raw = self._gpu_reading(index, handle, "throttle_reasons", reasons_fn)
                 reasons = int(raw) if raw is not None else None
             throttled = None if reasons is None else bool(reasons & SLOWDOWN_MASK)
             samples.append(GPUSample(index, util, mem, temp, power, reasons, throttled))
         return samples
 
-    def _gpu_reading(self, index: int, field: str, read: Callable[[], Any]) -> float | None:
+    def _gpu_reading(self, index: int, handle: Any, field: str, read: Callable[[Any], Any]) -> float | None:
         key = (index, field)
         if key in self._unsupported:
             return None
         try:
-            value = float(read())
+            value = float(read(handle))
         except Exception as exc:
             not_supported = getattr(self._nvml, "NVML_ERROR_NOT_SUPPORTED", 3)
             if getattr(exc, "value", None) == not_supported:
@@ -258,7 +260,7 @@ class SystemSampler:
 
     def _init_nvml(self) -> None:
         try:
-            import pynvml  # noqa: PLC0415 - optional at run time; imported where it is used
+            import pynvml
 
             pynvml.nvmlInit()
             try:
@@ -293,7 +295,7 @@ class SystemSampler:
             if uuids is None:
                 uuids = {}
                 for i in range(count):
-                    uuid = _safe(lambda i=i: nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i)))
+                    uuid = _safe(functools.partial(_gpu_uuid, nvml, i))
                     if uuid is not None:
                         uuids[uuid.decode() if isinstance(uuid, bytes) else str(uuid)] = i
             match = [i for u, i in uuids.items() if u.startswith(str(item))]
@@ -331,9 +333,14 @@ class SystemSampler:
                 self._error(f"record {name}", exc)
 
     def _error(self, where: str, exc: BaseException) -> None:
-        """Count every failure; log at most once per ``ERROR_LOG_INTERVAL_S``."""
+        """Count every failure (here and in the monitor's own error counters); log at most once
+        per ``ERROR_LOG_INTERVAL_S``."""
         self._errors += 1
         self._last_error = f"{where}: {_describe(exc)}"
+        self_metrics = getattr(self.manager, "self_metrics", None)
+        if self_metrics is not None:
+            self_metrics.error(Component.SAMPLER, self._last_error)  # rate-limits its own log
+            return
         now = self.clock()
         if now - self._last_error_log >= ERROR_LOG_INTERVAL_S:
             self._last_error_log = now
@@ -399,7 +406,7 @@ def _snapshot(now: float, host: dict[str, float | None], gpus: list[GPUSample], 
         gpu_throttled=bool(combined & SLOWDOWN_MASK) if reasons else None,
         gpu_throttle_reasons=combined if reasons else None,
         errors=errors,
-        **host,  # type: ignore[arg-type]
+        **host,
     )
 
 
@@ -450,3 +457,7 @@ def _safe(fn: Callable[[], Any]) -> Any:
         return fn()
     except Exception:
         return None
+
+
+def _gpu_uuid(nvml: Any, index: int) -> Any:
+    return nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index))

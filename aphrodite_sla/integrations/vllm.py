@@ -45,4 +45,4 @@ def _build_vllm_class() -> type:
 
 __getattr__ = lazy_engine_class(globals(), "SLAStatLogger", _build_vllm_class)
 
-__all__ = ["SLAStatLogger"]
+__all__ = ["SLAStatLogger"]  # noqa: F822 - built on first access (PEP 562)

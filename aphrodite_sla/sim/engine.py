@@ -29,8 +29,9 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -83,10 +84,52 @@ class _Req:
     """One request inside the simulator (engine-internal state, not a stats object)."""
 
     __slots__ = (
-        "rid", "arrival", "prompt", "target", "max_tokens", "reason", "cached",
-        "state", "gen", "gen0", "sync", "n_tokens", "computed", "blocks", "sched",
-        "scheduled_ts", "first_ts", "last_ts", "preemptions", "epoch", "run_seq", "fin_step",
+        "arrival",
+        "blocks",
+        "cached",
+        "computed",
+        "epoch",
+        "fin_step",
+        "first_ts",
+        "gen",
+        "gen0",
+        "last_ts",
+        "max_tokens",
+        "n_tokens",
+        "preemptions",
+        "prompt",
+        "reason",
+        "rid",
+        "run_seq",
+        "sched",
+        "scheduled_ts",
+        "state",
+        "sync",
+        "target",
     )
+    # attribute types (set by the engine when a request arrives)
+    arrival: float
+    blocks: int
+    cached: int
+    computed: int
+    epoch: int
+    fin_step: int
+    first_ts: float
+    gen: int
+    gen0: int
+    last_ts: float
+    max_tokens: int
+    n_tokens: int
+    preemptions: int
+    prompt: int
+    reason: FinishReason
+    rid: int
+    run_seq: int
+    sched: int
+    scheduled_ts: float
+    state: int
+    sync: int
+    target: int
 
     def kv_tokens(self, last_step: int) -> int:
         """Tokens whose KV slots this request holds after step ``last_step``."""
@@ -180,6 +223,7 @@ class EngineSimulator:
         for i in self._active:
             f = self.faults[i]
             k, m = f.kind, f.magnitude
+            assert m is not None  # Fault.__post_init__ fills the kind's default
             if k is FaultKind.LATENCY_SPIKE:
                 step_mult *= m
             elif k is FaultKind.THROUGHPUT_COLLAPSE:
@@ -244,7 +288,7 @@ class EngineSimulator:
         el = self.elapsed_s
         leaked = 0.0
         for f in self.faults:
-            if f.kind is FaultKind.MEMORY_LEAK and el > f.start_s:
+            if f.kind is FaultKind.MEMORY_LEAK and el > f.start_s and f.magnitude is not None:
                 leaked += f.magnitude * MIB * (min(el, f.end_s) - f.start_s)
         return int(self.config.process_memory_bytes + leaked)
 
@@ -263,21 +307,6 @@ class EngineSimulator:
     @property
     def used_blocks(self) -> int:
         return self._used
-
-    def gauges(self) -> dict[str, float]:
-        """Process/GPU gauges a system monitor would read beside the engine stats."""
-        return {
-            "memory_bytes": float(self.memory_bytes),
-            "gpu_clock_ratio": self.gpu_clock_ratio,
-            "kv_cache_usage": self.kv_cache_usage,
-            "num_running_reqs": float(len(self._running)),
-            "num_waiting_reqs": float(len(self._waiting)),
-            "stalled": 1.0 if self._stalled else 0.0,
-        }
-
-    def requests_in_system(self) -> list[_Req]:
-        """Every request still waiting or running (for invariant checks)."""
-        return list(self._waiting) + list(self._running)
 
     def check_invariants(self) -> None:
         """Raise AssertionError if the scheduler state is inconsistent: KV blocks in use must
@@ -315,13 +344,12 @@ class EngineSimulator:
         mml = cfg.max_model_len
         start = self.start_time
         waiting = self._waiting
-        for t, prompt, output, prefix in arrivals:
+        for t, arrived_prompt, output, prefix in arrivals:
             r = _Req()
             r.rid = self._next_id
             self._next_id += 1
             r.arrival = start + t
-            if prompt > mml - 1:
-                prompt = mml - 1
+            prompt = min(arrived_prompt, mml - 1)
             r.prompt = prompt
             max_tok = w.max_tokens if w.max_tokens < mml - prompt else mml - prompt
             r.max_tokens = max_tok

@@ -176,8 +176,8 @@ class StatsFactory:
         self.import_error: str | None = None
         if prefer_real:
             try:
-                from vllm.v1.engine import FinishReason as real_reason  # noqa: PLC0415
-                from vllm.v1.metrics import stats as real  # noqa: PLC0415
+                from vllm.v1.engine import FinishReason as real_reason
+                from vllm.v1.metrics import stats as real
             except Exception as exc:  # vllm absent or broken (torch etc.): use ours
                 self.import_error = f"{type(exc).__name__}: {exc}"
             else:

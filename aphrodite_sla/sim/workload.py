@@ -118,7 +118,7 @@ class TraceArrivals:
         return self.arrival_s[-1] if self.arrival_s else 0.0
 
 
-ArrivalSpec = Union[PoissonArrivals, BurstyArrivals, DiurnalArrivals, TraceArrivals]
+ArrivalSpec = Union[PoissonArrivals, BurstyArrivals, DiurnalArrivals, TraceArrivals]  # noqa: UP007 - a runtime alias on 3.10
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ def _parse_trace(fh: io.TextIOBase, name: str, loop: bool) -> TraceArrivals:
 class _Chunked:
     """Draws from a numpy generator in chunks of ``_CHUNK``; ``next()`` is a list index."""
 
-    __slots__ = ("_draw", "_buf", "_i")
+    __slots__ = ("_buf", "_draw", "_i")
 
     def __init__(self, draw) -> None:
         self._draw = draw
@@ -285,6 +285,7 @@ class ArrivalStream:
 
     def _period(self, on: bool) -> float:
         spec = self._spec
+        assert isinstance(spec, BurstyArrivals)
         return float(self._state_rng.exponential(spec.mean_on_s if on else spec.mean_off_s))
 
     def rate_at(self, t: float) -> float:

@@ -70,7 +70,7 @@ def _enum_field(cls: type[Enum], value: object, field_name: str) -> Enum:
     try:
         return cls(str(value).lower())
     except ValueError:
-        allowed = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        allowed = ", ".join(str(m.value) for m in cls)
         raise ValueError(f"SLAThreshold.{field_name}: unknown value {value!r}; expected one of {allowed}") from None
 
 
@@ -91,7 +91,9 @@ class SLAThreshold:
     A violation needs the statistic beyond that bound *and* at least
     ``violation_threshold_percent`` of the evaluation points of the window beyond it (sustained).
     ``metric_name`` names the SLA (the seed's names); ``source_metric`` is the recorded series it
-    reads (defaults to ``metric_name``). Invalid values raise ``ValueError`` naming the field.
+    reads (defaults to ``metric_name``). A violation resolves once the statistic has been back
+    inside the bound by ``resolve_margin_percent`` for ``resolve_after_s`` (hysteresis). Invalid
+    values raise ``ValueError`` naming the field.
     """
 
     metric_name: str
@@ -110,6 +112,8 @@ class SLAThreshold:
     min_evaluation_points: int = 3
     objective_percent: float | None = None
     sample_rate_hz: float = 10.0
+    resolve_margin_percent: float = 5.0
+    resolve_after_s: float = 60.0
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +159,10 @@ class SLAThreshold:
             if obj >= 100.0:
                 raise ValueError(f"SLAThreshold.objective_percent: must be < 100, got {obj!r}")
             set_(self, "objective_percent", obj)
+        set_(self, "resolve_margin_percent", _finite(self.resolve_margin_percent, "resolve_margin_percent", minimum=0.0))
+        if self.resolve_margin_percent >= 100.0:
+            raise ValueError(f"SLAThreshold.resolve_margin_percent: must be < 100, got {self.resolve_margin_percent!r}")
+        set_(self, "resolve_after_s", _finite(self.resolve_after_s, "resolve_after_s", minimum=0.0))
         if self.source_metric is not None and (not isinstance(self.source_metric, str) or not self.source_metric):
             raise ValueError(f"SLAThreshold.source_metric: must be a non-empty string or None, got {self.source_metric!r}")
 
@@ -190,6 +198,18 @@ class SLAThreshold:
             return value > self.bound
         return value < self.bound
 
+    @property
+    def recovery_bound(self) -> float:
+        """Where a violated SLA counts as recovered: ``resolve_margin_percent`` of the bound inside
+        it (hysteresis, so a statistic sitting at its bound does not raise and resolve in turn)."""
+        margin = abs(self.bound) * self.resolve_margin_percent / 100.0
+        return self.bound - margin if self.direction is Direction.UPPER else self.bound + margin
+
+    def is_recovered(self, value: float) -> bool:
+        if self.direction is Direction.UPPER:
+            return value <= self.recovery_bound
+        return value >= self.recovery_bound
+
     def severity(self, value: float) -> ViolationSeverity:
         """MINOR below the first severity ratio, CRITICAL at or past the second."""
         bound = self.bound
@@ -205,9 +225,18 @@ class SLAThreshold:
         return ViolationSeverity.MINOR
 
 
+class ViolationRule(str, Enum):
+    """Which rule raised a violation: the seed's sustained rule over the window's evaluation
+    points, or the engine stall detector."""
+
+    SUSTAINED = "sustained"
+    STALL = "stall"
+
+
 @dataclass(frozen=True)
 class SLAViolation:
-    """A sustained breach of one SLA, as found by one evaluation."""
+    """One violation episode of one SLA as of its latest evaluation: ``severity`` is the current
+    one, ``peak_severity`` the highest since it was raised (what escalation follows)."""
 
     metric_name: str
     source_metric: str
@@ -225,9 +254,21 @@ class SLAViolation:
     sample_count: int
     anomaly_score: float | None = None
     zscore: float | None = None
+    peak_severity: ViolationSeverity | None = None
+    rule: ViolationRule = ViolationRule.SUSTAINED
+
+    @property
+    def worst_severity(self) -> ViolationSeverity:
+        """The peak severity of the episode (the current one if no peak was recorded)."""
+        return self.peak_severity if self.peak_severity is not None else self.severity
 
     @property
     def message(self) -> str:
+        if self.rule is ViolationRule.STALL:
+            return (
+                f"{self.metric_name}: no engine progress for {self.observed_value:.0f}s with requests in flight "
+                f"(stall after {self.bound:.0f}s) [{self.severity.value}]"
+            )
         side = ">" if self.direction is Direction.UPPER else "<"
         return (
             f"{self.metric_name}: {self.statistic.value} = {self.observed_value:.4g} {side} bound "

@@ -105,7 +105,7 @@ class MetricStore:
         if v != v:
             self._drop(name, DropReason.NAN)
             return False
-        if v == math.inf or v == -math.inf:
+        if v in (math.inf, -math.inf):
             self._drop(name, DropReason.INFINITE)
             return False
         spec = self._specs[name]

@@ -49,16 +49,16 @@ class RingBuffer:
     """One metric's samples: ``times`` and ``values`` float64 arrays of fixed ``capacity``."""
 
     __slots__ = (
+        "_count",
+        "_last_time",
+        "_oldest",
+        "_window_s",
+        "_write_lock",
         "capacity",
+        "evicted_in_window",
+        "late_tolerance_s",
         "times",
         "values",
-        "late_tolerance_s",
-        "_count",
-        "_oldest",
-        "_last_time",
-        "_write_lock",
-        "evicted_in_window",
-        "_window_s",
     )
 
     def __init__(self, capacity: int, *, window_s: float = math.inf, late_tolerance_s: float = 5.0) -> None:
@@ -177,8 +177,17 @@ class RingBuffer:
         """Arrays, capacity and count taken together (under the write lock, so a concurrent
         ``grow`` cannot mix them); the arrays are then read without any lock."""
         with self._write_lock:
-            count = self._count
-            return RingSnapshot(self.times, self.values, self.capacity, max(self._oldest, count - self.capacity), count)
+            return self.snapshot_unlocked()
+
+    def snapshot_unlocked(self) -> RingSnapshot:
+        """``snapshot()`` for a caller that already holds ``write_locked()``."""
+        count = self._count
+        return RingSnapshot(self.times, self.values, self.capacity, max(self._oldest, count - self.capacity), count)
+
+    def write_locked(self) -> threading.Lock:
+        """The write lock, for a reader that must read without any writer (the last resort after
+        writers lapped it repeatedly): ``with buf.write_locked(): ...``."""
+        return self._write_lock
 
     def grow(self, capacity: int, window_s: float) -> None:
         """Enlarge in place without losing a sample: new arrays, every held sample copied to its

@@ -81,7 +81,7 @@ def _load(name: str) -> NS:
         plugins = importlib.import_module(f"{pkg}.plugins")
         envs = importlib.import_module(f"{pkg}.envs")
         top = importlib.import_module(pkg)
-    except Exception as err:  # noqa: BLE001 - any import failure means "engine not usable here"
+    except Exception as err:
         _loaded[name] = f"{type(err).__name__}: {err}"
         _unavailable(name, _loaded[name])
     module_name, _, class_name = info["ours"].partition(":")

@@ -1,0 +1,81 @@
+"""``MonitorContext``: the one object the runtime builds and passes down.
+
+Why: the StatLoggers, the ASGI middleware, the exporter, the system sampler and the stall detector
+need the same manager, the same event stream and snapshot, the same server state (requests in
+flight, engine handle, admission controller). Passing one context down replaces module-level
+service locators and upward reaches, and later features (recovery, RCA, incidents) attach to its
+event stream and read its snapshots without touching the parts that detect.
+
+Components built with no arguments of ours (the middleware vLLM constructs) find the context of
+the process runtime: ``aphrodite_sla.runtime.get_runtime().context``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.config import SLAConfig
+from aphrodite_sla.event_stream import EventStream
+from aphrodite_sla.export.collector import watch_exported_windows
+from aphrodite_sla.export.endpoints import SLAEndpoints
+from aphrodite_sla.integrations.asgi import register_http_metrics
+from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder, ServiceObjectives
+from aphrodite_sla.integrations.server_state import ServerState
+from aphrodite_sla.integrations.stall import StallDetector
+from aphrodite_sla.self_metrics import SelfMetrics
+from aphrodite_sla.sla.defaults import default_thresholds
+from aphrodite_sla.sla.manager import SLAManager
+from aphrodite_sla.snapshot import MonitorSnapshot
+
+
+@dataclass(eq=False)
+class MonitorContext:
+    """The monitor's parts, wired together (see the module docstring)."""
+
+    config: SLAConfig
+    manager: SLAManager
+    recorder: EngineStatsRecorder
+    stall: StallDetector
+    server: ServerState
+    endpoints: SLAEndpoints
+    config_error: str | None = None
+    model_name: str = ""
+
+    @classmethod
+    def build(cls, config: SLAConfig | None = None, *, clock: Clock = system_clock, config_error: str | None = None,
+              model_name: str = "") -> MonitorContext:
+        """The SLAs of ``config`` (the defaults, minus ``disabled_slas``, plus ``thresholds``), the
+        engine recorder, the stall detector, the HTTP series and the exported windows."""
+        config = config or SLAConfig()
+        thresholds = [t for t in default_thresholds() if t.metric_name not in config.disabled_slas]
+        thresholds += [t for t in config.thresholds if t.metric_name not in config.disabled_slas]
+        manager = SLAManager(thresholds, clock=clock, evaluation_interval_s=config.evaluation_interval_s)
+        server = ServerState()
+        stall = StallDetector(manager, stall_after_s=config.stall_after_s, clock=clock, in_flight=server.in_flight_requests)
+        recorder = EngineStatsRecorder(
+            manager,
+            objectives=ServiceObjectives(config.ttft_objective_ms, config.tpot_objective_ms, config.abort_is_error),
+            stall_detector=stall,
+        )
+        register_http_metrics(manager)
+        watch_exported_windows(manager)
+        ctx = cls(config, manager, recorder, stall, server, SLAEndpoints(manager.snapshot), config_error, model_name)
+        ctx.endpoints.config_error = config_error
+        ctx.set_model_name(model_name)
+        return ctx
+
+    def set_model_name(self, name: str) -> None:
+        """The served model (a constant label of our metrics), known once an engine reports it."""
+        self.model_name = name
+        self.endpoints.model_name = name
+
+    @property
+    def events(self) -> EventStream:
+        return self.manager.events
+
+    @property
+    def self_metrics(self) -> SelfMetrics:
+        return self.manager.self_metrics
+
+    def snapshot(self) -> MonitorSnapshot:
+        return self.manager.snapshot()

@@ -1,0 +1,125 @@
+"""The typed events of the monitor's one event stream (data only; ``event_stream`` delivers them).
+
+Why typed events on one stream: everything that reacts — the seed's callbacks, the multiprocess
+mirror, and later recovery, RCA, incidents and notifications — subscribes here, so nothing reacts
+inside the evaluator or on the engine's event loop, and a new feature never has to be wired into
+the components that detect.
+
+Identity: ``fingerprint`` names the alert (what fired, for which SLA: the same for every episode,
+like an Alertmanager fingerprint over an alert's labels); ``episode`` names one occurrence, from
+raise to resolve, so every event of an episode shares it (incidents deduplicate on it).
+Subscriptions match by class, so subscribing to ``ViolationRaised`` also receives
+``StallDetected`` (a stall is a violation, raised by the stall detector).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aphrodite_sla.sla.threshold import SLAStatus, SLAViolation, ViolationSeverity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.sla.regression import RegressionResult
+    from aphrodite_sla.snapshot import MonitorSnapshot, StallStatus
+
+
+def fingerprint(alertname: str, **labels: str) -> str:
+    """A stable 16-hex-digit identity of an alert: its name and labels, order-independent."""
+    text = "\x1f".join([alertname, *(f"{k}={labels[k]}" for k in sorted(labels))])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def episode_id(alert_fingerprint: str, started_at: float) -> str:
+    """One occurrence of an alert: its fingerprint and the time it started (ms resolution)."""
+    return f"{alert_fingerprint}-{int(round(started_at * 1000))}"
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """What every event carries. ``occurred_at`` is on the monitor's clock (seconds)."""
+
+    fingerprint: str
+    episode: str
+    occurred_at: float
+
+
+# -- violations --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ViolationRaised(MonitorEvent):
+    """A new violation episode (the seed's violation callback fires here)."""
+
+    violation: SLAViolation
+
+
+@dataclass(frozen=True)
+class ViolationEscalated(MonitorEvent):
+    """The episode's severity rose past its previous peak (callbacks fire again, once per step up)."""
+
+    violation: SLAViolation
+    previous_severity: ViolationSeverity
+
+
+@dataclass(frozen=True)
+class ViolationResolved(MonitorEvent):
+    """The episode ended: the statistic stayed recovered for the SLA's hysteresis time (or the
+    stall ended). ``violation`` is its last state."""
+
+    violation: SLAViolation
+    started_at: float
+
+    @property
+    def sla(self) -> str:
+        return self.violation.metric_name
+
+    @property
+    def duration_s(self) -> float:
+        return self.occurred_at - self.started_at
+
+
+@dataclass(frozen=True)
+class StallDetected(ViolationRaised):
+    """The engine made no progress for ``stall_after_s`` with requests in flight."""
+
+    status: StallStatus
+
+
+@dataclass(frozen=True)
+class StallCleared(ViolationResolved):
+    """The engine progressed again (or went idle) after a stall."""
+
+    status: StallStatus
+
+
+# -- early warnings ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnomalyDetected(MonitorEvent):
+    """An SLA's anomaly score rose past the alert level (once per episode, with hysteresis)."""
+
+    status: SLAStatus
+    score: float
+    kind: str  # which kind of change fired (the detector's explanation)
+
+
+@dataclass(frozen=True)
+class RegressionDetected(MonitorEvent):
+    """An SLA's last window is significantly worse than the window before it (or a named
+    baseline); raised once per regression episode."""
+
+    sla: str
+    result: RegressionResult
+
+
+# -- publication -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SnapshotPublished(MonitorEvent):
+    """An evaluation finished and published ``snapshot`` (for readers that push, such as the
+    multiprocess mirror)."""
+
+    snapshot: MonitorSnapshot
+
+
+VIOLATION_ALERT = "SLAViolation"
+STALL_ALERT = "EngineStalled"
+ANOMALY_ALERT = "SLAAnomaly"
+REGRESSION_ALERT = "SLARegression"

@@ -1,0 +1,185 @@
+"""Admission control: the enforcement point recovery drives (``shed``, ``close``, ``open``), read by
+the ASGI middleware on every inference request.
+
+Why a policy object replaced whole: ``admit()`` runs on the engine's event loop while recovery
+changes the policy from another thread; one reference read per request means a reader never sees
+half a change, and the rejection response is built once per change, not per request.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Distinct rejection reasons counted by name; past this they share one key (bounded memory).
+MAX_REASONS = 32
+OTHER_REASON = "<other>"
+
+
+# -- admission control: data ---------------------------------------------------------------------
+class AdmissionState(str, Enum):
+    """OPEN admits all; SHEDDING rejects a fixed fraction, deterministically; CLOSED rejects all."""
+
+    OPEN = "open"
+    SHEDDING = "shedding"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    """What the admission controller currently does (replaced as a whole, so a reader on the event
+    loop never sees half of a change made by a recovery thread)."""
+
+    state: AdmissionState = AdmissionState.OPEN
+    shed_fraction: float = 0.0
+    retry_after_s: float = 0.0
+    reason: str = ""
+    changed_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AdmissionStats:
+    """Counters for exporters and health endpoints."""
+
+    policy: AdmissionPolicy
+    rejected: int
+    admitted_while_limited: int
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Rejection:
+    """The 503 response for a policy, built once per policy change rather than per request."""
+
+    start: dict[str, Any]
+    body: dict[str, Any]
+
+
+# -- admission control: behaviour ----------------------------------------------------------------
+class AdmissionController:
+    """The enforcement point recovery drives: ``shed(fraction, ...)``, ``close(...)``, ``open()``.
+
+    Shedding is deterministic (error diffusion: a running sum of ``fraction`` rejects a request each
+    time it passes 1), so 0.5 rejects exactly every other request and tests need no randomness.
+    ``admit()`` runs on the event loop; the state-changing methods may be called from any thread.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._policy = AdmissionPolicy(changed_at=clock())
+        self._rejection = _build_rejection(self._policy)
+        self._acc = 0.0
+        self._rejected = 0
+        self._admitted_limited = 0
+        self._by_reason: dict[str, int] = {}
+
+    # state changes (recovery side)
+    def shed(self, fraction: float, retry_after_s: float = 5.0, reason: str = "") -> None:
+        """Reject ``fraction`` (0–1) of inference requests with 503 + ``Retry-After``. 0 opens."""
+        fraction = _checked(fraction, "fraction", 0.0, 1.0)
+        if fraction == 0.0:
+            self.open()
+            return
+        self._set(AdmissionState.SHEDDING, fraction, retry_after_s, reason)
+
+    def close(self, retry_after_s: float = 30.0, reason: str = "") -> None:
+        """Reject every inference request (503 + ``Retry-After``) without touching the engine."""
+        self._set(AdmissionState.CLOSED, 1.0, retry_after_s, reason)
+
+    def open(self) -> None:
+        """Admit every request again."""
+        self._set(AdmissionState.OPEN, 0.0, 0.0, "")
+
+    def _set(self, state: AdmissionState, fraction: float, retry_after_s: float, reason: str) -> None:
+        retry = _checked(retry_after_s, "retry_after_s", 0.0, math.inf)
+        policy = AdmissionPolicy(state, fraction, retry, str(reason), self._clock())
+        with self._lock:
+            previous = self._policy
+            self._rejection = _build_rejection(policy)
+            self._acc = 0.0
+            self._policy = policy  # published last: admit() reads only this reference
+        if previous.state is not state or previous.shed_fraction != fraction:
+            logger.warning(
+                "aphrodite-sla admission: %s -> %s (shed %.0f%%, retry after %.0f s)%s",
+                previous.state.value, state.value, 100.0 * fraction, retry, f": {reason}" if reason else "",
+            )
+
+    # the hot path (event loop)
+    @property
+    def policy(self) -> AdmissionPolicy:
+        return self._policy
+
+    @property
+    def state(self) -> AdmissionState:
+        return self._policy.state
+
+    @property
+    def shed_fraction(self) -> float:
+        return self._policy.shed_fraction
+
+    @property
+    def retry_after_s(self) -> float:
+        return self._policy.retry_after_s
+
+    def admit(self) -> bool:
+        """True to let a request through; False means reject it (and it has been counted)."""
+        policy = self._policy
+        if policy.state is AdmissionState.OPEN:
+            return True
+        if policy.state is AdmissionState.SHEDDING:
+            acc = self._acc + policy.shed_fraction
+            if acc < 1.0 - 1e-9:
+                self._acc = acc
+                self._admitted_limited += 1
+                return True
+            self._acc = acc - 1.0
+        self._count_rejection(policy.reason)
+        return False
+
+    def _count_rejection(self, reason: str) -> None:
+        self._rejected += 1
+        by = self._by_reason
+        if reason not in by and len(by) >= MAX_REASONS:
+            reason = OTHER_REASON
+        by[reason] = by.get(reason, 0) + 1
+
+    def stats(self) -> AdmissionStats:
+        return AdmissionStats(self._policy, self._rejected, self._admitted_limited, dict(self._by_reason))
+
+
+def _checked(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
+        raise ValueError(f"AdmissionController: {name} must be a number in [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _build_rejection(policy: AdmissionPolicy) -> _Rejection:
+    # The reason stays in our logs and stats; clients get a generic message (no internal details).
+    retry = int(math.ceil(policy.retry_after_s))
+    body = json.dumps(
+        {
+            "error": {
+                "message": f"The server is overloaded; retry after {retry} s.",
+                "type": "overloaded",
+                "code": 503,
+            }
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry).encode()),
+    ]
+    return _Rejection(
+        start={"type": "http.response.start", "status": 503, "headers": headers},
+        body={"type": "http.response.body", "body": body, "more_body": False},
+    )

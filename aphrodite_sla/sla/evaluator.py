@@ -1,0 +1,237 @@
+"""One evaluation: the plan's kernel call, then per SLA the evaluation point, its violation
+lifecycle, anomaly score, z-score and error budget; then the scheduled regression checks. The
+result is a ``MonitorSnapshot`` and the events of the transitions, which the manager publishes.
+
+Owned by one thread at a time (the evaluator thread, or a caller of ``SLAManager.evaluate``):
+configuration changes take the same lock, so an evaluation never sees half a change.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from aphrodite_sla.events import ANOMALY_ALERT, AnomalyDetected, MonitorEvent, ViolationEscalated, ViolationRaised, episode_id, fingerprint
+from aphrodite_sla.forking import reset_in_child
+from aphrodite_sla.self_metrics import SelfMetrics
+from aphrodite_sla.sla.anomaly import AnomalyDetector
+from aphrodite_sla.sla.error_budget import ErrorBudgetTracker
+from aphrodite_sla.sla.lifecycle import EvaluationPoint, ViolationLifecycle
+from aphrodite_sla.sla.regression_watch import RegressionWatch
+from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
+from aphrodite_sla.sla.window_plan import QUANTILE_STATISTICS, SLAReading, WindowPlan
+from aphrodite_sla.sla.zscore import RollingZScore
+from aphrodite_sla.snapshot import MonitorHealth, MonitorSnapshot, frozen
+from aphrodite_sla.store.metric_store import MetricStore
+
+# An anomaly episode ends (and may warn again) once the score falls below this share of the level.
+ANOMALY_REARM_FRACTION = 0.5
+
+
+@dataclass(eq=False)
+class SLAState:
+    """Evaluation state of one SLA (owned by the evaluator)."""
+
+    threshold: SLAThreshold
+    detector: AnomalyDetector | None
+    budget: ErrorBudgetTracker | None
+    zscore: RollingZScore = field(default_factory=RollingZScore)
+    points: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, beyond the bound)
+    points_beyond: int = 0
+    anomalous: bool = False
+    anomaly_fingerprint: str = ""
+    status: SLAStatus | None = None
+    lifecycle: ViolationLifecycle = field(init=False)
+    # the latest evaluation, read by build_violation
+    _reading: SLAReading | None = None
+    _ratio: float = 0.0
+    _points: int = 0
+    _score: float | None = None
+    _z: float | None = None
+
+    def __post_init__(self) -> None:
+        th = self.threshold
+        self.lifecycle = ViolationLifecycle(th.metric_name, th.resolve_after_s, self.build_violation)
+        self.anomaly_fingerprint = fingerprint(ANOMALY_ALERT, sla=th.metric_name)
+
+    def build_violation(self, first_breach: float, raised_at: float, severity: ViolationSeverity,
+                        peak: ViolationSeverity) -> SLAViolation:
+        th, reading = self.threshold, self._reading
+        assert reading is not None
+        return SLAViolation(
+            metric_name=th.metric_name, source_metric=th.source, statistic=th.statistic, direction=th.direction,
+            observed_value=reading.value, bound=th.bound, target_value=th.target_value, severity=severity,
+            window_seconds=th.window_seconds, first_breach_time=first_breach, detected_at=raised_at,
+            sustained_ratio=self._ratio, evaluation_points=self._points, sample_count=reading.samples,
+            anomaly_score=self._score, zscore=self._z, peak_severity=peak,
+        )
+
+
+class Evaluator:
+    """Turns the store's windows into statuses, violations and events (see the module docstring)."""
+
+    def __init__(
+        self, store: MetricStore, self_metrics: SelfMetrics, *, evaluation_interval_s: float, anomaly_detection: bool,
+        anomaly_alert_score: float, regression: RegressionWatch,
+    ) -> None:
+        self.store = store
+        self.self_metrics = self_metrics
+        self.evaluation_interval_s = evaluation_interval_s
+        self.anomaly_detection = anomaly_detection
+        self.anomaly_alert_score = anomaly_alert_score
+        self.regression = regression
+        self.lock = threading.Lock()
+        self._states: dict[str, SLAState] = {}
+        self._watched: dict[tuple[str, float], tuple[tuple[float, ...], bool]] = {}
+        self._plan: WindowPlan | None = None
+        self._thresholds_view: Mapping[str, SLAThreshold] = frozen({})
+        self._violation_counts: dict[tuple[str, str], int] = {}
+        self._breach_counts: dict[str, int] = {}
+        self.evaluations = 0
+        self.last_duration_s = 0.0
+        self.max_duration_s = 0.0
+        reset_in_child(self)
+
+    # -- configuration (callers hold self.lock) ------------------------------------------------
+    def set_threshold(self, th: SLAThreshold) -> None:
+        detector = AnomalyDetector() if self.anomaly_detection else None
+        budget = ErrorBudgetTracker(th.metric_name, th.objective, self.evaluation_interval_s) if th.objective is not None else None
+        self._states[th.metric_name] = SLAState(th, detector, budget)
+        self.regression.forget(th.metric_name)
+        self._config_changed()
+
+    def remove_threshold(self, name: str) -> bool:
+        removed = self._states.pop(name, None) is not None
+        self.regression.forget(name)
+        self._config_changed()
+        return removed
+
+    def watch(self, series: str, window_s: float, quantiles: tuple[float, ...], rate: bool) -> None:
+        key = (series, float(window_s))
+        old_q, old_rate = self._watched.get(key, ((), False))
+        self._watched[key] = (tuple(sorted({*old_q, *quantiles})), old_rate or rate)
+        self._config_changed()
+
+    def _config_changed(self) -> None:
+        self._plan = None
+        self._thresholds_view = frozen({name: s.threshold for name, s in self._states.items()})
+
+    @property
+    def states(self) -> dict[str, SLAState]:
+        return self._states
+
+    @property
+    def thresholds(self) -> Mapping[str, SLAThreshold]:
+        return self._thresholds_view
+
+    def plan(self) -> WindowPlan:
+        if self._plan is None:
+            enabled = [s.threshold for s in self._states.values() if s.threshold.enabled]
+            self._plan = WindowPlan(self.store, enabled, self._watched)
+        return self._plan
+
+    # -- evaluation (callers hold self.lock) ---------------------------------------------------
+    def evaluate(self, now: float, health: Callable[[float, float], MonitorHealth], sequence: int) -> tuple[MonitorSnapshot, list[MonitorEvent]]:
+        """One evaluation at ``now``; ``health(now, duration_s)`` builds the monitor's own health."""
+        started = time.perf_counter()
+        result = self.plan().compute(now, self.evaluation_interval_s)
+        events: list[MonitorEvent] = []
+        statuses: dict[str, SLAStatus] = {}
+        violations: list[SLAViolation] = []
+        enabled = []
+        for name, state in self._states.items():
+            reading = result.slas.get(name)
+            if reading is None:  # disabled
+                continue
+            enabled.append(state.threshold)
+            status = self._evaluate_sla(state, reading, now, events)
+            statuses[name] = status
+            if state.lifecycle.violation is not None:
+                violations.append(state.lifecycle.violation)
+            if state.budget is not None:
+                budget = result.budgets.get(name)
+                if budget is not None:
+                    state.budget.add(now, budget.new - budget.bad, budget.bad)
+        events.extend(self.regression.scheduled(enabled, now))
+        for name, status in list(statuses.items()):  # results of the scheduled checks just run
+            reg = self.regression.result(name)
+            if reg is not None and status.regression is not reg:
+                statuses[name] = self._states[name].status = replace(status, regression=reg)
+        self.evaluations += 1
+        duration = time.perf_counter() - started
+        self.last_duration_s = duration
+        self.max_duration_s = max(self.max_duration_s, duration)
+        snapshot = MonitorSnapshot(
+            sequence=sequence, evaluated_at=now, thresholds=self._thresholds_view, statuses=frozen(statuses),
+            violations=tuple(violations), windows=frozen(result.windows),
+            budgets=frozen({name: s.budget.status() for name, s in self._states.items() if s.budget is not None and name in statuses}),
+            violation_counts=frozen(dict(self._violation_counts)), breach_counts=frozen(dict(self._breach_counts)),
+            health=health(now, duration),
+        )
+        return snapshot, events
+
+    def _evaluate_sla(self, state: SLAState, reading: SLAReading, now: float, events: list[MonitorEvent]) -> SLAStatus:
+        th = state.threshold
+        name = th.metric_name
+        points = state.points
+        cutoff = now - th.window_seconds
+        while points and points[0][0] <= cutoff:
+            if points.popleft()[1]:
+                state.points_beyond -= 1
+        value, n = reading.value, reading.samples
+        judged = n >= th.min_samples and math.isfinite(value)
+        breached = judged and th.is_beyond(value)
+        if judged:
+            points.append((now, breached))
+            if breached:
+                state.points_beyond += 1
+                self._breach_counts[name] = self._breach_counts.get(name, 0) + 1
+        n_points = len(points)
+        ratio = state.points_beyond / n_points if n_points else 0.0
+        score: float | None = None
+        z: float | None = None
+        if reading.fresh_samples > 0 or th.statistic is Statistic.RATE:
+            z = state.zscore.zscore(reading.fresh_value)
+            state.zscore.append(reading.fresh_value)
+            if state.detector is not None:
+                score = state.detector.update(reading.fresh_value, now)
+        state._reading, state._ratio, state._points, state._score, state._z = reading, ratio, n_points, score, z
+        point = EvaluationPoint(
+            at=now, breached=breached, recovered=not judged or th.is_recovered(value),
+            sustained=breached and n_points >= th.min_evaluation_points and ratio * 100.0 >= th.violation_threshold_percent,
+            severity=th.severity(value) if breached else None,
+        )
+        for event in state.lifecycle.observe(point):
+            events.append(event)
+            if isinstance(event, (ViolationRaised, ViolationEscalated)):
+                key = (name, event.violation.worst_severity.value)
+                self._violation_counts[key] = self._violation_counts.get(key, 0) + 1
+        active = state.lifecycle.violation
+        status = SLAStatus(
+            metric_name=name, statistic=th.statistic, value=value if math.isfinite(value) else None, bound=th.bound,
+            breached=breached, violated=active is not None, severity=active.severity if active is not None else None,
+            sample_count=n, evaluation_points=n_points, sustained_ratio=ratio,
+            compliance_percent=100.0 * (n_points - state.points_beyond) / n_points if n_points else None,
+            anomaly_score=score, zscore=z, evaluated_at=now, regression=self.regression.result(name),
+        )
+        state.status = status
+        # one warning per episode: it ends once the score falls below a share of the level
+        if score is not None:
+            if not state.anomalous and score >= self.anomaly_alert_score:
+                state.anomalous = True
+                explanation = getattr(state.detector, "last_explanation", None)
+                kind = getattr(explanation, "kind", None) or getattr(explanation, "component", "")
+                fp = state.anomaly_fingerprint
+                events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, score, str(kind)))
+            elif state.anomalous and score < ANOMALY_REARM_FRACTION * self.anomaly_alert_score:
+                state.anomalous = False
+        return status
+
+    def _reset_after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+
+__all__ = ["ANOMALY_REARM_FRACTION", "QUANTILE_STATISTICS", "Evaluator", "SLAState"]
