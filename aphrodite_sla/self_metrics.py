@@ -50,6 +50,7 @@ class SelfMetrics:
         self.log_clock = log_clock  # paces the rate-limited log (monotonic: immune to clock steps)
         self._lock = threading.Lock()
         self._errors: dict[str, int] = {}
+        self.version = 0  # changes whenever a failure is counted (readers cache their copies)
         self._last_error: str | None = None
         self._last_log: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
@@ -66,6 +67,7 @@ class SelfMetrics:
         with self._lock:
             self._errors[key] = self._errors.get(key, 0) + n
             self._last_error = f"{key}: {message}"
+            self.version += 1
             last = self._last_log.get(key)
             if last is not None and now - last < LOG_INTERVAL_S:
                 self._unlogged[key] = self._unlogged.get(key, 0) + n

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import NamedTuple
 
 from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation
 
@@ -56,10 +57,10 @@ class StallStatus:
 
 
 # -- windows and error budgets ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class WindowStatistics:
+class WindowStatistics(NamedTuple):
     """Exact statistics of one watched series over its window, as of one evaluation (computed by
-    the evaluator's selection pass, so exporters only read them)."""
+    the evaluator's selection pass, so exporters only read them). Built per window at every
+    evaluation: a NamedTuple is cheaper to build than a frozen dataclass, and as immutable."""
 
     series: str
     window_s: float
@@ -70,9 +71,9 @@ class WindowStatistics:
     rate: float  # sum of the window's values per second
 
 
-@dataclass(frozen=True)
-class ErrorBudget:
-    """Samples of one SLA classified against its bound since start, and its burn rates."""
+class ErrorBudget(NamedTuple):
+    """Samples of one SLA classified against its bound since start, and its burn rates (built per
+    SLA at every evaluation: a NamedTuple, like ``WindowStatistics``)."""
 
     sla: str
     objective: float

@@ -17,6 +17,9 @@ def window_label(window_s: float) -> str:
     return f"{window_s / 60:.0f}m"
 
 
+_WINDOW_LABELS = tuple((window_label(w), w) for w in BURN_RATE_WINDOWS_S)
+
+
 class ErrorBudgetTracker:
     """Monotonic good/bad counts of one SLA and their history, long enough for the longest burn
     window. Written by the evaluator; ``burn_rate`` may be read from any thread (a small lock)."""
@@ -35,7 +38,8 @@ class ErrorBudgetTracker:
         self._lock = threading.Lock()
         reset_in_child(self)
 
-    def add(self, now: float, good: int, bad: int) -> None:
+    def add(self, now: float, good: int, bad: int) -> ErrorBudget:
+        """Count an evaluation's newly classified samples; returns the budget's status after it."""
         with self._lock:
             self.good += good
             self.bad += bad
@@ -49,28 +53,32 @@ class ErrorBudgetTracker:
                     del self._times[: self._start]
                     del self._counts[: self._start]
                     self._start = 0
+            rates = {label: self._burn_rate(w) for label, w in _WINDOW_LABELS}
+            return ErrorBudget(self.sla, self.objective, self.good, self.bad, rates)
 
     def burn_rate(self, window_s: float) -> float | None:
         """Bad fraction over the last ``window_s`` (at most the longest burn window) / budget;
         None before any sample."""
         with self._lock:
-            times = self._times
-            if len(times) <= self._start:
-                return None
-            good, bad = self._counts[-1]
-            # the last point before the window's start (or the oldest kept)
-            i = bisect.bisect_left(times, times[-1] - window_s, self._start) - 1
-            then_good, then_bad = self._counts[max(i, self._start)]
+            return self._burn_rate(window_s)
+
+    def _burn_rate(self, window_s: float) -> float | None:
+        times = self._times
+        if len(times) <= self._start:
+            return None
+        good, bad = self._counts[-1]
+        # the last point before the window's start (or the oldest kept)
+        i = bisect.bisect_left(times, times[-1] - window_s, self._start) - 1
+        then_good, then_bad = self._counts[max(i, self._start)]
         total = (good + bad) - (then_good + then_bad)
         if total <= 0:
             return None
         return ((bad - then_bad) / total) / (1.0 - self.objective)
 
     def status(self) -> ErrorBudget:
-        return ErrorBudget(
-            self.sla, self.objective, self.good, self.bad,
-            {window_label(w): self.burn_rate(w) for w in BURN_RATE_WINDOWS_S},
-        )
+        with self._lock:
+            rates = {label: self._burn_rate(w) for label, w in _WINDOW_LABELS}
+            return ErrorBudget(self.sla, self.objective, self.good, self.bad, rates)
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()

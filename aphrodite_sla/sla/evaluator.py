@@ -12,19 +12,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from aphrodite_sla.events import ANOMALY_ALERT, AnomalyDetected, MonitorEvent, ViolationEscalated, ViolationRaised, episode_id, fingerprint
 from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.self_metrics import SelfMetrics
 from aphrodite_sla.sla.anomaly import AnomalyDetector
 from aphrodite_sla.sla.error_budget import ErrorBudgetTracker
-from aphrodite_sla.sla.lifecycle import EvaluationPoint, ViolationLifecycle
+from aphrodite_sla.sla.lifecycle import EvaluationPoint, LifecycleState, ViolationLifecycle
 from aphrodite_sla.sla.regression_watch import RegressionWatch
-from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
+from aphrodite_sla.sla.threshold import Direction, SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
 from aphrodite_sla.sla.window_plan import QUANTILE_STATISTICS, SLAReading, WindowPlan
 from aphrodite_sla.sla.zscore import RollingZScore
-from aphrodite_sla.snapshot import MonitorHealth, MonitorSnapshot, frozen
+from aphrodite_sla.snapshot import ErrorBudget, MonitorHealth, MonitorSnapshot, frozen
 from aphrodite_sla.store.metric_store import MetricStore
 
 # An anomaly episode ends (and may warn again) once the score falls below this share of the level.
@@ -51,11 +51,20 @@ class SLAState:
     _points: int = 0
     _score: float | None = None
     _z: float | None = None
+    bound: float = field(init=False)
+    recovery_bound: float = field(init=False)
+    upper: bool = field(init=False)
+    is_rate: bool = field(init=False)
 
     def __post_init__(self) -> None:
         th = self.threshold
         self.lifecycle = ViolationLifecycle(th.metric_name, th.resolve_after_s, self.build_violation)
         self.anomaly_fingerprint = fingerprint(ANOMALY_ALERT, sla=th.metric_name)
+        # constants of the per-evaluation arithmetic, read once
+        self.bound = th.bound
+        self.recovery_bound = th.recovery_bound
+        self.upper = th.direction is Direction.UPPER
+        self.is_rate = th.statistic is Statistic.RATE
 
     def build_violation(self, first_breach: float, raised_at: float, severity: ViolationSeverity,
                         peak: ViolationSeverity) -> SLAViolation:
@@ -90,6 +99,8 @@ class Evaluator:
         self._thresholds_view: Mapping[str, SLAThreshold] = frozen({})
         self._violation_counts: dict[tuple[str, str], int] = {}
         self._breach_counts: dict[str, int] = {}
+        self._counts_view: Mapping[tuple[str, str], int] | None = None  # read-only copies, re-made on change
+        self._breaches_view: Mapping[str, int] | None = None
         self.evaluations = 0
         self.last_duration_s = 0.0
         self.max_duration_s = 0.0
@@ -141,7 +152,9 @@ class Evaluator:
         events: list[MonitorEvent] = []
         statuses: dict[str, SLAStatus] = {}
         violations: list[SLAViolation] = []
+        budgets: dict[str, ErrorBudget] = {}
         enabled = []
+        breaches = sum(self._breach_counts.values())
         for name, state in self._states.items():
             reading = result.slas.get(name)
             if reading is None:  # disabled
@@ -152,24 +165,25 @@ class Evaluator:
             if state.lifecycle.violation is not None:
                 violations.append(state.lifecycle.violation)
             if state.budget is not None:
-                budget = result.budgets.get(name)
-                if budget is not None:
-                    state.budget.add(now, budget.new - budget.bad, budget.bad)
-        events.extend(self.regression.scheduled(enabled, now))
-        for name, status in list(statuses.items()):  # results of the scheduled checks just run
+                new = result.budgets.get(name)
+                budgets[name] = state.budget.add(now, new.new - new.bad, new.bad) if new is not None else state.budget.status()
+        checked, regressions = self.regression.scheduled(enabled, now)
+        events.extend(regressions)
+        for name in checked:  # the results of the checks just run
             reg = self.regression.result(name)
-            if reg is not None and status.regression is not reg:
-                statuses[name] = self._states[name].status = replace(status, regression=reg)
+            statuses[name] = self._states[name].status = statuses[name]._replace(regression=reg)
         self.evaluations += 1
         duration = time.perf_counter() - started
         self.last_duration_s = duration
         self.max_duration_s = max(self.max_duration_s, duration)
+        if events or self._counts_view is None:  # a transition changed the violation counts
+            self._counts_view = frozen(dict(self._violation_counts))
+        if breaches != sum(self._breach_counts.values()) or self._breaches_view is None:
+            self._breaches_view = frozen(dict(self._breach_counts))
         snapshot = MonitorSnapshot(
             sequence=sequence, evaluated_at=now, thresholds=self._thresholds_view, statuses=frozen(statuses),
-            violations=tuple(violations), windows=frozen(result.windows),
-            budgets=frozen({name: s.budget.status() for name, s in self._states.items() if s.budget is not None and name in statuses}),
-            violation_counts=frozen(dict(self._violation_counts)), breach_counts=frozen(dict(self._breach_counts)),
-            health=health(now, duration),
+            violations=tuple(violations), windows=frozen(result.windows), budgets=frozen(budgets),
+            violation_counts=self._counts_view, breach_counts=self._breaches_view, health=health(now, duration),
         )
         return snapshot, events
 
@@ -183,7 +197,8 @@ class Evaluator:
                 state.points_beyond -= 1
         value, n = reading.value, reading.samples
         judged = n >= th.min_samples and math.isfinite(value)
-        breached = judged and th.is_beyond(value)
+        bound = state.bound
+        breached = judged and (value > bound if state.upper else value < bound)
         if judged:
             points.append((now, breached))
             if breached:
@@ -193,25 +208,29 @@ class Evaluator:
         ratio = state.points_beyond / n_points if n_points else 0.0
         score: float | None = None
         z: float | None = None
-        if reading.fresh_samples > 0 or th.statistic is Statistic.RATE:
+        if reading.fresh_samples > 0 or state.is_rate:
             z = state.zscore.zscore(reading.fresh_value)
             state.zscore.append(reading.fresh_value)
             if state.detector is not None:
                 score = state.detector.update(reading.fresh_value, now)
         state._reading, state._ratio, state._points, state._score, state._z = reading, ratio, n_points, score, z
-        point = EvaluationPoint(
-            at=now, breached=breached, recovered=not judged or th.is_recovered(value),
-            sustained=breached and n_points >= th.min_evaluation_points and ratio * 100.0 >= th.violation_threshold_percent,
-            severity=th.severity(value) if breached else None,
-        )
-        for event in state.lifecycle.observe(point):
-            events.append(event)
-            if isinstance(event, (ViolationRaised, ViolationEscalated)):
-                key = (name, event.violation.worst_severity.value)
-                self._violation_counts[key] = self._violation_counts.get(key, 0) + 1
-        active = state.lifecycle.violation
+        lifecycle = state.lifecycle
+        if breached or lifecycle.violation is not None or lifecycle.state is not LifecycleState.INACTIVE:
+            recovery = state.recovery_bound
+            point = EvaluationPoint(
+                at=now, breached=breached,
+                recovered=not judged or (value <= recovery if state.upper else value >= recovery),
+                sustained=breached and n_points >= th.min_evaluation_points and ratio * 100.0 >= th.violation_threshold_percent,
+                severity=th.severity(value) if breached else None,
+            )
+            for event in lifecycle.observe(point):
+                events.append(event)
+                if isinstance(event, (ViolationRaised, ViolationEscalated)):
+                    key = (name, event.violation.worst_severity.value)
+                    self._violation_counts[key] = self._violation_counts.get(key, 0) + 1
+        active = lifecycle.violation
         status = SLAStatus(
-            metric_name=name, statistic=th.statistic, value=value if math.isfinite(value) else None, bound=th.bound,
+            metric_name=name, statistic=th.statistic, value=value if math.isfinite(value) else None, bound=bound,
             breached=breached, violated=active is not None, severity=active.severity if active is not None else None,
             sample_count=n, evaluation_points=n_points, sustained_ratio=ratio,
             compliance_percent=100.0 * (n_points - state.points_beyond) / n_points if n_points else None,

@@ -112,6 +112,7 @@ class SLAManager:
         self._route: dict[str, str] = {}  # SLA name or series name -> recorded series
         self._pre_evaluation_hooks: list[Callable[[], Any]] = []
         self._sequence = itertools.count(1)
+        self._health_cache: dict[str, Any] = {}
         self._worker = PeriodicThread(
             "aphrodite-sla-evaluator", self._tick, self.evaluation_interval_s, setup=self._warm_up,
             on_error=lambda exc: self.self_metrics.error(Component.EVALUATOR, f"{type(exc).__name__}: {exc}", exc_info=True),
@@ -245,12 +246,17 @@ class SLAManager:
         sm = self.self_metrics
         sm.observe_evaluation(duration_s)
         ev = self._evaluator
+        cache = self._health_cache
+        if cache.get("errors_version") != sm.version:  # copies only when something changed
+            cache["errors_version"], cache["errors"] = sm.version, frozen(sm.errors())
+        if cache.get("drops_version") != self.store.drops_version:
+            cache["drops_version"] = self.store.drops_version
+            cache["drops"] = frozen({(m, r.value): n for (m, r), n in self.store.dropped().items()})
         return MonitorHealth(
             evaluator_running=self._worker.is_running, evaluations=ev.evaluations, last_evaluation_at=now,
             last_duration_s=duration_s, max_duration_s=ev.max_duration_s, durations=sm.durations(),
-            errors=frozen(sm.errors()), last_error=sm.last_error, dropped_events=frozen(self.events.dropped()),
-            dropped_samples=frozen({(m, r.value): n for (m, r), n in self.store.dropped().items()}),
-            store_bytes=self.store.nbytes,
+            errors=cache["errors"], last_error=sm.last_error, dropped_events=frozen(self.events.dropped()),
+            dropped_samples=cache["drops"], store_bytes=self.store.nbytes,
         )
 
     # -- reading (the latest snapshot) -----------------------------------------------------

@@ -40,23 +40,26 @@ class RegressionWatch:
         self._last_check.pop(sla, None)
         self._results.pop(sla, None)
 
-    def scheduled(self, thresholds: list[SLAThreshold], now: float) -> list[RegressionDetected]:
-        """Run the checks that are due (the first one interval after an SLA's first evaluation)."""
+    def scheduled(self, thresholds: list[SLAThreshold], now: float) -> tuple[list[str], list[RegressionDetected]]:
+        """Run the checks that are due (the first one interval after an SLA's first evaluation);
+        returns the SLAs checked and the regression episodes that started."""
         if not math.isfinite(self.interval_s):
-            return []
+            return [], []
+        checked: list[str] = []
         events = []
         for th in thresholds:
             last = self._last_check.setdefault(th.metric_name, now)
             if now - last < self.interval_s:
                 continue
             self._last_check[th.metric_name] = now
+            checked.append(th.metric_name)
             previous = self._results.get(th.metric_name)
             result = self.detect(th, now)
             self._results[th.metric_name] = result
             if result.regressed and (previous is None or not previous.regressed):
                 fp = fingerprint(REGRESSION_ALERT, sla=th.metric_name)
                 events.append(RegressionDetected(fp, episode_id(fp, now), now, th.metric_name, result))
-        return events
+        return checked, events
 
     def detect(self, th: SLAThreshold, now: float, baseline_name: str | None = None) -> RegressionResult:
         """Compare the SLA's last window with the window before it, or with a named baseline."""

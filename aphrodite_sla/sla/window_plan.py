@@ -5,25 +5,35 @@ the work for most windows. The plan groups what reads the same series over the s
 SLAs, exporter-watched quantiles and rates) so one selection pass serves them all, and hands the
 kernel every ring in place (by address; the plan holds the arrays while it runs).
 
+Incremental windows: between evaluations a window changes by the samples recorded since and those
+that aged out, a few percent of it. The plan keeps each window's state (bracket sets around its
+quantiles, their below-counts, its sum) so the kernel updates it from that churn instead of
+re-reading the window (``store.kernels``, "incremental windows"); it is rebuilt from a full pass
+whenever the update cannot be trusted.
+
 Consistent reads: each ring's (capacity, first, count) is taken under its write lock, the kernel
 reads without locks, and afterwards each window is checked intact (no slot it read was
-overwritten by a writer lapping the ring); a torn window is recomputed, finally with the ring's
-write lock held.
+overwritten by a writer lapping the ring); a torn window's incremental state is dropped and the
+window recomputed, finally with the ring's write lock held.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
 from aphrodite_sla.snapshot import WindowStatistics
 from aphrodite_sla.store.metric_store import MetricStore
+from aphrodite_sla.store.ring import RingBuffer, RingSnapshot
 
 QUANTILE_STATISTICS = {st.quantile: st for st in Statistic if st.quantile is not None}
 _ATTEMPTS = 3
+# Storage for the sorted bracket sets of an incremental window with quantiles, as a share of its
+# ring's capacity (the ring holds two windows; a bracket holds ~5-10% of one): 2 bytes per ring slot.
+SET_SHARE = 0.25
 
 
 @dataclass
@@ -39,8 +49,7 @@ class WindowSpec:
     watched: bool = False  # exported as WindowStatistics
 
 
-@dataclass(frozen=True)
-class SLAReading:
+class SLAReading(NamedTuple):
     """One SLA's statistic over its window and over the newest interval, with sample counts."""
 
     value: float
@@ -49,8 +58,7 @@ class SLAReading:
     fresh_samples: int
 
 
-@dataclass(frozen=True)
-class BudgetReading:
+class BudgetReading(NamedTuple):
     """Samples new since the last evaluation, and how many of them were beyond the SLA's bound."""
 
     new: int
@@ -123,9 +131,16 @@ class WindowPlan:
         self._addr_times = np.zeros(g, dtype=np.int64)
         self._addr_values = np.zeros(g, dtype=np.int64)
         self._out = np.zeros((g, k.ROW_PARTS + 2 * width), dtype=np.float64)
+        self._inc_i = np.zeros((g, k.INC_INTS), dtype=np.int64)
+        self._inc_f = np.zeros((g, k.INC_FLOATS), dtype=np.float64)
+        self._set_room = np.full(g, -1, dtype=np.int64)
+        self._addr_set_v = np.zeros(g, dtype=np.int64)
+        self._sets: list[Any] = [None] * g  # the bracket-set array of each incremental window
+        self._set_capacity = [0] * g  # the ring capacity each set was sized for
         self._b_out = np.zeros(max(len(self._budget_names), 1), dtype=np.float64)
         self._scratch = np.empty(16)  # also the (never read) view of a series not recorded yet
         self._held: list[Any] = [None] * g  # the arrays whose addresses the kernel reads
+        self._buffers: list[RingBuffer | None] | None = None
 
     @property
     def windows(self) -> int:
@@ -149,54 +164,88 @@ class WindowPlan:
         return self._decode(now)
 
     def _run(self, rows: list[int], *, locked: bool) -> list[int]:
-        """Run the kernel for ``rows`` (all rows: one call); returns the rows that came out torn."""
-        buffers = []
-        scratch_needed = 0
-        for i in rows:
-            buf = self.store.buffer(self.specs[i].series)
-            buffers.append(buf)
-            if buf is None:
-                self._ring[i] = (1, 0, 0)
-                continue
-            snap = buf.snapshot()
-            if self._held[i] is None or self._held[i][1] is not snap.values:
-                self._held[i] = (snap.times, snap.values)
-                self._addr_times[i] = snap.times.ctypes.data
-                self._addr_values[i] = snap.values.ctypes.data
-            self._ring[i] = (snap.capacity, snap.first, snap.count)
-            scratch_needed = max(scratch_needed, snap.capacity)
-        if self._scratch.size < scratch_needed:
-            self._scratch = np.empty(scratch_needed)
-        for i, buf in zip(rows, buffers):
-            if buf is None:  # an unrecorded series: a zero-capacity view is never read
-                self._held[i] = (self._scratch, self._scratch)
-                self._addr_times[i] = self._addr_values[i] = self._scratch.ctypes.data if self._scratch.size else 0
-        if len(rows) == len(self.specs):
-            self._call(slice(None))
-        else:
-            for i, buf in zip(rows, buffers):
-                if locked and buf is not None:
-                    with buf.write_locked():
-                        snap = buf.snapshot_unlocked()
-                        self._ring[i] = (snap.capacity, snap.first, snap.count)
-                        self._call(slice(i, i + 1))
-                else:
-                    self._call(slice(i, i + 1))
+        """Run the kernel for ``rows`` (all rows: one call); returns the rows that came out torn.
+        ``locked``: each row under its ring's write lock (the last resort; nothing is torn then)."""
+        buffers = self._buffers
+        if buffers is None or None in buffers:  # a series registered since: look again
+            buffers = self._buffers = [self.store.buffer(spec.series) for spec in self.specs]
         if locked:
+            for i in rows:
+                buf = buffers[i]
+                if buf is None:
+                    self._ring[i] = self._prepare(i, None)
+                    self._call(slice(i, i + 1))
+                    continue
+                with buf.write_locked():
+                    self._ring[i] = self._prepare(i, buf.snapshot_unlocked())
+                    self._call(slice(i, i + 1))
             return []
-        out = self._out
-        return [i for i, buf in zip(rows, buffers) if buf is not None and not buf.is_intact(int(out[i, 0]))]
+        ring = [self._prepare(i, buffers[i].snapshot() if buffers[i] is not None else None) for i in rows]  # type: ignore[union-attr]
+        if len(rows) == len(self.specs):
+            self._ring[:] = ring
+            self._call(None)
+        else:
+            self._ring[rows] = ring
+            for i in rows:
+                self._call(slice(i, i + 1))
+        read_from = self._out[:, self._kernels.ROW_READ_FROM].tolist()
+        torn = [i for i in rows if (buf := buffers[i]) is not None and not buf.is_intact(int(read_from[i]))]
+        for i in torn:
+            self._inc_i[i, self._kernels.S_VALID] = 0  # built from torn reads: rebuild
+        return torn
 
-    def _call(self, rows: slice) -> None:
+    def _prepare(self, i: int, snap: RingSnapshot | None) -> tuple[int, int, int]:
+        """Row ``i``'s ring arrays' addresses (kept alive in ``_held``); returns its (capacity,
+        first, count) row."""
+        if snap is None:  # an unrecorded series: an empty range of a (never read) scratch view
+            self._held[i] = (self._scratch, self._scratch)
+            self._addr_times[i] = self._addr_values[i] = self._scratch.ctypes.data
+            return (1, 0, 0)
+        held = self._held[i]
+        if held is None or held[1] is not snap.values:
+            self._held[i] = (snap.times, snap.values)
+            self._addr_times[i] = snap.times.ctypes.data
+            self._addr_values[i] = snap.values.ctypes.data
+        if self._scratch.size < snap.capacity:
+            self._scratch = np.empty(snap.capacity)
+        if self._set_capacity[i] != snap.capacity:
+            self._ensure_sets(i, snap.capacity)
+        return (snap.capacity, snap.first, snap.end)
+
+    def _ensure_sets(self, i: int, capacity: int) -> None:
+        """An incremental window's set storage, sized from its ring (re-made, and the window
+        rebuilt, when the ring grew)."""
+        spec = self.specs[i]
+        self._set_capacity[i] = capacity
+        if not (spec.quantiles or spec.moments):
+            return
+        room = int(capacity * SET_SHARE) if spec.quantiles else 0
+        if self._sets[i] is not None and self._set_room[i] == room:
+            return
+        values = np.empty(max(room, 1))
+        self._sets[i] = values
+        self._addr_set_v[i] = values.ctypes.data
+        self._set_room[i] = room
+        self._inc_i[i, self._kernels.S_VALID] = 0
+
+    def _call(self, rows: slice | None) -> None:
+        """The kernel over ``rows`` (None: every row, with no slicing)."""
         k = self._kernels
-        start = 0 if rows.start is None else rows.start
-        stop = len(self.specs) if rows.stop is None else rows.stop
+        if rows is None:
+            k.evaluate_windows(
+                self._addr_times, self._addr_values, self._ring, self._span, self._q_ptr, self._qs, self._flags,
+                self._count_from, self._b_ptr, self._b_bounds, self._b_upper, self._inc_i, self._inc_f, self._addr_set_v,
+                self._set_room, self._scratch, self._out, self._b_out,
+            )
+            return
+        start, stop = rows.start, rows.stop
         b0, b1 = self._b_ptr[start], self._b_ptr[stop]
         q0 = self._q_ptr[start]
         k.evaluate_windows(
             self._addr_times[rows], self._addr_values[rows], self._ring[rows], self._span[rows],
             self._q_ptr[start : stop + 1] - q0, self._qs[q0:], self._flags[rows], self._count_from[rows],
             self._b_ptr[start : stop + 1] - b0, self._b_bounds[b0:b1], self._b_upper[b0:b1],
+            self._inc_i[rows], self._inc_f[rows], self._addr_set_v[rows], self._set_room[rows],
             self._scratch, self._out[rows], self._b_out[b0:],
         )
 

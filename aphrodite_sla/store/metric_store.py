@@ -43,6 +43,7 @@ class MetricStore:
         self._buffers: dict[str, RingBuffer] = {}
         self._specs: dict[str, MetricSpec] = {}
         self._drops: dict[tuple[str, DropReason], int] = {}
+        self.drops_version = 0  # changes whenever a drop is counted (readers cache their copies)
         self._drop_lock = threading.Lock()
         self._register_lock = threading.Lock()
 
@@ -222,6 +223,7 @@ class MetricStore:
                     name = OTHER_UNKNOWN
             key = (name, reason)
             self._drops[key] = self._drops.get(key, 0) + n
+            self.drops_version += 1
 
     def dropped(self) -> dict[tuple[str, DropReason], int]:
         """Counts of refused samples by (metric, reason)."""

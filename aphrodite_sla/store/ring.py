@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,15 +34,15 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class RingSnapshot:
-    """The published state a reader works from: arrays plus the logical index range [first, count)."""
+class RingSnapshot(NamedTuple):
+    """The published state a reader works from: arrays plus the logical index range [first, end)
+    (``end``: samples ever appended). A NamedTuple: one is taken per series at every evaluation."""
 
     times: np.ndarray
     values: np.ndarray
     capacity: int
     first: int
-    count: int
+    end: int
 
 
 class RingBuffer:
@@ -235,7 +235,7 @@ def logical_range(snap: RingSnapshot, t_start: float, t_end: float) -> tuple[int
     """Logical indices [lo, hi) of the samples with ``t_start < time <= t_end``. Times are
     non-decreasing in logical order, so each of the (at most two) physical segments is sorted and
     ``np.searchsorted`` finds both ends."""
-    first, count, cap = snap.first, snap.count, snap.capacity
+    first, count, cap = snap.first, snap.end, snap.capacity
     if count <= first:
         return first, first
     a = first % cap
