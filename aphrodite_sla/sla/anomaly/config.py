@@ -1,0 +1,146 @@
+"""``AnomalyDetectorConfig`` (every constant of the detector, with the reason for its value) and
+``AnomalyExplanation`` (what the last score was made of)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = [
+    "DRIFT", "FLATLINE", "KINDS", "LEVEL_SHIFT", "NONE", "SEASONAL", "SPIKE", "VARIANCE_CHANGE", "WARMUP",
+    "AnomalyDetectorConfig", "AnomalyExplanation",
+]
+
+SPIKE = "spike"
+LEVEL_SHIFT = "level_shift"
+VARIANCE_CHANGE = "variance_change"
+DRIFT = "drift"
+SEASONAL = "seasonal"
+FLATLINE = "flatline"
+NONE = "none"
+WARMUP = "warmup"
+KINDS = (SPIKE, LEVEL_SHIFT, VARIANCE_CHANGE, DRIFT, SEASONAL, FLATLINE, NONE, WARMUP)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyDetectorConfig:
+    """Constants of ``AnomalyDetector``, each with the reason for its value. Smoothing constants
+    are per sample, not per second, so behaviour does not depend on the sampling interval; only the
+    seasonal profiles read time. Thresholds were chosen on the development half of
+    ``benchmarks/anomaly_corpus`` (never on the held-out half) for metrics sampled every few
+    seconds to every few minutes."""
+
+    # -- learning and transform
+    warmup: int = 30  # samples scored 0 while the transform and the first baseline are chosen
+    log_transform: bool | None = None  # None: auto (log for positive, skewed or wide metrics; see transform.py)
+    relative_floor: float = 1e-3  # residual scale >= this share of the level: 3072 -> 3072.000001 is no change
+    # -- seasonality
+    season_seconds: float | None = 86_400.0  # daily profile period; None disables both profiles
+    season_bins: int = 48  # half-hour bins: resolves a morning ramp, few enough to learn in 2 days
+    weekly: bool = True  # a day-of-week profile on top of the daily one, used after 2 weeks
+    season_cycle_weight: float = 0.25  # weight of the newest cycle in a bin: ~4 cycles of memory
+    season_min_cycles: int = 2  # a profile is used after this many cycles (one day could be odd)
+    # -- one-step robust baseline
+    fast_alpha: float = 0.25  # one-step level: follows autocorrelated wander, lags a spike by little
+    scale_alpha: float = 0.01  # residual scale (EW mean |residual|): ~100 samples of memory
+    huber_c: float = 3.0  # residuals beyond c * scale are clipped before they move any baseline
+    persist: int = 4  # same-sign outliers in a row that mean "new level", not "spikes"
+    # -- alert thresholds: Gaussian-equivalent z of each statistic that maps to score 0.5
+    spike_z: float = 5.5  # one-sample residual after tail matching: ~4e-8 per sample on Gaussian noise
+    level_z: float = 5.0  # fast vs slow level (standardised by its own spread, lighter-tailed)
+    run_z: float = 4.0  # leaky sum of clipped residuals (a shift the fast baseline absorbs)
+    drift_z: float = 5.0  # slow vs very slow level
+    spread_z: float = 4.5  # short vs long residual scale (log ratio)
+    flatline_z: float = 5.5  # a run of identical values against the series' own repeat rate
+    combined_ratio: float = 1.33  # sqrt(sum of squared ratios) that alarms: statistics that agree
+    # -- time constants of the change statistics (per sample)
+    run_decay: float = 0.8  # residual run: ~5 samples of memory, as long as the baseline takes to follow
+    level_alpha: float = 0.1  # level shift: ~10-sample level ...
+    level_ref_alpha: float = 0.01  # ... against a ~100-sample reference
+    drift_alpha: float = 0.02  # drift: ~50-sample level ...
+    drift_ref_alpha: float = 0.002  # ... against a ~500-sample reference
+    spread_alpha: float = 0.05  # variance change: ~20-sample mean |residual| ...
+    spread_ref_alpha: float = 0.002  # ... against a ~500-sample one
+    norm_alpha: float = 0.002  # how fast each statistic learns its own spread (~500 samples)
+    tail_quantile: float = 0.99  # the residual quantile matched to the Gaussian one (heavy tails)
+    # -- memory of what is normal for this metric
+    event_z: float = 4.0  # a tail-matched |z| this large is a spike event (their rate and size are learned)
+    event_memory: int = 2000  # samples over which spike events are counted (a few per day at 1/min)
+    min_events: int = 3  # spikes of a sign within the memory (or jumps to a level) before they are old news
+    level_slots: int = 8  # levels jumped to that are remembered: more operating regimes than any metric has
+    level_memory: int = 5000  # dwell and visits at a level decay with this time constant (samples)
+    familiar_dwell: float = 30.0  # samples spent at a level that make it familiar
+    # -- onset behaviour
+    adapt_samples: int = 10  # alarming samples after which a statistic accepts the new regime
+    level_min_samples: int = 60  # samples after warm-up before the level statistics may score ...
+    spread_min_samples: int = 60  # ... the spread statistic (their running spreads have settled by then)
+    drift_min_samples: int = 300  # ... and the drift statistic (its 500-sample reference needs longer)
+    flatline_min_run: int = 5  # identical values in a row before a stuck value may score
+
+    def __post_init__(self) -> None:
+        if self.warmup < 3:
+            raise ValueError(f"warmup must be >= 3, got {self.warmup}")
+        if self.season_seconds is not None and not (math.isfinite(self.season_seconds) and self.season_seconds > 0):
+            raise ValueError(f"season_seconds must be positive and finite, or None; got {self.season_seconds}")
+        if self.season_bins < 2:
+            raise ValueError(f"season_bins must be >= 2, got {self.season_bins}")
+        if self.season_min_cycles < 1:
+            raise ValueError(f"season_min_cycles must be >= 1, got {self.season_min_cycles}")
+        for name in ("spike_z", "level_z", "run_z", "drift_z", "spread_z", "flatline_z", "huber_c", "combined_ratio"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0.0):
+                raise ValueError(f"{name} must be positive, got {v}")
+        if not (0.0 <= self.relative_floor < 1.0):
+            raise ValueError(f"relative_floor must be in [0, 1), got {self.relative_floor}")
+        if not 0.5 < self.tail_quantile < 1.0:
+            raise ValueError(f"tail_quantile must be in (0.5, 1), got {self.tail_quantile}")
+        if self.persist < 1 or self.adapt_samples < 1 or self.flatline_min_run < 2:
+            raise ValueError("persist and adapt_samples must be >= 1, flatline_min_run >= 2")
+        if self.event_memory < 1 or self.level_memory < 1 or self.level_slots < 1 or self.min_events < 1:
+            raise ValueError("event_memory, level_memory, level_slots and min_events must be >= 1")
+        if not 0.0 <= self.run_decay < 1.0:
+            raise ValueError(f"run_decay must be in [0, 1), got {self.run_decay}")
+        for name in ("season_cycle_weight", "fast_alpha", "scale_alpha", "level_alpha", "level_ref_alpha",
+                     "drift_alpha", "drift_ref_alpha", "spread_alpha", "spread_ref_alpha", "norm_alpha"):
+            a = getattr(self, name)
+            if not 0.0 < a <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {a}")
+
+    @property
+    def threshold_z(self) -> float:
+        """The spike threshold (the reference the other thresholds are set against)."""
+        return self.spike_z
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyExplanation:
+    """Why the last valid sample got its score.
+
+    ``kind`` names the change that set the score: ``spike``, ``level_shift``, ``variance_change``,
+    ``drift``, ``seasonal`` (a level change that is wrong only for the time of day: the value is
+    inside the usual daily range), ``flatline`` (a stuck value); ``none`` when the score is
+    negligible (< 0.01) and ``warmup`` while learning. ``z`` is that statistic's signed
+    Gaussian-equivalent z and ``ratio`` its multiple of its own alert threshold; the ``*_z``
+    fields give every statistic. ``expected`` is the one-step expectation in the metric's units;
+    ``scale`` and ``seasonal_offset`` are in model space (log units when ``log_space``).
+    """
+
+    score: float = 0.0
+    kind: str = WARMUP
+    z: float = 0.0
+    ratio: float = 0.0
+    value: float = math.nan
+    timestamp: float = math.nan
+    expected: float = math.nan
+    scale: float = math.nan
+    seasonal_offset: float = 0.0
+    log_space: bool = False
+    spike_z: float = 0.0
+    level_z: float = 0.0
+    drift_z: float = 0.0
+    variance_z: float = 0.0
+    flatline_z: float = 0.0
+
+    @property
+    def component(self) -> str:
+        """The former name of ``kind``."""
+        return self.kind

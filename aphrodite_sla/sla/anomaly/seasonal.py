@@ -1,0 +1,182 @@
+"""Seasonal profiles: the expected offset of a metric at this time of day (and day of week).
+
+Why: operational metrics follow the load, and the load follows the clock. Without a profile a
+daily curve looks like a drift every morning, a jump inside the daily range looks normal, and a
+day whose pattern goes flat looks like nothing at all. With one, the detector models the
+*deseasonalised* value, where all three are ordinary level changes.
+
+How: ``SeasonalProfile`` keeps one value per bin of its period (48 half-hour bins of a day; 168
+hours of a week): the deviation of the value from a slow base (``Seasonality.base``, about one
+period of memory) at that bin. Per sample it only adds the deviation to its bin's running sum
+(O(1)); once per cycle (O(bins)) each bin's mean over the cycle is folded into its value with
+weight ``cycle_weight`` (``1 / k`` for its first cycles), clipped at three typical
+cycle-to-cycle changes so that one odd day barely moves tomorrow's expectation. The cycle-to-
+cycle changes also measure the profile's estimation noise, and the profile is applied with a
+weight that shrinks it towards zero where it is not clearly above that noise (James-Stein): a
+wandering or flat metric gets no spurious profile, a strong daily curve gets all of it. A profile
+is used only after ``min_cycles`` well-covered cycles, and interpolated between bin centres.
+Nothing is learned while the detector alarms. The weekly profile models what the daily one
+leaves (weekends).
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["SeasonalProfile", "Seasonality"]
+
+_CLIP = 3.0  # a bin's change per cycle is clipped at this many rms cycle-to-cycle changes
+
+
+class SeasonalProfile:
+    """One periodic profile (see the module docstring)."""
+
+    __slots__ = ("acc", "bins", "cnt", "cycle", "cycle_weight", "cycles", "cycles_of", "fold_t", "min_cycles",
+                 "ms_delta", "old_weight", "period", "target", "value", "weight")
+
+    def __init__(self, period: float, bins: int, cycle_weight: float, min_cycles: int) -> None:
+        self.period = period
+        self.bins = bins
+        self.cycle_weight = cycle_weight
+        self.min_cycles = min_cycles
+        self.value = [0.0] * bins
+        self.cycles_of = [0] * bins  # cycles each bin has learned from
+        self.acc = [0.0] * bins  # the current cycle: per-bin sum and count of deviations
+        self.cnt = [0] * bins
+        self.cycle = -(2**62)  # index of the cycle being accumulated
+        self.cycles = 0  # well-covered cycles folded in
+        self.ms_delta = 0.0  # mean square change of a bin from one cycle to the next
+        self.weight = 0.0  # 0..1: how much of the profile is applied now ...
+        self.target = 0.0  # ... moving from old_weight to this over a quarter period after a fold,
+        self.old_weight = 0.0  # so that switching the profile on is no step in the deseasonalised value
+        self.fold_t = 0.0
+
+    def offset(self, t: float) -> float:
+        """The applied profile value at time ``t`` (linear between bin centres)."""
+        w = self.weight
+        if w != self.target:
+            k = (t - self.fold_t) / (0.25 * self.period)
+            w = self.target if k >= 1.0 else self.old_weight + (self.target - self.old_weight) * (k if k > 0.0 else 0.0)
+            self.weight = w
+        if w == 0.0:
+            return 0.0
+        pos = (t / self.period) % 1.0 * self.bins - 0.5
+        b0 = math.floor(pos)
+        f = pos - b0
+        v = self.value
+        b0 %= self.bins
+        b1 = b0 + 1 if b0 + 1 < self.bins else 0
+        return w * (v[b0] + f * (v[b1] - v[b0]))
+
+    def learn(self, t: float, dev: float) -> None:
+        """Add the deviation ``dev`` of a normal sample at time ``t`` to its bin."""
+        phase = t / self.period
+        cycle = math.floor(phase)
+        if cycle != self.cycle:
+            if cycle < self.cycle:
+                return  # a late sample from an older cycle: not learned
+            self._fold()
+            self.cycle = cycle
+            self.fold_t = t
+        b = int((phase - cycle) * self.bins)
+        if b >= self.bins:
+            b = self.bins - 1
+        self.acc[b] += dev
+        self.cnt[b] += 1
+
+    def _fold(self) -> None:
+        """Once per cycle, O(bins): fold a well-covered cycle into the profile, and re-weigh."""
+        bins = self.bins
+        cnt = self.cnt
+        acc = self.acc
+        touched = sum(1 for c in cnt if c)
+        if touched >= 0.5 * bins:  # cycles covering less (the first, partial one; gaps) are skipped
+            v = self.value
+            lim = _CLIP * math.sqrt(self.ms_delta) if self.cycles >= 2 else math.inf
+            w = self.cycle_weight
+            sq = 0.0
+            for i in range(bins):
+                if not cnt[i]:
+                    continue
+                k = self.cycles_of[i] + 1
+                self.cycles_of[i] = k
+                d = acc[i] / cnt[i] - v[i]
+                if k > 1:
+                    sq += d * d
+                d = lim if d > lim else (-lim if d < -lim else d)
+                v[i] += (1.0 / k if k * w < 1.0 else w) * d
+            if self.cycles >= 1:
+                d2 = sq / touched * w * w  # the mean square change of a bin at weight w
+                if self.cycles == 1:
+                    self.ms_delta = d2
+                else:
+                    self.ms_delta += 0.3 * ((d2 if d2 < 9.0 * self.ms_delta else 9.0 * self.ms_delta) - self.ms_delta)
+            self.cycles += 1
+            if self.cycles >= self.min_cycles:
+                mean = math.fsum(v) / bins
+                across = math.fsum((x - mean) ** 2 for x in v) / bins
+                # a bin value is an EW mean over cycles (weight w): its noise variance is about
+                # ms_delta / (2 w), from the cycle-to-cycle changes it shows; James-Stein weight
+                noise = self.ms_delta / (2.0 * w)
+                self.old_weight = self.weight
+                self.target = max(0.0, 1.0 - noise / across) if across > 0.0 else 0.0
+        for i in range(bins):
+            acc[i] = 0.0
+            cnt[i] = 0
+
+
+class Seasonality:
+    """A daily profile and, optionally, a weekly one on what the daily one leaves, with the slow
+    base both are learned against."""
+
+    __slots__ = ("base", "base_rate", "daily", "last_daily", "weekly")
+
+    def __init__(self, period: float, bins: int, weekly: bool, cycle_weight: float, min_cycles: int) -> None:
+        self.daily = SeasonalProfile(period, bins, cycle_weight, min_cycles)
+        self.weekly = SeasonalProfile(7.0 * period, 7 * 24, cycle_weight, min_cycles) if weekly else None
+        self.base = 0.0
+        self.base_rate = 0.0
+        self.last_daily = 0.0
+
+    def start(self, base: float, dt: float) -> None:
+        """Begin after warm-up: the base at the warm-up median, its rate for the interval."""
+        self.base = base
+        self.set_interval(dt)
+
+    def set_interval(self, dt: float) -> None:
+        """The base follows the deseasonalised value over about one daily period."""
+        r = dt / self.daily.period if dt > 0.0 else 0.0
+        self.base_rate = r if r < 0.05 else 0.05
+
+    def offset(self, t: float) -> float:
+        """Expected seasonal offset at ``t`` (model units); the daily part is kept for ``learn``."""
+        daily = self.daily
+        s = daily.offset(t) if daily.weight or daily.target else 0.0
+        self.last_daily = s
+        weekly = self.weekly
+        if weekly is not None and (weekly.weight or weekly.target):
+            s += weekly.offset(t)
+        return s
+
+    def in_use(self) -> bool:
+        return self.daily.weight > 0.0 or (self.weekly is not None and self.weekly.weight > 0.0)
+
+    def amplitude(self) -> float:
+        """Half the range of the applied daily profile (model units)."""
+        d = self.daily
+        if d.weight == 0.0:
+            return 0.0
+        return 0.5 * d.weight * (max(d.value) - min(d.value))
+
+    def learn(self, t: float, y: float, offset: float) -> None:
+        """Learn from a normal sample ``y`` (model space) at ``t``, whose ``offset`` was just
+        computed by ``offset(t)``."""
+        self.base += self.base_rate * (y - offset - self.base)
+        dev = y - self.base
+        self.daily.learn(t, dev)
+        if self.weekly is not None:
+            self.weekly.learn(t, dev - self.last_daily)
+
+    def shift(self, delta: float) -> None:
+        """The level moved by ``delta`` and the detector accepted it: move the base with it."""
+        self.base += delta

@@ -1,0 +1,52 @@
+"""A labelled corpus of operational metric series, generated in-project, for ``bench_anomaly.py``.
+
+Why generated: the detector must be judged on many kinds of behaviour with exact ground truth,
+reproducibly and without shipping data. Why this shape: each *family* imitates one kind of real
+operational metric with the nastiness real ones have (heavy tails, autocorrelation, daily and
+weekly seasonality, regime switches, sawtooth garbage collection, quantisation, sparse counts,
+irregular sampling, benign outliers), because a detector tuned on clean textbook noise fails on
+production data. Anomalies of many kinds (``KINDS``) are injected into the generating model, not
+painted on the output, so that e.g. a flattened daily pattern still carries the series' own noise.
+
+Everything is deterministic: series ``k`` of family ``f`` is drawn from
+``numpy.random.default_rng((SEED_BASE, f_index, k))``. The development / held-out split is fixed
+here (``split_of``): by series, alternating within each family, so both halves cover every family
+and kind; tuning reads only ``split="dev"``.
+"""
+from __future__ import annotations
+
+from anomaly_corpus.families import FAMILIES, healthy_long
+from anomaly_corpus.model import KINDS, Anomaly, LabelledSeries
+
+__all__ = [
+    "FAMILIES",
+    "KINDS",
+    "SERIES_PER_FAMILY",
+    "Anomaly",
+    "LabelledSeries",
+    "corpus",
+    "healthy_long",
+    "split_of",
+]
+
+SERIES_PER_FAMILY = 4
+SEED_BASE = 20_240_614
+
+
+def split_of(index: int) -> str:
+    """The fixed split: even-numbered series of each family are development, odd ones held out."""
+    return "dev" if index % 2 == 0 else "heldout"
+
+
+def corpus(split: str | None = None) -> list[LabelledSeries]:
+    """All labelled series (``split`` None), or one half ("dev" or "heldout")."""
+    if split not in (None, "dev", "heldout"):
+        raise ValueError(f"split must be None, 'dev' or 'heldout', got {split!r}")
+    out = []
+    for f_index, (family, make) in enumerate(FAMILIES.items()):
+        for k in range(SERIES_PER_FAMILY):
+            s = split_of(k)
+            if split is not None and s != split:
+                continue
+            out.append(make(f"{family}_{k}", (SEED_BASE, f_index, k), s))
+    return out
