@@ -262,7 +262,11 @@ def test_timing_fields_consistent_and_everything_drains():
     trace, rec = _drain_trace()
     sim = rec.sim
     fins = [f for _, _, it in rec.steps for f in it.finished_requests]
-    assert len(fins) == sim.arrived == len(trace.arrival_s), "all requests finish once arrivals stop"
+    mml = sim.config.max_model_len
+    too_long = sum(p >= mml for p in trace.prompt_tokens)
+    assert too_long >= 1, "the trace should hold a prompt longer than the context"
+    assert sim.rejected_too_long == too_long, "over-long prompts are rejected at the door"
+    assert len(fins) == sim.arrived == len(trace.arrival_s) - too_long, "all accepted requests finish once arrivals stop"
     assert sim.num_running == sim.num_waiting == 0
     assert sim.preemptions > 0, "the test should exercise preemption"
     for f in fins:
@@ -287,9 +291,9 @@ def test_timing_fields_consistent_and_everything_drains():
     assert len(ttfts) == len(fins)
     assert len(itls) == sum(f.num_generation_tokens - 1 for f in fins)
     assert sum(it.num_generation_tokens for _, _, it in rec.steps) == sum(f.num_generation_tokens for f in fins)
-    # prompts longer than max_model_len - 1 are cut to fit (one trace prompt is)
-    expected_prompt = sum(min(p, sim.config.max_model_len - 1) for p in trace.prompt_tokens)
-    assert expected_prompt < sum(trace.prompt_tokens)
+    # prompts that do not fit the context are rejected, never cut to fit: the rest is served whole
+    expected_prompt = sum(p for p in trace.prompt_tokens if p < mml)
+    assert max(f.num_prompt_tokens for f in fins) < mml
     assert sum(it.num_prompt_tokens for _, _, it in rec.steps) == expected_prompt == sum(f.num_prompt_tokens for f in fins)
     # the ITLs add up to the decode times, the TTFTs are queued + prefill times
     assert sum(itls) == pytest.approx(sum(f.decode_time for f in fins), rel=1e-9, abs=1e-4)

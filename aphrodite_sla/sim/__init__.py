@@ -8,12 +8,18 @@ continuous-batching model of the engine, on a manual clock (an hour of engine ti
     sim.run(on_step=logger.record)      # logger.record(scheduler_stats, iteration_stats)
     sim.fault_log                       # [(fault, applied_at, ended_at), ...]
 
+Recorded traffic: ``load_trace(path)`` reads our CSV and the Azure, Mooncake and BurstGPT
+public trace formats into a :class:`TraceArrivals` (scaled with ``time_scale``, ``thin``,
+``loop``); ``time_scale_for_load`` puts it at a fraction of the engine's capacity for its mix;
+``trace_scenario(trace, faults)`` replays it with any faults.
+
 Importing this package loads numpy only (never vllm).
 """
+from aphrodite_sla.sim.capacity import Capacity, measure_capacity, scale_to_load, time_scale_for_load
 from aphrodite_sla.sim.config import EngineConfig, Scenario
-from aphrodite_sla.sim.engine import EngineSimulator, FaultEvent, RunSummary
+from aphrodite_sla.sim.engine import ArrivalStats, EngineSimulator, FaultEvent, RunSummary
 from aphrodite_sla.sim.faults import DEFAULT_MAGNITUDE, Fault, FaultKind
-from aphrodite_sla.sim.scenarios import SCENARIOS, get_scenario, list_scenarios
+from aphrodite_sla.sim.scenarios import SCENARIOS, get_scenario, list_scenarios, trace_scenario
 from aphrodite_sla.sim.stats import (
     FinishedRequestStats,
     FinishReason,
@@ -23,6 +29,8 @@ from aphrodite_sla.sim.stats import (
     SchedulerStats,
     StatsFactory,
 )
+from aphrodite_sla.sim.traces import FORMATS as TRACE_FORMATS
+from aphrodite_sla.sim.traces import TraceFormatError, detect_format, load_trace
 from aphrodite_sla.sim.workload import (
     ArrivalStream,
     BurstyArrivals,
@@ -37,8 +45,11 @@ from aphrodite_sla.sim.workload import (
 __all__ = [
     "DEFAULT_MAGNITUDE",
     "SCENARIOS",
+    "TRACE_FORMATS",
+    "ArrivalStats",
     "ArrivalStream",
     "BurstyArrivals",
+    "Capacity",
     "DiurnalArrivals",
     "EngineConfig",
     "EngineSimulator",
@@ -57,8 +68,15 @@ __all__ = [
     "SchedulerStats",
     "StatsFactory",
     "TraceArrivals",
+    "TraceFormatError",
     "Workload",
+    "detect_format",
     "get_scenario",
     "list_scenarios",
+    "load_trace",
     "load_trace_csv",
+    "measure_capacity",
+    "scale_to_load",
+    "time_scale_for_load",
+    "trace_scenario",
 ]

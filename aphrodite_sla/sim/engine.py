@@ -10,6 +10,13 @@ Model (vLLM V1's scheduler, simplified):
   ``max_num_batched_tokens`` budget goes to (chunked) prefill of running requests, then to
   admitting waiting requests in FIFO order while blocks are free (none are admitted in a step
   that preempted). A prefix-cache hit skips the computation of the shared-prefix blocks.
+* A prompt of ``max_model_len`` tokens or more is rejected at the door as the engine's API does
+  (it never enters the engine; ``rejected_too_long`` counts it); a prompt that fits but leaves
+  less room than ``max_tokens`` gets its ``max_tokens`` cut to the room left (LENGTH finish).
+* Prefix cache: a request whose trace carries block hashes (Mooncake) is given, when first
+  scheduled, the tokens of its longest prefix of hashes found in an LRU cache of block hashes
+  bounded by the KV budget (then its own hashes are cached); other requests follow the
+  workload's ``prefix_hit_fraction`` model. Both feed the steps' ``prefix_cache_stats``.
 * When a request needs a block and none is free, the newest running request is preempted
   (recompute: its blocks are freed, it goes back to the head of the waiting queue, and on
   resumption its prompt and generated tokens are prefilled again).
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -55,9 +62,24 @@ class FaultEvent(NamedTuple):
     end_time: float | None
 
 
+@dataclass(frozen=True)
+class ArrivalStats:
+    """Requests that arrived at the engine's API since the previous
+    :meth:`EngineSimulator.take_arrival_stats` call: how many (``count``, rejected ones
+    included), the sums of their prompt and (requested) output tokens as they arrived, and how
+    many of them were ``rejected`` (prompt longer than the context)."""
+
+    count: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    rejected: int = 0
+
+
 @dataclass
 class RunSummary:
-    """What one :meth:`EngineSimulator.run` call did."""
+    """What one :meth:`EngineSimulator.run` call did. ``arrived`` / ``finished`` /
+    ``rejected_too_long`` count since the simulator's start; ``arrived`` counts the requests that
+    entered the engine (prompts too long for the context are rejected, not arrived)."""
 
     engine_s: float
     wall_s: float
@@ -70,6 +92,7 @@ class RunSummary:
     running: int
     waiting: int
     finished_by_reason: dict[str, int] = field(default_factory=dict)
+    rejected_too_long: int = 0  # prompts >= max_model_len turned away, since the start
 
     @property
     def us_per_step(self) -> float:
@@ -93,6 +116,7 @@ class _Req:
         "first_ts",
         "gen",
         "gen0",
+        "hashes",
         "last_ts",
         "max_tokens",
         "n_tokens",
@@ -117,6 +141,7 @@ class _Req:
     first_ts: float
     gen: int
     gen0: int
+    hashes: tuple[int, ...] | None
     last_ts: float
     max_tokens: int
     n_tokens: int
@@ -149,7 +174,11 @@ class _Req:
 class EngineSimulator:
     """Simulates one engine running ``scenario`` on ``clock`` (a ``ManualClock`` by default,
     advanced by each step's duration). ``seed`` fixes every random draw; ``stats_factory``
-    chooses our stats dataclasses (default) or the real vLLM ones."""
+    chooses our stats dataclasses (default) or the real vLLM ones.
+
+    Besides the stats of each step: ``take_arrival_stats()`` (what arrived since the last call,
+    for arrival-rate and token-mix series), ``rejected_too_long``, ``fault_log``,
+    ``memory_bytes``, ``gpu_clock_ratio``, ``kv_cache_usage``."""
 
     def __init__(
         self,
@@ -197,13 +226,21 @@ class EngineSimulator:
         self.steps = 0
         self.stall_ticks = 0
         self.idle_ticks = 0
-        self.arrived = 0
+        self.arrived = 0  # requests that entered the engine (rejected ones excluded)
+        self.rejected_too_long = 0
         self.finished = 0
         self.finished_by_reason: Counter[FinishReason] = Counter()
         self.preemptions = 0
         self._reported_preemptions = 0
         self.generation_tokens = 0
         self.last_step_s = 0.0
+        self._arr_count = self._arr_prompt = self._arr_output = self._arr_rejected = 0
+
+        # prefix cache of block hashes (traces that carry them): hash -> None, oldest first
+        spec = scenario.workload.arrivals
+        self._hash_bs: int = getattr(spec, "hash_block_size", 512)
+        self._pc_blocks: OrderedDict[int, None] = OrderedDict()
+        self._pc_capacity = 0
 
         # faults
         self.faults: tuple[Fault, ...] = tuple(sorted(scenario.faults, key=lambda f: f.start_s))
@@ -254,6 +291,10 @@ class EngineSimulator:
         self.gpu_clock_ratio = 1.0 / clock_div
         cfg = self.config
         self.kv_budget_blocks = max(cfg.min_blocks, min(cfg.num_gpu_blocks, int(cfg.num_gpu_blocks / kv_div)))
+        self._pc_capacity = self.kv_budget_blocks * cfg.block_size // self._hash_bs
+        pc = self._pc_blocks
+        while len(pc) > self._pc_capacity:
+            pc.popitem(last=False)
 
     def _update_faults(self, el: float, now: float) -> None:
         active = frozenset(i for i, f in enumerate(self.faults) if f.start_s <= el < f.end_s)
@@ -344,21 +385,36 @@ class EngineSimulator:
         mml = cfg.max_model_len
         start = self.start_time
         waiting = self._waiting
-        for t, arrived_prompt, output, prefix in arrivals:
+        accepted = rejected = sum_p = sum_o = 0
+        for t, prompt, output, prefix in arrivals:
+            sum_p += prompt
+            sum_o += output
+            if prompt >= mml:
+                # the API rejects it: no room for a single output token in the context
+                rejected += 1
+                continue
+            accepted += 1
             r = _Req()
             r.rid = self._next_id
             self._next_id += 1
             r.arrival = start + t
-            prompt = min(arrived_prompt, mml - 1)
             r.prompt = prompt
             max_tok = w.max_tokens if w.max_tokens < mml - prompt else mml - prompt
             r.max_tokens = max_tok
-            if output >= max_tok:
+            if output == 0:
+                # recorded as failed (BurstGPT): fails at its first token
+                r.target, r.reason = 1, FinishReason.ERROR
+            elif output >= max_tok:
                 r.target, r.reason = max_tok, FinishReason.LENGTH
             else:
                 r.target, r.reason = output, FinishReason.STOP
-            cached = prefix if prefix < prompt else prompt - 1
-            r.cached = cached - cached % bs
+            if prefix.__class__ is tuple:
+                r.hashes = prefix  # cached tokens looked up when first scheduled
+                r.cached = 0
+            else:
+                r.hashes = None
+                cached = prefix if prefix < prompt else prompt - 1
+                r.cached = cached - cached % bs
             r.state = WAITING
             r.gen = r.gen0 = r.sync = r.blocks = r.sched = r.preemptions = r.epoch = r.run_seq = 0
             r.fin_step = 0
@@ -366,10 +422,58 @@ class EngineSimulator:
             r.computed = r.cached
             r.scheduled_ts = r.first_ts = r.last_ts = 0.0
             waiting.append(r)
-        self.arrived += len(arrivals)
+        self.arrived += accepted
+        self.rejected_too_long += rejected
+        self._arr_count += accepted + rejected
+        self._arr_prompt += sum_p
+        self._arr_output += sum_o
+        self._arr_rejected += rejected
+
+    def take_arrival_stats(self) -> ArrivalStats:
+        """What arrived since the previous call (or the start): request count (rejected
+        included), prompt and output token sums, rejections; resets the tally."""
+        out = ArrivalStats(self._arr_count, self._arr_prompt, self._arr_output, self._arr_rejected)
+        self._arr_count = self._arr_prompt = self._arr_output = self._arr_rejected = 0
+        return out
+
+    def _prefix_lookup(self, r: _Req) -> None:
+        """Sets ``r.cached`` from the longest prefix of its block hashes in the prefix cache."""
+        hashes = r.hashes
+        assert hashes is not None
+        pc = self._pc_blocks
+        k = 0
+        for h in hashes:
+            if h not in pc:
+                break
+            k += 1
+        cached = k * self._hash_bs
+        if cached >= r.prompt:
+            cached = r.prompt - 1
+        r.cached = cached - cached % self.config.block_size
+        r.computed = r.cached
+
+    def _prefix_insert(self, hashes: tuple[int, ...]) -> None:
+        """Caches (or refreshes) a scheduled request's block hashes; the LRU end gets its deepest
+        blocks, so a prefix is evicted tail first (as vLLM frees a request's blocks)."""
+        pc = self._pc_blocks
+        for h in reversed(hashes):
+            if h in pc:
+                pc.move_to_end(h)
+            else:
+                pc[h] = None
+        cap = self._pc_capacity
+        while len(pc) > cap:
+            pc.popitem(last=False)
+
+    @property
+    def prefix_cache_blocks(self) -> int:
+        """Block hashes held in the prefix cache (traces with block hashes only)."""
+        return len(self._pc_blocks)
 
     def _decide_fate(self, r: _Req) -> None:
         """At the first token: does this request end early (ERROR / ABORT / REPETITION)?"""
+        if r.reason is FinishReason.ERROR:
+            return  # recorded as failed in its trace: already decided
         w = self.workload
         u = self._u.next()
         p = self._error_p
@@ -544,6 +648,8 @@ class EngineSimulator:
             max_seqs = cfg.max_num_seqs
             while waiting and budget > 0 and len(running) < max_seqs:
                 r = waiting[0]
+                if r.hashes is not None and r.scheduled_ts == 0.0:
+                    self._prefix_lookup(r)
                 num_new = r.n_tokens - r.computed
                 if num_new > budget:
                     num_new = budget
@@ -565,6 +671,8 @@ class EngineSimulator:
                     pc_requests += 1
                     pc_queries += r.prompt
                     pc_hits += r.cached
+                    if r.hashes is not None:
+                        self._prefix_insert(r.hashes)
                 r.blocks = need
                 self._used += need
                 free -= need
@@ -690,7 +798,8 @@ class EngineSimulator:
             running=len(self._running),
             waiting=len(self._waiting),
             finished_by_reason={str(k): v for k, v in sorted(self.finished_by_reason.items())},
+            rejected_too_long=self.rejected_too_long,
         )
 
 
-__all__ = ["EngineSimulator", "FaultEvent", "RunSummary"]
+__all__ = ["ArrivalStats", "EngineSimulator", "FaultEvent", "RunSummary"]

@@ -18,11 +18,16 @@ memory_leak          reported process memory (``sim.memory_bytes``) grows by    
 stall                no step produces tokens: ``step()`` returns None, requests stay  (unused)
                      running, arrivals queue up; the clock still advances
 gpu_throttling       step time x ``magnitude``; ``sim.gpu_clock_ratio = 1/magnitude``  1.5
-traffic_surge        arrival rate x ``magnitude``                                     2.0
+traffic_surge        arrival rate x ``magnitude``; on a trace, trace time runs         2.0
+                     ``magnitude`` x faster (each recorded request still arrives
+                     once; the replay ends sooner)
 prompt_length_shift  prompt lengths x ``magnitude`` (the lognormal median moves)      2.0
 bad_deployment       step time x ``magnitude`` and ``error_fraction`` of requests     1.4
                      fail; meant to last (``duration_s=inf``): a persistent regression
 ==================== =============================================================== =========
+
+Every kind applies to any workload (synthetic arrival processes and replayed traces alike): a
+trace scenario is a trace plus a list of faults (:func:`aphrodite_sla.sim.scenarios.trace_scenario`).
 """
 from __future__ import annotations
 

@@ -3,14 +3,21 @@
 Every fault scenario keeps a clean baseline: its first fault starts at 600 s of engine time
 (``mixed``: faults in sequence from 600 s). Default load is the default :class:`Workload`
 (Poisson 40 req/s, prompt median 512, output median 128).
+
+:func:`trace_scenario` builds a scenario from a recorded trace (a :class:`TraceArrivals` or a
+trace file in any format :func:`aphrodite_sla.sim.traces.load_trace` reads) plus any faults.
 """
 from __future__ import annotations
 
+import io
 import math
+import os
+from collections.abc import Iterable
+from typing import Any
 
-from aphrodite_sla.sim.config import Scenario
+from aphrodite_sla.sim.config import EngineConfig, Scenario
 from aphrodite_sla.sim.faults import Fault, FaultKind
-from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, Workload
+from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, TraceArrivals, Workload
 
 FIRST_FAULT_S = 600.0
 
@@ -138,4 +145,47 @@ def get_scenario(name: str) -> Scenario:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
 
 
-__all__ = ["FIRST_FAULT_S", "SCENARIOS", "get_scenario", "list_scenarios"]
+def trace_scenario(
+    trace: TraceArrivals | str | os.PathLike[str] | io.TextIOBase,
+    faults: Iterable[Fault] = (),
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    duration_s: float | None = None,
+    engine: EngineConfig | None = None,
+    format: str = "auto",  # noqa: A002 - load_trace's name for it
+    **workload: Any,
+) -> Scenario:
+    """A scenario replaying ``trace`` (a :class:`TraceArrivals`, or a path / open file read with
+    ``load_trace(trace, format)``) with ``faults`` (any kinds, start times in engine seconds).
+    ``duration_s`` defaults to one pass of the trace and a second (``trace.duration_s + 1``:
+    the last request arrives; requests still running at the end are not waited for);
+    ``workload`` keywords set the other :class:`Workload` fields (``max_tokens``,
+    ``abort_fraction``, ``prefix_hit_fraction`` for traces without block hashes, ...)."""
+    if not isinstance(trace, TraceArrivals):
+        from aphrodite_sla.sim.traces import load_trace
+
+        trace = load_trace(trace, format)
+    if "arrivals" in workload:
+        raise TypeError("trace_scenario: the trace is the arrivals; pass the other Workload fields only")
+    if duration_s is None:
+        duration_s = trace.duration_s + 1.0
+    label = os.path.basename(trace.source) or "trace"
+    fault_list = tuple(faults)
+    return Scenario(
+        name or f"trace:{label}",
+        description or (
+            f"Replay of {trace.source} ({len(trace):,} requests over {trace.duration_s:,.0f} s"
+            + (f", time x{trace.time_scale:g}" if trace.time_scale != 1.0 else "")
+            + (f", {trace.thin:.0%} kept" if trace.thin < 1.0 else "")
+            + ("" if not fault_list else "; faults: " + ", ".join(f.describe() for f in fault_list))
+            + ")."
+        ),
+        float(duration_s),
+        workload=Workload(arrivals=trace, **workload),
+        faults=fault_list,
+        engine=EngineConfig() if engine is None else engine,
+    )
+
+
+__all__ = ["FIRST_FAULT_S", "SCENARIOS", "get_scenario", "list_scenarios", "trace_scenario"]
