@@ -59,14 +59,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_rules(args: argparse.Namespace) -> int:
     from aphrodite_sla.config import ConfigError, load_config
     from aphrodite_sla.export.rules import render_rules, write_rules
-    from aphrodite_sla.sla.defaults import default_thresholds
 
     try:
         cfg = load_config()
     except ConfigError as err:
         print(f"aphrodite-sla rules export: {err}", file=sys.stderr)
         return 2
-    thresholds = [t for t in (*default_thresholds(), *cfg.thresholds) if t.metric_name not in cfg.disabled_slas]
+    thresholds = cfg.active_thresholds()
     options = {"slo_period_days": args.slo_period_days, "min_events_per_second": args.min_events_per_second}
     try:
         if args.output:
@@ -81,10 +80,22 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_thresholds(args: argparse.Namespace) -> int:
-    from aphrodite_sla.sla.defaults import default_thresholds
+    from aphrodite_sla.config import ConfigError, SLAConfig, builtin_thresholds, load_config
 
+    if args.set is not None:
+        thresholds = builtin_thresholds(args.set)
+        title = f"the built-in {args.set!r} SLAs"
+    else:
+        try:
+            cfg = load_config()
+        except ConfigError as err:
+            print(f"aphrodite-sla thresholds: {err}", file=sys.stderr)
+            return 2
+        thresholds = cfg.active_thresholds()
+        title = "the SLAs the configuration makes active" + ("" if cfg != SLAConfig() else " (defaults: the 'serving' set)")
+    print(f"{title}:")
     print(f"{'SLA':<28} {'reads':<24} {'stat':<5} {'target':>8} {'tol':>6} {'bound':>9} {'window':>7}  direction")
-    for t in default_thresholds():
+    for t in thresholds:
         print(
             f"{t.metric_name:<28} {t.source:<24} {t.statistic.value:<5} {t.target_value:>8g} "
             f"{t.tolerance_percent:>5g}% {t.bound:>9.4g} {t.measurement_window_minutes:>5g}min  {t.direction.value}"
@@ -118,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-events-per-second", type=float, default=1 / 60,
                         help="minimum traffic over the long window before a burn-rate alert may fire (default 1/60)")
     export.set_defaults(func=_cmd_rules)
-    th = sub.add_parser("thresholds", help="list the production SLA thresholds")
+    th = sub.add_parser("thresholds", help="list the active SLAs (from the configuration), or a built-in set")
+    th.add_argument("--set", choices=("serving", "seed"), default=None, help="list a built-in set instead")
     th.set_defaults(func=_cmd_thresholds)
     return parser
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from aphrodite_sla.sla.defaults import default_thresholds, serving_thresholds
 from aphrodite_sla.sla.threshold import SLAThreshold
 
 ENV_FILE = "APHRODITE_SLA_CONFIG"
@@ -24,10 +25,27 @@ class ConfigError(ValueError):
     """A configuration value or file is malformed; the message names the source and the field."""
 
 
+# Accepted ranges of the scalar settings: (low, high) inclusive. Why bounded: a zero-code install
+# reads these from the environment, and a slip (1e-9 s between evaluations, a 10^9-minute window)
+# must be an error naming the setting, not a CPU or memory exhaustion.
+RANGES: dict[str, tuple[float, float]] = {
+    "evaluation_interval_s": (0.5, 3600.0),
+    "ttft_objective_ms": (1.0, 3_600_000.0),
+    "tpot_objective_ms": (0.01, 600_000.0),
+    "stall_after_s": (1.0, 86_400.0),
+    "system_interval_s": (0.5, 3600.0),
+}
+
+# The built-in SLAs a zero-code install runs: "serving" (TTFT, time per output token and engine
+# errors: sound for any LLM deployment) or "seed" (the specification's seven SLAs).
+SLA_SETS = ("serving", "seed")
+
+
 @dataclass(frozen=True)
 class SLAConfig:
     """Everything the in-engine runtime needs. Defaults are safe for production: evaluation every
-    5 s, exporter off unless a port is given, HTTP bound to 127.0.0.1."""
+    5 s, the serving SLAs, health 503 only when the replica cannot serve, exporter off unless a port
+    is given, HTTP bound to 127.0.0.1."""
 
     enabled: bool = True
     evaluation_interval_s: float = 5.0
@@ -39,16 +57,41 @@ class SLAConfig:
     system_interval_s: float = 5.0
     exporter_port: int = 0  # 0: no standalone exporter (inside an engine, use its /metrics)
     exporter_host: str = "127.0.0.1"
+    sla_set: str = "serving"
+    health_fail_on_critical_sla: bool = False  # 503 on a CRITICAL SLA violation too (default: 200, reported)
+    numba_cache_dir: str = ""  # where numba caches compiled kernels ("": beside the package, else a temp dir)
     disabled_slas: tuple[str, ...] = ()
     thresholds: tuple[SLAThreshold, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for name in ("evaluation_interval_s", "ttft_objective_ms", "tpot_objective_ms", "stall_after_s", "system_interval_s"):
+        for name, (low, high) in RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"SLAConfig.{name}: must be a finite number > 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+                raise ConfigError(f"SLAConfig.{name}: must be a number in [{low:g}, {high:g}], got {value!r}")
         if isinstance(self.exporter_port, bool) or not isinstance(self.exporter_port, int) or not 0 <= self.exporter_port <= 65535:
             raise ConfigError(f"SLAConfig.exporter_port: must be an integer in 0..65535, got {self.exporter_port!r}")
+        for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"SLAConfig.{name}: must be true or false, got {getattr(self, name)!r}")
+        if self.sla_set not in SLA_SETS:
+            raise ConfigError(f"SLAConfig.sla_set: must be one of {', '.join(SLA_SETS)}, got {self.sla_set!r}")
+        known = {t.metric_name for t in (*builtin_thresholds(self.sla_set), *self.thresholds)}
+        unknown = sorted(set(self.disabled_slas) - known)
+        if unknown:
+            raise ConfigError(
+                f"SLAConfig.disabled_slas: unknown SLA {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}"
+            )
+
+    def active_thresholds(self) -> list[SLAThreshold]:
+        """The built-in SLAs of ``sla_set`` and the configured ones (a configured SLA replaces a
+        built-in one of the same name), minus ``disabled_slas``."""
+        by_name = {t.metric_name: t for t in builtin_thresholds(self.sla_set)}
+        by_name.update({t.metric_name: t for t in self.thresholds})
+        return [t for name, t in by_name.items() if name not in self.disabled_slas]
+
+
+def builtin_thresholds(sla_set: str) -> list[SLAThreshold]:
+    return serving_thresholds() if sla_set == "serving" else default_thresholds()
 
 
 _SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas")}
@@ -58,42 +101,57 @@ def _convert(name: str, raw: Any, source: str) -> Any:
     kind = _SCALARS[name]
     try:
         if kind in ("bool", bool):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
+            return _boolean(raw)
         if kind in ("int", int):
-            if isinstance(raw, float) and not raw.is_integer():
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError("expected an integer")
             return int(raw)
         if kind in ("float", float):
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
             return float(raw)
         return str(raw)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise ConfigError(f"{source}: {name}: cannot use {raw!r} ({err})") from None
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as err:
         raise ConfigError(f"{ENV_FILE}={path}: cannot read ({err.strerror or err})") from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import tomllib
-
-            data = tomllib.loads(text)
-    except (ValueError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{ENV_FILE}={path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {err}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{ENV_FILE}={path}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    try:
+        data = json.loads(text) if kind == "JSON" else _toml().loads(text)
+    except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ConfigError(f"{ENV_FILE}={path}: not valid {kind}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{ENV_FILE}={path}: the top level must be a table/object")
     return data
+
+
+def _toml() -> Any:
+    """``tomllib`` (Python 3.11+) or its backport ``tomli`` (a dependency on 3.10)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib
 
 
 def _thresholds(items: Any, source: str) -> tuple[SLAThreshold, ...]:
@@ -105,9 +163,7 @@ def _thresholds(items: Any, source: str) -> tuple[SLAThreshold, ...]:
             raise ConfigError(f"{source}: thresholds[{i}]: must be a table")
         try:
             out.append(SLAThreshold(**dict(item)))
-        except TypeError as err:
-            raise ConfigError(f"{source}: thresholds[{i}]: {err}") from None
-        except ValueError as err:
+        except (TypeError, ValueError) as err:
             raise ConfigError(f"{source}: thresholds[{i}]: {err}") from None
     return tuple(out)
 

@@ -23,7 +23,6 @@ from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder, Service
 from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.integrations.stall import StallDetector
 from aphrodite_sla.self_metrics import SelfMetrics
-from aphrodite_sla.sla.defaults import default_thresholds
 from aphrodite_sla.sla.manager import SLAManager
 from aphrodite_sla.snapshot import MonitorSnapshot
 
@@ -44,12 +43,10 @@ class MonitorContext:
     @classmethod
     def build(cls, config: SLAConfig | None = None, *, clock: Clock = system_clock, config_error: str | None = None,
               model_name: str = "") -> MonitorContext:
-        """The SLAs of ``config`` (the defaults, minus ``disabled_slas``, plus ``thresholds``), the
-        engine recorder, the stall detector, the HTTP series and the exported windows."""
+        """The SLAs of ``config`` (``config.active_thresholds()``), the engine recorder, the stall
+        detector, the HTTP series and the exported windows."""
         config = config or SLAConfig()
-        thresholds = [t for t in default_thresholds() if t.metric_name not in config.disabled_slas]
-        thresholds += [t for t in config.thresholds if t.metric_name not in config.disabled_slas]
-        manager = SLAManager(thresholds, clock=clock, evaluation_interval_s=config.evaluation_interval_s)
+        manager = SLAManager(config.active_thresholds(), clock=clock, evaluation_interval_s=config.evaluation_interval_s)
         server = ServerState()
         stall = StallDetector(manager, stall_after_s=config.stall_after_s, clock=clock, in_flight=server.in_flight_requests)
         recorder = EngineStatsRecorder(
@@ -59,8 +56,11 @@ class MonitorContext:
         )
         register_http_metrics(manager)
         watch_exported_windows(manager)
-        ctx = cls(config, manager, recorder, stall, server, SLAEndpoints(manager.snapshot), config_error, model_name)
-        ctx.endpoints.config_error = config_error
+        endpoints = SLAEndpoints(
+            manager.snapshot, config_error=config_error, server=server, clock=clock,
+            stale_after_s=max(3 * config.evaluation_interval_s, 15.0), fail_on_critical_sla=config.health_fail_on_critical_sla,
+        )
+        ctx = cls(config, manager, recorder, stall, server, endpoints, config_error, model_name)
         ctx.set_model_name(model_name)
         return ctx
 

@@ -6,6 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from aphrodite_sla.forking import reset_in_child
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,23 +32,28 @@ class PeriodicThread:
         self.setup = setup
         self.on_error = on_error
         self.errors = 0
+        # each run has its own stop event: a run that outlives a timed-out stop() ends on its own
+        # event, and a start() meanwhile begins a new run instead of finding a stopping thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        reset_in_child(self)
 
     @property
     def is_running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def start(self) -> None:
         with self._lock:
             if self.is_running:
                 return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._stop = stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(stop,), name=self.name, daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
+        """Ask the running thread to end and wait up to ``timeout``; True once it has (a tick that
+        is still running finishes on its own, and a later ``start()`` does not wait for it)."""
         with self._lock:
             self._stop.set()
             thread = self._thread
@@ -58,21 +65,27 @@ class PeriodicThread:
             self._thread = None
             return True
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         if self.setup is not None:
             try:
                 self.setup()
             except Exception as exc:
                 self._failed(exc, "set-up")
-        if not self.run_first and self._stop.wait(self.interval_s):
+        if not self.run_first and stop.wait(self.interval_s):
             return
-        while True:
+        while not stop.is_set():
             try:
                 self.tick()
             except Exception as exc:  # one bad tick must not end the loop
                 self._failed(exc, "tick")
-            if self._stop.wait(self.interval_s):
+            if stop.wait(self.interval_s):
                 return
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child the thread does not exist and the lock may be held: not running."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
 
     def _failed(self, exc: Exception, what: str) -> None:
         self.errors += 1

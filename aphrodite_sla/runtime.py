@@ -9,7 +9,9 @@ the documented way for such components to find it (``get_runtime().context``).
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,7 @@ from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.config import ConfigError, SLAConfig, load_config
 from aphrodite_sla.context import MonitorContext
 from aphrodite_sla.event_stream import Subscription
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder
 from aphrodite_sla.integrations.stall import StallDetector
 from aphrodite_sla.sla.manager import SLAManager
@@ -47,6 +50,17 @@ class SLARuntime:
         self.collector: Any = None
         self._mirror: Subscription | None = None
         self._lock = threading.Lock()
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        """A forked child (an engine worker, a multiprocessing fork) has none of our threads: the
+        runtime is stopped there (every lock it may meet is reset, see ``forking``), so the child's
+        recording, flushes and evaluations never wait on a lock a parent thread held; a StatLogger in
+        the child starts it again if the child serves."""
+        self._lock = threading.Lock()
+        self.info.started = False
+        self.exporter = None
+        self.system = None
 
     # the context's parts, for callers of the seed-era API
     @property
@@ -72,27 +86,36 @@ class SLARuntime:
             self.collector.model_name = name
 
     def start(self) -> None:
-        """Start the evaluator, stall timer and system sampler, and export (once)."""
+        """Start the exporter, the evaluator, the stall timer and the system sampler (once). All or
+        nothing: if a part fails (the exporter's port is taken), what was started is stopped again
+        and the error raised, so a retry (one per data-parallel engine) starts clean and never
+        leaves extra threads behind."""
         with self._lock:
             if self.info.started or not self.config.enabled:
                 return
             ctx = self.context
-            ctx.manager.start_monitoring()
-            ctx.stall.start()
-            if self.config.system_sampler:
-                from aphrodite_sla.integrations.system import SystemSampler
+            if self.config.numba_cache_dir:  # read when the kernels load, on the evaluator thread
+                os.environ.setdefault("APHRODITE_SLA_NUMBA_CACHE_DIR", self.config.numba_cache_dir)
+            try:
+                if self.config.exporter_port:  # first: the part most likely to fail (a busy port)
+                    from aphrodite_sla.export.server import start_exporter
 
-                self.system = SystemSampler(ctx.manager, interval_s=self.config.system_interval_s)
-                self.system.start()
-            self._register_collector()
-            if self.config.exporter_port:
-                from aphrodite_sla.export.server import start_exporter
+                    self.exporter, port, _ = start_exporter(
+                        ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
+                        config_error=self.info.config_error,
+                    )
+                    logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
+                self._register_collector()
+                ctx.manager.start_monitoring()
+                ctx.stall.start()
+                if self.config.system_sampler:
+                    from aphrodite_sla.integrations.system import SystemSampler
 
-                self.exporter, port, _ = start_exporter(
-                    ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
-                    config_error=self.info.config_error,
-                )
-                logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
+                    self.system = SystemSampler(ctx.manager, interval_s=self.config.system_interval_s)
+                    self.system.start()
+            except BaseException:
+                self._stop_parts(timeout=5.0)
+                raise
             self.info.started = True
 
     def _register_collector(self) -> None:
@@ -103,7 +126,7 @@ class SLARuntime:
 
         from aphrodite_sla.events import SnapshotPublished
         from aphrodite_sla.export.collector import SLACollector
-        from aphrodite_sla.export.multiprocess import MultiprocessMirror, multiprocess_mode
+        from aphrodite_sla.export.multiprocess import MultiprocessMirror, mark_this_process_dead, multiprocess_mode
 
         if self.collector is not None:
             return
@@ -117,36 +140,50 @@ class SLARuntime:
             # the engine's /metrics then reads metric files only: mirror every published snapshot
             mirror = MultiprocessMirror(self.collector, ctx.self_metrics)
             self._mirror = ctx.manager.subscribe(mirror.on_event, SnapshotPublished, name="multiprocess_mirror")
+            atexit.register(mark_this_process_dead)  # a process gone must not leave its series behind
             logger.info("aphrodite-sla: prometheus multiprocess mode: publishing SLA metrics as multiprocess gauges")
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
             if not self.info.started:
                 return
-            if self.exporter is not None:
-                self.exporter.shutdown()
-                self.exporter.server_close()
-                self.exporter = None
-            if self.collector is not None:
-                from prometheus_client import REGISTRY
-
-                try:
-                    REGISTRY.unregister(self.collector)
-                except KeyError:
-                    pass
-                self.collector = None
-            if self._mirror is not None:
-                self.context.events.unsubscribe(self._mirror)
-                self._mirror = None
-            self.context.manager.stop_monitoring(timeout)
-            self.context.stall.stop(timeout)
-            if self.system is not None:
-                self.system.stop(timeout)
+            self._stop_parts(timeout)
             self.info.started = False
+
+    def _stop_parts(self, timeout: float) -> None:
+        """Stop whatever is running (each part is idempotent)."""
+        if self.exporter is not None:
+            self.exporter.shutdown()
+            self.exporter.server_close()
+            self.exporter = None
+        if self.collector is not None:
+            from prometheus_client import REGISTRY
+
+            try:
+                REGISTRY.unregister(self.collector)
+            except KeyError:
+                pass
+            self.collector = None
+        if self._mirror is not None:
+            self.context.events.unsubscribe(self._mirror)
+            self._mirror = None
+        self.context.manager.stop_monitoring(timeout)
+        self.context.stall.stop(timeout)
+        if self.system is not None:
+            self.system.stop(timeout)
+            self.system = None
 
 
 _runtime: SLARuntime | None = None
 _runtime_lock = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    global _runtime_lock
+    _runtime_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 
 def get_runtime() -> SLARuntime:

@@ -87,12 +87,14 @@ def run_simulation(
     live: bool = False,
     out: Callable[[str], None] = print,
     step_logger: Callable[[SLARuntime], Callable[[Any, Any], None]] | None = None,
+    on_evaluation: Callable[[float], None] | None = None,
 ) -> SimulationResult:
     """Run ``scenario_name`` for ``duration_s`` engine seconds (default: the scenario's). ``speed``:
     engine seconds per wall second (0 = as fast as possible). ``port``: serve /metrics on
     127.0.0.1 (0 picks a free port; None: no exporter). ``step_logger(runtime)`` returns what each
     engine step is handed to (default: our StatLogger, the real vLLM class when importable; the
-    contract tests pass vLLM's own ``StatLoggerManager``)."""
+    contract tests pass vLLM's own ``StatLoggerManager``). ``on_evaluation(engine_s)`` runs after
+    each evaluation, while the simulation waits (tests scrape the exporter there)."""
     scenario = get_scenario(scenario_name)
     if duration_s is not None:
         if not (duration_s > 0 and math.isfinite(duration_s)):
@@ -103,7 +105,7 @@ def run_simulation(
     # The real vLLM stats classes when vLLM is importable (our same-named dataclasses otherwise).
     sim = EngineSimulator(scenario, seed=seed, stats_factory=StatsFactory(prefer_real=True))
     clock = sim.clock
-    config = SLAConfig(thresholds=SIMULATED_MODEL_SLAS, system_sampler=False, stall_after_s=20.0)
+    config = SLAConfig(sla_set="seed", thresholds=SIMULATED_MODEL_SLAS, system_sampler=False, stall_after_s=20.0)
     runtime = SLARuntime(config, clock=clock)
     manager = runtime.manager
     start = clock()
@@ -150,6 +152,8 @@ def run_simulation(
             next_eval += interval
             manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)
             manager.evaluate(t)  # returns once subscribers have the events: signals are in order
+            if on_evaluation is not None:
+                on_evaluation(t - start)
             if view is not None:
                 view.update()
             if speed > 0:

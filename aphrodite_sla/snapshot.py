@@ -107,6 +107,7 @@ class MonitorHealth:
     dropped_events: Mapping[str, int]  # subscriber -> events dropped because its queue was full
     dropped_samples: Mapping[tuple[str, str], int]  # (series, reason) -> samples refused by the store
     store_bytes: int
+    evaluation_failing: bool = False  # the latest evaluation attempt raised (``last_error`` says why)
 
     @property
     def errors_total(self) -> int:

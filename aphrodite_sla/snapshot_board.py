@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.sla.threshold import SLAViolation
-from aphrodite_sla.snapshot import EMPTY_SNAPSHOT, MonitorSnapshot, StallStatus
+from aphrodite_sla.snapshot import EMPTY_SNAPSHOT, MonitorHealth, MonitorSnapshot, StallStatus
 
 
 class SnapshotBoard:
@@ -35,6 +35,11 @@ class SnapshotBoard:
                 snapshot = replace(snapshot, stall=current.stall, stall_violation=current.stall_violation)
             self._latest = snapshot
             return snapshot
+
+    def publish_health(self, health: MonitorHealth) -> None:
+        """Replace the monitor's own health (an evaluation that failed publishes no statuses)."""
+        with self._lock:
+            self._latest = replace(self._latest, health=health)
 
     def publish_stall(self, status: StallStatus, violation: SLAViolation | None) -> None:
         """Replace the stall part (``violation`` is set while stalled)."""

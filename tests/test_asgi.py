@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -25,9 +26,11 @@ from starlette.routing import Route
 from aphrodite_sla import ManualClock, SLAManager
 from aphrodite_sla import runtime as rt
 from aphrodite_sla.integrations.asgi import (
+    HTTP_CLIENT_DISCONNECTS,
     HTTP_ERROR_PERCENT,
     HTTP_FIRST_BYTE_MS,
     HTTP_LATENCY_MS,
+    HTTP_REJECTED,
     AdmissionController,
     AdmissionState,
     ServerState,
@@ -98,6 +101,7 @@ def explicit_app(manager: SLAManager, clock: ManualClock, server: ServerState | 
     gate_timeouts: list[int] = []
 
     async def ok(request: Request):
+        await request.body()  # as an engine endpoint does: the request is in flight once its body is in
         clock.advance(0.25)
         return JSONResponse({"ok": True, "in_flight": server.in_flight_requests()})
 
@@ -193,13 +197,14 @@ def test_success_records_latency_and_no_error(explicit, client):
     assert values(manager, HTTP_ERROR_PERCENT) == [0.0]
 
 
-def test_500_from_app_is_an_error_429_is_not(explicit, client):
+def test_500_from_app_is_an_error_429_is_counted_apart(explicit, client):
     manager, clock = explicit
     with serve(explicit_app(manager, clock)) as url:
         assert client.post(f"{url}/v1/fail").status_code == 500
         assert client.post(f"{url}/v1/limited").status_code == 429
-    assert values(manager, HTTP_ERROR_PERCENT) == [100.0, 0.0]
-    assert values(manager, HTTP_LATENCY_MS) == pytest.approx([100.0, 0.0], abs=1e-3)
+    assert values(manager, HTTP_ERROR_PERCENT) == [100.0]
+    assert values(manager, HTTP_LATENCY_MS) == pytest.approx([100.0], abs=1e-3)
+    assert values(manager, HTTP_REJECTED) == [1.0]  # answered without the engine: not a latency sample
 
 
 def test_429_counted_when_configured(explicit, client):
@@ -256,23 +261,42 @@ def test_non_inference_paths_not_counted(explicit, client):
 
 
 # -- admission control -----------------------------------------------------------------------------
-def test_shedding_half_rejects_every_other_request(client):
+def test_shedding_rejects_the_fraction_at_random(client):
     ctx = runtime_context()
-    manager, admission = ctx.manager, ctx.server.admission
+    manager = ctx.manager
+    admission = ctx.server.admission = AdmissionController(rng=random.Random(7))
     admission.shed(0.5, retry_after_s=7, reason="kv cache exhausted")
     assert admission.state is AdmissionState.SHEDDING
     with serve(vllm_like_app()) as url:
-        responses = [client.post(f"{url}/v1/chat/completions", json={}) for _ in range(6)]
+        responses = [client.post(f"{url}/v1/chat/completions", json={}) for _ in range(200)]
         assert client.get(f"{url}/health").status_code == 200
-    assert [r.status_code for r in responses] == [200, 503, 200, 503, 200, 503]
-    for r in responses[1::2]:
-        assert r.headers["retry-after"] == "7"
-        body = r.json()
-        assert body["error"]["type"] == "overloaded" and "kv cache" not in body["error"]["message"]
+    codes = [r.status_code for r in responses]
+    rejected = codes.count(503)
+    assert 70 <= rejected <= 130 and set(codes) == {200, 503}
+    assert codes[:40] != [200, 503] * 20 and codes[:40] != [503, 200] * 20  # no counter to game
+    for r in responses:
+        if r.status_code == 503:
+            assert r.headers["retry-after"] == "7"
+            body = r.json()
+            assert body["error"]["type"] == "overloaded" and "kv cache" not in body["error"]["message"]
     stats = admission.stats()
-    assert stats.rejected == 3 and stats.rejected_by_reason == {"kv cache exhausted": 3}
+    assert stats.rejected == rejected and stats.rejected_by_reason == {"kv cache exhausted": rejected}
     # Rejected requests never reached the app and are not in the latency series.
-    assert len(values(manager, HTTP_LATENCY_MS)) == 3
+    assert len(values(manager, HTTP_LATENCY_MS)) == 200 - rejected
+
+
+def test_a_client_sending_junk_until_a_503_cannot_predict_the_next(client):
+    """With a counter, the request after a 503 always passed at 50% shedding (40 of 40)."""
+    admission = AdmissionController(rng=random.Random(3))
+    admission.shed(0.5)
+    after_rejection = []
+    previous = True
+    for _ in range(4000):
+        ok = admission.admit()
+        if not previous:
+            after_rejection.append(ok)
+        previous = ok
+    assert 0.4 < sum(after_rejection) / len(after_rejection) < 0.6
 
 
 def test_closed_rejects_all_then_open_passes_all(client):
@@ -297,7 +321,8 @@ def test_admission_validates_and_shed_zero_opens():
     with pytest.raises(ValueError):
         adm.close(retry_after_s=-1)
     adm.shed(0.25, retry_after_s=1)
-    assert [adm.admit() for _ in range(8)] == [True, True, True, False] * 2
+    admitted = [adm.admit() for _ in range(4000)]
+    assert 0.72 < sum(admitted) / len(admitted) < 0.78
     adm.shed(0.0)
     assert adm.state is AdmissionState.OPEN and all(adm.admit() for _ in range(5))
 
@@ -367,7 +392,7 @@ async def test_response_never_finished_counts_as_error():
     clock = ManualClock()
     manager = SLAManager(clock=clock)
 
-    async def app(scope, receive, send):  # a stream abandoned mid-way (client went away)
+    async def app(scope, receive, send):  # a stream the app abandoned mid-way, the client still there
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         clock.advance(0.2)
@@ -377,7 +402,7 @@ async def test_response_never_finished_counts_as_error():
     assert values(manager, HTTP_LATENCY_MS) == pytest.approx([200.0], abs=1e-3)
 
 
-async def test_send_failure_propagates_and_is_an_error():
+async def test_send_failure_propagates_and_is_a_client_disconnect():
     clock = ManualClock()
     manager = SLAManager(clock=clock)
 
@@ -391,10 +416,10 @@ async def test_send_failure_propagates_and_is_an_error():
 
     with pytest.raises(OSError, match="client disconnected"):
         await _call(SLAMiddleware(app, manager=manager, clock=clock), send=broken_send)
-    assert values(manager, HTTP_ERROR_PERCENT) == [100.0]
+    assert values(manager, HTTP_ERROR_PERCENT) == [] and values(manager, HTTP_CLIENT_DISCONNECTS) == [1.0]
 
 
-async def test_cancellation_propagates_and_is_an_error():
+async def test_cancellation_without_a_disconnect_propagates_and_is_an_error():
     clock = ManualClock()
     manager = SLAManager(clock=clock)
 
@@ -475,3 +500,86 @@ def test_json_body_of_rejection_is_valid():
     body = json.loads(rejection.body["body"])
     assert body == {"error": {"message": "The server is overloaded; retry after 3 s.", "type": "overloaded", "code": 503}}
     assert int(headers[b"content-length"]) == len(rejection.body["body"])
+
+
+# -- which requests count --------------------------------------------------------------------------
+ENGINE_INFERENCE_ROUTES = ("/invocations", "/inference/v1/generate", "/cohere/v2/chat", "/pooling", "/score", "/rerank",
+                           "/v2/rerank", "/classify", "/api/v1/generate", "/v1/completions", "/v1/embeddings")
+
+
+async def test_every_inference_route_is_measured_and_shed_not_only_v1():
+    """With admission closed, all nine non-/v1/ inference routes of the real wheels answered 200."""
+    manager = SLAManager(clock=ManualClock())
+    server = ServerState()
+    served = []
+
+    async def app(scope, receive, send):
+        served.append(scope["path"])
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+
+    mw = SLAMiddleware(app, manager=manager, server=server)
+    server.admission.close(reason="draining")
+    for path in ENGINE_INFERENCE_ROUTES:
+        sent = await _call(mw, path)
+        assert sent[0]["status"] == 503, path
+    for path in ("/tokenize", "/v1/models", "/v1/load_lora_adapter", "/reset_prefix_cache", "/v1/chat/completions/render"):
+        sent = await _call(mw, path)
+        assert sent[0]["status"] == 200, path  # not inference: never shed, never measured
+    server.admission.open()
+    for path in ENGINE_INFERENCE_ROUTES:
+        await _call(mw, path)
+    assert len(values(manager, HTTP_LATENCY_MS)) == len(ENGINE_INFERENCE_ROUTES)
+
+
+async def test_a_slow_client_is_not_in_flight_until_its_body_has_arrived():
+    """A request whose body trickles in counted as waiting on the engine: a false engine stall."""
+    manager = SLAManager(clock=ManualClock())
+    server = ServerState()
+    chunks = asyncio.Queue()
+    seen = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            seen.append(server.in_flight)
+            if not message.get("more_body"):
+                break
+        seen.append(server.in_flight)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": False})
+
+    async def receive():
+        return await chunks.get()
+
+    mw = SLAMiddleware(app, manager=manager, server=server)
+    for i in range(3):
+        chunks.put_nowait({"type": "http.request", "body": b"x", "more_body": i < 2})
+    await mw({"type": "http", "path": "/v1/completions", "method": "POST", "headers": []}, receive, lambda m: asyncio.sleep(0))
+    assert seen == [0, 0, 1, 1]  # counted once the last chunk arrived
+    assert server.in_flight == 0
+
+
+async def test_auth_rejections_and_client_hang_ups_are_not_latency_or_errors():
+    manager = SLAManager(clock=ManualClock())
+
+    async def unauthorized(scope, receive, send):
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b"no", "more_body": False})
+
+    await _call(SLAMiddleware(unauthorized, manager=manager))
+
+    async def hung_up(scope, receive, send):  # a stream the client abandoned: the server saw a disconnect
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"tok", "more_body": True})
+        await receive()  # -> http.disconnect
+
+    async def receive_disconnect():
+        return {"type": "http.disconnect"}
+
+    mw = SLAMiddleware(hung_up, manager=manager)
+    await mw({"type": "http", "path": "/v1/completions", "method": "POST", "headers": []}, receive_disconnect,
+             lambda m: asyncio.sleep(0))
+    assert values(manager, HTTP_LATENCY_MS) == [] and values(manager, HTTP_ERROR_PERCENT) == []
+    assert values(manager, HTTP_REJECTED) == [1.0] and values(manager, HTTP_CLIENT_DISCONNECTS) == [1.0]

@@ -33,8 +33,12 @@ def test_demo_reports_a_missed_fault(capsys):
     assert result.faults[0].first_violation is None
 
 
-def test_cli_thresholds_lists_the_seven_slas(capsys):
+def test_cli_thresholds_lists_the_active_and_the_seed_slas(capsys, monkeypatch):
+    monkeypatch.delenv("APHRODITE_SLA_CONFIG", raising=False)
     assert main(["thresholds"]) == 0
+    out = capsys.readouterr().out
+    assert "ttft_p95" in out and "tpot_p95" in out and "request_latency_p95" not in out
+    assert main(["thresholds", "--set", "seed"]) == 0
     out = capsys.readouterr().out
     for name in ("request_latency_p95", "tokens_per_second", "echo_evolution_convergence"):
         assert name in out

@@ -13,6 +13,7 @@ from aphrodite_sla import ManualClock, SLAManager, SLAThreshold, Statistic
 from aphrodite_sla import runtime as rt
 from aphrodite_sla.export.endpoints import SLAEndpoints, openapi_schema
 from aphrodite_sla.export.server import start_exporter
+from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.integrations.stall import StallDetector
 from tests.test_asgi import serve, vllm_like_app
 
@@ -36,30 +37,75 @@ def manager_with(latency_ms: float, clock=None):
     return mgr, clock
 
 
-def test_healthy_degraded_critical():
-    ok, _ = manager_with(90.0)
-    assert SLAEndpoints(ok.snapshot).health() == (200, {
-        "status": "healthy", "sla_compliance": 100.0, "active_violations": 0, "violations": [], "engine_stalled": False,
+def test_an_sla_breach_is_reported_with_200_since_removing_replicas_makes_it_worse():
+    ok, clock = manager_with(90.0)
+    assert SLAEndpoints(ok.snapshot, clock=clock).health() == (200, {
+        "status": "healthy", "serving": True, "reasons": [], "sla_compliance": 100.0, "active_violations": 0,
+        "violations": [], "engine_stalled": False, "draining": False,
+        "monitor": {"evaluating": True, "reason": None, "last_evaluation_age_s": 0.0, "evaluator_running": False,
+                    "errors": 0, "last_error": None},
     })
-    minor, _ = manager_with(130.0)  # bound 120: ratio 1.08 -> MINOR
-    status, payload = SLAEndpoints(minor.snapshot).health()
+    minor, clock = manager_with(130.0)  # bound 120: ratio 1.08 -> MINOR
+    status, payload = SLAEndpoints(minor.snapshot, clock=clock).health()
     assert status == 200 and payload["status"] == "degraded" and payload["active_violations"] == 1
-    assert payload["violations"][0]["severity"] == "minor"
-    critical, _ = manager_with(500.0)
-    status, payload = SLAEndpoints(critical.snapshot).health()
-    assert status == 503 and payload["status"] == "critical"
-    status, payload = SLAEndpoints(ok.snapshot, config_error="APHRODITE_SLA_X: bad").health()
+    assert payload["violations"][0]["severity"] == "minor" and payload["reasons"] == [payload["violations"][0]["message"]]
+    critical, clock = manager_with(500.0)
+    status, payload = SLAEndpoints(critical.snapshot, clock=clock).health()
+    assert status == 200 and payload["status"] == "critical" and payload["serving"] is True
+    # an operator who wants the replica out on a CRITICAL SLA violation says so
+    status, payload = SLAEndpoints(critical.snapshot, clock=clock, fail_on_critical_sla=True).health()
+    assert status == 503 and payload["serving"] is False
+    status, payload = SLAEndpoints(ok.snapshot, clock=clock, config_error="APHRODITE_SLA_X: bad").health()
     assert status == 200 and payload["status"] == "degraded" and payload["config_error"].startswith("APHRODITE_SLA_X")
 
 
-def test_stalled_engine_is_critical():
+def test_a_stalled_engine_cannot_serve():
     mgr, clock = manager_with(90.0)
     stall = StallDetector(mgr, stall_after_s=10, clock=clock)
     stall.on_record(clock(), 5, 0)
     clock.advance(11)
     stall.check(clock())
-    status, payload = SLAEndpoints(mgr.snapshot).health()  # the stall detector publishes into mgr's snapshot
-    assert status == 503 and payload["engine_stalled"] and payload["status"] == "critical"
+    status, payload = SLAEndpoints(mgr.snapshot, clock=clock).health()  # the stall detector publishes into mgr's snapshot
+    assert status == 503 and payload["engine_stalled"] and payload["status"] == "critical" and not payload["serving"]
+    assert payload["reasons"][0].startswith("engine_stalled: no engine progress")
+
+
+def test_a_draining_replica_answers_503():
+    mgr, clock = manager_with(90.0)
+    server = ServerState()
+    server.admission.close(reason="deploying v2")
+    status, payload = SLAEndpoints(mgr.snapshot, clock=clock, server=server).health()
+    assert status == 503 and payload["status"] == "draining" and payload["draining"]
+    assert payload["reasons"] == ["draining: admission closed (deploying v2)"]
+    server.admission.shed(0.5)  # shedding still serves
+    assert SLAEndpoints(mgr.snapshot, clock=clock, server=server).health()[0] == 200
+
+
+def test_a_monitor_that_cannot_evaluate_says_so(monkeypatch):
+    """An evaluation that raises (here: the window plan) and an evaluator whose evaluations stopped
+    are both reported: health degraded with the reason, the summary still answers."""
+    mgr, clock = manager_with(90.0)
+    ep = SLAEndpoints(mgr.snapshot, clock=clock, stale_after_s=30)
+
+    def broken(*a, **k):
+        raise RuntimeError("cannot cache function 'evaluate_windows': no locator available")
+
+    monkeypatch.setattr(mgr._evaluator, "plan", broken)
+    mgr._tick()  # the background path: counted, published, not raised
+    status, payload = ep.health()
+    assert status == 200 and payload["status"] == "degraded" and payload["monitor"]["evaluating"] is False
+    assert "no locator available" in payload["reasons"][0]
+    assert ep.handle("GET", "/metrics/summary").status == 200
+    with pytest.raises(RuntimeError):
+        mgr.evaluate()  # the synchronous path raises to its caller too
+    monkeypatch.undo()
+    mgr.evaluate()
+    assert ep.health()[1]["monitor"]["evaluating"] is True
+    # a running evaluator whose last evaluation is too old
+    object.__setattr__(mgr.snapshot().health, "evaluator_running", True)
+    clock.advance(31)
+    payload = ep.health()[1]
+    assert payload["monitor"]["evaluating"] is False and "31 s ago" in payload["monitor"]["reason"]
 
 
 def test_summary_payload_is_strict_json():
@@ -91,9 +137,8 @@ def test_standalone_exporter_serves_everything_on_loopback():
         base = f"http://127.0.0.1:{port}"
         metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
         assert 'sla_violation_active{model_name="m",severity="critical",sla="lat_p95"} 1.0' in metrics
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(base + "/health/production", timeout=5)
-        assert err.value.code == 503 and json.loads(err.value.read())["status"] == "critical"
+        health = urllib.request.urlopen(base + "/health/production", timeout=5)
+        assert health.status == 200 and json.loads(health.read())["status"] == "critical"
         summary = json.loads(urllib.request.urlopen(base + "/metrics/summary", timeout=5).read())
         assert summary["active_violations"] == 1
         assert json.loads(urllib.request.urlopen(base + "/openapi.json", timeout=5).read())["openapi"] == "3.1.0"
@@ -110,16 +155,17 @@ def test_middleware_serves_endpoints_inside_the_engine_app(monkeypatch):
     rt.reset_runtime()
     try:
         ctx = rt.get_runtime().context
-        ctx.manager.record_batch("request_latency_ms", np.full(50, 130.0))  # bound 250: within
+        ctx.manager.record_batch("ttft_ms", np.full(50, 130.0))  # bound 2500: within
         ctx.manager.evaluate()
         with serve(vllm_like_app()) as base, httpx.Client(timeout=10) as client:
             r = client.get(base + "/health/production")
             assert r.status_code == 200 and r.json()["status"] == "healthy"
             summary = client.get(base + "/metrics/summary").json()
-            assert summary["slas"]["request_latency_p95"]["value"] == 130.0
+            assert summary["slas"]["ttft_p95"]["value"] == 130.0
             assert client.get(base + "/health").json() == {"ok": True}  # the app's own routes still work
             ctx.server.admission.close(retry_after_s=5, reason="test")
-            assert client.get(base + "/health/production").status_code == 200  # never shed
             assert client.post(base + "/v1/chat/completions").status_code == 503
+            r = client.get(base + "/health/production")  # never shed; says the replica is draining
+            assert r.status_code == 503 and r.json()["status"] == "draining"
     finally:
         rt.reset_runtime()

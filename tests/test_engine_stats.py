@@ -106,13 +106,16 @@ def test_flush_runs_before_each_evaluation():
     assert values(mgr, "itl_ms") == [20.0, 30.0]
 
 
-def test_staging_is_bounded_without_an_evaluator():
-    _, mgr, rec = make()
-    rec.max_staged_steps = 10
+def test_staging_is_bounded_without_an_evaluator_and_never_flushes_on_the_engine_thread():
+    """A 512-step inline flush on the engine's thread took 15.6 ms above ~100 steps/s: record()
+    never flushes; without an evaluator the oldest steps beyond the bound go, counted."""
+    clock = ManualClock(1000.0)
+    mgr = SLAManager(clock=clock, anomaly_detection=False)
+    rec = EngineStatsRecorder(mgr, max_staged_steps=10)
     for _ in range(35):
         rec.record(*step())
-    assert len(rec._staged) < 10
-    assert rec.counters.steps_flushed >= 30
+    assert len(rec._staged) == 10 and rec.counters.steps_flushed == 0 and rec.counters.dropped_steps == 25
+    assert rec.flush() == 10 and rec.counters.steps_flushed == 10
 
 
 def test_timestamps_are_the_record_times():
@@ -159,3 +162,36 @@ def test_garbage_stats_never_raise(sched_fields, it_fields, req_fields, none_sch
     for name in mgr.store.names():
         vals = np.array(values(mgr, name))
         assert np.all(np.isfinite(vals)) and np.all(vals >= 0)
+
+
+def test_one_bad_value_costs_only_itself():
+    """A value whose float() raises something unexpected (or a string) made the whole column's
+    conversion raise: every staged step of that series and the series after it were lost, counted
+    as one hook error and zero drops."""
+
+    class Weird:
+        def __float__(self):
+            raise RuntimeError("not today")
+
+    clock, mgr, rec = make()
+    good = step()
+    bad_sched, bad_it = step()
+    bad_it.inter_token_latencies_iter = [0.02, Weird(), "0.5", 0.03]
+    rec.record(*good)
+    rec.record(bad_sched, bad_it)
+    rec.record(*good)
+    mgr.evaluate()
+    assert values(mgr, "itl_ms") == [20.0, 30.0, 20.0, 30.0, 20.0, 30.0]
+    dropped = {reason.value: n for (name, reason), n in mgr.store.dropped().items() if name == "itl_ms"}
+    assert dropped == {"nan": 2}  # each bad value counted, the rest kept
+    assert values(mgr, "kv_cache_usage_percent") == [50.0, 50.0, 50.0]  # the series after it too
+    assert mgr.evaluator_stats.callback_errors == 0
+
+
+def test_varying_engine_indices_do_not_grow_the_counters_without_bound():
+    clock, mgr, rec = make()
+    for idx in range(1000):
+        rec.record(*step(), engine_idx=idx)
+    rec.flush()
+    per = rec.counters.per_engine_steps
+    assert len(per) == 65 and per[-1] == 1000 - 64 and sum(per.values()) == 1000

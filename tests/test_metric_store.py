@@ -147,3 +147,38 @@ def test_record_never_raises_and_loses_nothing(values):
     kept = sum(store.record("m", v) for v in values)
     assert kept + store.dropped_total("m") == len(values)
     assert store.buffer("m").count == kept
+
+
+def test_batches_count_every_refused_value_and_parse_no_strings():
+    """record_batch(generator) counted one drop for many values, and parsed "1.5" that record()
+    refuses."""
+    store = MetricStore(ManualClock(100.0))
+    store.register(MetricSpec("x", 60.0, 10.0))
+    assert store.record_batch("x", (v for v in [1.0, 2.0, 3.0])) == 3
+    assert store.record_batch("x", ["1.5", 2.0, b"3", None, 4.0]) == 2
+    assert store.record("x", "1.5") is False
+    assert store.dropped() == {("x", DropReason.NOT_A_NUMBER): 4}
+    assert store.record_batch("y", (v for v in range(7))) == 0
+    assert store.dropped()[("y", DropReason.UNKNOWN_METRIC)] == 7
+    # per-value timestamps stay aligned with the values that were kept
+    store.register(MetricSpec("z", 60.0, 10.0))
+    assert store.record_batch("z", ["a", 5.0, 6.0], [99.0, 99.5, 99.7]) == 2
+    times, vals = store.buffer("z").window(-1e9, 1e9)
+    assert vals.tolist() == [5.0, 6.0] and times.tolist() == [99.5, 99.7]
+
+
+def test_wall_clock_timestamps_are_converted_by_age_and_the_future_is_now():
+    """A sample stamped 59 s ahead used to hold its series for ~54 s: later ones looked late."""
+    import time
+
+    from aphrodite_sla.clock import system_clock
+
+    store = MetricStore()
+    assert store.clock is system_clock and store.wall_clock is time.time
+    store.register(MetricSpec("x", 60.0, 10.0))
+    assert store.record("x", 1.0, time.time() + 59)  # ahead: stored at the present
+    assert store.record("x", 2.0, time.time() - 1)  # one second old: kept, not "out of order"
+    assert store.record("x", 3.0)
+    assert store.dropped() == {}
+    times, _ = store.buffer("x").window(-1e18, 1e18)
+    assert times.max() <= system_clock()

@@ -39,6 +39,6 @@ def test_malformed_configuration_falls_back_to_defaults_and_reports(monkeypatch,
 
 def test_configured_thresholds_replace_and_disable_defaults():
     custom = SLAThreshold("request_latency_p95", 2000.0, 25.0, 5, statistic=Statistic.P95, source_metric="request_latency_ms")
-    r = rt.SLARuntime(SLAConfig(thresholds=(custom,), disabled_slas=("echo_evolution_convergence",), system_sampler=False))
+    r = rt.SLARuntime(SLAConfig(sla_set="seed", thresholds=(custom,), disabled_slas=("echo_evolution_convergence",), system_sampler=False))
     assert r.manager.thresholds["request_latency_p95"].target_value == 2000.0
     assert "echo_evolution_convergence" not in r.manager.thresholds

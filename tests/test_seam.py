@@ -150,6 +150,7 @@ def test_a_stall_is_a_violation_on_the_one_stream_and_in_the_snapshot():
     assert mgr.snapshot().engine_stalled
     status, payload = ctx.endpoints.health()
     assert status == 503 and payload["active_violations"] == 1 and payload["violations"][0]["sla"] == "engine_stalled"
+    assert not payload["serving"]
     stall.on_record(clock(), 3, 5)
     stall.check()
     assert resolved == [("engine_stalled", clock())] and kinds == [StallDetected, StallCleared]
@@ -265,7 +266,7 @@ def test_multiprocess_mirror_publishes_the_evaluation_just_run(tmp_path):
         rt = SLARuntime(SLAConfig(system_sampler=False), clock=clock)
         rt._register_collector()
         clock.advance(1.0)
-        rt.manager.record_batch("request_latency_ms", np.full(20, 900.0))
+        rt.manager.record_batch("ttft_ms", np.full(20, 9000.0))
         rt.manager.evaluate()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -296,7 +297,7 @@ def test_monitor_failures_are_exported_as_counters():
     ctx.recorder.record(object(), BadStats())
     for _ in range(60):
         clock.advance(5)
-        mgr.record_batch("request_latency_ms", np.full(20, 900.0))
+        mgr.record_batch("ttft_ms", np.full(20, 9000.0))
         mgr.evaluate()
     fams = families(SLACollector(mgr.snapshot, model_name="m", self_metrics=mgr.self_metrics))
     errors = {s.labels["component"]: s.value for s in fams["sla_monitor_errors"].samples}
@@ -314,17 +315,17 @@ def test_label_names_say_what_they_label():
     clock = ManualClock(T0)
     ctx = MonitorContext.build(clock=clock)
     mgr = ctx.manager
-    mgr.record_measurement("request_latency_ms", -5.0)  # a dropped sample
+    mgr.record_measurement("ttft_ms", -5.0)  # a dropped sample
     for _ in range(80):
         clock.advance(5)
-        mgr.record_batch("request_latency_ms", np.full(20, 900.0))
+        mgr.record_batch("ttft_ms", np.full(20, 9000.0))
         mgr.evaluate()
     fams = families(SLACollector(mgr.snapshot))
     assert {tuple(sorted(s.labels)) for s in fams["sla_violations"].samples} == {("model_name", "severity", "sla")}
     assert {tuple(sorted(s.labels)) for s in fams["sla_threshold_breaches"].samples} == {("model_name", "sla")}
     assert {tuple(sorted(s.labels)) for s in fams["sla_window_quantile"].samples} == {("model_name", "q", "series")}
     assert {tuple(sorted(s.labels)) for s in fams["sla_dropped_samples"].samples} == {("model_name", "reason", "series")}
-    assert any(s.labels["series"] == "request_latency_ms" for s in fams["sla_window_quantile"].samples)
+    assert any(s.labels["series"] == "ttft_ms" for s in fams["sla_window_quantile"].samples)
 
 
 def test_endpoints_reject_a_manager_where_a_snapshot_source_belongs():

@@ -5,25 +5,36 @@ by the standalone exporter (WSGI) beside ``/metrics``.
 Both read the latest ``MonitorSnapshot`` and nothing else: no lock against the evaluator, no
 kernel, nothing computed on the engine's event loop.
 
-Health status: ``critical`` (HTTP 503, so a load balancer takes the replica out) when a CRITICAL
-violation is active or the engine is stalled; ``degraded`` (HTTP 200) when any other violation is
-active or the configuration was rejected; ``healthy`` (200) otherwise.
+What health means for a load balancer: HTTP 503 only when this replica cannot serve — the engine
+is stalled, or the replica is draining (admission closed) — because an SLA breach on an overloaded
+fleet is not fixed by removing replicas (every one would breach, and the survivors would get more
+load). An SLA breach is reported in the body with HTTP 200: ``status`` is ``critical`` with a
+CRITICAL violation, ``degraded`` with any other, a rejected configuration or a monitor that cannot
+evaluate, ``healthy`` otherwise (``draining`` while admission is closed). Operators who want a 503
+on a CRITICAL SLA violation too set ``health_fail_on_critical_sla``.
 """
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from aphrodite_sla.clock import system_clock
+from aphrodite_sla.integrations.admission import AdmissionState
 from aphrodite_sla.integrations.engine_stats import GOODPUT_SERIES, GOODPUT_WINDOW_S
+from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.sla.threshold import ViolationSeverity
 from aphrodite_sla.snapshot import MonitorSnapshot
 
 SnapshotSource = Callable[[], MonitorSnapshot]
+# How long a response built from one snapshot is reused (the stall detector publishes every second,
+# the evaluator every few seconds; the engine's own /metrics in a shared registry changes anytime).
+RENDER_TTL_S = 0.5
 
 HEALTH_PATH = "/health/production"
 SUMMARY_PATH = "/metrics/summary"
@@ -51,11 +62,15 @@ def _finite(v: float | None) -> float | None:
 
 
 class SLAEndpoints:
-    """Builds the payloads from the latest snapshot; ``handle(method, path)`` answers a request."""
+    """Builds the payloads from the latest snapshot; ``handle(method, path)`` answers a request.
+
+    ``server``: the HTTP server's state (admission: draining); ``clock`` and ``stale_after_s``: an
+    evaluator whose last evaluation is older than that is reported as not evaluating."""
 
     def __init__(
         self, snapshots: SnapshotSource, *, config_error: str | None = None,
-        registry: CollectorRegistry | None = None, model_name: str = "",
+        registry: CollectorRegistry | None = None, model_name: str = "", server: ServerState | None = None,
+        clock: Callable[[], float] = system_clock, stale_after_s: float = 30.0, fail_on_critical_sla: bool = False,
     ) -> None:
         if not callable(snapshots):
             raise TypeError(f"SLAEndpoints: expected a snapshot source (e.g. manager.snapshot), got {type(snapshots).__name__}")
@@ -63,17 +78,59 @@ class SLAEndpoints:
         self.config_error = config_error
         self.registry = registry
         self.model_name = model_name
+        self.server = server
+        self.clock = clock
+        self.stale_after_s = float(stale_after_s)
+        self.fail_on_critical_sla = fail_on_critical_sla
+        # responses built once per published snapshot (and at most RENDER_TTL_S old): a flood of
+        # scrapes or health checks costs a lookup each, not a rendering each
+        self._rendered: dict[str, tuple[tuple[object, object], float, Response]] = {}
 
     # -- payloads --------------------------------------------------------------------------
+    def monitor_state(self, snap: MonitorSnapshot) -> dict[str, Any]:
+        """Is the monitor itself working: evaluating, and how recently."""
+        h = snap.health
+        age = None if snap.evaluated_at is None else max(0.0, self.clock() - snap.evaluated_at)
+        evaluating, reason = True, None
+        if h.evaluation_failing:
+            evaluating, reason = False, h.last_error or "the last evaluation failed"
+        elif h.evaluator_running and age is not None and age > self.stale_after_s:
+            evaluating, reason = False, f"the last evaluation finished {age:.0f} s ago"
+        return {"evaluating": evaluating, "reason": reason, "last_evaluation_age_s": _finite(age),
+                "evaluator_running": h.evaluator_running, "errors": h.errors_total, "last_error": h.last_error}
+
     def health(self) -> tuple[int, dict[str, Any]]:
         snap = self.snapshots()
         active = snap.active_violations
         stalled = snap.engine_stalled
-        critical = stalled or any(v.severity is ViolationSeverity.CRITICAL for v in active)
-        status = "critical" if critical else ("degraded" if active or self.config_error else "healthy")
+        critical = [v for v in snap.violations if v.severity is ViolationSeverity.CRITICAL]
+        admission = self.server.admission if self.server is not None else None
+        draining = admission is not None and admission.state is AdmissionState.CLOSED
+        monitor = self.monitor_state(snap)
+        reasons = []
+        if stalled and snap.stall_violation is not None:
+            reasons.append(snap.stall_violation.message)
+        if draining and admission is not None:
+            reasons.append(f"draining: admission closed ({admission.policy.reason or 'no reason given'})")
+        reasons += [v.message for v in snap.violations]
+        if not monitor["evaluating"]:
+            reasons.append(f"monitor not evaluating: {monitor['reason']}")
+        if self.config_error:
+            reasons.append(f"configuration rejected, defaults in use: {self.config_error}")
+        serving = not stalled and not draining and not (self.fail_on_critical_sla and critical)
+        if draining:
+            status = "draining"
+        elif stalled or critical:
+            status = "critical"
+        elif active or self.config_error or not monitor["evaluating"]:
+            status = "degraded"
+        else:
+            status = "healthy"
         compliance = [s.compliance_percent for s in snap.statuses.values() if s.compliance_percent is not None]
         payload: dict[str, Any] = {
             "status": status,
+            "serving": serving,
+            "reasons": reasons,
             "sla_compliance": _finite(sum(compliance) / len(compliance)) if compliance else None,
             "active_violations": len(active),
             "violations": [
@@ -82,10 +139,12 @@ class SLAEndpoints:
                 for v in active
             ],
             "engine_stalled": stalled,
+            "draining": draining,
+            "monitor": monitor,
         }
         if self.config_error:
             payload["config_error"] = self.config_error
-        return (503 if critical else 200), payload
+        return (200 if serving else 503), payload
 
     def summary(self) -> dict[str, Any]:
         snap = self.snapshots()
@@ -118,6 +177,7 @@ class SLAEndpoints:
             "evaluator": {"evaluations": health.evaluations, "last_duration_ms": _finite(health.last_duration_s * 1000),
                           "running": health.evaluator_running, "errors": dict(health.errors),
                           "dropped_events": sum(health.dropped_events.values()), "last_error": health.last_error},
+            "monitor": self.monitor_state(snap),
         }
 
     # -- dispatch --------------------------------------------------------------------------
@@ -129,16 +189,27 @@ class SLAEndpoints:
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": f"{method} not allowed; use GET"})
         try:
-            if path == HEALTH_PATH:
-                status, payload = self.health()
-                return _json(status, payload)
-            if path == SUMMARY_PATH:
-                return _json(200, self.summary())
-            if path == OPENAPI_PATH:
-                return _json(200, openapi_schema())
-            return Response(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))  # type: ignore[arg-type]
+            # what the response depends on: the snapshot, and (health) the admission policy
+            key = (self.snapshots(), self.server.admission.policy if self.server is not None else None)
+            now = time.monotonic()
+            cached = self._rendered.get(path)
+            if cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1] and now - cached[1] < RENDER_TTL_S:
+                return cached[2]
+            response = self._render(path)
+            self._rendered[path] = (key, now, response)
+            return response
         except Exception as err:  # pragma: no cover - defensive
             return _json(500, {"error": f"{type(err).__name__}: {err}"})
+
+    def _render(self, path: str) -> Response:
+        if path == HEALTH_PATH:
+            status, payload = self.health()
+            return _json(status, payload)
+        if path == SUMMARY_PATH:
+            return _json(200, self.summary())
+        if path == OPENAPI_PATH:
+            return _json(200, openapi_schema())
+        return Response(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))  # type: ignore[arg-type]
 
     # -- adapters --------------------------------------------------------------------------
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -167,11 +238,20 @@ def openapi_schema() -> dict[str, Any]:
                        "observed": {"type": ["number", "null"]}, "bound": {"type": ["number", "null"]},
                        "since": {"type": "number"}, "message": {"type": "string"}},
     }
+    monitor = {
+        "type": "object",
+        "properties": {"evaluating": {"type": "boolean"}, "reason": {"type": ["string", "null"]},
+                       "last_evaluation_age_s": {"type": ["number", "null"]}, "evaluator_running": {"type": "boolean"},
+                       "errors": {"type": "integer"}, "last_error": {"type": ["string", "null"]}},
+    }
     health = {
-        "type": "object", "required": ["status", "sla_compliance", "active_violations"],
-        "properties": {"status": {"enum": ["healthy", "degraded", "critical"]}, "sla_compliance": {"type": ["number", "null"]},
+        "type": "object", "required": ["status", "serving", "reasons", "sla_compliance", "active_violations", "monitor"],
+        "properties": {"status": {"enum": ["healthy", "degraded", "critical", "draining"]}, "serving": {"type": "boolean"},
+                       "reasons": {"type": "array", "items": {"type": "string"}},
+                       "sla_compliance": {"type": ["number", "null"]},
                        "active_violations": {"type": "integer"}, "violations": {"type": "array", "items": violation},
-                       "engine_stalled": {"type": "boolean"}, "config_error": {"type": "string"}},
+                       "engine_stalled": {"type": "boolean"}, "draining": {"type": "boolean"}, "monitor": monitor,
+                       "config_error": {"type": "string"}},
     }
     summary = {
         "type": "object",
@@ -190,8 +270,9 @@ def openapi_schema() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "aphrodite-sla", "version": "0.1.0"},
         "paths": {
-            HEALTH_PATH: op("Production health from live SLA state", health,
-                            {"503": {"description": "critical: a CRITICAL violation is active or the engine is stalled",
+            HEALTH_PATH: op("Can this replica serve, and how are its SLAs (200 unless it cannot serve)", health,
+                            {"503": {"description": "not serving: the engine is stalled or the replica is draining "
+                                                    "(or, with health_fail_on_critical_sla, a CRITICAL SLA violation)",
                                      "content": {"application/json": {"schema": health}}}}),
             SUMMARY_PATH: op("Every SLA's current value, compliance, burn rates and regression", summary),
         },

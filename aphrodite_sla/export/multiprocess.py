@@ -31,6 +31,19 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+def mark_this_process_dead() -> None:
+    """Remove this process's live-gauge files so the engine's ``/metrics`` stops serving its series
+    (registered with ``atexit``). A process killed without running it leaves them behind: the
+    parent that reaps it should call ``prometheus_client.multiprocess.mark_process_dead(pid)``
+    (gunicorn: in its ``child_exit`` hook)."""
+    from prometheus_client import multiprocess
+
+    try:
+        multiprocess.mark_process_dead(os.getpid())
+    except Exception:  # never fail an interpreter's exit
+        logger.debug("aphrodite-sla: mark_process_dead failed", exc_info=True)
+
+
 class MultiprocessMirror:
     """Publishes the collector's samples of each published snapshot as multiprocess gauges, on
     its subscription's thread (never per recorded sample, never on the engine's loop)."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from aphrodite_sla.forking import reset_in_child
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ OTHER_REASON = "<other>"
 
 # -- admission control: data ---------------------------------------------------------------------
 class AdmissionState(str, Enum):
-    """OPEN admits all; SHEDDING rejects a fixed fraction, deterministically; CLOSED rejects all."""
+    """OPEN admits all; SHEDDING rejects a fraction, drawn at random per request; CLOSED rejects all."""
 
     OPEN = "open"
     SHEDDING = "shedding"
@@ -67,18 +70,20 @@ class _Rejection:
 class AdmissionController:
     """The enforcement point recovery drives: ``shed(fraction, ...)``, ``close(...)``, ``open()``.
 
-    Shedding is deterministic (error diffusion: a running sum of ``fraction`` rejects a request each
-    time it passes 1), so 0.5 rejects exactly every other request and tests need no randomness.
-    ``admit()`` runs on the event loop; the state-changing methods may be called from any thread.
+    Shedding draws at random per request (``rng``, seedable for tests): a counter would be
+    predictable — a client sending junk until one request gets a 503 would then know the next ones
+    pass. ``admit()`` runs on the event loop; the state-changing methods may be called from any
+    thread.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._policy = AdmissionPolicy(changed_at=clock())
         self._rejection = _build_rejection(self._policy)
-        self._acc = 0.0
+        self._random = (rng or random.Random()).random
         self._rejected = 0
+        reset_in_child(self)
         self._admitted_limited = 0
         self._by_reason: dict[str, int] = {}
 
@@ -105,7 +110,6 @@ class AdmissionController:
         with self._lock:
             previous = self._policy
             self._rejection = _build_rejection(policy)
-            self._acc = 0.0
             self._policy = policy  # published last: admit() reads only this reference
         if previous.state is not state or previous.shed_fraction != fraction:
             logger.warning(
@@ -135,15 +139,14 @@ class AdmissionController:
         policy = self._policy
         if policy.state is AdmissionState.OPEN:
             return True
-        if policy.state is AdmissionState.SHEDDING:
-            acc = self._acc + policy.shed_fraction
-            if acc < 1.0 - 1e-9:
-                self._acc = acc
-                self._admitted_limited += 1
-                return True
-            self._acc = acc - 1.0
+        if policy.state is AdmissionState.SHEDDING and self._random() >= policy.shed_fraction:
+            self._admitted_limited += 1
+            return True
         self._count_rejection(policy.reason)
         return False
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def _count_rejection(self, reason: str) -> None:
         self._rejected += 1

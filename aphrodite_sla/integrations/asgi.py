@@ -13,8 +13,10 @@ records into a given SLA manager with a server state of its own or the given ``s
 custom servers).
 
 Rules it keeps: an exception raised by the application is re-raised unchanged (the engine's own
-error handling stays in charge); nothing of ours ever raises into a request; only inference paths
-are measured and shed, never health or metrics endpoints.
+error handling stays in charge); nothing of ours ever raises into a request; only inference routes
+(``integrations.routes``) are measured and shed, never health, metrics or admin endpoints. Only
+requests the engine worked on are latency and error samples: a 4xx the server answered itself (auth,
+validation) and a client that hung up mid-stream are counted apart, not as slow or failed requests.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from aphrodite_sla.integrations import routes
 from aphrodite_sla.integrations.admission import (
     AdmissionController,
     AdmissionPolicy,
@@ -30,6 +33,7 @@ from aphrodite_sla.integrations.admission import (
     AdmissionStats,
 )
 from aphrodite_sla.integrations.server_state import ServerState
+from aphrodite_sla.self_metrics import Component
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
@@ -44,7 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 __all__ = [
-    "DEFAULT_PATHS", "HTTP_ERROR_PERCENT", "HTTP_FIRST_BYTE_MS", "HTTP_LATENCY_MS", "AdmissionController",
+    "HTTP_CLIENT_DISCONNECTS", "HTTP_ERROR_PERCENT", "HTTP_FIRST_BYTE_MS", "HTTP_LATENCY_MS", "HTTP_REJECTED", "AdmissionController",
     "AdmissionPolicy", "AdmissionState", "AdmissionStats", "SLAMiddleware", "ServerState", "register_http_metrics",
 ]
 
@@ -53,10 +57,9 @@ HTTP_LATENCY_MS = "http_request_latency_ms"  # request start -> last body byte h
 HTTP_FIRST_BYTE_MS = "http_time_to_first_byte_ms"  # request start -> first non-empty body chunk
 HTTP_ERROR_PERCENT = "http_error_percent"  # 100 for an error, 0 otherwise: its mean is the error rate
 
-# Paths counted and shed by default: the OpenAI-compatible inference API. ``/v1/models`` is a
-# listing, not inference: counting it would dilute the latency SLA.
-DEFAULT_PATHS: tuple[str, ...] = ("/v1/",)
-DEFAULT_EXCLUDED_PATHS: tuple[str, ...] = ("/v1/models",)
+HTTP_CLIENT_DISCONNECTS = "http_client_disconnects"  # 1 per request the client hung up on before its end
+HTTP_REJECTED = "http_rejected_requests"  # 1 per request answered 4xx (auth, validation): not the engine's work
+CLIENT_DISCONNECTED = -1  # the outcome of a request whose client went away
 DEFAULT_WINDOW_S = 300.0
 DEFAULT_SAMPLE_RATE_HZ = 50.0  # ring size = window × rate: 15 000 requests per 5 min kept exactly
 
@@ -76,6 +79,8 @@ def register_http_metrics(
         manager.register_metric(HTTP_LATENCY_MS, window_seconds, sample_rate_hz, unit="ms")
         manager.register_metric(HTTP_FIRST_BYTE_MS, window_seconds, sample_rate_hz, unit="ms")
         manager.register_metric(HTTP_ERROR_PERCENT, window_seconds, sample_rate_hz, max_value=100.0, unit="%")
+        manager.register_metric(HTTP_CLIENT_DISCONNECTS, window_seconds, sample_rate_hz, max_value=1.0, unit="requests")
+        manager.register_metric(HTTP_REJECTED, window_seconds, sample_rate_hz, max_value=1.0, unit="requests")
         return True
     except Exception:
         logger.exception("aphrodite-sla: could not register the HTTP series; requests will not be counted")
@@ -97,8 +102,7 @@ class SLAMiddleware:
         *,
         context: MonitorContext | None = None,
         server: ServerState | None = None,
-        paths: Iterable[str] = DEFAULT_PATHS,
-        exclude_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
+        is_inference: Callable[[str], bool] = routes.is_inference,
         error_status_min: int = 500,
         extra_error_statuses: Iterable[int] = (),
         window_seconds: float = DEFAULT_WINDOW_S,
@@ -106,8 +110,7 @@ class SLAMiddleware:
     ) -> None:
         self.app = app
         self.clock = clock  # durations only (monotonic by default); samples carry the manager's time
-        self.paths = tuple(paths)
-        self.exclude_paths = tuple(exclude_paths)
+        self.is_inference = is_inference  # which paths are measured and shed (integrations.routes)
         self.error_status_min = int(error_status_min)
         self.extra_error_statuses = frozenset(int(s) for s in extra_error_statuses)  # e.g. {429}
         self.window_seconds = float(window_seconds)
@@ -175,7 +178,7 @@ class SLAMiddleware:
                 await self.endpoints.asgi_send(response, send)
                 return
         server = self.server
-        if server is None or not path.startswith(self.paths) or path.startswith(self.exclude_paths):
+        if server is None or not self.is_inference(path):
             await self.app(scope, receive, send)
             return
         admission = server.admission
@@ -184,62 +187,85 @@ class SLAMiddleware:
             await send(rejection.start)
             await send(rejection.body)
             return
-        manager = self.manager
-        server.in_flight += 1
-        try:
-            if manager is None:
-                await self.app(scope, receive, send)
-            else:
-                await self._observed(manager, scope, receive, send)
-        finally:
-            server.in_flight -= 1
+        await self._observed(self.manager, server, scope, receive, send)
 
-    async def _observed(self, manager: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _observed(self, manager: Any, server: ServerState, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request; record its outcome. It counts as in flight (waiting on the engine) only
+        once its body has been received: a client trickling a body in is not an engine stall."""
         clock = self.clock
         started = clock()
         status = 0
         first_byte: float | None = None
         done = False
+        in_flight = False
+        disconnected = False
+
+        async def observing_receive() -> Message:
+            nonlocal in_flight, disconnected
+            message = await receive()
+            kind = message.get("type")
+            if kind == "http.request" and not message.get("more_body", False) and not in_flight:
+                in_flight = True
+                server.in_flight += 1
+            elif kind == "http.disconnect":
+                disconnected = True
+            return message
+
+        def finish(outcome_status: int) -> None:
+            nonlocal done
+            done = True
+            end = clock()
+            if manager is not None:
+                self._record(manager, outcome_status, started, end if first_byte is None else first_byte, end)
 
         async def observing_send(message: Message) -> None:
-            nonlocal status, first_byte, done
+            nonlocal status, first_byte
             if message["type"] == "http.response.body":
                 await send(message)
                 if first_byte is None and message.get("body"):
                     first_byte = clock()
                 if not message.get("more_body", False) and not done:
-                    done = True
-                    end = clock()
-                    self._record(manager, status, started, end if first_byte is None else first_byte, end)
+                    finish(status)
                 return
             if message["type"] == "http.response.start":
                 status = message.get("status", 500)
             await send(message)
 
         try:
-            await self.app(scope, receive, observing_send)
-        except BaseException:
-            # The app failed (or the client went away) before the response was complete: a
-            # server-side error from the client's point of view. Re-raised unchanged.
+            await self.app(scope, observing_receive, observing_send)
+        except BaseException as exc:
+            # The app failed, or the client went away, before the response was complete. Re-raised
+            # unchanged; a client that hung up is its own outcome, not a server error.
             if not done:
-                done = True
-                end = clock()
-                self._record(manager, 500, started, end if first_byte is None else first_byte, end)
+                gone = disconnected or isinstance(exc, OSError)
+                finish(CLIENT_DISCONNECTED if gone else 500)
             raise
-        if not done:  # returned without finishing the response (e.g. client disconnected mid-stream)
-            done = True
-            end = clock()
-            self._record(manager, 500, started, end if first_byte is None else first_byte, end)
+        finally:
+            if in_flight:
+                server.in_flight -= 1
+        if not done:  # returned without finishing the response
+            finish(CLIENT_DISCONNECTED if disconnected else 500)
 
     def _record(self, manager: Any, status: int, started: float, first_byte: float, end: float) -> None:
+        """One finished request: its latency, time to first byte and error-or-not; a request the
+        engine never accepted (auth, validation: 4xx) or a client that hung up is counted apart."""
         try:
+            if status == CLIENT_DISCONNECTED:
+                manager.record_measurement(HTTP_CLIENT_DISCONNECTS, 1.0)
+                return
             error = status >= self.error_status_min or status in self.extra_error_statuses
+            if 400 <= status < 500 and not error:
+                manager.record_measurement(HTTP_REJECTED, 1.0)
+                return
             manager.record_measurement(HTTP_LATENCY_MS, (end - started) * 1000.0)
             manager.record_measurement(HTTP_FIRST_BYTE_MS, (first_byte - started) * 1000.0)
             manager.record_measurement(HTTP_ERROR_PERCENT, 100.0 if error else 0.0)
-        except Exception:
+        except Exception as exc:
             self.record_errors += 1
-            if self.record_errors == 1:
+            self_metrics = getattr(manager, "self_metrics", None)
+            if self_metrics is not None:
+                self_metrics.error(Component.MIDDLEWARE, f"recording a request: {type(exc).__name__}: {exc}")
+            elif self.record_errors == 1:
                 logger.exception("aphrodite-sla: recording an HTTP request failed (counted, logged once)")
 
     def _capture_engine(self, scope: Scope) -> None:

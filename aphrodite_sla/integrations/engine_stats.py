@@ -4,8 +4,9 @@ raw samples in the SLA manager's store.
 Why staging: the engine's event loop calls ``record()`` once per output batch, and the cheapest
 safe thing to do there is to keep a reference to the step's stats objects (the engine builds new
 ones every step and never touches them again). ``flush()`` extracts the numbers later, off the
-event loop: before every evaluation (the manager's pre-evaluation hook) or, if nothing evaluates,
-on the recording thread once ``max_staged_steps`` steps are waiting, so memory stays bounded.
+event loop, before every evaluation (the manager's pre-evaluation hook). Nothing heavy ever runs on
+the engine's thread: if nothing evaluates, the oldest staged steps beyond ``max_staged_steps`` are
+dropped and counted (``RecorderCounters.dropped_steps``), so memory stays bounded.
 Fields are read with ``getattr`` defaults, so vLLM 0.32–0.33 and Aphrodite 0.10–0.24 all work; a
 step whose stats cannot be read is counted and skipped, never raised into the engine.
 """
@@ -15,6 +16,7 @@ import logging
 import math
 import threading
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,10 @@ ENGINE_SERIES: tuple[tuple[str, float, float, str], ...] = (
     ("tokens_per_second", 300.0, 1.0, "tokens/s"),
 )
 
+# Distinct engine indices counted by index; past this they share OTHER_ENGINES.
+MAX_ENGINE_INDICES = 64
+OTHER_ENGINES = -1
+
 # Goodput (DistServe): requests per second over the last minute that met both objectives.
 GOODPUT_SERIES = "goodput_requests"
 GOODPUT_WINDOW_S = 60.0
@@ -88,19 +94,28 @@ class _Column:
     values: list[Any] = field(default_factory=list)
 
     def array(self) -> np.ndarray:
+        """The values as float64 (scaled). Numbers convert in one call; anything else (a string, an
+        object whose ``__float__`` raises) is converted one by one and becomes NaN, which the store
+        drops and counts per value: one bad value never costs the others."""
         try:
-            arr = np.asarray(self.values, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):  # a non-number among them: convert one by one
+            arr = np.asarray(self.values)
+            if arr.ndim != 1 or arr.dtype.kind not in "fiub":
+                raise TypeError("not a flat array of numbers")
+            arr = arr.astype(np.float64, copy=False)
+        except Exception:
             arr = np.array([_to_float(v) for v in self.values], dtype=np.float64)
-        if arr.ndim != 1:
-            arr = np.array([_to_float(v) for v in self.values], dtype=np.float64)
-        return arr * self.scale if self.scale != 1.0 else arr
+        if self.scale == 1.0:
+            return arr
+        with np.errstate(over="ignore", invalid="ignore"):
+            return arr * self.scale
 
 
 def _to_float(value: Any) -> float:
+    if isinstance(value, (str, bytes)):
+        return math.nan  # stats fields are numbers: a string is malformed, not parsed
     try:
         return float(value)
-    except (TypeError, ValueError, OverflowError):
+    except Exception:
         return math.nan  # counted as a drop by the store
 
 
@@ -111,6 +126,7 @@ class RecorderCounters:
     steps_recorded: int = 0
     steps_flushed: int = 0
     bad_steps: int = 0
+    dropped_steps: int = 0  # staged steps dropped because nothing flushed them in time
     record_errors: int = 0
     last_record_time: float | None = None
     last_num_running: int = 0
@@ -156,7 +172,7 @@ class EngineStatsRecorder:
         manager: SLAManager,
         *,
         objectives: ServiceObjectives | None = None,
-        max_staged_steps: int = 512,
+        max_staged_steps: int = 4096,
         throughput_interval_s: float = 1.0,
         stall_detector: Any | None = None,
     ) -> None:
@@ -166,7 +182,7 @@ class EngineStatsRecorder:
         self.throughput_interval_s = float(throughput_interval_s)
         self.stall_detector = stall_detector
         self.counters = RecorderCounters()
-        self._staged: list[tuple[float, Any, Any, int]] = []
+        self._staged: deque[tuple[float, Any, Any, int]] = deque(maxlen=self.max_staged_steps)
         self._flush_lock = threading.Lock()
         # throughput gauge state (flush thread only)
         self._tp_start: float | None = None
@@ -194,7 +210,10 @@ class EngineStatsRecorder:
         """Keep a reference to this step's stats; never raises."""
         try:
             now = self.manager.clock()
-            self._staged.append((now, scheduler_stats, iteration_stats, engine_idx))
+            staged = self._staged
+            if len(staged) == staged.maxlen:
+                self.counters.dropped_steps += 1  # the oldest goes: nothing flushed for a long while
+            staged.append((now, scheduler_stats, iteration_stats, engine_idx))
             counters = self.counters
             counters.steps_recorded += 1
             counters.last_record_time = now
@@ -205,8 +224,6 @@ class EngineStatsRecorder:
             if stall is not None:
                 tokens = getattr(iteration_stats, "num_generation_tokens", 0) if iteration_stats is not None else 0
                 stall.on_record(now, counters.last_num_running, tokens if isinstance(tokens, int) else 0)
-            if len(self._staged) >= self.max_staged_steps:
-                self.flush()
         except Exception:  # the engine must never see our errors
             self.counters.record_errors += 1
 
@@ -214,7 +231,7 @@ class EngineStatsRecorder:
     def flush(self) -> int:
         """Move every staged step into the store; returns the number of steps flushed."""
         with self._flush_lock:
-            staged, self._staged = self._staged, []
+            staged, self._staged = self._staged, deque(maxlen=self.max_staged_steps)
             if not staged:
                 return 0
             columns: dict[str, _Column] = {}
@@ -232,14 +249,20 @@ class EngineStatsRecorder:
                 )
             record_batch = self.manager.record_batch
             for name, col in columns.items():
-                if col.values:
+                if not col.values:
+                    continue
+                try:  # one series' failure never costs the others
                     record_batch(name, col.array(), np.repeat(np.asarray(col.times), col.counts))
+                except Exception as exc:
+                    self.manager.self_metrics.error(Component.RECORDER, f"{name}: {type(exc).__name__}: {exc}", exc_info=True)
             self.counters.steps_flushed += len(staged)
             return len(staged)
 
     def _extract(self, step: tuple[float, Any, Any, int], columns: dict[str, _Column]) -> None:
         now, sched, it, engine_idx = step
         per_engine = self.counters.per_engine_steps
+        if engine_idx not in per_engine and len(per_engine) >= MAX_ENGINE_INDICES:
+            engine_idx = OTHER_ENGINES  # a caller inventing engine indices cannot grow this without bound
         per_engine[engine_idx] = per_engine.get(engine_idx, 0) + 1
 
         def add(name: str, value: float, scale: float = 1.0) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 
 from aphrodite_sla.clock import system_clock
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.periodic import PeriodicThread
 from aphrodite_sla.self_metrics import Component
 
@@ -146,12 +147,16 @@ class SystemSampler:
         self._unsupported: set[tuple[int, str]] = set()
         self._registered: set[str] = set()
         self._lock = threading.Lock()  # one sample at a time (thread and test callers)
+        reset_in_child(self)
         self._worker = PeriodicThread("aphrodite-sla-system-sampler", self._sample_safely, self.interval_s)
         self._samples = 0
         self._errors = 0
         self._last_error: str | None = None
         self._last_error_log = -math.inf
         self._last_duration = 0.0
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aphrodite_sla.clock import Clock, system_clock
@@ -114,8 +114,7 @@ class SLAManager:
         self._sequence = itertools.count(1)
         self._health_cache: dict[str, Any] = {}
         self._worker = PeriodicThread(
-            "aphrodite-sla-evaluator", self._tick, self.evaluation_interval_s, setup=self._warm_up,
-            on_error=lambda exc: self.self_metrics.error(Component.EVALUATOR, f"{type(exc).__name__}: {exc}", exc_info=True),
+            "aphrodite-sla-evaluator", self._tick, self.evaluation_interval_s, setup=self._warm_up, on_error=self._failed,
         )
         for t in thresholds:
             self.add_threshold(t)
@@ -219,13 +218,31 @@ class SLAManager:
         """Evaluate every enabled SLA at ``now`` (default: the clock), publish the snapshot and the
         events, wait (up to ``DRAIN_TIMEOUT_S``) until subscribers have received them, and return
         the SLA violations active after this evaluation."""
-        snapshot = self._evaluate(now)
+        try:
+            snapshot = self._evaluate(now)
+        except Exception as exc:
+            self._failed(exc)
+            raise
         self.events.drain(DRAIN_TIMEOUT_S)
         return list(snapshot.violations)
 
     def _tick(self) -> None:
-        """The background evaluator's tick: evaluate and publish; never waits for subscribers."""
-        self._evaluate(None)
+        """The background evaluator's tick: evaluate and publish; never waits for subscribers. A
+        failure is counted, logged (rate-limited) and published as the monitor's health, so a
+        monitor that cannot evaluate says so instead of reporting its last good state forever."""
+        try:
+            self._evaluate(None)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        self.self_metrics.error(Component.EVALUATOR, message, exc_info=True)
+        health = self.board.latest.health
+        self.board.publish_health(replace(
+            health, evaluation_failing=True, last_error=self.self_metrics.last_error,
+            errors=frozen(self.self_metrics.errors()), evaluator_running=self._worker.is_running,
+        ))
 
     def _evaluate(self, now: float | None) -> MonitorSnapshot:
         for hook in list(self._pre_evaluation_hooks):
@@ -360,11 +377,15 @@ class SLAManager:
         """Stop the evaluator and wait up to ``timeout`` s; returns True if it has stopped."""
         return self._worker.stop(timeout)
 
-    @staticmethod
-    def _warm_up() -> None:
+    def _warm_up(self) -> None:
+        """On the evaluator thread before its first tick: compile (or load) the kernels, and import
+        scipy for the regression checks now, at start-up, not mid-serving (its import holds the GIL
+        for ~50 ms, which the engine's event loop would wait out)."""
         from aphrodite_sla.store import kernels
 
         kernels.warm_up()
+        if math.isfinite(self.regression_interval_s):
+            import scipy.stats  # noqa: F401
 
 
 def _callback_name(kind: str, callback: Callable[..., Any]) -> str:

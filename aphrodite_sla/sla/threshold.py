@@ -83,6 +83,12 @@ def _finite(value: object, field_name: str, *, minimum: float | None = None, str
     return float(value)
 
 
+# Bounds that keep a configuration slip from exhausting memory: a window of at most 7 days, and a
+# ring (two windows at the sample rate) of at most 20 million samples (320 MB).
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+MAX_RING_SAMPLES = 20_000_000
+
+
 @dataclass(frozen=True)
 class SLAThreshold:
     """One SLA: ``statistic`` of ``source_metric`` over the last ``measurement_window_minutes`` must
@@ -117,6 +123,8 @@ class SLAThreshold:
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):  # a string "false" would be truthy
+            raise ValueError(f"SLAThreshold.enabled: must be true or false, got {self.enabled!r}")
         if not isinstance(self.metric_name, str) or not self.metric_name.strip():
             raise ValueError(f"SLAThreshold.metric_name: must be a non-empty string, got {self.metric_name!r}")
         set_ = object.__setattr__
@@ -134,6 +142,16 @@ class SLAThreshold:
             raise ValueError(f"SLAThreshold.violation_threshold_percent: must be <= 100, got {vtp!r}")
         set_(self, "violation_threshold_percent", vtp)
         set_(self, "sample_rate_hz", _finite(self.sample_rate_hz, "sample_rate_hz", minimum=0.0, strict=True))
+        if self.measurement_window_minutes > MAX_WINDOW_MINUTES:
+            raise ValueError(
+                f"SLAThreshold.measurement_window_minutes: must be <= {MAX_WINDOW_MINUTES} (7 days), got {self.measurement_window_minutes!r}"
+            )
+        samples = 2 * self.window_seconds * self.sample_rate_hz
+        if samples > MAX_RING_SAMPLES:
+            raise ValueError(
+                f"SLAThreshold.sample_rate_hz: {self.sample_rate_hz:g} Hz over two {self.measurement_window_minutes:g}-minute "
+                f"windows is {samples:,.0f} samples; at most {MAX_RING_SAMPLES:,} (lower the rate or the window)"
+            )
         if self.direction is Direction.LOWER and self.tolerance_percent >= 100.0:
             raise ValueError(
                 "SLAThreshold.tolerance_percent: must be < 100 for a lower-bound SLA "

@@ -4,7 +4,8 @@ Why numba: an exact p99 over 60k raw samples must cost about as much as reading 
 sort (numpy's ``percentile`` partitions a copy per call and is 5-8x slower here).
 
 The kernels read the ring in place (two contiguous segments when the range wraps), release the GIL
-(``nogil=True``) so the engine's thread keeps running, and are compiled lazily with ``cache=True``.
+(``nogil=True``) so the engine's thread keeps running, and are compiled lazily and cached on disk
+where a writable directory exists (``CACHE``; in memory otherwise).
 Nothing here runs at import: the evaluator thread calls ``warm_up()`` before its first evaluation.
 Importing this module imports numba, so the rest of the package imports it lazily.
 
@@ -14,11 +15,60 @@ cases we test.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import tempfile
+from typing import Any
 
 import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
+
+logger = logging.getLogger(__name__)
+
+
+def _cache_probe(x):  # pragma: no cover - only decorated, never called
+    return x
+
+
+def _cache_setting() -> bool:
+    """Whether numba can cache the compiled kernels, and where. In order: the directory named by
+    ``APHRODITE_SLA_NUMBA_CACHE_DIR`` (or numba's own ``NUMBA_CACHE_DIR``); beside this module or
+    in the user's cache directory (numba's defaults); a directory in the system's temp dir. With
+    none writable (a read-only container with no writable home), the kernels compile in memory
+    at every start: slower to start, never blind. Why a probe: numba raises "cannot cache function
+    ... no locator available" when the decorator runs, which would stop every evaluation."""
+    import numba.core.config
+
+    numba_config: Any = numba.core.config  # CACHE_DIR is set at run time (untyped module)
+    configured = os.environ.get("APHRODITE_SLA_NUMBA_CACHE_DIR", "")
+    if configured:
+        numba_config.CACHE_DIR = configured
+    if _cache_works():
+        return True
+    if not configured and not numba_config.CACHE_DIR:
+        numba_config.CACHE_DIR = os.path.join(tempfile.gettempdir(), f"aphrodite-sla-numba-{os.getuid()}")
+        if _cache_works():
+            logger.info("aphrodite-sla: numba caches kernels in %s (the package directory is read-only)", numba_config.CACHE_DIR)
+            return True
+        numba_config.CACHE_DIR = ""
+    logger.warning(
+        "aphrodite-sla: no writable directory for numba's cache (set APHRODITE_SLA_NUMBA_CACHE_DIR); "
+        "kernels compile in memory at each start"
+    )
+    return False
+
+
+def _cache_works() -> bool:
+    try:
+        njit(cache=True)(_cache_probe)
+        return True
+    except Exception:
+        return False
+
+
+CACHE = _cache_setting()
 
 # Below this many samples the whole window is copied and selected directly.
 _DIRECT_SELECT_MAX = 2048
@@ -31,7 +81,7 @@ _BRACKET_SIGMAS = 3.5
 _REASSOCIATE = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _select_inplace(a, left, right, k):  # pragma: no cover - compiled
     """Wirth's selection on a[left..right] (inclusive): afterwards a[k] holds the k-th smallest and
     a[left..k-1] <= a[k] <= a[k+1..right]."""
@@ -66,7 +116,7 @@ def _select_inplace(a, left, right, k):  # pragma: no cover - compiled
     return a[k]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _copy_range(values, cap, lo, hi, out):  # pragma: no cover - compiled
     m = 0
     for idx in range(lo, hi):
@@ -75,13 +125,13 @@ def _copy_range(values, cap, lo, hi, out):  # pragma: no cover - compiled
     return m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _virtual_index(n, q):  # pragma: no cover - compiled
     # numpy's virtual index for method="linear": (n - 1) * q, same operation order.
     return (n - 1.0) * q
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _lerp(a, b, t):  # pragma: no cover - compiled
     # numpy's _lerp: symmetric form keeps monotonicity and exact endpoints.
     d = b - a
@@ -90,7 +140,7 @@ def _lerp(a, b, t):  # pragma: no cover - compiled
     return a + d * t
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _bisect_right(times, cap, lo, hi, t):  # pragma: no cover - compiled
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -101,7 +151,7 @@ def _bisect_right(times, cap, lo, hi, t):  # pragma: no cover - compiled
     return lo
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def window_bounds(times, cap, first, count, t_start, t_end, out):  # pragma: no cover - compiled
     """Logical [lo, hi) of the samples with t_start < time <= t_end in ring ``times`` (sorted in
     logical order over [first, count)): two binary searches, written to ``out[0:2]``."""
@@ -118,7 +168,7 @@ _MERGE_GAP = 0.05
 _PREDICTABLE_SHARE = 0.15
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _ranks(n, qs):  # pragma: no cover - compiled
     """numpy's linear method: the lower order statistic of each quantile and its interpolation weight."""
     nq = qs.shape[0]
@@ -136,7 +186,7 @@ def _ranks(n, qs):  # pragma: no cover - compiled
     return r_lo, gam
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _brackets(values, cap, lo, n, r_lo):  # pragma: no cover - compiled
     """Value brackets around the needed ranks, from a strided sample of the window: for each rank
     the sample ranks +- ``_BRACKET_SIGMAS`` binomial sd (Floyd–Rivest); brackets that (nearly)
@@ -194,7 +244,7 @@ def _brackets(values, cap, lo, n, r_lo):  # pragma: no cover - compiled
     return w + 1, low_pv, high_pv, share
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _collect_one_bracket(values, cap, lo, n, low, high, share_below, out_v, bounded):  # pragma: no cover - compiled
     """One pass over ring ``values`` logical [lo, lo + n): count the values below ``low`` and copy
     those in [low, high] to ``out_v``; ``bounded``: ``out_v`` may be shorter than the window, and
@@ -234,7 +284,7 @@ def _collect_one_bracket(values, cap, lo, n, low, high, share_below, out_v, boun
     return below, m, False
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _locate(r_lo, n, below, start, length, nseg, k_lo, region_start, region_end):  # pragma: no cover - compiled
     """Map each needed rank (with its upper neighbour) into the bracket region holding it: bracket
     k holds global ranks [below[k], below[k] + length[k]) at region [start[k], start[k] + length[k]).
@@ -255,7 +305,7 @@ def _locate(r_lo, n, below, start, length, nseg, k_lo, region_start, region_end)
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _select_ranks(scratch, k_lo, region_start, region_end, r_lo, gam, n, out):  # pragma: no cover - compiled
     """Select the needed ranks in ascending order; each selection leaves its region partitioned, so
     the next rank in the same region only searches to the right of the previous one."""
@@ -277,7 +327,7 @@ def _select_ranks(scratch, k_lo, region_start, region_end, r_lo, gam, n, out):  
         left = k
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _select_all(values, cap, lo, hi, r_lo, gam, scratch, out):  # pragma: no cover - compiled
     """The fallback: copy the whole window and select (slower, never wrong)."""
     n = hi - lo
@@ -289,7 +339,7 @@ def _select_all(values, cap, lo, hi, r_lo, gam, scratch, out):  # pragma: no cov
     _select_ranks(scratch, k_lo, region_start, region_end, r_lo, gam, n, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def window_quantiles(values, cap, lo, hi, qs, scratch, out):  # pragma: no cover - compiled
     """Exact quantiles ``qs`` (each in [0, 1], ascending) of ring ``values`` over logical [lo, hi).
 
@@ -351,7 +401,7 @@ F_HIGH = F_LOW + INC_KMAX
 INC_FLOATS = F_HIGH + INC_KMAX
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _neumaier(total, comp, x):  # pragma: no cover - compiled
     t = total + x
     if abs(total) >= abs(x):
@@ -361,7 +411,7 @@ def _neumaier(total, comp, x):  # pragma: no cover - compiled
     return t, comp
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _inc_quantiles(st, set_v, room, r_lo, gam, n, q_out):  # pragma: no cover - compiled
     """Quantiles read off the sorted bracket sets (bracket k's set is set_v[k * room:]). False if a
     needed rank (or its upper neighbour) lies outside every bracket."""
@@ -386,7 +436,7 @@ def _inc_quantiles(st, set_v, room, r_lo, gam, n, q_out):  # pragma: no cover - 
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _inc_rebuild(values, cap, lo, hi, r_lo, gam, moments, st, fs, set_v, scratch, q_out):  # pragma: no cover - compiled
     """Full pass: new brackets, their sorted sets and below-counts, the sum; then the quantiles."""
     n = hi - lo
@@ -427,7 +477,7 @@ def _inc_rebuild(values, cap, lo, hi, r_lo, gam, moments, st, fs, set_v, scratch
         st[S_AGE] = 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _bracket_members(values, cap, a, b, low, high):  # pragma: no cover - compiled
     """The values of logical [a, b) inside [low, high], sorted, and how many were below ``low``."""
     members = np.empty(b - a, dtype=np.float64)
@@ -445,7 +495,7 @@ def _bracket_members(values, cap, a, b, low, high):  # pragma: no cover - compil
     return out, below
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def _inc_update(values, cap, first, lo, hi, r_lo, gam, moments, st, fs, set_v, scratch, q_out):  # pragma: no cover - compiled
     """Update from the samples that aged out ([old lo, lo)) and arrived ([old hi, hi)); False when
     the window must be rebuilt instead (the state is then stale: the caller rebuilds it)."""
@@ -513,7 +563,7 @@ def _inc_update(values, cap, first, lo, hi, r_lo, gam, moments, st, fs, set_v, s
     return True
 
 
-@njit(cache=True, nogil=True, fastmath=_REASSOCIATE)
+@njit(cache=CACHE, nogil=True, fastmath=_REASSOCIATE)
 def window_moments(values, cap, lo, hi, lower_bound, upper_bound, out):  # pragma: no cover - compiled
     """One vectorised pass over ring ``values`` logical [lo, hi): out = [n, sum, mean, std (ddof 0),
     count > upper_bound, count < lower_bound]. Sums are shifted by the first value for stability.
@@ -576,7 +626,7 @@ FLAG_MOMENTS = 1
 FLAG_FRESH = 2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=CACHE, nogil=True)
 def evaluate_windows(addr_times, addr_values, ring, span, q_ptr, qs, flags, count_from, b_ptr, b_bounds, b_upper,
                      inc_i, inc_f, addr_set_v, set_room, scratch, out, b_out):  # pragma: no cover - compiled
     """Everything one evaluation needs from every window, in one call (per-call overhead of many

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from aphrodite_sla.clock import Clock, system_clock
+from aphrodite_sla.clock import Clock, system_clock, wall_clock_for
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.store.ring import Rejected, RingBuffer
 from aphrodite_sla.store.spec import DropReason, MetricSpec
 
@@ -26,8 +26,10 @@ class MetricStore:
     """Holds one ``RingBuffer`` per registered metric.
 
     ``late_tolerance_s``: how far behind the newest sample a sample may arrive and still be kept
-    (stored at the newest timestamp). ``max_future_s``: how far ahead of the clock a timestamp may
-    be; further ahead it is refused, since it would hold every later sample at that time.
+    (stored at the newest timestamp). Timestamps given by the caller are wall-clock times
+    (``wall_clock``, by default the one matching ``clock``): they are converted to monitor time by
+    their age, so a wall-clock step moves nothing. A timestamp up to ``max_future_s`` ahead is
+    stored at the present (so it cannot hold later samples back); further ahead it is refused.
     """
 
     def __init__(
@@ -36,14 +38,22 @@ class MetricStore:
         *,
         late_tolerance_s: float = 5.0,
         max_future_s: float = 60.0,
+        wall_clock: Clock | None = None,
     ) -> None:
         self.clock = clock
+        self.wall_clock = wall_clock if wall_clock is not None else wall_clock_for(clock)
+        self._converts = self.wall_clock is not clock
         self.late_tolerance_s = float(late_tolerance_s)
         self.max_future_s = float(max_future_s)
         self._buffers: dict[str, RingBuffer] = {}
         self._specs: dict[str, MetricSpec] = {}
         self._drops: dict[tuple[str, DropReason], int] = {}
         self.drops_version = 0  # changes whenever a drop is counted (readers cache their copies)
+        self._drop_lock = threading.Lock()
+        self._register_lock = threading.Lock()
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
         self._drop_lock = threading.Lock()
         self._register_lock = threading.Lock()
 
@@ -125,9 +135,13 @@ class MetricStore:
             except (TypeError, ValueError, OverflowError):
                 self._drop(name, DropReason.BAD_TIMESTAMP)
                 return False
+            if self._converts:
+                t = now - (self.wall_clock() - t)  # by its age: immune to wall-clock steps
             if not (t - now <= self.max_future_s):  # also refuses NaN
                 self._drop(name, DropReason.BAD_TIMESTAMP)
                 return False
+            if t > now:
+                t = now
         try:
             buf.append(t, v)
         except Rejected:
@@ -139,15 +153,12 @@ class MetricStore:
         """Store many samples of one metric (``timestamps``: None for now, one number for all, or
         one per value). Returns how many were stored; every refused one is counted."""
         buf = self._buffers.get(name)
-        try:
-            v = np.asarray(values, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            n = _length(values)
-            self._drop(name, DropReason.UNKNOWN_METRIC if buf is None else DropReason.NOT_A_NUMBER, n)
-            return 0
+        v, numbers = _as_numbers(values)
         if buf is None:
             self._drop(name, DropReason.UNKNOWN_METRIC, v.size)
             return 0
+        if numbers is not None:  # some were not numbers (a string is refused here as in record())
+            self._drop(name, DropReason.NOT_A_NUMBER, int(v.size - np.count_nonzero(numbers)))
         if v.size == 0:
             return 0
         now = self.clock()
@@ -161,13 +172,22 @@ class MetricStore:
             except (TypeError, ValueError, OverflowError):
                 self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
                 return 0
+            if self._converts:
+                t = now - (self.wall_clock() - t)  # by their age: immune to wall-clock steps
             if t.size == 1:
                 t = float(t[0])
                 if not (t - now <= self.max_future_s):  # also refuses NaN
-                    self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
+                    self._drop(name, DropReason.BAD_TIMESTAMP, v.size if numbers is None else int(np.count_nonzero(numbers)))
                     return 0
+                t = min(t, now)
             elif t.size != v.size:
-                self._drop(name, DropReason.BAD_TIMESTAMP, v.size)
+                self._drop(name, DropReason.BAD_TIMESTAMP, v.size if numbers is None else int(np.count_nonzero(numbers)))
+                return 0
+            elif numbers is not None:
+                t = t[numbers]
+        if numbers is not None:
+            v = v[numbers]
+            if v.size == 0:
                 return 0
         # Fast path: two reductions prove the whole batch valid (NaN fails every comparison).
         low, high = v.min(), v.max()
@@ -191,6 +211,8 @@ class MetricStore:
                 t = t[all_ok]
             if v.size == 0:
                 return 0
+        if isinstance(t, np.ndarray) and t.size and t.max() > now:
+            t = np.minimum(t, now)  # the (near) future is stored at the present
         late = buf.append_batch(t, v)
         if late:
             self._drop(name, DropReason.OUT_OF_ORDER, late)
@@ -235,8 +257,35 @@ class MetricStore:
             return sum(n for (m, _), n in self._drops.items() if name is None or m == name)
 
 
-def _length(values: Iterable[Any] | Any) -> int:
+def _as_numbers(values: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``values`` as a flat float64 array, and a mask of the entries that were numbers (None when
+    all were). Iterables of any kind (a generator too) are read once; strings and other
+    non-numbers are not parsed: they become masked-out entries, each counted as a drop."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False).reshape(-1), None
+    if isinstance(values, (str, bytes)):
+        items: list[Any] = [values]
+    elif isinstance(values, (list, tuple, np.ndarray)):
+        items = list(values) if isinstance(values, np.ndarray) else values  # type: ignore[assignment]
+    else:
+        try:
+            items = list(values)
+        except TypeError:
+            items = [values]
     try:
-        return len(values)  # type: ignore[arg-type]
-    except TypeError:
-        return 1
+        arr = np.asarray(items)
+        if arr.dtype.kind in "fiub" and arr.ndim == 1:
+            return arr.astype(np.float64, copy=False), None
+    except Exception:
+        pass
+    out = np.empty(len(items), dtype=np.float64)
+    numbers = np.ones(len(items), dtype=bool)
+    for i, item in enumerate(items):
+        if isinstance(item, (str, bytes)):
+            numbers[i] = False
+            continue
+        try:
+            out[i] = float(item)
+        except Exception:
+            numbers[i] = False
+    return out, numbers

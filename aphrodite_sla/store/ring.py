@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from aphrodite_sla.forking import reset_in_child
+
 
 class Rejected(Exception):
     """Internal signal: a sample was rejected; ``reason`` is one of the DropReason values."""
@@ -49,6 +51,7 @@ class RingBuffer:
     """One metric's samples: ``times`` and ``values`` float64 arrays of fixed ``capacity``."""
 
     __slots__ = (
+        "__weakref__",
         "_count",
         "_last_time",
         "_oldest",
@@ -76,6 +79,11 @@ class RingBuffer:
         # Samples overwritten while still inside the longest window that reads them: a sign that
         # the configured sample rate is too low for the traffic (the window then covers less time).
         self.evicted_in_window = 0
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        """A writer holding the lock at ``fork()`` would leave it held in the child forever."""
+        self._write_lock = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, t: float, v: float) -> None:
