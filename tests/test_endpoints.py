@@ -133,7 +133,7 @@ def test_standalone_exporter_serves_everything_on_loopback():
     mgr, _ = manager_with(500.0)
     server, port, _ = start_exporter(mgr, 0, model_name="m")
     try:
-        assert server.server_address[0] == "127.0.0.1"
+        assert server.host == "127.0.0.1" and server.alive
         base = f"http://127.0.0.1:{port}"
         metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
         assert 'sla_violation_active{model_name="m",severity="critical",sla="lat_p95"} 1.0' in metrics
@@ -169,3 +169,78 @@ def test_middleware_serves_endpoints_inside_the_engine_app(monkeypatch):
             assert r.status_code == 503 and r.json()["status"] == "draining"
     finally:
         rt.reset_runtime()
+
+
+def test_the_exporter_serves_from_its_own_process_and_survives_half_sent_requests():
+    """300 half-sent requests held 300 threads past shutdown(), and scrapers competed with the
+    engine for the interpreter lock: the server is another process with a fixed pool, a socket
+    timeout and a quick 503 past its bound; the engine's process keeps one publisher thread."""
+    import socket
+    import threading
+    import time
+
+    from aphrodite_sla.export import server as server_mod
+
+    before = {t.name for t in threading.enumerate()}
+    mgr, _ = manager_with(90.0)
+    server, port, _ = start_exporter(mgr, 0)
+    socks = []
+    try:
+        ours = {t.name for t in threading.enumerate()} - before
+        assert ours == {"aphrodite-sla-exporter-publisher"}
+        for _ in range(300):  # a slowloris: connect, send half a request line, wait
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /metr")
+            socks.append(s)
+        assert socks[-1].recv(200).startswith(b"HTTP/1.1 503")  # past the bound: answered at once, not held
+        for s in socks:
+            s.close()
+        deadline = time.monotonic() + 3 * server_mod.SOCKET_TIMEOUT_S
+        while True:  # the held connections time out; real scrapes are served again
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.HTTPError, OSError):
+                pass
+            assert time.monotonic() < deadline, "the exporter did not recover from the slowloris"
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not server.alive
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("aphrodite-sla-exporter")]
+
+
+def test_a_busy_port_is_an_os_error():
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    mgr, _ = manager_with(90.0)
+    try:
+        with pytest.raises(OSError, match=r"cannot serve on 127\.0\.0\.1"):
+            start_exporter(mgr, busy.getsockname()[1])
+    finally:
+        busy.close()
+
+
+def test_binding_beyond_loopback_warns(caplog):
+    mgr, _ = manager_with(90.0)
+    server, _port, _ = start_exporter(mgr, 0, host="0.0.0.0")
+    try:
+        assert any("reachable beyond this machine" in r.getMessage() for r in caplog.records)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_responses_are_rendered_once_per_snapshot():
+    mgr, clock = manager_with(90.0)
+    ep = SLAEndpoints(mgr.snapshot, clock=clock)
+    first = ep.handle("GET", "/health/production")
+    assert ep.handle("GET", "/health/production") is first  # same snapshot: the same bytes
+    clock.advance(5)
+    mgr.evaluate()  # a new snapshot: rendered anew
+    assert ep.handle("GET", "/health/production") is not first

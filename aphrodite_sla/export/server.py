@@ -1,29 +1,37 @@
-"""The standalone exporter (simulator, sidecar): ``/metrics``, ``/health/production``,
-``/metrics/summary`` and ``/openapi.json`` from one WSGI server, with our collector in a registry of
-its own (so nothing else of the process leaks in).
+"""The standalone exporter (simulator, sidecar, ``exporter_port``): ``/metrics``,
+``/health/production``, ``/metrics/summary`` and ``/openapi.json``, with our collector in a registry
+of its own (so nothing else of the process leaks in).
 
-Why not a thread per connection: 300 clients that opened a connection and sent half a request
-held 300 threads past ``shutdown()``, and 50 parallel scrapers slowed the engine beside it by
-35-48%. Here a fixed pool of workers serves the requests, every connection has a socket timeout,
-connections beyond a bound get a quick 503 (the listen backlog holds the next ones), and the
-responses are built once per published snapshot and reused (``SLAEndpoints``). It binds 127.0.0.1
-by default and warns when told to bind elsewhere: the endpoints are read-only, but they tell anyone
-who can reach them how the server is doing.
+Why a process of its own: every request an in-process server handles needs the interpreter lock
+several times (accept, read, parse, write), so scrapers competed with the engine's thread for it:
+50 parallel scrapers slowed the engine beside them by 35-48% and waited seconds. Here the engine's
+process only renders the responses — once per published snapshot, at most twice a second, on a
+thread of ours — and hands the bytes to a small server process, which answers every scrape from
+memory. There, a fixed pool of workers serves the requests, every connection has a socket timeout
+(300 clients sending half a request once held 300 threads past ``shutdown()``), connections beyond
+a bound get a quick 503 and the listen backlog holds the next ones. It binds 127.0.0.1 by default
+and warns when told to bind elsewhere: the endpoints are read-only, but they tell anyone who can
+reach them how the server is doing.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import multiprocessing as mp
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry
 
 from aphrodite_sla.export.collector import SLACollector, watch_exported_windows
-from aphrodite_sla.export.endpoints import SLAEndpoints
+from aphrodite_sla.export.endpoints import JSON_PATHS, OPENAPI_PATH, Response, SLAEndpoints
+from aphrodite_sla.periodic import PeriodicThread
+from aphrodite_sla.self_metrics import Component, SelfMetrics
 from aphrodite_sla.sla.manager import SLAManager
 
 logger = logging.getLogger(__name__)
@@ -89,13 +97,126 @@ class BoundedWSGIServer(WSGIServer):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+# -- the server process ------------------------------------------------------------------------------
+PUBLISH_INTERVAL_S = 0.5  # how often the engine's process renders and hands over new responses
+START_TIMEOUT_S = 60.0
+
+
+def _serve(conn: Any, host: str, port: int) -> None:
+    """The server process: bind, report the port (or the error), then serve the latest responses
+    the engine's process sends until it closes the pipe (or dies)."""
+    responses: dict[str, tuple[int, str, bytes]] = {}
+    try:
+        server = BoundedWSGIServer((host, port))
+    except OSError as err:
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+        return
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
+        found = responses.get(path)
+        if found is None:
+            status, ctype, body = 404, "application/json", json.dumps({"error": "not found", "paths": sorted(responses)}).encode()
+        elif method not in ("GET", "HEAD"):
+            status, ctype, body = 405, "application/json", json.dumps({"error": f"{method} not allowed; use GET"}).encode()
+        else:
+            status, ctype, body = found
+        start_response(f"{status} {HTTPStatus(status).phrase}",
+                       [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+        return [b"" if method == "HEAD" else body]
+
+    server.set_app(app)
+    conn.send(("port", int(server.server_port)))
+    try:
+        first = conn.recv()  # serve nothing before the first rendering has arrived
+        if first is None:
+            return
+        responses.update(first)
+    except (EOFError, OSError):
+        return
+    listener = threading.Thread(target=server.serve_forever, name="aphrodite-sla-exporter-listener", daemon=True)
+    listener.start()
+    try:
+        while True:
+            update = conn.recv()  # {path: (status, content type, body)}; EOFError when the parent is gone
+            if update is None:
+                break
+            responses.update(update)
+    except (EOFError, OSError):
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class ProcessExporter:
+    """The engine's side: renders the endpoints' responses (``SLAEndpoints``, cached per snapshot)
+    on a thread of its own and hands them to the server process. ``shutdown()`` and
+    ``server_close()`` stop both."""
+
+    def __init__(self, endpoints: SLAEndpoints, host: str, port: int, self_metrics: SelfMetrics | None = None) -> None:
+        self.endpoints = endpoints
+        self.self_metrics = self_metrics
+        context = mp.get_context("spawn")  # nothing of the engine's state (threads, locks) is copied
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child_conn, host, port), name="aphrodite-sla-exporter", daemon=True)
+        self._process.start()
+        child_conn.close()
+        if not self._conn.poll(START_TIMEOUT_S):
+            self._process.kill()
+            raise OSError(f"the exporter process did not start within {START_TIMEOUT_S:.0f} s")
+        kind, value = self._conn.recv()
+        if kind == "error":
+            self._process.join(5)
+            raise OSError(f"cannot serve on {host}:{port}: {value}")
+        self.host = host
+        self.server_port = int(value)
+        self._sent: dict[str, Response] = {}
+        self.publish()  # the first rendering, before the server process answers anything
+        self._publisher = PeriodicThread("aphrodite-sla-exporter-publisher", self.publish, PUBLISH_INTERVAL_S, run_first=False)
+        self._publisher.start()
+
+    def publish(self) -> None:
+        """Render what changed and hand it over (a rendering is reused while its snapshot is)."""
+        update = {}
+        for path in (*JSON_PATHS, OPENAPI_PATH, "/metrics"):
+            response = self.endpoints.handle("GET", path)
+            if response is not None and self._sent.get(path) is not response:
+                self._sent[path] = response
+                update[path] = (response.status, response.content_type, response.body)
+        if update:
+            try:
+                self._conn.send(update)
+            except (OSError, ValueError) as err:
+                if self.self_metrics is not None:
+                    self.self_metrics.error(Component.ENDPOINT, f"the exporter process is gone: {err}")
+
+    @property
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def shutdown(self) -> None:
+        self._publisher.stop(5.0)
+        try:
+            self._conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self._process.join(5.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5.0)
+
+    def server_close(self) -> None:
+        self._conn.close()
+
+
 def start_exporter(
     manager: SLAManager, port: int, host: str = "127.0.0.1", *, model_name: str = "",
     registry: CollectorRegistry | None = None, config_error: str | None = None,
-) -> tuple[BoundedWSGIServer, int, CollectorRegistry]:
-    """Serve ``manager``'s snapshots on ``host:port`` (port 0 picks a free one) from a daemon
-    thread. Returns (server, port, registry); ``server.shutdown()`` then ``server.server_close()``
-    stop it."""
+) -> tuple[ProcessExporter, int, CollectorRegistry]:
+    """Serve ``manager``'s snapshots on ``host:port`` (port 0 picks a free one) from a server
+    process (see the module docstring). Returns (exporter, port, registry); ``shutdown()`` then
+    ``server_close()`` stop it. A busy port raises ``OSError``."""
     if not _is_loopback(host):
         logger.warning(
             "aphrodite-sla: exporter bound to %s: reachable beyond this machine (its endpoints are read-only, "
@@ -108,11 +229,8 @@ def start_exporter(
         manager.snapshot, config_error=config_error, registry=registry, model_name=model_name, clock=manager.clock,
         stale_after_s=max(3 * manager.evaluation_interval_s, 15.0),
     )
-    server = BoundedWSGIServer((host, port))
-    server.set_app(endpoints.wsgi_app)
-    thread = threading.Thread(target=server.serve_forever, name="aphrodite-sla-exporter-listener", daemon=True)
-    thread.start()
-    return server, int(server.server_port), registry
+    exporter = ProcessExporter(endpoints, host, port, manager.self_metrics)
+    return exporter, exporter.server_port, registry
 
 
 def _is_loopback(host: str) -> bool:
