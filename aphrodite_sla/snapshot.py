@@ -108,6 +108,7 @@ class MonitorHealth:
     dropped_samples: Mapping[tuple[str, str], int]  # (series, reason) -> samples refused by the store
     store_bytes: int
     evaluation_failing: bool = False  # the latest evaluation attempt raised (``last_error`` says why)
+    thinned_samples: Mapping[str, int] = field(default_factory=_empty)  # series -> arrivals not kept (store.thinning)
 
     @property
     def errors_total(self) -> int:
@@ -132,6 +133,7 @@ class MonitorSnapshot:
     statuses: Mapping[str, SLAStatus] = field(default_factory=_empty)
     violations: tuple[SLAViolation, ...] = ()  # active SLA violations
     windows: Mapping[tuple[str, float], WindowStatistics] = field(default_factory=_empty)
+    coverage: Mapping[tuple[str, float], float] = field(default_factory=_empty)  # (series, window s) -> share held
     budgets: Mapping[str, ErrorBudget] = field(default_factory=_empty)
     violation_counts: Mapping[tuple[str, str], int] = field(default_factory=_empty)  # (sla, severity) -> raised or escalated
     breach_counts: Mapping[str, int] = field(default_factory=_empty)  # sla -> evaluation points beyond the bound

@@ -16,6 +16,7 @@ SCRIPTS = [
     "bench_evaluate.py",
     "bench_quantile_error.py",
     "bench_memory.py",
+    "bench_window_coverage.py",
     "bench_import.py",
     "bench_anomaly.py",
     "bench_scrape.py",

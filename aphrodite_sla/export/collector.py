@@ -132,6 +132,14 @@ class SLACollector(Collector):
                 if q in _QUANTILE_LABELS and v == v:
                     fam.add_metric([self.model_name, series, _QUANTILE_LABELS[q]], v)
         yield fam
+        coverage = GaugeMetricFamily(
+            "sla_window_coverage_ratio",
+            "Share of each evaluated window its ring still holds (below 1: samples inside the window were overwritten)",
+            labels=["model_name", "series", "window"],
+        )
+        for (series, window_s), ratio in sorted(snap.coverage.items()):
+            coverage.add_metric([self.model_name, series, f"{window_s:g}s"], ratio)
+        yield coverage
 
     def _engine_families(self, snap: MonitorSnapshot) -> Iterator[Metric]:
         goodput = GaugeMetricFamily(
@@ -172,6 +180,17 @@ class SLACollector(Collector):
         )
         for (series, reason), n in sorted(health.dropped_samples.items()):
             dropped.add_metric(m + [series, reason], n)
+        thinned = CounterMetricFamily(
+            "sla_thinned_samples",
+            "Arrivals of a fast distribution series not kept (a uniform share is kept so its window keeps its length)",
+            labels=["model_name", "series"],
+        )
+        for series, n in sorted(health.thinned_samples.items()):
+            thinned.add_metric(m + [series], n)
+        failing = GaugeMetricFamily(
+            "sla_evaluation_failing", "1 while the latest evaluation attempt failed (the SLA figures are stale)", labels=["model_name"]
+        )
+        failing.add_metric(m, 1.0 if health.evaluation_failing else 0.0)
         nbytes = GaugeMetricFamily("sla_store_bytes", "Bytes held by the ring buffers", labels=["model_name"])
         nbytes.add_metric(m, health.store_bytes)
         evals = CounterMetricFamily("sla_evaluations", "Evaluations run", labels=["model_name"])
@@ -182,7 +201,7 @@ class SLACollector(Collector):
         durations = health.durations
         if durations.buckets:
             duration.add_metric(m, [(_le(b), n) for b, n in durations.buckets], durations.total_s)
-        yield from (errors, dropped_events, dropped, nbytes, evals, running, duration)
+        yield from (errors, dropped_events, dropped, thinned, failing, nbytes, evals, running, duration)
 
 
 def _le(bound: float) -> str:

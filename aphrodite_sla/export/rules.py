@@ -296,6 +296,41 @@ def rules_document(
             "runbook_url": f"{runbook}#monitor-errors",
         },
     })
+    other_alerts.append({
+        "alert": "SLAMonitorNotEvaluating",
+        "expr": (
+            "sla_evaluation_failing == 1\nor\nsla_evaluator_running == 0\nor\n"
+            "increase(sla_evaluations_total[5m]) == 0"
+        ),
+        "for": "5m",
+        "labels": {"severity": "ticket"},
+        "annotations": {
+            "summary": "The SLA monitor of {{ $labels.model_name }} at {{ $labels.instance }} is not evaluating",
+            "description": (
+                "Its evaluations fail, its evaluator thread is not running, or it ran no evaluation in 5 minutes: "
+                "the SLA figures and alerts of this replica are stale. The health endpoint's monitor block and the "
+                "engine's log say why."
+            ),
+            "runbook_url": f"{runbook}#monitor-not-evaluating",
+        },
+    })
+    other_alerts.append({
+        "alert": "SLAWindowNotCovered",
+        "expr": "sla_window_coverage_ratio < 0.9",
+        "for": "10m",
+        "labels": {"severity": "ticket"},
+        "annotations": {
+            "summary": (
+                "The {{ $labels.window }} window of {{ $labels.series }} on {{ $labels.instance }} "
+                "covers {{ $value | humanizePercentage }} of its length"
+            ),
+            "description": (
+                "Samples arrive faster than the series' ring holds for a whole window, so its quantiles describe "
+                "a shorter time than they say. Raise the series' sample_rate_hz (or declare it thin)."
+            ),
+            "runbook_url": f"{runbook}#window-not-covered",
+        },
+    })
 
     return {
         "groups": [

@@ -76,8 +76,8 @@ def register_http_metrics(
 ) -> bool:
     """Register the series this middleware records; False (logged) if the manager refused."""
     try:
-        manager.register_metric(HTTP_LATENCY_MS, window_seconds, sample_rate_hz, unit="ms")
-        manager.register_metric(HTTP_FIRST_BYTE_MS, window_seconds, sample_rate_hz, unit="ms")
+        manager.register_metric(HTTP_LATENCY_MS, window_seconds, sample_rate_hz, unit="ms", thin=True)
+        manager.register_metric(HTTP_FIRST_BYTE_MS, window_seconds, sample_rate_hz, unit="ms", thin=True)
         manager.register_metric(HTTP_ERROR_PERCENT, window_seconds, sample_rate_hz, max_value=100.0, unit="%")
         manager.register_metric(HTTP_CLIENT_DISCONNECTS, window_seconds, sample_rate_hz, max_value=1.0, unit="requests")
         manager.register_metric(HTTP_REJECTED, window_seconds, sample_rate_hz, max_value=1.0, unit="requests")

@@ -182,7 +182,8 @@ class Evaluator:
             self._breaches_view = frozen(dict(self._breach_counts))
         snapshot = MonitorSnapshot(
             sequence=sequence, evaluated_at=now, thresholds=self._thresholds_view, statuses=frozen(statuses),
-            violations=tuple(violations), windows=frozen(result.windows), budgets=frozen(budgets),
+            violations=tuple(violations), windows=frozen(result.windows), coverage=frozen(result.coverage),
+            budgets=frozen(budgets),
             violation_counts=self._counts_view, breach_counts=self._breaches_view, health=health(now, duration),
         )
         return snapshot, events

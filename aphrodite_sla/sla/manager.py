@@ -122,11 +122,15 @@ class SLAManager:
     # -- configuration ---------------------------------------------------------------------
     def add_threshold(self, threshold: SLAThreshold) -> None:
         """Add or replace (by ``metric_name``) an SLA; its source series is registered with a ring
-        big enough for two windows (the window and the regression baseline before it)."""
+        big enough for two windows (the window and the regression baseline before it), thinned
+        when it arrives faster than the SLA's sample rate unless the SLA reads it as a rate."""
         if not isinstance(threshold, SLAThreshold):
             raise TypeError(f"add_threshold: expected SLAThreshold, got {type(threshold).__name__}")
         self.store.register(
-            MetricSpec(threshold.source, 2 * threshold.window_seconds, threshold.sample_rate_hz, unit=threshold.unit)
+            MetricSpec(
+                threshold.source, 2 * threshold.window_seconds, threshold.sample_rate_hz, unit=threshold.unit,
+                thin=threshold.statistic is not Statistic.RATE,
+            )
         )
         with self._evaluator.lock:
             self._evaluator.set_threshold(threshold)
@@ -141,10 +145,12 @@ class SLAManager:
 
     def register_metric(
         self, name: str, window_seconds: float, sample_rate_hz: float = 10.0, *, allow_negative: bool = False,
-        max_value: float = math.inf, unit: str = "",
+        max_value: float = math.inf, unit: str = "", thin: bool = False,
     ) -> None:
-        """Record a series no SLA reads yet (for regression checks, RCA or dashboards)."""
-        self.store.register(MetricSpec(name, window_seconds, sample_rate_hz, allow_negative, max_value, unit))
+        """Record a series no SLA reads yet (for regression checks, RCA or dashboards). ``thin``:
+        a distribution read only as quantiles or means, thinned when it arrives faster than
+        ``sample_rate_hz`` so its window keeps its length (see ``store.thinning``)."""
+        self.store.register(MetricSpec(name, window_seconds, sample_rate_hz, allow_negative, max_value, unit, thin))
         with self._evaluator.lock:
             self._rebuild_routes()
 
@@ -273,7 +279,7 @@ class SLAManager:
             evaluator_running=self._worker.is_running, evaluations=ev.evaluations, last_evaluation_at=now,
             last_duration_s=duration_s, max_duration_s=ev.max_duration_s, durations=sm.durations(),
             errors=cache["errors"], last_error=sm.last_error, dropped_events=frozen(self.events.dropped()),
-            dropped_samples=cache["drops"], store_bytes=self.store.nbytes,
+            dropped_samples=cache["drops"], store_bytes=self.store.nbytes, thinned_samples=frozen(self.store.thinned()),
         )
 
     # -- reading (the latest snapshot) -----------------------------------------------------

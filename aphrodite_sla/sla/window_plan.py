@@ -70,6 +70,7 @@ class PlanResult:
     slas: dict[str, SLAReading]
     budgets: dict[str, BudgetReading]
     windows: dict[tuple[str, float], WindowStatistics]
+    coverage: dict[tuple[str, float], float]  # (series, window s) -> share of the window its ring holds
 
 
 class WindowPlan:
@@ -295,4 +296,19 @@ class WindowPlan:
                 row[base + k.PART_MEAN] if spec.moments and n else math.nan,
                 (total / spec.window_s if n else 0.0) if spec.moments else math.nan,
             )
-        return PlanResult(slas, budgets, windows)
+        return PlanResult(slas, budgets, windows, self._coverage(now))
+
+    def _coverage(self, now: float) -> dict[tuple[str, float], float]:
+        """How much of each window its ring still holds: 1.0 unless samples inside the window were
+        overwritten, then (now - oldest held sample) / window. The oldest slot is read after the
+        kernel ran; a writer may have replaced it since with a newer time, which only lowers the
+        figure (never reports a window covered that was not)."""
+        coverage: dict[tuple[str, float], float] = {}
+        for i, (spec, (cap, first, count)) in enumerate(zip(self.specs, self._ring.tolist())):
+            held = self._held[i]
+            if first <= 0 or count <= first or held is None:
+                coverage[(spec.series, spec.window_s)] = 1.0
+                continue
+            covered = now - float(held[0][first % cap])
+            coverage[(spec.series, spec.window_s)] = 1.0 if covered >= spec.window_s else max(covered, 0.0) / spec.window_s
+        return coverage

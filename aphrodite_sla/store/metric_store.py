@@ -15,6 +15,7 @@ from aphrodite_sla.clock import Clock, system_clock, wall_clock_for
 from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.store.ring import Rejected, RingBuffer
 from aphrodite_sla.store.spec import DropReason, MetricSpec
+from aphrodite_sla.store.thinning import Thinning
 
 # Distinct unknown metric names counted by name; past this they share one label, so a caller that
 # records ever-new names cannot grow our memory (or a Prometheus label set) without bound.
@@ -30,6 +31,7 @@ class MetricStore:
     (``wall_clock``, by default the one matching ``clock``): they are converted to monitor time by
     their age, so a wall-clock step moves nothing. A timestamp up to ``max_future_s`` ahead is
     stored at the present (so it cannot hold later samples back); further ahead it is refused.
+    ``thinning_seed``: makes the random draws of thinned series reproducible (tests).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class MetricStore:
         late_tolerance_s: float = 5.0,
         max_future_s: float = 60.0,
         wall_clock: Clock | None = None,
+        thinning_seed: int | None = None,
     ) -> None:
         self.clock = clock
         self.wall_clock = wall_clock if wall_clock is not None else wall_clock_for(clock)
@@ -48,6 +51,8 @@ class MetricStore:
         self._buffers: dict[str, RingBuffer] = {}
         self._specs: dict[str, MetricSpec] = {}
         self._drops: dict[tuple[str, DropReason], int] = {}
+        self._thinning: dict[str, Thinning] = {}
+        self._thinning_seed = thinning_seed
         self.drops_version = 0  # changes whenever a drop is counted (readers cache their copies)
         self._drop_lock = threading.Lock()
         self._register_lock = threading.Lock()
@@ -71,6 +76,7 @@ class MetricStore:
                     allow_negative=old_spec.allow_negative or spec.allow_negative,
                     max_value=max(old_spec.max_value, spec.max_value),
                     unit=old_spec.unit or spec.unit,
+                    thin=old_spec.thin and spec.thin,  # one reader of sums or rates forbids thinning
                 )
                 if merged == old_spec:
                     return self._buffers[spec.name]
@@ -82,7 +88,29 @@ class MetricStore:
             else:
                 buf.grow(spec.capacity, spec.window_seconds)  # in place: writers racing it lose nothing
             self._specs[spec.name] = spec
+            if spec.thin:
+                thinning = self._thinning.get(spec.name)
+                if thinning is None:
+                    self._thinning[spec.name] = Thinning(spec.sample_rate_hz, spec.window_seconds, seed=self._seed(spec.name))
+                else:
+                    thinning.retune(spec.sample_rate_hz, spec.window_seconds)
+            else:
+                self._thinning.pop(spec.name, None)
             return buf
+
+    def _seed(self, name: str) -> int | None:
+        if self._thinning_seed is None:
+            return None
+        return (self._thinning_seed * 1_000_003 + sum(map(ord, name))) & 0xFFFFFFFF
+
+    def thinned(self) -> dict[str, int]:
+        """Samples not kept by each thinned series (a share of its arrivals, not drops)."""
+        return {name: t.thinned for name, t in self._thinning.items() if t.thinned}
+
+    def keep_probability(self, name: str) -> float:
+        """The share of ``name``'s arrivals kept now (1.0 for a series that is not thinned)."""
+        thinning = self._thinning.get(name)
+        return thinning.keep if thinning is not None else 1.0
 
     def spec(self, name: str) -> MetricSpec | None:
         return self._specs.get(name)
@@ -100,7 +128,8 @@ class MetricStore:
 
     # -- the hot path ----------------------------------------------------------------------
     def record(self, name: str, value: Any, timestamp: float | None = None) -> bool:
-        """Store one sample; returns False (and counts why) instead of raising."""
+        """Store one sample (or, for a thinned series, let the kept share represent it); returns
+        False (and counts why) instead of raising."""
         buf = self._buffers.get(name)
         if buf is None:
             self._drop(name, DropReason.UNKNOWN_METRIC)
@@ -142,6 +171,11 @@ class MetricStore:
                 return False
             if t > now:
                 t = now
+        thinning = self._thinning.get(name)
+        if thinning is not None:
+            keep = thinning.observe(t, 1)
+            if keep < 1.0 and not thinning.keep_one(keep):
+                return True  # accepted, represented by the kept share
         try:
             buf.append(t, v)
         except Rejected:
@@ -151,7 +185,8 @@ class MetricStore:
 
     def record_batch(self, name: str, values: Any, timestamps: Any = None) -> int:
         """Store many samples of one metric (``timestamps``: None for now, one number for all, or
-        one per value). Returns how many were stored; every refused one is counted."""
+        one per value). Returns how many were accepted (stored, or for a thinned series represented
+        by the share it keeps); every refused one is counted."""
         buf = self._buffers.get(name)
         v, numbers = _as_numbers(values)
         if buf is None:
@@ -213,10 +248,24 @@ class MetricStore:
                 return 0
         if isinstance(t, np.ndarray) and t.size and t.max() > now:
             t = np.minimum(t, now)  # the (near) future is stored at the present
+        accepted = int(v.size)
+        thinning = self._thinning.get(name)
+        if thinning is not None:
+            if isinstance(t, np.ndarray):
+                keep = thinning.observe(float(t[-1]), accepted, float(t[-1] - t[0]))
+            else:
+                keep = thinning.observe(t, accepted)
+            if keep < 1.0:
+                mask = thinning.sample_mask(accepted, keep)
+                v = v[mask]
+                if isinstance(t, np.ndarray):
+                    t = t[mask]
+                if v.size == 0:
+                    return accepted
         late = buf.append_batch(t, v)
         if late:
             self._drop(name, DropReason.OUT_OF_ORDER, late)
-        return int(v.size - late)
+        return accepted - late
 
     def _count_batch_drops(self, name: str, v: np.ndarray, ok: np.ndarray, ok_time: np.ndarray, spec: MetricSpec) -> None:
         bad = ~ok

@@ -21,8 +21,11 @@ class DropReason(str, Enum):
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A recorded series. Its ring holds ``window_seconds * sample_rate_hz`` samples: at a higher
-    rate the window covers less time (counted as ``evicted_in_window``); raise the rate then."""
+    """A recorded series. Its ring holds ``window_seconds * sample_rate_hz`` samples. Arriving
+    faster, a ``thin`` series keeps a uniform random share of its samples so the ring still covers
+    the whole window (``store.thinning``: for distributions read as quantiles or means); any other
+    series then holds only the newest samples (counted as ``evicted_in_window``, and its window
+    coverage falls below 1): raise its rate."""
 
     name: str
     window_seconds: float
@@ -30,6 +33,7 @@ class MetricSpec:
     allow_negative: bool = False
     max_value: float = math.inf
     unit: str = ""
+    thin: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
