@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The real engines (vLLM, Aphrodite) live in a venv of their own: ~3 GB, built once and reused.
 ENGINE_VENV ?= .venv-engines
 
-.PHONY: demo test test-unit lint bench clean
+.PHONY: demo test test-unit lint bench dist check-dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest
+	scripts/check_wheel.sh $(PY)
 	scripts/engine_venv.sh $(ENGINE_VENV)
 	$(ENGINE_VENV)/bin/python -m pytest -o addopts="-ra" tests/contract
 
@@ -30,9 +31,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# the wheel and sdist the README installs from (dist/), checked by twine
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --no-isolation --sdist --wheel --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# make dist, then install the wheel into a fresh venv and check its entry points (run by make test)
+check-dist: $(STAMP)
+	scripts/check_wheel.sh $(PY)
+
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

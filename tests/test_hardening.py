@@ -147,3 +147,26 @@ def test_start_after_a_stop_that_timed_out_runs_again():
     assert len(ticks) >= 3  # the new run ticks while the old one is still stuck
     release.set()
     assert worker.stop(timeout=10)
+
+
+def test_scipy_is_imported_by_the_evaluator_at_start_not_by_the_first_regression_check():
+    """The first regression check's ``import scipy.stats`` held the GIL 48-55 ms mid-serving; the
+    evaluator imports it while warming up, before its first evaluation."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from aphrodite_sla import SLAManager\n"
+        "m = SLAManager([], evaluation_interval_s=60.0)\n"
+        "assert 'scipy.stats' not in sys.modules\n"
+        "m.start_monitoring()\n"
+        "deadline = time.monotonic() + 120\n"
+        "while 'scipy.stats' not in sys.modules and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print('scipy.stats' in sys.modules)\n"  # no SLA: no regression check could have imported it
+        "m.stop_monitoring()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
