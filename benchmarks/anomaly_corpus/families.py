@@ -351,6 +351,29 @@ def traffic(rng: np.random.Generator, k: int, n: int | None, dt: float | None, i
     return ts, m.finish(np.maximum(np.round(m.render()), 0.0)), an
 
 
+def hourly_kpi(rng: np.random.Generator, k: int, n: int | None, dt: float | None, inject: bool) -> Result:
+    """A business KPI sampled hourly (requests served, jobs completed, revenue per hour) over 7-15
+    weeks: few samples per day, a strong daily curve that is flatter and lower at weekends,
+    multiplicative noise and count rounding. Holidays (a flat day), a shifted day, drops, spikes,
+    slow declines and level shifts are anomalies."""
+    dt = dt or 3600.0
+    n = n or int(rng.integers(7 * 24 * 7, 15 * 24 * 7))
+    ts = timestamps(rng, n, dt)
+    curve = daily_curve(rng)
+    amp = float(rng.uniform(0.3, 0.9))
+    weekend = weekend_mask(ts)
+    level = np.full(n, np.log(rng.uniform(50.0, 5e4)))
+    level[weekend] -= rng.uniform(0.1, 0.5)
+    sd = float(rng.uniform(0.05, 0.15))
+    m = Model(ts, level, amp * curve(ts), ar1(rng, n, rng.uniform(0.3, 0.7), sd), sd, amp, curve)
+    m.season_gain[weekend] = rng.uniform(0.4, 0.9)
+    an: tuple[Anomaly, ...] = ()
+    if inject:
+        kinds = _kinds((SEASON_FLAT, SPIKE, LEVEL_SHIFT, OUTAGE, SEASON_SHAPE, RAMP), k, _count(n))
+        an = place(rng, m, kinds, max(int(0.2 * n), int(15 * DAY / dt)), 72)
+    return ts, m.finish(np.round(np.exp(m.render()))), an
+
+
 Family = Callable[[np.random.Generator, int, "int | None", "float | None", bool], Result]
 _FAMILIES: dict[str, Family] = {
     "latency": latency,
@@ -365,12 +388,38 @@ _FAMILIES: dict[str, Family] = {
     "integer_steps": integer_steps,
     "near_constant": near_constant,
     "traffic": traffic,
+    "hourly_kpi": hourly_kpi,
 }
+
+
+GAP_SHARE = 0.35  # share of labelled series with missing data (the same rule for both halves)
+
+
+def with_gaps(rng: np.random.Generator, ts: np.ndarray, values: np.ndarray,
+              anomalies: tuple[Anomaly, ...]) -> Result:
+    """Missing data: 1-4 stretches of 3-60 samples that never arrived (a scraper restart, a
+    network partition), after the learning period and clear of every anomaly's onset. The
+    timestamps keep their gap; anomaly indices are remapped onto the samples that remain."""
+    n = len(values)
+    keep = np.ones(n, dtype=bool)
+    onsets = [a.onset for a in anomalies]
+    for _ in range(int(rng.integers(1, 5))):
+        w = int(rng.integers(3, 61))
+        i = int(rng.integers(int(0.2 * n), max(int(0.2 * n) + 1, n - w)))
+        if all(i + w < o - 10 or i > o + 10 for o in onsets):
+            keep[i:i + w] = False
+    before = np.concatenate(([0], np.cumsum(keep)))  # kept samples before each index
+    an = tuple(Anomaly(int(before[a.onset]), max(int(before[a.onset]) + 1, int(before[a.end])), a.kind)
+               for a in anomalies)
+    return ts[keep], values[keep], an
 
 
 def _maker(family: str, fn: Family) -> Callable[[str, tuple[int, ...], str], LabelledSeries]:
     def make(name: str, seed: tuple[int, ...], split: str) -> LabelledSeries:
         ts, values, an = fn(np.random.default_rng(seed), seed[-1], None, None, True)
+        gaps = np.random.default_rng((*seed, 1))  # a stream of its own: the series itself is unchanged
+        if gaps.random() < GAP_SHARE:
+            ts, values, an = with_gaps(gaps, ts, values, an)
         return LabelledSeries(name, family, split, ts, values.astype(np.float64), an)
 
     return make

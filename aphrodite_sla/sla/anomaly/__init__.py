@@ -17,15 +17,19 @@ with cheap scalar statistics instead of a neural or tree model:
 
 1. *Judge each statistic against its own recent distribution*, not against a fixed Gaussian:
    every change statistic is standardised by its own running spread, learned only from ordinary
-   samples (``scoring``), and the one-step residual is tail-matched to the metric's own 99th
-   percentile (``baseline``). This is the anomaly-likelihood idea.
+   samples and robustly (a clipped mean absolute value, which neither outliers nor a slowly
+   building anomaly can inflate: ``scoring``), and the one-step residual is tail-matched to the
+   metric's own 99th percentile (``baseline``). This is the anomaly-likelihood idea.
 2. *Novelty, not distance*: what the metric has done before is not news. Outliers of a sign and
    size that keep recurring, and jumps to levels the metric keeps returning to, are discounted
-   (``memory``); change statistics re-base once a new regime has persisted (``statistics``).
+   (``memory``); change statistics re-base once a new regime has persisted (``statistics``), and
+   until then a shift is judged against the level before it (the level statistic's reference
+   learns from values a few dozen samples old, a two-window test).
 3. *Model the context*: time-of-day and day-of-week profiles (``seasonal``), a transform that
-   makes the noise level-independent (``transform``), and a floor on the scale that respects the
-   metric's resolution and size, so that 3072.0 -> 3072.000001 is not an anomaly just because a
-   constant series has no spread.
+   makes the noise level-independent (``transform``: log or linear from the warm-up, checked
+   again after a few hundred samples by how the noise actually scales with the level), and a
+   floor on the scale that respects the metric's resolution and size, so that 3072.0 ->
+   3072.000001 is not an anomaly just because a constant series has no spread.
 
 Parts: ``transform`` (log or linear, resolution floor) -> ``seasonal`` (profiles) -> ``baseline``
 (robust one-step level and scale: the spike statistic) -> ``statistics`` (level shift, residual
@@ -33,7 +37,7 @@ run, drift, variance change, flatline) with ``memory`` (recurring spikes, famili
 ``scoring`` (standardisation, score curve); ``detector`` composes them and ``config`` holds every
 constant with its reason. ``baselines`` has the classic windowed z-score and windowed Gaussian
 detectors it is measured against in ``benchmarks/bench_anomaly.py``. Importing this package
-imports numpy only (no numba, no scipy).
+imports numpy only (no numba, no scipy); an update is plain scalar Python, a few microseconds.
 """
 
 from __future__ import annotations

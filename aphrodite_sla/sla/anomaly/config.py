@@ -32,6 +32,7 @@ class AnomalyDetectorConfig:
     # -- learning and transform
     warmup: int = 30  # samples scored 0 while the transform and the first baseline are chosen
     log_transform: bool | None = None  # None: auto (log for positive, skewed or wide metrics; see transform.py)
+    recheck: int = 300  # auto transform re-chosen once after this many samples, from how the noise scales
     relative_floor: float = 1e-3  # residual scale >= this share of the level: 3072 -> 3072.000001 is no change
     # -- seasonality
     season_seconds: float | None = 86_400.0  # daily profile period; None disables both profiles
@@ -55,12 +56,13 @@ class AnomalyDetectorConfig:
     # -- time constants of the change statistics (per sample)
     run_decay: float = 0.8  # residual run: ~5 samples of memory, as long as the baseline takes to follow
     level_alpha: float = 0.1  # level shift: ~10-sample level ...
-    level_ref_alpha: float = 0.01  # ... against a ~100-sample reference
+    level_ref_alpha: float = 0.01  # ... against a ~100-sample reference ...
+    level_delay: int = 30  # ... that learns from values this old: a shift is judged against the level before it
     drift_alpha: float = 0.02  # drift: ~50-sample level ...
     drift_ref_alpha: float = 0.002  # ... against a ~500-sample reference
     spread_alpha: float = 0.05  # variance change: ~20-sample mean |residual| ...
     spread_ref_alpha: float = 0.002  # ... against a ~500-sample one
-    norm_alpha: float = 0.002  # how fast each statistic learns its own spread (~500 samples)
+    norm_alpha: float = 0.002  # how fast each statistic learns its own (robust) spread (~500 samples)
     tail_quantile: float = 0.99  # the residual quantile matched to the Gaussian one (heavy tails)
     # -- memory of what is normal for this metric
     event_z: float = 4.0  # a tail-matched |z| this large is a spike event (their rate and size are learned)
@@ -93,6 +95,8 @@ class AnomalyDetectorConfig:
             raise ValueError(f"relative_floor must be in [0, 1), got {self.relative_floor}")
         if not 0.5 < self.tail_quantile < 1.0:
             raise ValueError(f"tail_quantile must be in (0.5, 1), got {self.tail_quantile}")
+        if self.recheck < 0 or self.level_delay < 0:
+            raise ValueError(f"recheck and level_delay must be >= 0, got {self.recheck}, {self.level_delay}")
         if self.persist < 1 or self.adapt_samples < 1 or self.flatline_min_run < 2:
             raise ValueError("persist and adapt_samples must be >= 1, flatline_min_run >= 2")
         if self.event_memory < 1 or self.level_memory < 1 or self.level_slots < 1 or self.min_events < 1:

@@ -2,14 +2,15 @@
 
 Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once per cycle):
 
-1. ``transform``: the value into model space (log for skewed positive metrics).
+1. ``transform``: the value into model space (log for skewed positive metrics; chosen from the
+   warm-up and re-checked once, after ``recheck`` samples, from how the noise scales).
 2. ``seasonal``: subtract the expected time-of-day / day-of-week offset.
 3. ``baseline``: the residual against the robust one-step level, in units of the floored scale,
    tail-matched, then discounted by ``memory`` when outliers of its sign and size recur or it
    lands on a familiar level: the **spike** statistic.
-4. ``statistics``: **level shift** (fast vs slow level, and the leaky sum of residuals),
-   **drift** (slow vs very slow level), **variance change** (short vs long residual size),
-   **flatline** (a stuck value).
+4. ``statistics``: **level shift** (fast level vs a delayed slow reference, and the leaky sum of
+   residuals), **drift** (slow vs very slow level), **variance change** (short vs long residual
+   size), **flatline** (a stuck value).
 5. ``scoring``: each statistic as a multiple of its own alert threshold; the strongest (or the
    combined evidence of several, when they agree) sets the score ``1 - 2 ** -(ratio ** 2)``:
    0.5 at the threshold.
@@ -17,6 +18,10 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
    the detector alarms; a statistic that keeps alarming for ``adapt_samples`` accepts the new
    regime, and a jump to a new level that has already alarmed (or is a familiar kind) is accepted
    at once, so a persistent change alarms at its onset and the score then decays.
+
+The parts hold their state and their rare operations; the per-sample arithmetic of all of them is
+written out in ``AnomalyDetector._step``, one function instead of two dozen calls (most of the
+cost of a scalar Python detector is calls and attribute look-ups, not arithmetic).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from aphrodite_sla.sla.anomaly.baseline import MAD_TO_SD, RobustBaseline
+from aphrodite_sla.sla.anomaly.baseline import ABS_FLOOR, RobustBaseline
 from aphrodite_sla.sla.anomaly.config import (
     DRIFT,
     FLATLINE,
@@ -40,14 +45,24 @@ from aphrodite_sla.sla.anomaly.config import (
     AnomalyExplanation,
 )
 from aphrodite_sla.sla.anomaly.memory import LevelMemory, OutlierEvents
-from aphrodite_sla.sla.anomaly.scoring import gauss_two_sided_tail, score_of_ratio, z_of_upper_tail
+from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, gauss_two_sided_tail, z_of_upper_tail
 from aphrodite_sla.sla.anomaly.seasonal import Seasonality
-from aphrodite_sla.sla.anomaly.statistics import Flatline, LevelChange, ResidualRun, SpreadChange
-from aphrodite_sla.sla.anomaly.transform import Transform, choose_transform
+from aphrodite_sla.sla.anomaly.statistics import (
+    CAP,
+    MIN_LONG,
+    SPREAD_CLIP,
+    Flatline,
+    LevelChange,
+    ResidualRun,
+    SpreadChange,
+)
+from aphrodite_sla.sla.anomaly.transform import CLAMP, Transform, choose_transform, recheck_transform
 
 __all__ = ["AnomalyDetector"]
 
 _LEAK = 0.25  # an alarm count decays by this per quiet sample (a flickering alarm still adds up)
+_LN2 = math.log(2.0)
+_LOG_CLAMP = math.log(CLAMP)
 
 
 def _count(c: float, ratio: float) -> float:
@@ -70,11 +85,11 @@ class _Model:
         "drift",
         "dt",
         "flat",
-        "jumps",
         "last_alarm",
         "last_t",
         "level",
         "levels",
+        "log_off",
         "n",
         "run",
         "season",
@@ -85,19 +100,19 @@ class _Model:
 
     def __init__(self, cfg: AnomalyDetectorConfig, transform: Transform) -> None:
         self.transform = transform
+        self.log_off = transform.offset if transform.log_space else math.nan  # NaN: linear
         self.season: Seasonality | None = None
         self.base = RobustBaseline(cfg.fast_alpha, cfg.scale_alpha, cfg.huber_c, cfg.persist, cfg.relative_floor,
                                    cfg.tail_quantile, transform)
-        self.level = LevelChange(cfg.level_alpha, cfg.level_ref_alpha, cfg.norm_alpha, cfg.level_z)
-        self.run = ResidualRun(cfg.run_decay, cfg.huber_c, cfg.norm_alpha, cfg.run_z)
-        self.drift = LevelChange(cfg.drift_alpha, cfg.drift_ref_alpha, cfg.norm_alpha, cfg.drift_z)
-        self.spread = SpreadChange(cfg.spread_alpha, cfg.spread_ref_alpha, cfg.norm_alpha, cfg.spread_z,
-                                   cfg.persist - 1)
+        self.level = LevelChange(cfg.level_alpha, cfg.level_ref_alpha, cfg.norm_alpha, cfg.level_delay)
+        self.run = ResidualRun(cfg.run_decay, cfg.huber_c, cfg.norm_alpha)
+        self.drift = LevelChange(cfg.drift_alpha, cfg.drift_ref_alpha, cfg.norm_alpha)
+        self.spread = SpreadChange(cfg.spread_alpha, cfg.spread_ref_alpha, cfg.norm_alpha, cfg.persist - 1)
         self.flat = Flatline(cfg.flatline_min_run)
         self.spikes = OutlierEvents(cfg.event_memory, cfg.min_events)
         self.levels = LevelMemory(cfg.level_slots, cfg.level_memory, cfg.familiar_dwell, cfg.min_events)
         self.dt = 0.0  # typical sampling interval (EW of positive steps), seconds
-        self.last_t = math.nan
+        self.last_t = math.nan  # time of the last interval measurement
         self.n = 0  # samples through the model (the warm-up replay included)
         self.alarm = False  # the last sample alarmed (learning from it waits)
         self.last_alarm = -(2**62)  # sample number of the last alarm
@@ -118,6 +133,7 @@ class AnomalyDetector:
     """
 
     __slots__ = (
+        "_early",
         "_expl",
         "_k",
         "_last_score",
@@ -140,7 +156,8 @@ class AnomalyDetector:
         # per-sample constants, unpacked once per sample (cheaper than attribute reads)
         self._k = (c.huber_c, c.event_z, c.spike_z, c.persist, 1.0 / c.spike_z, 1.0 / c.level_z, 1.0 / c.run_z,
                    1.0 / c.drift_z, 1.0 / c.spread_z, 1.0 / c.flatline_z, 1.0 / c.combined_ratio,
-                   c.warmup + c.level_min_samples, c.warmup + c.drift_min_samples, c.warmup + c.spread_min_samples)
+                   c.warmup + c.level_min_samples, c.warmup + c.drift_min_samples, c.warmup + c.spread_min_samples,
+                   c.relative_floor, 2.0 * c.norm_alpha, 0.5 / c.norm_alpha, SPREAD_CLIP)
         self.reset()
 
     # -- public ---------------------------------------------------------------------------
@@ -150,12 +167,14 @@ class AnomalyDetector:
         self._m: _Model | None = None
         self._warm_x: list[float] = []
         self._warm_t: list[float] = []
+        self._early: tuple[list[float], list[float]] | None = None  # samples kept for the transform re-check
         self._n_seen = 0
         self._last_score = 0.0
         self._last_x = math.nan
         self._last_t = math.nan
-        # kind, ratio, then the spike, level, drift, variance and flatline z, offset, level, scale
-        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        # the strongest statistic, ratio, then the spike, level, drift, variance and flatline z,
+        # the seasonal offset, level and scale, and the value in model space
+        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
     def n_samples(self) -> int:
@@ -169,7 +188,15 @@ class AnomalyDetector:
         if m is None:
             return AnomalyExplanation(kind=WARMUP if self._n_seen else NONE, value=self._last_x,
                                       timestamp=self._last_t)
-        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma = self._expl
+        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma, y = self._expl
+        season = m.season
+        if kind is WARMUP:
+            pass  # the model has just been built: nothing scored yet
+        elif self._last_score < 0.01:
+            kind = NONE
+        elif (kind is LEVEL_SHIFT or kind is DRIFT) and season is not None and season.in_use() and \
+                abs(y - season.base) <= season.amplitude():
+            kind = SEASONAL  # a level change inside the daily range is wrong only for the time of day
         z = {SPIKE: zs, LEVEL_SHIFT: zl, DRIFT: zd, VARIANCE_CHANGE: zv, FLATLINE: zf,
              SEASONAL: zl if abs(zl) >= abs(zd) else zd}.get(kind, 0.0)
         return AnomalyExplanation(
@@ -185,7 +212,7 @@ class AnomalyDetector:
             t = float(timestamp)
         except (TypeError, ValueError, OverflowError):
             return self._last_score
-        if not (math.isfinite(x) and math.isfinite(t)):
+        if x - x != 0.0 or t - t != 0.0:  # NaN or infinite (cheaper than two isfinite calls)
             return self._last_score
         self._n_seen += 1
         self._last_x = x
@@ -197,6 +224,8 @@ class AnomalyDetector:
             if len(self._warm_x) >= self.config.warmup:
                 self._finish_warmup()
             return 0.0
+        if self._early is not None:
+            m = self._keep_early(x, t)
         try:
             score = self._step(m, x, t, True)
         except (ArithmeticError, ValueError, TypeError):  # pragma: no cover - defensive only: every
@@ -206,12 +235,35 @@ class AnomalyDetector:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _finish_warmup(self) -> None:
-        """Pick the transform, seed every part robustly from the warm-up, then replay it so that
-        the slower statistics learn from it too (a one-off O(warmup) cost)."""
+    def _keep_early(self, x: float, t: float) -> _Model:
+        """Keep the first ``recheck`` samples; then re-choose the transform from all of them and,
+        if it changes, rebuild the model in the new space from them (a one-off O(recheck) cost).
+        Returns the model to score ``x`` with."""
+        assert self._early is not None and self._m is not None
+        xs, ts = self._early
+        xs.append(x)
+        ts.append(t)
+        if len(xs) < self.config.recheck:
+            return self._m
+        self._early = None
+        log_space = self._m.transform.log_space
+        if recheck_transform(np.asarray(xs, dtype=np.float64), log_space) != log_space:
+            self._warm_x = xs[:-1]  # ``x`` itself is scored by the caller
+            self._warm_t = ts[:-1]
+            self._finish_warmup(not log_space)
+        assert self._m is not None
+        return self._m
+
+    def _finish_warmup(self, forced_log: bool | None = None) -> None:
+        """Pick the transform (``forced_log`` when rebuilding after the re-check), seed every part
+        robustly from the warm-up, then replay it so that the slower statistics learn from it too
+        (a one-off O(warmup) cost)."""
         cfg = self.config
         ts = self._warm_t
-        tr = choose_transform(np.asarray(self._warm_x, dtype=np.float64), cfg.log_transform)
+        if forced_log is None and cfg.log_transform is None and cfg.recheck > len(self._warm_x):
+            self._early = (list(self._warm_x), list(ts))
+        tr = choose_transform(np.asarray(self._warm_x, dtype=np.float64),
+                              cfg.log_transform if forced_log is None else forced_log)
         m = _Model(cfg, tr)
         y = np.array([tr.forward(v) for v in self._warm_x])
         med = float(np.median(y))
@@ -241,41 +293,318 @@ class AnomalyDetector:
         self._last_score = 0.0
 
     def _step(self, m: _Model, x: float, t: float, scored: bool) -> float:
-        """One sample through the model; returns its score (0 when not ``scored``)."""
+        """One sample through the model; returns its score (0 when not ``scored``). The parts'
+        per-sample arithmetic, in order (see each part's module for what and why)."""
         (huber_c, event_z, spike_z, persist, inv_spike, inv_level, inv_run, inv_drift, inv_spread, inv_flat,
-         inv_comb, level_from, drift_from, spread_from) = self._k
+         inv_comb, level_from, drift_from, spread_from, rel_floor, norm2, settle, clip) = self._k
         n = m.n + 1
         m.n = n
-        y = m.transform.forward(x)
-        season = m.season
-        s_off = season.offset(t) if season is not None else 0.0
-        d = y - s_off  # the deseasonalised value
-        base = m.base
         learn = not m.alarm  # the parts learn from the previous sample unless it alarmed
+        # the slow learners (the statistics' spreads, the long |z| mean, the repeat rate: memories
+        # of hundreds of samples of smooth inputs) learn from every other sample at twice the rate
+        odd = n & 1
 
-        # -- spike: the one-step residual, tail-matched, discounted when it is old news
-        base.observe(d, y, learn)
-        sigma = base.sigma
-        zt = zs = base.tail_z
-        signed = zt if base.z >= 0.0 else -zt
+        # -- transform (transform.Transform.forward) and season (seasonal.Seasonality.offset)
+        off = m.log_off
+        if off == off:
+            y = math.log((x if x > 0.0 else 0.0) + off) if x < CLAMP else _LOG_CLAMP
+        else:
+            y = CLAMP if x > CLAMP else (-CLAMP if x < -CLAMP else x)
+        season = m.season
+        s_off = 0.0
+        if season is not None:  # seasonal.Seasonality.offset, written out
+            prof = season.daily
+            w = prof.weight
+            if w != prof.target:
+                w = prof.applied(t)
+            if w:
+                if not prof.lo <= t < prof.hi:
+                    prof.piece(t)
+                s_off = w * (prof.pa + prof.ps * (t - prof.lo))
+            season.last_daily = s_off
+            week = season.weekly
+            if week is not None:
+                w = week.weight
+                if w != week.target:
+                    w = week.applied(t)
+                if w:
+                    if not week.lo <= t < week.hi:
+                        week.piece(t)
+                    s_off += w * (week.pa + week.ps * (t - week.lo))
+        d = y - s_off  # the deseasonalised value
+
+        # -- baseline (baseline.RobustBaseline): learn scale and tail from the previous residual,
+        # then this residual in floored scales, tail-matched
+        b = m.base
+        c = huber_c
+        sigma = b.sigma
+        if learn and sigma > 0.0:
+            e = b.e
+            ae = e if e >= 0.0 else -e
+            lim = c * sigma
+            b.mad += b.scale_alpha * ((ae if ae < lim else lim) - b.mad)
+            if b.run <= 1:  # the tail is learned from isolated deviations: a run counts once
+                z = b.z
+                q = b.tail_q * (b.tail_up if (z if z >= 0.0 else -z) > b.tail_q else b.tail_down)
+                b.tail_q = q if q > b.q_gauss else b.q_gauss
+        level = b.level
+        sigma = MAD_TO_SD * b.mad
+        f = 0.5 * b.jump
+        if f > sigma:
+            sigma = f
+        f = rel_floor if b.log_space else rel_floor * (level if level >= 0.0 else -level)
+        if f > sigma:
+            sigma = f
+        if sigma < ABS_FLOOR:
+            sigma = ABS_FLOOR
+        e = d - level
+        z = e / sigma
+        b.e = e
+        b.z = z
+        b.sigma = sigma
+        az = z if z >= 0.0 else -z
+        q = b.tail_q
+        qg = b.q_gauss
+        zt = zs = az * qg / q if q > qg else az
+        dy = y - b.last_y  # the metric's typical step (its resolution), before deseasonalising
+        if dy < 0.0:
+            dy = -dy
+        if dy > 0.0:
+            jmp = b.jump
+            nj = b.n_jumps
+            if nj < 20:  # a running mean of the first steps, then an EW mean
+                nj += 1
+                b.n_jumps = nj
+                if nj > 10 and dy > 10.0 * jmp:
+                    dy = 10.0 * jmp
+                b.jump = jmp + (dy - jmp) / nj
+            else:
+                b.jump = jmp + 0.05 * ((dy if dy < 10.0 * jmp else 10.0 * jmp) - jmp)
+        b.last_y = y
+
+        # -- spike: discounted when it is old news (memory); the level moves (a Huber step, or a
+        # jump to a new level after ``persist`` same-sign outliers)
+        signed = zt if z >= 0.0 else -zt
         familiar = False  # the outlier lands on a familiar level: a regime switch
-        if base.z > huber_c or base.z < -huber_c:
+        recentred = False
+        old_level = level
+        if z > c or z < -c:
             zs, familiar = self._discount(m, d, zt, signed, sigma, n)
-        old_level = base.level
-        base.advance(d, 0.0 if familiar else 1.0)
-        cleaned = base.cleaned
-        recentred = base.recentred
-        if recentred or m.spikes.run_sign or signed >= event_z or signed <= -event_z:
-            m.spikes.observe(signed, event_z, n, recentred)
+            sign = 1 if z > 0.0 else -1
+            if sign == b.run_sign:
+                b.run += 1
+            else:
+                b.run = 1
+                b.run_sign = sign
+            if b.run >= persist:  # a new level: follow it rather than clip it
+                b.level = cleaned = d
+                recentred = True
+                b.run = 0
+                b.run_sign = 0
+            else:
+                ec = 0.0 if familiar else sign * c * sigma
+                cleaned = level + ec
+                b.level = level + b.alpha * ec
+        else:
+            b.run = 0
+            b.run_sign = 0
+            cleaned = d
+            b.level = level + b.alpha * e
+        spikes = m.spikes
+        if recentred or spikes.run_sign or signed >= event_z or signed <= -event_z:
+            spikes.observe(signed, event_z, n, recentred)
         if recentred:
             self._new_level(m, d, cleaned, old_level, zs >= spike_z or familiar, sigma, n)
 
-        # -- the other statistics
-        zl = m.level.update(cleaned, sigma, learn)
-        zr = m.run.update(0.0 if recentred or familiar else signed, learn)
-        zd = m.drift.update(cleaned, sigma, learn)
-        zv = m.spread.update(zs, recentred, persist, learn)
-        zf = m.flat.update(x, learn)
+        # -- level shift (statistics.LevelChange): fast level against a delayed reference
+        lv = m.level
+        ln = lv.n
+        a_fast = lv.a_fast
+        sp = lv.spread
+        if learn and ln * a_fast >= 1.0:
+            last = lv.last
+            if last == last:
+                k = lv.delay
+                if k:  # the value ``delay`` samples old goes to the reference, ``last`` into the ring
+                    i = lv.pos
+                    v = lv.ring[i]
+                    lv.ring[i] = last
+                    lv.pos = i + 1 if i + 1 < k else 0
+                    if lv.filled < k:
+                        lv.filled += 1
+                        v = math.nan
+                else:
+                    v = last
+                if v == v:
+                    a = lv.a_ref
+                    k = lv.m + 1
+                    lv.m = k
+                    k += 10  # the restart's running mean counts as about 1 / a_fast samples
+                    lv.ref += (1.0 / k if k * a < 1.0 else a) * (v - lv.ref)
+                if odd:  # statistics.RunningSpread.learn, written out
+                    sn = sp.n + 1
+                    sp.n = sn
+                    s = sp.sd
+                    floor = lv.floor
+                    if floor > s:
+                        s = floor
+                    v = lv.diff
+                    if v < 0.0:
+                        v = -v
+                    s *= clip
+                    sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
+        ln += 1
+        lv.n = ln
+        lv.last = cleaned
+        if ln * a_fast < 1.0:  # still a running mean since the restart, and so is the reference
+            lv.fast += (cleaned - lv.fast) / ln
+            lv.ref = lv.fast
+            lv.diff = 0.0
+            zl = 0.0
+        else:
+            v = lv.fast
+            v += a_fast * (cleaned - v)
+            lv.fast = v
+            diff = v - lv.ref
+            # a young reference is a running mean of n samples, with its own noise of 1 / sqrt(n)
+            floor = sigma * (lv.k_white if ln * lv.a_ref >= 1.0 else math.sqrt(lv.k2_white + 1.0 / ln))
+            lv.diff = diff
+            lv.floor = floor
+            s = sp.sd
+            zl = diff / (s if s > floor else floor)
+
+        # -- residual run (statistics.ResidualRun)
+        rn = m.run
+        sp = rn.spread
+        floor = rn.k_white
+        g = rn.g
+        if learn and odd:
+            sn = sp.n + 1
+            sp.n = sn
+            s = sp.sd
+            if floor > s:
+                s = floor
+            v = g if g >= 0.0 else -g
+            s *= clip
+            sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
+        v = 0.0 if recentred or familiar else signed
+        g = g * rn.decay + (c if v > c else (-c if v < -c else v))
+        rn.g = g
+        s = sp.sd
+        zr = g / (s if s > floor else floor)
+
+        # -- drift (statistics.LevelChange without delay): slow level against a slower reference
+        lv = m.drift
+        ln = lv.n
+        a_fast = lv.a_fast
+        sp = lv.spread
+        if learn and ln * a_fast >= 1.0:
+            last = lv.last
+            if last == last:
+                a = lv.a_ref
+                lv.ref += (1.0 / ln if ln * a < 1.0 else a) * (last - lv.ref)
+                if odd:
+                    sn = sp.n + 1
+                    sp.n = sn
+                    s = sp.sd
+                    floor = lv.floor
+                    if floor > s:
+                        s = floor
+                    v = lv.diff
+                    if v < 0.0:
+                        v = -v
+                    s *= clip
+                    sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
+        ln += 1
+        lv.n = ln
+        lv.last = cleaned
+        if ln * a_fast < 1.0:
+            lv.fast += (cleaned - lv.fast) / ln
+            lv.ref = lv.fast
+            lv.diff = 0.0
+            zd = 0.0
+        else:
+            v = lv.fast
+            v += a_fast * (cleaned - v)
+            lv.fast = v
+            diff = v - lv.ref
+            floor = sigma * (lv.k_white if ln * lv.a_ref >= 1.0 else math.sqrt(lv.k2_white + 1.0 / ln))
+            lv.diff = diff
+            lv.floor = floor
+            s = sp.sd
+            zd = diff / (s if s > floor else floor)
+
+        # -- variance change (statistics.SpreadChange): short vs long mean |z|, delayed
+        sc = m.spread
+        sp = sc.spread
+        floor = sc.k_white
+        fed = sc.fed
+        if learn and odd and fed == fed:
+            k = sc.n + 1
+            sc.n = k
+            a = 2.0 * sc.a_long
+            sc.long += (1.0 / k if k * a < 1.0 else a) * (fed - sc.long)
+            v = sc.log_ratio  # >= 0: only increases are scored
+            sn = sp.n + 1
+            sp.n = sn
+            s = sp.sd
+            if floor > s:
+                s = floor
+            s *= clip
+            sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
+        if recentred:
+            sc.recentred(persist)
+        v = zs if zs < CAP else CAP
+        k = sc.delay
+        if k:
+            i = sc.pos
+            fed = sc.ring[i]
+            sc.ring[i] = v
+            sc.pos = i + 1 if i + 1 < k else 0
+        else:
+            fed = v
+        sc.fed = fed
+        short = sc.short + sc.a_short * (fed - sc.short)
+        sc.short = short
+        # against at least half the Gaussian mean |z|: where the scale sits at its floor (a
+        # near-constant metric) |z| is ~0, and 0.001 -> 0.01 is no change of spread
+        lo = sc.long if sc.long > MIN_LONG else MIN_LONG
+        if short > MIN_LONG and short > lo:  # only increases are scored (or learned)
+            v = math.log(short / lo)
+            s = sp.sd
+            zv = v / (s if s > floor else floor)
+        else:
+            v = zv = 0.0
+        sc.log_ratio = v
+
+        # -- flatline (statistics.Flatline)
+        fl = m.flat
+        last = fl.last
+        if learn and odd and last == last:
+            k = fl.n + 1
+            fl.n = k
+            fl.p_repeat += (1.0 / k if k < 250 else 0.004) * ((1.0 if fl.run else 0.0) - fl.p_repeat)
+        if x == last:
+            k = fl.run + 1
+        else:
+            k = 0
+            fl.stuck_at = math.nan
+            if x > fl.hi:
+                fl.hi = x
+            if x < fl.lo:
+                fl.lo = x
+        fl.run = k
+        fl.last = x
+        zf = 0.0
+        if k >= fl.min_run and x not in (fl.stuck_at, fl.hi, fl.lo):
+            p = fl.p_repeat
+            f = 1.0 / (fl.n + 2)
+            if p < f:
+                p = f
+            if p < 0.01:
+                p = 0.01
+            if p < 1.0:
+                zf = z_of_upper_tail(math.exp(k * math.log(p)))
 
         # -- each as a multiple of its threshold; the strongest, or several that agree, score
         best = rs = zs * inv_spike
@@ -300,39 +629,63 @@ class AnomalyDetector:
             best, kind = rv, VARIANCE_CHANGE
         if rf > best:
             best, kind = rf, FLATLINE
-        comb = math.sqrt(rs * rs + rl * rl + rd * rd + rv * rv) * inv_comb
-        if comb > best:
-            best = comb
+        v = (rs * rs + rl * rl + rd * rd + rv * rv) * inv_comb * inv_comb
+        if v > best * best:
+            best = math.sqrt(v)
         alarm = best >= 1.0
         m.alarm = alarm
         if alarm:
             m.last_alarm = n
         else:
-            m.levels.dwell(base.level, huber_c * sigma)
-            if season is not None:
-                season.learn(t, y, s_off)
+            lm = m.levels  # dwell at the current remembered level (memory.LevelMemory.age)
+            lm.tick += 1
+            if lm.tick >= 64:
+                lm.age()
+            k = lm.current
+            if k >= 0:
+                v = b.level - lm.centre[k]
+                f = c * sigma
+                if -f <= v <= f:
+                    lm.weight[k] += 1.0
+                else:
+                    lm.current = -1
+            if season is not None:  # seasonal.Seasonality.learn, written out
+                base = season.base + season.base_rate * (y - s_off - season.base)
+                season.base = base
+                v = y - base
+                prof = season.daily
+                k = prof.bin if prof.blo <= t < prof.bhi else prof.rebin(t)
+                if k >= 0:
+                    prof.acc[k] += v
+                    prof.cnt[k] += 1
+                week = season.weekly
+                if week is not None:
+                    k = week.bin if week.blo <= t < week.bhi else week.rebin(t)
+                    if k >= 0:
+                        week.acc[k] += v - season.last_daily
+                        week.cnt[k] += 1
         if alarm or m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat:
             self._adapt(m, rl, rd, rv, rf)
 
-        # -- sampling interval (the seasonal base's rate follows it)
-        if t > m.last_t:
-            step = t - m.last_t
-            m.dt = step if m.dt == 0.0 else m.dt + 0.01 * (step - m.dt)
-            if season is not None and n % 256 == 0:
-                season.set_interval(m.dt)
-        if not t < m.last_t:
-            m.last_t = t
+        if not n & 255:  # every 256 samples: the sampling interval (the seasonal base's rate follows it)
+            self._interval(m, t, season)
 
         if not scored:
             return 0.0
-        score = score_of_ratio(best)
-        if score < 0.01:
-            kind = NONE
-        elif ((kind is LEVEL_SHIFT or kind is DRIFT) and season is not None and season.in_use()
-              and abs(y - season.base) <= season.amplitude()):
-            kind = SEASONAL  # a level change inside the daily range is wrong only for the time of day
-        self._expl = (kind, best, base.z, zl, zd, zv, zf, s_off, base.level, sigma)
-        return score
+        # what ``last_explanation`` needs (it works out the rest only when asked)
+        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, b.level, sigma, y)
+        return 1.0 if best > 8.0 else 1.0 - math.exp(-_LN2 * best * best)  # scoring.score_of_ratio
+
+    @staticmethod
+    def _interval(m: _Model, t: float, season: Seasonality | None) -> None:
+        """The typical sampling interval: the mean step over the last 256 samples (when time moved
+        forward over them), smoothed over a few such blocks."""
+        if t > m.last_t:
+            step = (t - m.last_t) / 256.0
+            m.dt = step if m.dt == 0.0 else m.dt + 0.9 * (step - m.dt)
+            if season is not None:
+                season.set_interval(m.dt)
+        m.last_t = t
 
     def _discount(self, m: _Model, d: float, zt: float, signed: float, sigma: float, n: int) -> tuple[float, bool]:
         """The spike z of an outlier, reduced when spikes of its sign and size recur (the chance

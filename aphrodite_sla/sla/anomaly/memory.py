@@ -147,25 +147,18 @@ class LevelMemory:
         self.centre[k] += (new - self.centre[k]) / (v + 1.0)  # where the jumps land, on average
         self.current = k
 
-    def dwell(self, level: float, tol: float) -> None:
-        """A normal sample at ``level``: it adds dwell to the current remembered level while it
-        stays within ``tol`` of it; wandering away ends the stay."""
-        self.tick += 1
-        if self.tick >= 64:  # decay every 64 samples (amortised O(slots))
-            self.tick = 0
-            d = self.decay
-            w = self.weight
-            v = self.visits
-            for i in range(len(w)):
-                w[i] *= d
-                v[i] *= d
-        k = self.current
-        if k < 0:
-            return
-        if -tol <= level - self.centre[k] <= tol:
-            self.weight[k] += 1.0
-        else:
-            self.current = -1
+    def age(self) -> None:
+        """Every 64 normal samples (amortised O(slots)): dwell and visits decay. (Each normal
+        sample counts a ``tick`` and, while the level stays within the tolerance of the current
+        slot's centre, adds 1 to its ``weight``, else ends the stay: ``current = -1``; that part
+        is written out in ``AnomalyDetector._step``, which runs it on every normal sample.)"""
+        self.tick = 0
+        d = self.decay
+        w = self.weight
+        v = self.visits
+        for i in range(len(w)):
+            w[i] *= d
+            v[i] *= d
 
     def familiar(self, value: float, tol: float) -> float:
         """Distance from ``value`` to the nearest familiar level other than the current one

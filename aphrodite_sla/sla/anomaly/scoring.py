@@ -6,19 +6,22 @@ scales. Its spread under ordinary behaviour is not known in advance (residuals o
 are autocorrelated and heavy-tailed), so each is divided by a running estimate of its own spread
 learned from ordinary samples only - the same idea as the "anomaly likelihood" of Numenta's HTM
 detector, which judges a raw score against the recent distribution of raw scores. The estimate
-never goes below the spread the statistic would have on white noise, and each squared value it
-learns from is clipped, so that an anomaly which builds up slowly cannot teach it that the
-anomaly is normal before it crosses the alert level.
+never goes below the spread the statistic would have on white noise, and it is robust: a mean
+absolute value with each value clipped at twice the current spread, so that neither an outlier
+nor an anomaly which builds up slowly (or a long one that was learned in part before it was
+accepted) can teach it that large values are normal. A mean of squares clipped at three spreads,
+as before, let a sub-threshold change widen the spread by a third within a few dozen samples.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["RunningSpread", "ew_pair_sd", "gauss_two_sided_tail", "score_of_ratio", "two_sided_z", "z_of_upper_tail",
+__all__ = ["MAD_TO_SD", "RunningSpread", "ew_pair_sd", "gauss_two_sided_tail", "score_of_ratio", "two_sided_z", "z_of_upper_tail",
            "z_to_score"]
 
 _LN2 = math.log(2.0)
+MAD_TO_SD = math.sqrt(math.pi / 2.0)  # Gaussian sd / mean absolute deviation
 _SQRT1_2 = math.sqrt(0.5)
 
 
@@ -75,36 +78,35 @@ def ew_pair_sd(a1: float, a2: float) -> float:
 
 
 class RunningSpread:
-    """Running root-mean-square of a statistic, learned from ordinary values (see module doc).
+    """Robust running spread of a statistic, learned from ordinary values (see module doc).
 
-    A statistic is standardised by ``max(rms, floor)``, ``floor`` being its white-noise spread
-    (which may change with the residual scale). ``learn(x, floor)`` folds in one value, its square
-    clipped at ``(gate * max(rms, floor))^2``; the first values are averaged (weights 1/n) so that
-    it settles fast.
+    A statistic is standardised by ``max(sd, floor)``, ``floor`` being its white-noise spread
+    (which may change with the residual scale). ``sd`` is a running mean absolute value times
+    sqrt(pi / 2) (a Gaussian sd), each absolute value clipped at ``clip`` times the current
+    ``max(sd, floor)``: a value far out moves it by a bounded step, so neither an outlier nor an anomaly
+    that builds up below the alert level for a while can widen it much (a mean of squares,
+    which an outlier moves by its square, could). The first values are averaged (weights 1/n) so
+    that it settles fast.
     """
 
-    __slots__ = ("alpha", "gate2", "ms", "n", "rms")
+    __slots__ = ("alpha", "clip", "n", "sd")
 
-    def __init__(self, alpha: float, gate: float) -> None:
+    def __init__(self, alpha: float, clip: float) -> None:
         self.alpha = alpha
-        self.gate2 = gate * gate
-        self.ms = 0.0
-        self.rms = 0.0  # sqrt(ms), kept so that ``sd`` costs no square root
+        self.clip = clip
+        self.sd = 0.0
         self.n = 0
 
     def learn(self, x: float, floor: float) -> None:
         n = self.n + 1
         self.n = n
-        a = 1.0 / n if n * self.alpha < 1.0 else self.alpha
-        s2 = self.ms if self.ms > floor * floor else floor * floor
-        sq = x * x
-        lim = self.gate2 * s2
-        self.ms += a * ((sq if sq < lim else lim) - self.ms)
-        self.rms = math.sqrt(self.ms)
+        s = self.sd if self.sd > floor else floor
+        ax = x if x >= 0.0 else -x
+        lim = self.clip * s
+        self.sd += (1.0 / n if n * self.alpha < 1.0 else self.alpha) * ((ax if ax < lim else lim) * MAD_TO_SD - self.sd)
 
     def widen(self, x: float) -> None:
         """Take a value of size ``x`` as ordinary from now on (the spread relearns from there)."""
-        sq = x * x
-        if sq > self.ms:
-            self.ms = sq
-            self.rms = math.sqrt(sq)
+        ax = x if x >= 0.0 else -x
+        if ax > self.sd:
+            self.sd = ax

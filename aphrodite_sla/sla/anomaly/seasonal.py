@@ -17,6 +17,10 @@ wandering or flat metric gets no spurious profile, a strong daily curve gets all
 is used only after ``min_cycles`` well-covered cycles, and interpolated between bin centres.
 Nothing is learned while the detector alarms. The weekly profile models what the daily one
 leaves (weekends).
+
+Cost: both runs on every sample, so each profile caches the linear piece of itself the time is
+in, and the bin it is learning; ``Seasonality.offset`` and ``learn`` are written out in
+``AnomalyDetector._step`` (and kept here as the reference, which the tests compare it with).
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ _CLIP = 3.0  # a bin's change per cycle is clipped at this many rms cycle-to-cyc
 
 
 class SeasonalProfile:
-    """One periodic profile (see the module docstring)."""
+    """One periodic profile (see the module docstring).
 
-    __slots__ = ("acc", "bins", "cnt", "cycle", "cycle_weight", "cycles", "cycles_of", "fold_t", "min_cycles",
-                 "ms_delta", "old_weight", "period", "target", "value", "weight")
+    Two caches keep the per-sample work to a few operations: the applied offset is linear in
+    time between two bin centres, so the current piece (``lo`` <= t < ``hi``: ``pa + ps * (t -
+    lo)``, before the weight) is kept until time leaves it; and the bin being learned (``blo``
+    <= t < ``bhi``: bin ``bin``) likewise. A fold changes the values and drops the first."""
+
+    __slots__ = ("acc", "bhi", "bin", "bins", "blo", "cnt", "cycle", "cycle_weight", "cycles", "cycles_of", "fold_t",
+                 "hi", "inv_ramp", "lo", "min_cycles", "ms_delta", "old_weight", "pa", "period", "ps", "span",
+                 "target", "value", "weight")
 
     def __init__(self, period: float, bins: int, cycle_weight: float, min_cycles: int) -> None:
         self.period = period
@@ -46,43 +56,75 @@ class SeasonalProfile:
         self.cycle = -(2**62)  # index of the cycle being accumulated
         self.cycles = 0  # well-covered cycles folded in
         self.ms_delta = 0.0  # mean square change of a bin from one cycle to the next
+        self.span = 0.0  # max - min of the values
         self.weight = 0.0  # 0..1: how much of the profile is applied now ...
         self.target = 0.0  # ... moving from old_weight to this over a quarter period after a fold,
         self.old_weight = 0.0  # so that switching the profile on is no step in the deseasonalised value
         self.fold_t = 0.0
+        self.inv_ramp = 4.0 / period
+        self.lo = self.hi = math.nan  # the cached piece of the profile (none yet)
+        self.pa = self.ps = 0.0
+        self.blo = self.bhi = math.nan  # the cached bin being learned (none yet)
+        self.bin = 0
 
-    def offset(self, t: float) -> float:
-        """The applied profile value at time ``t`` (linear between bin centres)."""
+    def applied(self, t: float) -> float:
+        """The weight applied at ``t``: ``target``, or on the way to it after a fold."""
         w = self.weight
         if w != self.target:
-            k = (t - self.fold_t) / (0.25 * self.period)
+            k = (t - self.fold_t) * self.inv_ramp
             w = self.target if k >= 1.0 else self.old_weight + (self.target - self.old_weight) * (k if k > 0.0 else 0.0)
             self.weight = w
-        if w == 0.0:
-            return 0.0
-        pos = (t / self.period) % 1.0 * self.bins - 0.5
+        return w
+
+    def piece(self, t: float) -> None:
+        """Cache the linear piece of the profile (between two bin centres) that ``t`` falls in."""
+        bins = self.bins
+        pos = (t / self.period) % 1.0 * bins - 0.5
         b0 = math.floor(pos)
         f = pos - b0
         v = self.value
-        b0 %= self.bins
-        b1 = b0 + 1 if b0 + 1 < self.bins else 0
-        return w * (v[b0] + f * (v[b1] - v[b0]))
+        b0 %= bins
+        b1 = b0 + 1 if b0 + 1 < bins else 0
+        width = self.period / bins
+        self.lo = t - f * width
+        self.hi = self.lo + width
+        self.pa = v[b0]
+        self.ps = (v[b1] - v[b0]) / width
 
-    def learn(self, t: float, dev: float) -> None:
-        """Add the deviation ``dev`` of a normal sample at time ``t`` to its bin."""
+    def offset(self, t: float) -> float:
+        """The applied profile value at time ``t`` (linear between bin centres)."""
+        w = self.applied(t)
+        if w == 0.0:
+            return 0.0
+        if not self.lo <= t < self.hi:
+            self.piece(t)
+        return w * (self.pa + self.ps * (t - self.lo))
+
+    def rebin(self, t: float) -> int:
+        """The bin a normal sample at ``t`` is learned in (cached with its time range), folding the
+        finished cycle when a new one starts; -1 for a late sample from an older cycle."""
         phase = t / self.period
         cycle = math.floor(phase)
         if cycle != self.cycle:
             if cycle < self.cycle:
-                return  # a late sample from an older cycle: not learned
+                return -1  # a late sample from an older cycle: not learned
             self._fold()
             self.cycle = cycle
             self.fold_t = t
         b = int((phase - cycle) * self.bins)
         if b >= self.bins:
             b = self.bins - 1
-        self.acc[b] += dev
-        self.cnt[b] += 1
+        self.bin = b
+        self.blo = (cycle + b / self.bins) * self.period
+        self.bhi = (cycle + (b + 1) / self.bins) * self.period
+        return b
+
+    def learn(self, t: float, dev: float) -> None:
+        """Add the deviation ``dev`` of a normal sample at time ``t`` to its bin."""
+        b = self.bin if self.blo <= t < self.bhi else self.rebin(t)
+        if b >= 0:
+            self.acc[b] += dev
+            self.cnt[b] += 1
 
     def _fold(self) -> None:
         """Once per cycle, O(bins): fold a well-covered cycle into the profile, and re-weigh."""
@@ -120,9 +162,10 @@ class SeasonalProfile:
                 noise = self.ms_delta / (2.0 * w)
                 self.old_weight = self.weight
                 self.target = max(0.0, 1.0 - noise / across) if across > 0.0 else 0.0
-        for i in range(bins):
-            acc[i] = 0.0
-            cnt[i] = 0
+        acc[:] = [0.0] * bins
+        cnt[:] = [0] * bins
+        self.span = max(self.value) - min(self.value)
+        self.lo = self.hi = math.nan  # the values changed: the cached piece is stale
 
 
 class Seasonality:
@@ -149,13 +192,27 @@ class Seasonality:
         self.base_rate = r if r < 0.05 else 0.05
 
     def offset(self, t: float) -> float:
-        """Expected seasonal offset at ``t`` (model units); the daily part is kept for ``learn``."""
-        daily = self.daily
-        s = daily.offset(t) if daily.weight or daily.target else 0.0
+        """Expected seasonal offset at ``t`` (model units); the daily part is kept for ``learn``.
+        (``SeasonalProfile.offset`` of each profile, written out: this runs on every sample.)"""
+        p = self.daily
+        w = p.weight
+        if w != p.target:
+            w = p.applied(t)
+        s = 0.0
+        if w:
+            if not p.lo <= t < p.hi:
+                p.piece(t)
+            s = w * (p.pa + p.ps * (t - p.lo))
         self.last_daily = s
-        weekly = self.weekly
-        if weekly is not None and (weekly.weight or weekly.target):
-            s += weekly.offset(t)
+        p = self.weekly  # type: ignore[assignment]
+        if p is not None:
+            w = p.weight
+            if w != p.target:
+                w = p.applied(t)
+            if w:
+                if not p.lo <= t < p.hi:
+                    p.piece(t)
+                s += w * (p.pa + p.ps * (t - p.lo))
         return s
 
     def in_use(self) -> bool:
@@ -164,18 +221,25 @@ class Seasonality:
     def amplitude(self) -> float:
         """Half the range of the applied daily profile (model units)."""
         d = self.daily
-        if d.weight == 0.0:
-            return 0.0
-        return 0.5 * d.weight * (max(d.value) - min(d.value))
+        return 0.5 * d.weight * d.span
 
     def learn(self, t: float, y: float, offset: float) -> None:
         """Learn from a normal sample ``y`` (model space) at ``t``, whose ``offset`` was just
-        computed by ``offset(t)``."""
-        self.base += self.base_rate * (y - offset - self.base)
-        dev = y - self.base
-        self.daily.learn(t, dev)
-        if self.weekly is not None:
-            self.weekly.learn(t, dev - self.last_daily)
+        computed by ``offset(t)``. (``SeasonalProfile.learn`` of each profile, written out.)"""
+        base = self.base + self.base_rate * (y - offset - self.base)
+        self.base = base
+        dev = y - base
+        p = self.daily
+        b = p.bin if p.blo <= t < p.bhi else p.rebin(t)
+        if b >= 0:
+            p.acc[b] += dev
+            p.cnt[b] += 1
+        p = self.weekly  # type: ignore[assignment]
+        if p is not None:
+            b = p.bin if p.blo <= t < p.bhi else p.rebin(t)
+            if b >= 0:
+                p.acc[b] += dev - self.last_daily
+                p.cnt[b] += 1
 
     def shift(self, delta: float) -> None:
         """The level moved by ``delta`` and the detector accepted it: move the base with it."""

@@ -5,7 +5,10 @@
   modelled in log space, where their noise is roughly symmetric and a x2 slowdown has the same
   size at any load. Small counts (errors per interval, queue lengths: a median under 20 of their
   own steps) stay linear, where a step from 1 to 0 is one step and not a collapse, and so does
-  anything narrow or symmetric. The choice is made once, from the warm-up.
+  anything narrow or symmetric. The choice is made from the warm-up and checked once more after a
+  few hundred samples (``recheck_transform``): a warm-up that happened to fall in a quiet night
+  looks narrow, and a traffic curve modelled linearly pages at every peak and misses every dip.
+  The check measures what the choice is about, how the noise scales with the level.
 * **Resolution floor.** A change is judged against the residual scale, which must never be zero:
   a metric that has been exactly 3072.0 for hours has no spread, and 6 KB of growth is not an
   anomaly. The scale is floored (``baseline.py``) by the larger of half the metric's typical
@@ -20,7 +23,7 @@ import math
 
 import numpy as np
 
-__all__ = ["CLAMP", "Transform", "choose_transform"]
+__all__ = ["CLAMP", "Transform", "choose_transform", "noise_elasticity", "recheck_transform"]
 
 CLAMP = 1e100  # values are clamped to +-this, so that squares stay finite
 
@@ -84,3 +87,44 @@ def choose_transform(values: np.ndarray, forced_log: bool | None) -> Transform:
     if pos.size < values.size:
         offset = max(offset, float(pos.min()) if pos.size else 1.0)
     return Transform(True, offset if offset > 0.0 else 1e-9)
+
+
+def noise_elasticity(values: np.ndarray, block: int = 10) -> float | None:
+    """How the noise scales with the level: the slope of log(mean |step|) on log(mean) over
+    blocks of ``block`` samples (1: multiplicative noise, log space; 0: additive, linear; about
+    0.5: counts). None when the level varies too little to tell (under 10 % between blocks),
+    or values are not all positive enough to take logs."""
+    k = values.size // block
+    if k < 8:
+        return None
+    x = values[:k * block].reshape(k, block)
+    m = x.mean(axis=1)
+    s = np.abs(np.diff(x, axis=1)).mean(axis=1)
+    ok = (m > 0.0) & (s > 0.0)
+    if ok.sum() < 8:
+        return None
+    lm = np.log(m[ok])
+    ls = np.log(s[ok])
+    v = float(np.var(lm))
+    if v < 0.01:
+        return None
+    return float(np.mean((lm - lm.mean()) * (ls - ls.mean())) / v)
+
+
+def recheck_transform(values: np.ndarray, log_space: bool) -> bool:
+    """The transform for a metric after its first few hundred ``values``, given that the warm-up
+    chose ``log_space``. A warm-up that happened to be quiet (a night, a weekend) cannot tell how
+    the noise scales; a few hundred samples usually span enough of the level to measure it
+    (``noise_elasticity``): log space when the noise grows about in proportion to the level
+    (above 0.7), linear when it does not grow with it (below 0.3), else as before. Negative
+    values and small counts (a median under 8 of their own steps) keep the warm-up's choice."""
+    with np.errstate(all="ignore"):  # extreme values may overflow a difference: no change then
+        steps = np.abs(np.diff(values))
+        steps = steps[steps > 0.0]
+        if not values.size or float(values.min()) < 0.0 or not bool(np.all(np.isfinite(steps))) or (
+                steps.size and float(np.median(values)) < 8.0 * float(steps.min())):
+            return log_space
+        el = noise_elasticity(values)
+    if el is None or not math.isfinite(el):
+        return log_space
+    return el >= 0.3 if log_space else el > 0.7
