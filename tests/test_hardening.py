@@ -170,3 +170,27 @@ def test_scipy_is_imported_by_the_evaluator_at_start_not_by_the_first_regression
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_a_fork_waits_for_the_evaluators_imports_to_finish():
+    """A fork while the evaluator thread imported numba (its warm-up, right after start) left the
+    child a half-done import whose lock it could never take: its first evaluation hung."""
+    from aphrodite_sla.forking import imports_in_progress
+
+    inside, done = threading.Event(), threading.Event()
+
+    def importer() -> None:
+        with imports_in_progress():
+            inside.set()
+            time.sleep(0.5)
+            done.set()
+
+    t = threading.Thread(target=importer)
+    t.start()
+    inside.wait(5)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if done.is_set() else 1)  # the copy was taken after the imports finished
+    _, status = os.waitpid(pid, 0)
+    t.join()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -33,6 +33,7 @@ from aphrodite_sla.events import (
     ViolationRaised,
     ViolationResolved,
 )
+from aphrodite_sla.forking import imports_in_progress
 from aphrodite_sla.periodic import PeriodicThread
 from aphrodite_sla.self_metrics import Component, SelfMetrics
 from aphrodite_sla.sla.defaults import default_thresholds
@@ -387,11 +388,12 @@ class SLAManager:
         """On the evaluator thread before its first tick: compile (or load) the kernels, and import
         scipy for the regression checks now, at start-up, not mid-serving (its import holds the GIL
         for ~50 ms, which the engine's event loop would wait out)."""
-        from aphrodite_sla.store import kernels
+        with imports_in_progress():  # a fork meanwhile would leave its child a half-done import
+            from aphrodite_sla.store import kernels
 
-        kernels.warm_up()
-        if math.isfinite(self.regression_interval_s):
-            import scipy.stats  # noqa: F401
+            kernels.warm_up()
+            if math.isfinite(self.regression_interval_s):
+                import scipy.stats  # noqa: F401
 
 
 def _callback_name(kind: str, callback: Callable[..., Any]) -> str:
