@@ -195,3 +195,46 @@ def test_varying_engine_indices_do_not_grow_the_counters_without_bound():
     rec.flush()
     per = rec.counters.per_engine_steps
     assert len(per) == 65 and per[-1] == 1000 - 64 and sum(per.values()) == 1000
+
+
+def test_a_flush_racing_the_engine_loses_no_step():
+    """flush() swapped the staged deque out and iterated it while the engine could still append to
+    it: such a step was lost (or the iteration raised). Steps are now popped one by one."""
+    import threading
+
+    clock = ManualClock(1000.0)
+    mgr = SLAManager(clock=clock, anomaly_detection=False)
+    rec = EngineStatsRecorder(mgr, max_staged_steps=1_000_000)
+    stop = threading.Event()
+    flushed = []
+
+    def flusher() -> None:
+        while not stop.is_set():
+            flushed.append(rec.flush())
+
+    t = threading.Thread(target=flusher)
+    t.start()
+    for _ in range(20_000):
+        rec.record(*step())
+    stop.set()
+    t.join()
+    flushed.append(rec.flush())
+    c = rec.counters
+    assert sum(flushed) == 20_000 == c.steps_recorded == c.steps_flushed
+    assert c.dropped_steps == 0 and c.bad_steps == 0
+
+
+def test_the_engine_thread_only_appends_the_stall_detector_reads_the_steps_on_its_timer():
+    from aphrodite_sla.integrations.stall import StallDetector
+
+    clock = ManualClock(1000.0)
+    mgr = SLAManager(clock=clock, anomaly_detection=False)
+    stall = StallDetector(mgr, clock=clock, stall_after_s=30.0)
+    rec = EngineStatsRecorder(mgr, stall_detector=stall)
+    rec.record(*step(gen=0, running=4))
+    assert stall._last_record is None  # nothing but the append happened on the engine's thread
+    clock.advance(31.0)
+    assert stall.check().stalled  # 4 running, no token since the step 31 s ago
+    rec.record(*step(gen=8, running=4))
+    assert not stall.check().stalled  # the check pulled the new step: progress
+    assert stall.status.last_record_at == clock()

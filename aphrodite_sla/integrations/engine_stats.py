@@ -12,6 +12,7 @@ step whose stats cannot be read is counted and skipped, never raised into the en
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -186,9 +187,18 @@ class EngineStatsRecorder:
         self.max_staged_steps = int(max_staged_steps)
         self.throughput_interval_s = float(throughput_interval_s)
         self.stall_detector = stall_detector
-        self.counters = RecorderCounters()
-        self._staged: deque[tuple[float, Any, Any, int]] = deque(maxlen=self.max_staged_steps)
+        self._counters = RecorderCounters()
+        self._clock = manager.clock
+        # Steps as (time, sequence number, scheduler stats, iteration stats, engine index). The
+        # sequence numbers make every count exact off the hot path: steps recorded, and steps the
+        # bounded deque evicted because nothing flushed them (a gap in the numbers).
+        self._sequence = itertools.count()
+        self._staged: deque[tuple[float, int, Any, Any, int]] = deque(maxlen=self.max_staged_steps)
+        self._newest_taken: tuple[float, int, Any, Any, int] | None = None  # the newest step flushed
+        self._fed_sequence = -1  # the newest step the stall detector has seen
+        self._dropped = 0  # steps evicted from the bounded deque, counted when taken
         self._flush_lock = threading.Lock()
+        self._feed_lock = threading.Lock()
         # throughput gauge state (flush thread only)
         self._tp_start: float | None = None
         self._tp_tokens = 0.0
@@ -196,6 +206,8 @@ class EngineStatsRecorder:
         for name, window, rate, unit in ENGINE_SERIES:
             manager.register_metric(name, window, rate, unit=unit, thin=name in THINNED_SERIES)
         manager.register_pre_evaluation_hook(self.flush)
+        if stall_detector is not None:
+            stall_detector.step_source = self.feed_stall_detector  # it pulls the steps on its timer
         _recorders[manager] = weakref.ref(self)  # the manager's hook keeps it alive
         reset_in_child(self)
 
@@ -209,34 +221,97 @@ class EngineStatsRecorder:
 
     def _reset_after_fork(self) -> None:
         self._flush_lock = threading.Lock()
+        self._feed_lock = threading.Lock()
 
     # -- hot path --------------------------------------------------------------------------
-    def record(self, scheduler_stats: Any, iteration_stats: Any, engine_idx: int = 0) -> None:
-        """Keep a reference to this step's stats; never raises."""
+    def record(
+        self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0, **_: Any
+    ) -> None:
+        """Keep a reference to this step's stats; never raises. The engines' ``StatLoggerBase.record``
+        signature, so a StatLogger binds this method as its own ``record`` (one call frame fewer on
+        the engine's thread). One clock read and one append:
+        right after the engine's step the caches are cold, and every attribute touched here costs
+        microseconds (``bench_statlogger.py``); counting, the stall detector's inputs and the
+        bound's accounting are all derived later from the staged steps."""
         try:
-            now = self.manager.clock()
-            staged = self._staged
-            if len(staged) == staged.maxlen:
-                self.counters.dropped_steps += 1  # the oldest goes: nothing flushed for a long while
-            staged.append((now, scheduler_stats, iteration_stats, engine_idx))
-            counters = self.counters
-            counters.steps_recorded += 1
-            counters.last_record_time = now
-            if scheduler_stats is not None:
-                running = getattr(scheduler_stats, "num_running_reqs", 0)
-                counters.last_num_running = running if isinstance(running, int) else 0
-            stall = self.stall_detector
-            if stall is not None:
-                tokens = getattr(iteration_stats, "num_generation_tokens", 0) if iteration_stats is not None else 0
-                stall.on_record(now, counters.last_num_running, tokens if isinstance(tokens, int) else 0)
+            self._staged.append((self._clock(), next(self._sequence), scheduler_stats, iteration_stats, engine_idx))
         except Exception:  # the engine must never see our errors
-            self.counters.record_errors += 1
+            self._counters.record_errors += 1
 
     # -- off the hot path ------------------------------------------------------------------
+    @property
+    def counters(self) -> RecorderCounters:
+        """How the recorder is doing, brought up to date from the staged steps."""
+        c = self._counters
+        taken = self._newest_taken
+        oldest: tuple[float, int, Any, Any, int] | None
+        newest: tuple[float, int, Any, Any, int] | None
+        try:
+            oldest, newest = self._staged[0], self._staged[-1]
+        except IndexError:
+            oldest, newest = None, taken
+        # evicted while staged: the gap between the newest step taken and the oldest one still held
+        pending = oldest[1] - (taken[1] if taken is not None else -1) - 1 if oldest is not None else 0
+        c.dropped_steps = self._dropped + max(pending, 0)
+        if newest is not None:
+            c.steps_recorded = newest[1] + 1
+            c.last_record_time = newest[0]
+            running = getattr(newest[2], "num_running_reqs", None) if newest[2] is not None else None
+            if isinstance(running, int):
+                c.last_num_running = running
+        return c
+
+    def _take(self) -> list[tuple[float, int, Any, Any, int]]:
+        """Pop the staged steps (popleft is atomic: a step appended meanwhile stays for the next
+        flush, never lost) and count the ones the bounded deque evicted before we came."""
+        staged = self._staged
+        steps = []
+        for _ in range(len(staged)):
+            try:
+                steps.append(staged.popleft())
+            except IndexError:
+                break
+        if steps:
+            previous = self._newest_taken[1] if self._newest_taken is not None else -1
+            evicted = steps[0][1] - previous - 1
+            if evicted > 0:
+                self._dropped += evicted
+            self._newest_taken = steps[-1]
+        return steps
+
+    def feed_stall_detector(self) -> None:
+        """Give the stall detector the steps it has not seen, in order (its timer calls this before
+        every check; a flush also does, before it takes the steps away)."""
+        with self._feed_lock:
+            self._feed(list(self._staged))  # list() of a deque copies it atomically under the GIL
+
+    def _feed(self, steps: list[tuple[float, int, Any, Any, int]]) -> None:
+        stall = self.stall_detector
+        if stall is None:
+            return
+        fed = self._fed_sequence
+        for now, seq, sched, it, _ in steps:
+            if seq <= fed:
+                continue
+            fed = seq
+            try:
+                running = getattr(sched, "num_running_reqs", None) if sched is not None else None
+                generated = getattr(it, "num_generation_tokens", 0) if it is not None else 0
+                prompt = getattr(it, "num_prompt_tokens", 0) if it is not None else 0
+            except Exception:
+                continue  # an unreadable step: the flush counts it (bad_steps)
+            stall.on_record(
+                now, running if isinstance(running, int) else None,
+                generated if isinstance(generated, int) else 0, prompt if isinstance(prompt, int) else 0,
+            )
+        self._fed_sequence = fed
+
     def flush(self) -> int:
         """Move every staged step into the store; returns the number of steps flushed."""
         with self._flush_lock:
-            staged, self._staged = self._staged, deque(maxlen=self.max_staged_steps)
+            with self._feed_lock:
+                staged = self._take()
+                self._feed(staged)
             if not staged:
                 return 0
             columns: dict[str, _Column] = {}
@@ -248,7 +323,7 @@ class EngineStatsRecorder:
                     bad += 1
                     last_error = exc
             if bad:
-                self.counters.bad_steps += bad
+                self._counters.bad_steps += bad
                 self.manager.self_metrics.error(
                     Component.RECORDER, f"{bad} engine steps could not be read: {type(last_error).__name__}: {last_error}", bad
                 )
@@ -260,12 +335,12 @@ class EngineStatsRecorder:
                     record_batch(name, col.array(), np.repeat(np.asarray(col.times), col.counts))
                 except Exception as exc:
                     self.manager.self_metrics.error(Component.RECORDER, f"{name}: {type(exc).__name__}: {exc}", exc_info=True)
-            self.counters.steps_flushed += len(staged)
+            self._counters.steps_flushed += len(staged)
             return len(staged)
 
-    def _extract(self, step: tuple[float, Any, Any, int], columns: dict[str, _Column]) -> None:
-        now, sched, it, engine_idx = step
-        per_engine = self.counters.per_engine_steps
+    def _extract(self, step: tuple[float, int, Any, Any, int], columns: dict[str, _Column]) -> None:
+        now, _, sched, it, engine_idx = step
+        per_engine = self._counters.per_engine_steps
         if engine_idx not in per_engine and len(per_engine) >= MAX_ENGINE_INDICES:
             engine_idx = OTHER_ENGINES  # a caller inventing engine indices cannot grow this without bound
         per_engine[engine_idx] = per_engine.get(engine_idx, 0) + 1

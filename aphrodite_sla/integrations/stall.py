@@ -1,8 +1,10 @@
 """Engine stall detection: requests are waiting but the engine makes no progress.
 
 Why a timer of its own: an engine that hangs stops calling its stat loggers, so nothing driven by
-``record()`` can notice. The StatLogger feeds ``on_record`` on every engine step (O(1), no locks, no
-allocation); a daemon thread calls ``check()`` every ``interval_s``.
+``record()`` can notice. A daemon thread calls ``check()`` every ``interval_s``; before each check
+it pulls the engine steps staged since the last one from its ``step_source`` (the stats recorder:
+nothing runs on the engine's thread for us) and applies them in order through ``on_record``,
+which other feeders may also call directly (O(1), no locks, no allocation).
 
 A stall is, with ``stall_after_s`` (default 30 s):
 
@@ -93,6 +95,8 @@ class StallDetector:
         self.interval_s = float(interval_s)
         self.clock = clock
         self._in_flight_source = in_flight
+        # Called before every check to apply the steps recorded since (see the module docstring).
+        self.step_source: Callable[[], None] | None = None
         # Published to the manager's stream and snapshot when given one, else to its own.
         self.events = events or getattr(manager, "events", None) or EventStream()
         self.board = board or getattr(manager, "board", None) or SnapshotBoard()
@@ -189,6 +193,12 @@ class StallDetector:
 
     def _check(self, now: float | None) -> StallStatus:
         events: list[MonitorEvent] = []
+        source = self.step_source
+        if source is not None:
+            try:
+                source()  # the steps since the last check, through on_record
+            except Exception as exc:  # the check itself must still run (a hung engine sends nothing)
+                self.self_metrics.error(Component.STALL_DETECTOR, f"reading the engine steps: {type(exc).__name__}: {exc}", exc_info=True)
         with self._check_lock:
             now = self.clock() if now is None else float(now)
             in_flight, known = self._read_in_flight()

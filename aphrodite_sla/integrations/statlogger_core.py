@@ -104,7 +104,6 @@ class StatLoggerCore:
                 self._runtime = None
                 self._recorder = None
                 self.enabled = False
-                self._record = _no_record
                 return
             recorder = self._runtime.recorder
             enabled = bool(getattr(self._runtime.config, "enabled", True))
@@ -112,8 +111,10 @@ class StatLoggerCore:
                 self._runtime.model_name = self.model_name
         self._recorder = recorder
         self.enabled = enabled
-        # Bound once: the hot path is one attribute load and one call.
-        self._record = recorder.record if enabled else _no_record
+        if enabled:
+            # The recorder's record() takes the engine's arguments and never raises: bound as this
+            # logger's own record(), the engine's call reaches it with no frame of ours between.
+            self.record = recorder.record  # type: ignore[method-assign]
         try:
             recorder.manager.register_metric(SLEEP_SERIES, 600.0, 1.0, unit="level")
         except Exception:
@@ -126,10 +127,8 @@ class StatLoggerCore:
 
     # -- the engine's hot path --------------------------------------------------------------
     def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0, **_: Any) -> None:
-        try:
-            self._record(scheduler_stats, iteration_stats, engine_idx)
-        except Exception:
-            self.record_errors += 1
+        """Disabled or unmonitored: nothing. (Enabled, ``_sla_init`` replaced this with the
+        recorder's own ``record`` on the instance.)"""
 
     # -- lifecycle ---------------------------------------------------------------------------
     def log_engine_initialized(self) -> None:
@@ -189,10 +188,6 @@ class StatLoggerCore:
                 self._recorder.manager.record_measurement(SLEEP_SERIES, float(self.sleep_level))
         except Exception:
             self.record_errors += 1
-
-
-def _no_record(scheduler_stats: Any, iteration_stats: Any, engine_idx: int = 0) -> None:
-    return None
 
 
 def lazy_engine_class(module_globals: dict[str, Any], name: str, build: Callable[[], type]) -> Callable[[str], Any]:

@@ -146,9 +146,9 @@ def test_sleep_state_and_periodic_log(engine, runtime, samples, caplog):
     assert samples(runtime.manager.store, "engine_sleep_level") == [2.0, 1.0, 0.0]
 
     ours.local_interval = 0.0  # every call may log
-    ours._record = _raise  # a recorder failure is counted, never raised
+    ours.recorder._clock = _raise  # a recorder failure is counted, never raised into the engine
     ours.record(*engine.step())
-    assert ours.record_errors == 1
+    assert ours.recorder.counters.record_errors == 1
     with caplog.at_level("WARNING", logger="aphrodite_sla.integrations.vllm"):
         ours.log()
     assert "could not be recorded" in caplog.text
