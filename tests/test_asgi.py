@@ -494,7 +494,7 @@ async def test_websocket_and_lifespan_pass_through():
 def test_json_body_of_rejection_is_valid():
     adm = AdmissionController()
     adm.close(retry_after_s=2.5)
-    rejection = adm._rejection
+    rejection = adm.policy.rejection
     headers = dict(rejection.start["headers"])
     assert headers[b"retry-after"] == b"3"
     body = json.loads(rejection.body["body"])

@@ -37,15 +37,28 @@ class AdmissionState(str, Enum):
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """The 503 response (ASGI messages) for a policy, built once per policy change rather than per
+    request."""
+
+    start: dict[str, Any]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class AdmissionPolicy:
     """What the admission controller currently does (replaced as a whole, so a reader on the event
-    loop never sees half of a change made by a recovery thread)."""
+    loop never sees half of a change made by a recovery thread), with the response it rejects by."""
 
     state: AdmissionState = AdmissionState.OPEN
     shed_fraction: float = 0.0
     retry_after_s: float = 0.0
     reason: str = ""
     changed_at: float = 0.0
+    rejection: Rejection = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rejection", _build_rejection(self.retry_after_s))
 
 
 @dataclass(frozen=True)
@@ -56,14 +69,6 @@ class AdmissionStats:
     rejected: int
     admitted_while_limited: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Rejection:
-    """The 503 response for a policy, built once per policy change rather than per request."""
-
-    start: dict[str, Any]
-    body: dict[str, Any]
 
 
 # -- admission control: behaviour ----------------------------------------------------------------
@@ -80,7 +85,6 @@ class AdmissionController:
         self._clock = clock
         self._lock = threading.Lock()
         self._policy = AdmissionPolicy(changed_at=clock())
-        self._rejection = _build_rejection(self._policy)
         self._random = (rng or random.Random()).random
         self._rejected = 0
         reset_in_child(self)
@@ -109,8 +113,7 @@ class AdmissionController:
         policy = AdmissionPolicy(state, fraction, retry, str(reason), self._clock())
         with self._lock:
             previous = self._policy
-            self._rejection = _build_rejection(policy)
-            self._policy = policy  # published last: admit() reads only this reference
+            self._policy = policy  # one reference: admit() and the middleware read only this
         if previous.state is not state or previous.shed_fraction != fraction:
             logger.warning(
                 "aphrodite-sla admission: %s -> %s (shed %.0f%%, retry after %.0f s)%s",
@@ -165,9 +168,9 @@ def _checked(value: Any, name: str, low: float, high: float) -> float:
     return float(value)
 
 
-def _build_rejection(policy: AdmissionPolicy) -> _Rejection:
+def _build_rejection(retry_after_s: float) -> Rejection:
     # The reason stays in our logs and stats; clients get a generic message (no internal details).
-    retry = int(math.ceil(policy.retry_after_s))
+    retry = int(math.ceil(retry_after_s))
     body = json.dumps(
         {
             "error": {
@@ -182,7 +185,7 @@ def _build_rejection(policy: AdmissionPolicy) -> _Rejection:
         (b"content-length", str(len(body)).encode()),
         (b"retry-after", str(retry).encode()),
     ]
-    return _Rejection(
+    return Rejection(
         start={"type": "http.response.start", "status": 503, "headers": headers},
         body={"type": "http.response.body", "body": body, "more_body": False},
     )

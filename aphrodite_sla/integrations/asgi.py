@@ -182,8 +182,9 @@ class SLAMiddleware:
             await self.app(scope, receive, send)
             return
         admission = server.admission
-        if admission._policy.state is not AdmissionState.OPEN and not admission.admit():
-            rejection = admission._rejection
+        policy = admission.policy
+        if policy.state is not AdmissionState.OPEN and not admission.admit():
+            rejection = policy.rejection
             await send(rejection.start)
             await send(rejection.body)
             return
