@@ -8,9 +8,16 @@ detector tuned on i.i.d. Gaussian noise false-alarms on production data.
 """
 from __future__ import annotations
 
+import os
+import sys
 from typing import NamedTuple
 
 import numpy as np
+
+# The AR(1) noise and the operator's alert stream are the benchmark corpus's (one definition each).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+from anomaly_corpus.model import ar1
+from bench_anomaly import alert_stream  # noqa: F401  (the tests use it as S.alert_stream)
 
 T0 = 1_700_000_000.0
 MINUTE = 60.0
@@ -28,17 +35,6 @@ class Example(NamedTuple):
 
 def times(n: int, step: float = MINUTE) -> np.ndarray:
     return T0 + step * np.arange(n, dtype=np.float64)
-
-
-def ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
-    """Stationary AR(1) with marginal standard deviation ``sd``."""
-    eps = rng.standard_normal(n) * sd * np.sqrt(1.0 - phi * phi)
-    out = np.empty(n)
-    prev = rng.standard_normal() * sd
-    for i in range(n):
-        prev = phi * prev + eps[i]
-        out[i] = prev
-    return out
 
 
 def diurnal(ts: np.ndarray, phase: float = 0.0) -> np.ndarray:
@@ -169,16 +165,3 @@ def run(detector: object, ex: Example) -> np.ndarray:
     """The detector's scores over the example."""
     update = detector.update  # type: ignore[attr-defined]
     return np.array([update(v, t) for t, v in zip(ex.timestamps.tolist(), ex.values.tolist())])
-
-
-def alerts(scores: np.ndarray, level: float = 0.5, rearm: float = 0.25) -> np.ndarray:
-    """Indices of alerts as an operator gets them: one per episode (re-armed below ``rearm``)."""
-    out = []
-    armed = True
-    for i, s in enumerate(scores.tolist()):
-        if armed and s >= level:
-            out.append(i)
-            armed = False
-        elif not armed and s < rearm:
-            armed = True
-    return np.asarray(out, dtype=np.int64)

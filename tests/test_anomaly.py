@@ -71,7 +71,7 @@ def test_constant_series_scores_zero_and_stays_finite():
 def test_small_steps_of_a_quantised_gauge_are_normal():
     ex = S.healthy("near_constant", seed=3)  # 3072 with rare +-1 steps
     scores = S.run(AnomalyDetector(), ex)
-    assert len(S.alerts(scores[400:])) == 0
+    assert len(S.alert_stream(scores[400:])) == 0
 
 
 # ----------------------------------------------------------------------------- onset signal
@@ -87,7 +87,7 @@ def test_level_shift_alarms_at_onset_then_decays_and_the_recovery_is_quiet():
     below = np.flatnonzero(out[1500:] < REARM)
     assert below.size and below[0] <= 30, "the score did not decay once the new level persisted"
     assert not np.any(out[1530:2500] >= ALERT), "still alarming long after the new level persisted"
-    assert len(S.alerts(out[2490:2600])) <= 1, "the return to the old level alarmed more than once"
+    assert len(S.alert_stream(out[2490:2600])) <= 1, "the return to the old level alarmed more than once"
     assert not np.any(out[2600:] >= ALERT)
 
 
@@ -103,7 +103,7 @@ def test_persistent_new_variance_is_accepted():
     out = S.run(AnomalyDetector(), ex)
     assert out[ex.onset:ex.onset + 20].max() >= ALERT
     # the wider noise lasts 300 samples: after a while it is the new normal, not a page a minute
-    assert len(S.alerts(out[ex.onset + 50:ex.end])) <= 2
+    assert len(S.alert_stream(out[ex.onset + 50:ex.end])) <= 2
 
 
 # ----------------------------------------------------------------------------- detection
@@ -142,7 +142,7 @@ def test_each_kind_of_anomaly_is_detected_early(kind, max_delay, explained, seed
     assert kinds[ex.onset + int(hits[0])] in explained
     # and it was quiet in the day before (the learning period aside)
     day = int(round(86_400.0 / (ex.timestamps[1] - ex.timestamps[0])))
-    assert len(S.alerts(out[max(400, ex.onset - day):ex.onset - 5])) <= 1
+    assert len(S.alert_stream(out[max(400, ex.onset - day):ex.onset - 5])) <= 1
 
 
 # ----------------------------------------------------------------------------- false alarms
@@ -156,7 +156,7 @@ def test_healthy_series_do_not_page(family):
         ex = S.healthy(family, seed=seed)
         out = S.run(AnomalyDetector(), ex)
         learned = 1500 if family == "regimes" else 400  # a new operating level is news the first times
-        n_alerts += int(np.count_nonzero(S.alerts(out) >= learned))
+        n_alerts += int(np.count_nonzero(S.alert_stream(out) >= learned))
         assert float(np.median(out[400:])) < 0.1  # near 0 on normal data, not just under 0.5
     assert n_alerts <= 1, f"{family}: {n_alerts} alerts"
 
@@ -172,13 +172,13 @@ def test_long_healthy_series_at_five_seconds_page_rarely():
     values = np.exp(np.log(800.0) + load + noise)
     det = AnomalyDetector()
     out = np.array([det.update(v, t) for t, v in zip(ts.tolist(), values.tolist())])
-    assert len(S.alerts(out[720:])) <= 1
+    assert len(S.alert_stream(out[720:])) <= 1
 
 
 def test_mostly_zero_series_blips_are_not_alarms_but_a_burst_is():
     ex = S.anomalous("error_burst", seed=5)
     out = S.run(AnomalyDetector(season_seconds=None), ex)
-    assert len(S.alerts(out[400:ex.onset])) == 0
+    assert len(S.alert_stream(out[400:ex.onset])) == 0
     assert out[ex.onset:ex.onset + 3].max() >= ALERT
 
 
@@ -186,7 +186,7 @@ def test_regime_switches_become_familiar():
     ex = S.healthy("regimes", n=6000)
     det = AnomalyDetector()
     out = S.run(det, ex)
-    assert len(S.alerts(out[1500:])) == 0  # switching between two known levels is normal ...
+    assert len(S.alert_stream(out[1500:])) == 0  # switching between two known levels is normal ...
     x = ex.values[-1] + 40.0  # ... a third, never-seen level is not
     t = ex.timestamps[-1]
     assert max(det.update(x + k * 0.01, t + 60.0 * (k + 1)) for k in range(5)) >= ALERT
@@ -197,7 +197,7 @@ def test_recurring_spikes_stop_paging():
     x = 100.0 + rng.normal(0.0, 1.0, 4000)
     x[200::150] += 12.0  # a batch job every 150 samples
     out = feed(AnomalyDetector(season_seconds=None), x)
-    assert len(S.alerts(out[1500:])) == 0
+    assert len(S.alert_stream(out[1500:])) == 0
     x2 = x.copy()
     x2[3500] += 40.0  # much larger than the recurring kind: news
     assert feed(AnomalyDetector(season_seconds=None), x2)[3500] >= ALERT
@@ -216,7 +216,7 @@ def test_daily_cycle_is_learned_and_not_flagged():
     for t, v in zip(ts.tolist(), values.tolist()):
         scores.append(det.update(v, t))
         offsets.append(det.last_explanation.seasonal_offset)
-    assert len(S.alerts(np.asarray(scores)[3 * 1440:])) == 0
+    assert len(S.alert_stream(np.asarray(scores)[3 * 1440:])) == 0
     tail = slice(3 * 1440, None)
     corr = np.corrcoef(np.asarray(offsets)[tail], truth[tail])[0, 1]
     assert corr > 0.95, corr
@@ -294,7 +294,7 @@ def test_extreme_magnitudes_stay_in_range_and_recover():
         assert 0.0 <= sc <= 1.0
     out = feed(det, 10.0 + rng.normal(0.0, 1.0, 600), t0=S.T0 + STEP * 300)
     assert np.all(np.isfinite(out)) and np.all((out >= 0.0) & (out <= 1.0))
-    assert len(S.alerts(out[200:])) <= 1  # the model settles back on the normal data
+    assert len(S.alert_stream(out[200:])) <= 1  # the model settles back on the normal data
 
 
 def test_out_of_order_and_irregular_timestamps_are_tolerated():
@@ -308,7 +308,7 @@ def test_out_of_order_and_irregular_timestamps_are_tolerated():
     det = AnomalyDetector()
     out = np.array([det.update(v, t) for t, v in zip(ts.tolist(), values.tolist())])
     assert np.all((out >= 0.0) & (out <= 1.0))
-    assert len(S.alerts(out[1100:])) <= 2
+    assert len(S.alert_stream(out[1100:])) <= 2
 
 
 def _finite_state(obj: object, seen: set[int] | None = None) -> list[str]:
