@@ -3,7 +3,6 @@
 delayed level reference, and the written-out seasonal path against its reference implementation."""
 from __future__ import annotations
 
-import copy
 import math
 import os
 import sys
@@ -122,34 +121,3 @@ def test_level_reference_judges_a_shift_against_the_level_before_it():
             det.update(v, S.T0 + 60.0 * (600 + i))
         refs[delay] = det._m.level.ref - start
     assert abs(refs[60]) < 0.2 and refs[0] > 0.35  # 1.5 * (1 - 0.99 ** 40) = 0.5 without the delay
-
-
-# ----------------------------------------------------------------------------- written-out parts
-
-
-def test_written_out_seasonal_path_matches_the_reference_implementation():
-    """``AnomalyDetector._step`` writes ``Seasonality.offset`` and ``learn`` out for speed: on a
-    seasonal series the two give the same offsets and learn the same bins."""
-    t, x = daily_series(3 * 288 + 100, 300.0, True, seed=5)
-    det = AnomalyDetector()
-    checked = 0
-    for i, (v, ts) in enumerate(zip(x.tolist(), t.tolist())):
-        m = det._m
-        ref = copy.deepcopy(m.season) if m is not None and m.season is not None and i > 400 else None
-        det.update(v, ts)
-        if ref is None:
-            continue
-        expl = det.last_explanation
-        off = ref.offset(ts)
-        assert math.isclose(off, expl.seasonal_offset, rel_tol=1e-9, abs_tol=1e-12)
-        if not det._m.alarm:  # a normal sample is learned
-            y = math.log(v + det._m.transform.offset) if expl.log_space else v
-            ref.learn(ts, y, off)
-            season = det._m.season
-            assert math.isclose(ref.base, season.base, rel_tol=1e-12)
-            assert ref.daily.acc == season.daily.acc and ref.daily.cnt == season.daily.cnt
-            assert ref.weekly is not None and season.weekly is not None
-            assert ref.weekly.cnt == season.weekly.cnt
-            checked += 1
-    assert checked > 300
-    assert det._m.season.daily.weight > 0.5  # the profile was in use for much of it

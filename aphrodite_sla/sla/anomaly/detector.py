@@ -19,9 +19,10 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
    regime, and a jump to a new level that has already alarmed (or is a familiar kind) is accepted
    at once, so a persistent change alarms at its onset and the score then decays.
 
-The parts hold their state and their rare operations; the per-sample arithmetic of all of them is
-written out in ``AnomalyDetector._step``, one function instead of two dozen calls (most of the
-cost of a scalar Python detector is calls and attribute look-ups, not arithmetic).
+The parts hold their state and operations; ``AnomalyDetector._step`` runs one sample through
+them. The small parts' per-sample lines are written out there rather than called (most of the cost
+of a scalar Python detector is calls and attribute look-ups, not arithmetic); the level statistics
+and the seasonal profiles are called.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from aphrodite_sla.sla.anomaly.seasonal import Seasonality
 from aphrodite_sla.sla.anomaly.statistics import (
     CAP,
     MIN_LONG,
-    SPREAD_CLIP,
     Flatline,
     LevelChange,
     ResidualRun,
@@ -157,7 +157,7 @@ class AnomalyDetector:
         self._k = (c.huber_c, c.event_z, c.spike_z, c.persist, 1.0 / c.spike_z, 1.0 / c.level_z, 1.0 / c.run_z,
                    1.0 / c.drift_z, 1.0 / c.spread_z, 1.0 / c.flatline_z, 1.0 / c.combined_ratio,
                    c.warmup + c.level_min_samples, c.warmup + c.drift_min_samples, c.warmup + c.spread_min_samples,
-                   c.relative_floor, 2.0 * c.norm_alpha, 0.5 / c.norm_alpha, SPREAD_CLIP)
+                   c.relative_floor)
         self.reset()
 
     # -- public ---------------------------------------------------------------------------
@@ -296,7 +296,7 @@ class AnomalyDetector:
         """One sample through the model; returns its score (0 when not ``scored``). The parts'
         per-sample arithmetic, in order (see each part's module for what and why)."""
         (huber_c, event_z, spike_z, persist, inv_spike, inv_level, inv_run, inv_drift, inv_spread, inv_flat,
-         inv_comb, level_from, drift_from, spread_from, rel_floor, norm2, settle, clip) = self._k
+         inv_comb, level_from, drift_from, spread_from, rel_floor) = self._k
         n = m.n + 1
         m.n = n
         learn = not m.alarm  # the parts learn from the previous sample unless it alarmed
@@ -304,7 +304,7 @@ class AnomalyDetector:
         # of hundreds of samples of smooth inputs) learn from every other sample at twice the rate
         odd = n & 1
 
-        # -- transform (transform.Transform.forward) and season (seasonal.Seasonality.offset)
+        # -- transform (transform.Transform.forward) and season
         off = m.log_off
         if off == off:
             y = math.log((x if x > 0.0 else 0.0) + off) if x < CLAMP else _LOG_CLAMP
@@ -312,25 +312,8 @@ class AnomalyDetector:
             y = CLAMP if x > CLAMP else (-CLAMP if x < -CLAMP else x)
         season = m.season
         s_off = 0.0
-        if season is not None:  # seasonal.Seasonality.offset, written out
-            prof = season.daily
-            w = prof.weight
-            if w != prof.target:
-                w = prof.applied(t)
-            if w:
-                if not prof.lo <= t < prof.hi:
-                    prof.piece(t)
-                s_off = w * (prof.pa + prof.ps * (t - prof.lo))
-            season.last_daily = s_off
-            week = season.weekly
-            if week is not None:
-                w = week.weight
-                if w != week.target:
-                    w = week.applied(t)
-                if w:
-                    if not week.lo <= t < week.hi:
-                        week.piece(t)
-                    s_off += w * (week.pa + week.ps * (t - week.lo))
+        if season is not None:
+            s_off = season.offset(t)
         d = y - s_off  # the deseasonalised value
 
         # -- baseline (baseline.RobustBaseline): learn scale and tail from the previous residual,
@@ -416,62 +399,10 @@ class AnomalyDetector:
         if recentred:
             self._new_level(m, d, cleaned, old_level, zs >= spike_z or familiar, sigma, n)
 
-        # -- level shift (statistics.LevelChange): fast level against a delayed reference
-        lv = m.level
-        ln = lv.n
-        a_fast = lv.a_fast
-        sp = lv.spread
-        if learn and ln * a_fast >= 1.0:
-            last = lv.last
-            if last == last:
-                k = lv.delay
-                if k:  # the value ``delay`` samples old goes to the reference, ``last`` into the ring
-                    i = lv.pos
-                    v = lv.ring[i]
-                    lv.ring[i] = last
-                    lv.pos = i + 1 if i + 1 < k else 0
-                    if lv.filled < k:
-                        lv.filled += 1
-                        v = math.nan
-                else:
-                    v = last
-                if v == v:
-                    a = lv.a_ref
-                    k = lv.m + 1
-                    lv.m = k
-                    k += 10  # the restart's running mean counts as about 1 / a_fast samples
-                    lv.ref += (1.0 / k if k * a < 1.0 else a) * (v - lv.ref)
-                if odd:  # statistics.RunningSpread.learn, written out
-                    sn = sp.n + 1
-                    sp.n = sn
-                    s = sp.sd
-                    floor = lv.floor
-                    if floor > s:
-                        s = floor
-                    v = lv.diff
-                    if v < 0.0:
-                        v = -v
-                    s *= clip
-                    sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
-        ln += 1
-        lv.n = ln
-        lv.last = cleaned
-        if ln * a_fast < 1.0:  # still a running mean since the restart, and so is the reference
-            lv.fast += (cleaned - lv.fast) / ln
-            lv.ref = lv.fast
-            lv.diff = 0.0
-            zl = 0.0
-        else:
-            v = lv.fast
-            v += a_fast * (cleaned - v)
-            lv.fast = v
-            diff = v - lv.ref
-            # a young reference is a running mean of n samples, with its own noise of 1 / sqrt(n)
-            floor = sigma * (lv.k_white if ln * lv.a_ref >= 1.0 else math.sqrt(lv.k2_white + 1.0 / ln))
-            lv.diff = diff
-            lv.floor = floor
-            s = sp.sd
-            zl = diff / (s if s > floor else floor)
+        # -- level shift and drift (statistics.LevelChange): a fast level against a delayed
+        # reference, and a slow level against a slower one
+        zl = m.level.step(cleaned, learn, odd, sigma)
+        zd = m.drift.step(cleaned, learn, odd, sigma)
 
         # -- residual run (statistics.ResidualRun)
         rn = m.run
@@ -479,60 +410,12 @@ class AnomalyDetector:
         floor = rn.k_white
         g = rn.g
         if learn and odd:
-            sn = sp.n + 1
-            sp.n = sn
-            s = sp.sd
-            if floor > s:
-                s = floor
-            v = g if g >= 0.0 else -g
-            s *= clip
-            sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
+            sp.learn(g, floor)
         v = 0.0 if recentred or familiar else signed
         g = g * rn.decay + (c if v > c else (-c if v < -c else v))
         rn.g = g
         s = sp.sd
         zr = g / (s if s > floor else floor)
-
-        # -- drift (statistics.LevelChange without delay): slow level against a slower reference
-        lv = m.drift
-        ln = lv.n
-        a_fast = lv.a_fast
-        sp = lv.spread
-        if learn and ln * a_fast >= 1.0:
-            last = lv.last
-            if last == last:
-                a = lv.a_ref
-                lv.ref += (1.0 / ln if ln * a < 1.0 else a) * (last - lv.ref)
-                if odd:
-                    sn = sp.n + 1
-                    sp.n = sn
-                    s = sp.sd
-                    floor = lv.floor
-                    if floor > s:
-                        s = floor
-                    v = lv.diff
-                    if v < 0.0:
-                        v = -v
-                    s *= clip
-                    sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
-        ln += 1
-        lv.n = ln
-        lv.last = cleaned
-        if ln * a_fast < 1.0:
-            lv.fast += (cleaned - lv.fast) / ln
-            lv.ref = lv.fast
-            lv.diff = 0.0
-            zd = 0.0
-        else:
-            v = lv.fast
-            v += a_fast * (cleaned - v)
-            lv.fast = v
-            diff = v - lv.ref
-            floor = sigma * (lv.k_white if ln * lv.a_ref >= 1.0 else math.sqrt(lv.k2_white + 1.0 / ln))
-            lv.diff = diff
-            lv.floor = floor
-            s = sp.sd
-            zd = diff / (s if s > floor else floor)
 
         # -- variance change (statistics.SpreadChange): short vs long mean |z|, delayed
         sc = m.spread
@@ -544,14 +427,7 @@ class AnomalyDetector:
             sc.n = k
             a = 2.0 * sc.a_long
             sc.long += (1.0 / k if k * a < 1.0 else a) * (fed - sc.long)
-            v = sc.log_ratio  # >= 0: only increases are scored
-            sn = sp.n + 1
-            sp.n = sn
-            s = sp.sd
-            if floor > s:
-                s = floor
-            s *= clip
-            sp.sd += (1.0 / sn if sn < settle else norm2) * ((v if v < s else s) * MAD_TO_SD - sp.sd)
+            sp.learn(sc.log_ratio, floor)  # >= 0: only increases are scored
         if recentred:
             sc.recentred(persist)
         v = zs if zs < CAP else CAP
@@ -649,21 +525,8 @@ class AnomalyDetector:
                     lm.weight[k] += 1.0
                 else:
                     lm.current = -1
-            if season is not None:  # seasonal.Seasonality.learn, written out
-                base = season.base + season.base_rate * (y - s_off - season.base)
-                season.base = base
-                v = y - base
-                prof = season.daily
-                k = prof.bin if prof.blo <= t < prof.bhi else prof.rebin(t)
-                if k >= 0:
-                    prof.acc[k] += v
-                    prof.cnt[k] += 1
-                week = season.weekly
-                if week is not None:
-                    k = week.bin if week.blo <= t < week.bhi else week.rebin(t)
-                    if k >= 0:
-                        week.acc[k] += v - season.last_daily
-                        week.cnt[k] += 1
+            if season is not None:
+                season.learn(t, y, s_off)
         if alarm or m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat:
             self._adapt(m, rl, rd, rv, rf)
 

@@ -22,12 +22,12 @@ Gaussian-equivalent z, standardised by its own robust running spread (``scoring.
   rare errors repeating 0 is not), except at the most extreme values seen (utilisation pinned at
   its 100 % bound is saturation, for the level statistics to judge).
 
-The classes hold each statistic's state and its rare operations (restart, accept, jump); the
-per-sample arithmetic is written out in ``detector.AnomalyDetector._step`` (one function call per
-sample instead of a dozen keeps the detector within its few microseconds). Learning from a
+Each class holds its statistic's state and operations; ``LevelChange.step`` is its per-sample
+step, the other statistics' few lines are in ``detector.AnomalyDetector._step``. Learning from a
 sample waits until the detector knows whether it alarmed: each sample first learns from the
 *previous* one if that did not alarm, then is scored; the arithmetic is the same as learning
-right after scoring.
+right after scoring. The spreads learn from every other sample at twice the rate
+(``SPREAD_EVERY``): a memory of hundreds of samples of a smooth input loses nothing by it.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ import math
 
 from aphrodite_sla.sla.anomaly.scoring import RunningSpread, ew_pair_sd
 
-__all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "WIDEN", "Flatline", "LevelChange", "ResidualRun", "SpreadChange"]
+__all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "Flatline", "LevelChange", "ResidualRun", "SpreadChange"]
 
 SPREAD_CLIP = 2.0  # spreads learn |values| clipped at this many spreads: ordinary values only
 WIDEN = 0.25  # an accepted change of size D makes D * WIDEN an ordinary value of its statistic
 CAP = 6.0  # |z| is capped here before it enters the spread statistic
 MIN_LONG = 0.4  # the spread statistic's reference mean |z| is at least half the Gaussian 0.8
+SPREAD_EVERY = 2  # the statistics' spreads learn from every other sample (at twice the rate)
 
 
 class LevelChange:
@@ -49,25 +50,26 @@ class LevelChange:
 
     After a (re)start both sides are running means of the same samples (weights ``1/n``) until
     the fast side's smoothing constant takes over, so a restart on one noisy sample does not
-    leave the pair apart by that sample's noise. A delayed reference learns each value once it is
-    ``delay`` samples old: ``ring`` holds the newer ones (``filled`` of them since the restart, the
-    oldest at ``pos``); ``m`` counts the values it has learned since the restart."""
+    leave the pair apart by that sample's noise. With ``delay`` None the reference then learns
+    each value as it comes. With a ``delay`` it learns each value once it is ``delay`` samples old:
+    ``ring`` holds the newer ones (``filled`` of them since the restart, the oldest at ``pos``);
+    ``m`` counts the values it has learned since the restart."""
 
     __slots__ = ("a_fast", "a_ref", "delay", "diff", "fast", "filled", "floor", "k2_white", "k_white", "last", "m",
                  "n", "pos", "ref", "ring", "spread")
 
-    def __init__(self, a_fast: float, a_ref: float, norm_alpha: float, delay: int = 0) -> None:
+    def __init__(self, a_fast: float, a_ref: float, norm_alpha: float, delay: int | None = None) -> None:
         self.a_fast = a_fast
         self.a_ref = a_ref
         self.delay = delay
         self.k_white = ew_pair_sd(a_fast, a_ref)  # sd of fast - ref on white noise, in scales
         self.k2_white = self.k_white * self.k_white
-        self.spread = RunningSpread(norm_alpha, SPREAD_CLIP)
+        self.spread = RunningSpread(SPREAD_EVERY * norm_alpha, SPREAD_CLIP)
         self.fast = 0.0
         self.ref = 0.0
         self.n = 1  # samples since the pair was (re)started
         self.m = 0
-        self.ring = [0.0] * delay
+        self.ring = [0.0] * (delay or 0)
         self.pos = 0
         self.filled = 0
         self.last = math.nan  # the previous sample's value, difference and floor (to learn from)
@@ -76,6 +78,56 @@ class LevelChange:
 
     def start(self, value: float) -> None:
         self._restart(value)
+
+    def step(self, cleaned: float, learn: bool, odd: int, sigma: float) -> float:
+        """One sample: learn from the previous one (``learn``: it did not alarm; its spread on
+        ``odd`` samples only), then the z of ``cleaned`` (the baseline's value) in ``sigma``."""
+        n = self.n
+        a_fast = self.a_fast
+        sp = self.spread
+        if learn and n * a_fast >= 1.0:
+            last = self.last
+            if last == last:
+                a = self.a_ref
+                delay = self.delay
+                if delay is None:
+                    self.ref += (1.0 / n if n * a < 1.0 else a) * (last - self.ref)
+                else:
+                    if delay:  # the value ``delay`` samples old goes to the reference, ``last`` into the ring
+                        i = self.pos
+                        v = self.ring[i]
+                        self.ring[i] = last
+                        self.pos = i + 1 if i + 1 < delay else 0
+                        if self.filled < delay:
+                            self.filled += 1
+                            v = math.nan
+                    else:
+                        v = last
+                    if v == v:
+                        k = self.m + 1
+                        self.m = k
+                        k += 10  # the restart's running mean counts as about 1 / a_fast samples
+                        self.ref += (1.0 / k if k * a < 1.0 else a) * (v - self.ref)
+                if odd:
+                    sp.learn(self.diff, self.floor)
+        n += 1
+        self.n = n
+        self.last = cleaned
+        if n * a_fast < 1.0:  # still a running mean since the restart, and so is the reference
+            self.fast += (cleaned - self.fast) / n
+            self.ref = self.fast
+            self.diff = 0.0
+            return 0.0
+        v = self.fast
+        v += a_fast * (cleaned - v)
+        self.fast = v
+        diff = v - self.ref
+        # a young reference is a running mean of n samples, with its own noise of 1 / sqrt(n)
+        floor = sigma * (self.k_white if n * self.a_ref >= 1.0 else math.sqrt(self.k2_white + 1.0 / n))
+        self.diff = diff
+        self.floor = floor
+        s = sp.sd
+        return diff / (s if s > floor else floor)
 
     def _restart(self, value: float) -> None:
         self.fast = self.ref = value
@@ -115,7 +167,7 @@ class ResidualRun:
         self.decay = decay
         self.clip = clip
         self.k_white = 1.0 / math.sqrt(1.0 - decay * decay)  # sd of g on white N(0, 1) residuals
-        self.spread = RunningSpread(norm_alpha, SPREAD_CLIP)
+        self.spread = RunningSpread(SPREAD_EVERY * norm_alpha, SPREAD_CLIP)
         self.g = 0.0
 
     def accept(self) -> None:
@@ -135,7 +187,7 @@ class SpreadChange:
         self.a_long = a_long
         # sd of log(EW mean |z| / E|z|) for Gaussian z: sqrt(var|z| / E|z|^2 * a / (2 - a))
         self.k_white = math.sqrt((math.pi / 2.0 - 1.0) * a_short / (2.0 - a_short))
-        self.spread = RunningSpread(norm_alpha, SPREAD_CLIP)
+        self.spread = RunningSpread(SPREAD_EVERY * norm_alpha, SPREAD_CLIP)
         self.short = math.sqrt(2.0 / math.pi)
         self.long = self.short
         self.n = 0
