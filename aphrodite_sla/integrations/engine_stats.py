@@ -18,7 +18,7 @@ import math
 import threading
 import weakref
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -134,8 +134,6 @@ class RecorderCounters:
     bad_steps: int = 0
     dropped_steps: int = 0  # staged steps dropped because nothing flushed them in time
     record_errors: int = 0
-    last_record_time: float | None = None
-    last_num_running: int = 0
     per_engine_steps: dict[int, int] = field(default_factory=dict)
 
 
@@ -241,8 +239,8 @@ class EngineStatsRecorder:
     # -- off the hot path ------------------------------------------------------------------
     @property
     def counters(self) -> RecorderCounters:
-        """How the recorder is doing, brought up to date from the staged steps."""
-        c = self._counters
+        """How the recorder is doing: the counts kept by the flush, with what the staged steps say
+        (steps recorded, evicted), as a copy taken now."""
         taken = self._newest_taken
         oldest: tuple[float, int, Any, Any, int] | None
         newest: tuple[float, int, Any, Any, int] | None
@@ -252,14 +250,10 @@ class EngineStatsRecorder:
             oldest, newest = None, taken
         # evicted while staged: the gap between the newest step taken and the oldest one still held
         pending = oldest[1] - (taken[1] if taken is not None else -1) - 1 if oldest is not None else 0
-        c.dropped_steps = self._dropped + max(pending, 0)
-        if newest is not None:
-            c.steps_recorded = newest[1] + 1
-            c.last_record_time = newest[0]
-            running = getattr(newest[2], "num_running_reqs", None) if newest[2] is not None else None
-            if isinstance(running, int):
-                c.last_num_running = running
-        return c
+        return replace(
+            self._counters, steps_recorded=newest[1] + 1 if newest is not None else 0,
+            dropped_steps=self._dropped + max(pending, 0),
+        )
 
     def _take(self) -> list[tuple[float, int, Any, Any, int]]:
         """Pop the staged steps (popleft is atomic: a step appended meanwhile stays for the next

@@ -103,7 +103,8 @@ class StallDetector:
         self.self_metrics = self.events.self_metrics
         self.fingerprint = fingerprint(STALL_ALERT)
 
-        # Written by on_record (event loop), read by check (timer thread): single attribute stores.
+        # Written by on_record (the step source, on the timer or flush thread), read by check: single
+        # attribute stores.
         self._last_record: float | None = None
         self._last_progress: float | None = None
         self._running = 0
