@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from aphrodite_sla.sla.threshold import SLAStatus, SLAViolation, ViolationSeverity
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.recovery.model import RecoveryExecution
     from aphrodite_sla.sla.regression import RegressionResult
     from aphrodite_sla.snapshot import MonitorSnapshot, StallStatus
 
@@ -119,7 +120,100 @@ class SnapshotPublished(MonitorEvent):
     snapshot: MonitorSnapshot
 
 
+# -- what recovery did (published by the recovery components, for incidents and notifications) -------
+@dataclass(frozen=True)
+class RecoveryStarted(MonitorEvent):
+    """A procedure started for a violation episode (``fingerprint``/``episode`` are the violation's)."""
+
+    execution_id: str
+    procedure_id: str
+    sla: str
+
+
+@dataclass(frozen=True)
+class RecoveryFinished(MonitorEvent):
+    """A recovery execution ended (``execution`` is a copy; its status says how)."""
+
+    execution: RecoveryExecution
+
+
+@dataclass(frozen=True)
+class ApprovalRequested(MonitorEvent):
+    """A risky action waits for a person: approve or deny ``request_id`` before ``expires_at``
+    (denied on timeout)."""
+
+    request_id: str
+    execution_id: str
+    action: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ApprovalDecided(MonitorEvent):
+    """An approval was granted, denied, or expired (``decided_by`` is "timeout" then)."""
+
+    request_id: str
+    action: str
+    approved: bool
+    decided_by: str
+
+
+@dataclass(frozen=True)
+class BreakerStateChanged(MonitorEvent):
+    """A circuit breaker changed state (values of ``BreakerState``)."""
+
+    service: str
+    old_state: str
+    new_state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DegradationChanged(MonitorEvent):
+    """The graceful-degradation level changed ("none" when reverted), by whom and why."""
+
+    old_level: str
+    new_level: str
+    reason: str
+    changed_by: str
+
+
+@dataclass(frozen=True)
+class MonitoringModeChanged(MonitorEvent):
+    """The production monitor's mode changed (values of ``MonitoringMode``)."""
+
+    old_mode: str
+    new_mode: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResponseEscalated(MonitorEvent):
+    """An automated response (a self-healing check, a recovery) kept failing past the escalation
+    time: a person has to look."""
+
+    subject: str
+    failing_since: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeploymentEvent(MonitorEvent):
+    """A deployment was tracked, regressed against the previous one's baseline, passed its
+    stabilisation period, or was rolled back (``kind``)."""
+
+    deployment_id: str
+    kind: str  # tracked | regressed | stable | rolled_back | rollback_failed
+    detail: str
+
+
 VIOLATION_ALERT = "SLAViolation"
 STALL_ALERT = "EngineStalled"
 ANOMALY_ALERT = "SLAAnomaly"
 REGRESSION_ALERT = "SLARegression"
+RECOVERY_ALERT = "SLARecovery"
+BREAKER_ALERT = "CircuitBreakerOpen"
+DEGRADATION_ALERT = "GracefulDegradation"
+MODE_ALERT = "MonitoringMode"
+ESCALATION_ALERT = "ResponseEscalated"
+DEPLOYMENT_ALERT = "DeploymentRegression"

@@ -20,6 +20,7 @@ validation) and a client that hung up mid-stream are counted apart, not as slow 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -278,6 +279,7 @@ class SLAMiddleware:
         if client is not None:
             if self.server is not None:
                 self.server.engine_client = client
+                self.server.engine_loop = asyncio.get_running_loop()
             self._capture_left = 0
         elif self._capture_left > 0:
             self._capture_left -= 1

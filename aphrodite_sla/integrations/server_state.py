@@ -17,7 +17,9 @@ class ServerState:
 
     def __init__(self, admission: AdmissionController | None = None) -> None:
         self.admission = admission if admission is not None else AdmissionController()
-        self.engine_client: Any = None
+        self.engine_client: Any = None  # the engine's AsyncLLM (``app.state.engine_client``) or a registered one
+        self.engine_loop: Any = None  # the asyncio loop the engine client lives on (engine calls are scheduled there)
+        self.inference_breaker: Any = None  # the model_inference CircuitBreaker the middleware consults, if any
         self.in_flight = 0
         self.middleware_installed = False
 
