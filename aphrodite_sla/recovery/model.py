@@ -10,9 +10,9 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
-from aphrodite_sla.sla.threshold import ViolationSeverity
+from aphrodite_sla.sla.threshold import SLAViolation, ViolationSeverity
 
 
 class RecoveryAction(str, Enum):
@@ -101,6 +101,22 @@ class Applied:
     detail: str
     undo: Undo | None = None
     keep_until_resolved: bool = False
+
+
+class ActionHandler(Protocol):
+    """How one action acts (``recovery.actions`` has one per ``RecoveryAction``). ``target`` is the
+    ``RecoveryTarget`` (engine handle, admission, breakers, degradation, scaling, hooks);
+    ``violation`` is None when an operator runs the action by hand (API ``test``, self-healing).
+
+    ``precheck`` is quick and synchronous (no engine call); ``apply`` may await the engine and is
+    bounded by the procedure's timeout (cancelled past it, then rolled back if it returned)."""
+
+    action: RecoveryAction
+    requires_approval: bool
+
+    def precheck(self, target: Any, violation: SLAViolation | None) -> Precheck: ...
+
+    async def apply(self, target: Any, violation: SLAViolation | None) -> Applied: ...
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,6 @@ def _plain(value: Any) -> Any:
 
 
 __all__ = [
-    "ActionOutcome", "ActionResult", "Applied", "ExecutionStatus", "Precheck", "RecoveryAction", "RecoveryExecution",
+    "ActionHandler", "ActionOutcome", "ActionResult", "Applied", "ExecutionStatus", "Precheck", "RecoveryAction", "RecoveryExecution",
     "RecoveryProcedure", "Undo",
 ]
