@@ -34,11 +34,23 @@ RANGES: dict[str, tuple[float, float]] = {
     "tpot_objective_ms": (0.01, 600_000.0),
     "stall_after_s": (1.0, 86_400.0),
     "system_interval_s": (0.5, 3600.0),
+    "recovery_cooldown_s": (0.0, 86_400.0),
+    "recovery_approval_timeout_s": (1.0, 86_400.0),
+    "recovery_max_concurrent": (1, 100),
+    "fleet_replicas": (1, 100_000),
+    "max_replicas": (0, 100_000),
+    "memory_threshold_percent": (1.0, 100.0),
+    "cpu_threshold_percent": (1.0, 100.0),
+    "disk_threshold_percent": (1.0, 100.0),
 }
 
 # The built-in SLAs a zero-code install runs: "serving" (TTFT, time per output token and engine
 # errors: sound for any LLM deployment) or "seed" (the specification's seven SLAs).
 SLA_SETS = ("serving", "seed")
+# What automated recovery does: nothing, say what it would do (dry run), or act on the engine.
+RECOVERY_MODES = ("off", "advisory", "act")
+# The lowest violation severity that activates graceful degradation by itself ("off": by hand only).
+DEGRADATION_TRIGGERS = ("off", "minor", "major", "critical")
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,21 @@ class SLAConfig:
     numba_cache_dir: str = ""  # where numba caches compiled kernels ("": beside the package, else a temp dir)
     disabled_slas: tuple[str, ...] = ()
     thresholds: tuple[SLAThreshold, ...] = field(default=())
+    # -- recovery (aphrodite_sla.recovery) ------------------------------------------------------
+    recovery: str = "advisory"  # off | advisory (dry run: record what would be done) | act
+    recovery_max_concurrent: int = 5
+    recovery_cooldown_s: float = 300.0  # no second recovery for the same SLA within this time
+    recovery_approval_timeout_s: float = 300.0  # a risky action nobody approved in time is denied
+    fleet_replicas: int = 1  # > 1: a load balancer can move traffic away, so draining this replica is allowed
+    max_replicas: int = 0  # RESOURCE_SCALING may raise the desired-replicas gauge up to this (0: no higher than fleet_replicas)
+    degradation: str = "critical"  # the lowest violation severity that degrades service by itself, or "off"
+    auto_rollback: bool = True  # roll a regressed deployment back through the rollback hook
+    self_healing: bool = True  # the maintenance tasks and resource checks
+    memory_threshold_percent: float = 85.0
+    cpu_threshold_percent: float = 80.0
+    disk_threshold_percent: float = 90.0
+    api_token: str = field(default="", repr=False)  # bearer token of the REST API's mutations ("": mutations refused)
+    hooks: Mapping[str, Any] = field(default_factory=dict)  # action -> {"argv": [...]} or {"url": ...} (file only)
 
     def __post_init__(self) -> None:
         for name, (low, high) in RANGES.items():
@@ -70,7 +97,16 @@ class SLAConfig:
                 raise ConfigError(f"SLAConfig.{name}: must be a number in [{low:g}, {high:g}], got {value!r}")
         if isinstance(self.exporter_port, bool) or not isinstance(self.exporter_port, int) or not 0 <= self.exporter_port <= 65535:
             raise ConfigError(f"SLAConfig.exporter_port: must be an integer in 0..65535, got {self.exporter_port!r}")
-        for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla"):
+        for name in ("recovery_max_concurrent", "fleet_replicas", "max_replicas"):
+            if not isinstance(getattr(self, name), int):
+                raise ConfigError(f"SLAConfig.{name}: must be an integer, got {getattr(self, name)!r}")
+        if self.recovery not in RECOVERY_MODES:
+            raise ConfigError(f"SLAConfig.recovery: must be one of {', '.join(RECOVERY_MODES)}, got {self.recovery!r}")
+        if self.degradation not in DEGRADATION_TRIGGERS:
+            raise ConfigError(f"SLAConfig.degradation: must be one of {', '.join(DEGRADATION_TRIGGERS)}, got {self.degradation!r}")
+        if not isinstance(self.hooks, Mapping):
+            raise ConfigError(f"SLAConfig.hooks: must be a table of action -> hook, got {type(self.hooks).__name__}")
+        for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla", "auto_rollback", "self_healing"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"SLAConfig.{name}: must be true or false, got {getattr(self, name)!r}")
         if self.sla_set not in SLA_SETS:
@@ -94,7 +130,7 @@ def builtin_thresholds(sla_set: str) -> list[SLAThreshold]:
     return serving_thresholds() if sla_set == "serving" else default_thresholds()
 
 
-_SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas")}
+_SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas", "hooks")}
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
@@ -184,10 +220,15 @@ def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
                 if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
                     raise ConfigError(f"{source}: disabled_slas: must be a list of SLA names")
                 values["disabled_slas"] = tuple(raw)
+            elif key == "hooks":
+                if not isinstance(raw, Mapping):
+                    raise ConfigError(f"{source}: hooks: must be a table of action -> hook")
+                values["hooks"] = dict(raw)
             elif key in _SCALARS:
                 values[key] = _convert(key, raw, source)
             else:
-                raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(sorted([*_SCALARS, 'thresholds', 'disabled_slas']))}")
+                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks"])
+                raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_FILE:
             continue

@@ -21,9 +21,11 @@ import logging
 import multiprocessing as mp
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry
@@ -31,10 +33,13 @@ from prometheus_client import CollectorRegistry
 from aphrodite_sla.export.collector import SLACollector, watch_exported_windows
 from aphrodite_sla.export.endpoints import JSON_PATHS, OPENAPI_PATH, Response, SLAEndpoints
 from aphrodite_sla.periodic import PeriodicThread
+from aphrodite_sla.recovery.api_routing import ApiRequest
 from aphrodite_sla.self_metrics import Component, SelfMetrics
 from aphrodite_sla.sla.manager import SLAManager
 
 logger = logging.getLogger(__name__)
+
+ApiHandler = Callable[[ApiRequest], Response]
 
 WORKERS = 4  # threads serving requests
 MAX_PENDING = 64  # connections being served or waiting for a worker; past that: a quick 503
@@ -102,20 +107,47 @@ PUBLISH_INTERVAL_S = 0.5  # how often the engine's process renders and hands ove
 START_TIMEOUT_S = 60.0
 
 
-def _serve(conn: Any, host: str, port: int) -> None:
+API_TIMEOUT_S = 10.0  # an API call the engine's process does not answer in this time gets a 504
+MAX_API_BODY = 64 * 1024
+
+
+def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefix: str = "") -> None:
     """The server process: bind, report the port (or the error), then serve the latest responses
-    the engine's process sends until it closes the pipe (or dies)."""
+    the engine's process sends until it closes the pipe (or dies). Requests under ``api_prefix``
+    (the recovery REST API) are passed to the engine's process over ``api_conn``, one at a time."""
     responses: dict[str, tuple[int, str, bytes]] = {}
+    api_lock = threading.Lock()
     try:
         server = BoundedWSGIServer((host, port))
     except OSError as err:
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
 
+    def api_call(environ: dict[str, Any]) -> tuple[int, str, bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_API_BODY:
+            return 413, "application/json", json.dumps({"error": f"body must be at most {MAX_API_BODY} bytes"}).encode()
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        request = (environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", ""), headers, body)
+        with api_lock:  # one call in flight on the pipe: low traffic, and replies cannot cross
+            try:
+                api_conn.send(request)
+                if not api_conn.poll(API_TIMEOUT_S):
+                    raise TimeoutError
+                return api_conn.recv()
+            except (OSError, EOFError, TimeoutError):
+                return 504, "application/json", json.dumps({"error": "the monitor did not answer in time"}).encode()
+
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
         found = responses.get(path)
-        if found is None:
+        if api_conn is not None and (path == api_prefix or path.startswith(api_prefix + "/")):
+            status, ctype, body = api_call(environ)
+        elif found is None:
             status, ctype, body = 404, "application/json", json.dumps({"error": "not found", "paths": sorted(responses)}).encode()
         elif method not in ("GET", "HEAD"):
             status, ctype, body = 405, "application/json", json.dumps({"error": f"{method} not allowed; use GET"}).encode()
@@ -154,14 +186,22 @@ class ProcessExporter:
     on a thread of its own and hands them to the server process. ``shutdown()`` and
     ``server_close()`` stop both."""
 
-    def __init__(self, endpoints: SLAEndpoints, host: str, port: int, self_metrics: SelfMetrics | None = None) -> None:
+    def __init__(self, endpoints: SLAEndpoints, host: str, port: int, self_metrics: SelfMetrics | None = None,
+                 api: ApiHandler | None = None, api_prefix: str = "/api/auto-recovery") -> None:
         self.endpoints = endpoints
         self.self_metrics = self_metrics
         context = mp.get_context("spawn")  # nothing of the engine's state (threads, locks) is copied
         self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_conn, host, port), name="aphrodite-sla-exporter", daemon=True)
+        api_child = None
+        self._api_conn = None
+        if api is not None:
+            self._api_conn, api_child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child_conn, host, port, api_child, api_prefix),
+                                        name="aphrodite-sla-exporter", daemon=True)
         self._process.start()
         child_conn.close()
+        if api_child is not None:
+            api_child.close()
         if not self._conn.poll(START_TIMEOUT_S):
             self._process.kill()
             raise OSError(f"the exporter process did not start within {START_TIMEOUT_S:.0f} s")
@@ -175,6 +215,29 @@ class ProcessExporter:
         self.publish()  # the first rendering, before the server process answers anything
         self._publisher = PeriodicThread("aphrodite-sla-exporter-publisher", self.publish, PUBLISH_INTERVAL_S, run_first=False)
         self._publisher.start()
+        self._api_thread = None
+        if api is not None:
+            self._api_thread = threading.Thread(target=self._serve_api, args=(api,), name="aphrodite-sla-exporter-api", daemon=True)
+            self._api_thread.start()
+
+    def _serve_api(self, api: ApiHandler) -> None:
+        """Answer the server process's API calls (on this thread: never the engine's loop)."""
+        conn = self._api_conn
+        assert conn is not None
+        while True:
+            try:
+                method, path, query, headers, body = conn.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                response = api(ApiRequest(method, path, dict(parse_qsl(query)), headers, body))
+                reply = (response.status, response.content_type, response.body)
+            except Exception as err:  # pragma: no cover - the router answers its own errors
+                reply = (500, "application/json", json.dumps({"error": f"internal error: {type(err).__name__}"}).encode())
+            try:
+                conn.send(reply)
+            except (OSError, ValueError):
+                return
 
     def publish(self) -> None:
         """Render what changed and hand it over (a rendering is reused while its snapshot is)."""
@@ -208,15 +271,20 @@ class ProcessExporter:
 
     def server_close(self) -> None:
         self._conn.close()
+        if self._api_conn is not None:
+            self._api_conn.close()
 
 
 def start_exporter(
     manager: SLAManager, port: int, host: str = "127.0.0.1", *, model_name: str = "",
-    registry: CollectorRegistry | None = None, config_error: str | None = None,
+    registry: CollectorRegistry | None = None, config_error: str | None = None, api: ApiHandler | None = None,
+    endpoints: SLAEndpoints | None = None,
 ) -> tuple[ProcessExporter, int, CollectorRegistry]:
     """Serve ``manager``'s snapshots on ``host:port`` (port 0 picks a free one) from a server
     process (see the module docstring). Returns (exporter, port, registry); ``shutdown()`` then
-    ``server_close()`` stop it. A busy port raises ``OSError``."""
+    ``server_close()`` stop it. A busy port raises ``OSError``. ``api``: the recovery REST API's
+    handler, served under ``/api/auto-recovery``; ``endpoints``: JSON endpoints of the caller's
+    (e.g. with recovery's sections), else built here."""
     if not _is_loopback(host):
         logger.warning(
             "aphrodite-sla: exporter bound to %s: reachable beyond this machine (its endpoints are read-only, "
@@ -225,11 +293,14 @@ def start_exporter(
     registry = registry if registry is not None else CollectorRegistry(auto_describe=False)
     watch_exported_windows(manager)
     registry.register(SLACollector(manager.snapshot, model_name=model_name, self_metrics=manager.self_metrics))
-    endpoints = SLAEndpoints(
-        manager.snapshot, config_error=config_error, registry=registry, model_name=model_name, clock=manager.clock,
-        stale_after_s=max(3 * manager.evaluation_interval_s, 15.0),
-    )
-    exporter = ProcessExporter(endpoints, host, port, manager.self_metrics)
+    if endpoints is None:
+        endpoints = SLAEndpoints(
+            manager.snapshot, config_error=config_error, registry=registry, model_name=model_name, clock=manager.clock,
+            stale_after_s=max(3 * manager.evaluation_interval_s, 15.0),
+        )
+    else:
+        endpoints.registry = registry
+    exporter = ProcessExporter(endpoints, host, port, manager.self_metrics, api=api)
     return exporter, exporter.server_port, registry
 
 

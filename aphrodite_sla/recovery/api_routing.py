@@ -111,7 +111,8 @@ def validated(data: Mapping[str, Any], spec: Mapping[str, Field], where: str = "
             raise ApiError(400, f"{where}: field {name!r} must be finite")
         if f.choices and value not in f.choices:
             raise ApiError(400, f"{where}: field {name!r} must be one of {', '.join(f.choices)}, got {value!r}")
-        if (f.minimum is not None and value < f.minimum) or (f.maximum is not None and value > f.maximum):
+        number = value if isinstance(value, (int, float)) else None
+        if number is not None and ((f.minimum is not None and number < f.minimum) or (f.maximum is not None and number > f.maximum)):
             raise ApiError(400, f"{where}: field {name!r} must be in [{f.minimum}, {f.maximum}], got {value!r}")
         if isinstance(value, str) and len(value) > 1024:
             raise ApiError(400, f"{where}: field {name!r} longer than 1024 characters")
