@@ -1,21 +1,44 @@
-"""Generates grafana/sla-compliance.json and grafana/engine-overview.json (Grafana import format,
-schemaVersion 39): ``python grafana/build_dashboards.py`` rewrites them; ``--check`` exits 1 when
-the committed files differ from what this script produces (tests/test_dashboards.py checks that).
+"""Generates grafana/sla-compliance.json, engine-overview.json and incident-response.json (Grafana
+import format, schemaVersion 39): ``python grafana/build_dashboards.py`` rewrites them; ``--check``
+exits 1 when the committed files differ from what this script produces (tests/test_dashboards.py
+checks that).
 
-Why a generator: two dashboards with ~35 panels share one datasource input, one pair of template
-variables, unit and threshold conventions; writing them out by hand drifts. Standard library only.
+Why a generator: three dashboards with ~50 panels share one datasource input, one pair of template
+variables, unit and threshold conventions; writing them out by hand drifts. The panels, queries,
+field configs and variables are built with Grafana's typed builders (``grafana-foundation-sdk``,
+generated from Grafana 10.4's schema, so a misspelt option is an AttributeError here rather than a
+silently ignored key in Grafana). What that schema does not model is added to the JSON afterwards,
+in ``export_envelope`` only: the import envelope (``__inputs``, ``__requires``), the variables'
+``definition`` and the Prometheus annotation's format fields (grafana/README.md says why).
 """
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
+
+from grafana_foundation_sdk.builders import bargauge as bargauge_b
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.builders import heatmap as heatmap_b
+from grafana_foundation_sdk.builders import prometheus as prometheus_b
+from grafana_foundation_sdk.builders import stat as stat_b
+from grafana_foundation_sdk.builders import statetimeline as statetimeline_b
+from grafana_foundation_sdk.builders import timeseries as timeseries_b
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import heatmap as heatmap_m
+from grafana_foundation_sdk.models import prometheus as prom_m
 
 HERE = Path(__file__).resolve().parent
+# The SDK's 10.4 models default to schemaVersion 36; the panels below use 10.4's options (39).
 SCHEMA_VERSION = 39
 GRAFANA_VERSION = "10.4.0"
-DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+DS = dm.DataSourceRef(type_val="prometheus", uid="${DS_PROMETHEUS}")
 SEL = 'model_name=~"$model_name", instance=~"$instance"'
 MODEL_SEL = 'model_name=~"$model_name"'
 # The histogram estimate uses the same 5-minute window as the exact quantiles (QUANTILE_WINDOW_S).
@@ -32,30 +55,32 @@ PANEL_NAMES = {
     "bargauge": "Bar gauge",
 }
 
+PanelBuilder = Builder[dm.Panel]
+Item = PanelBuilder | dash_b.Row
+Override = tuple[dm.MatcherConfig, list[dm.DynamicConfigValue]]
+ThresholdSteps = dash_b.ThresholdsConfig
+
 
 # --------------------------------------------------------------------------------- building blocks
-def thresholds(*steps: tuple[str, float | None]) -> dict[str, Any]:
+def thresholds(*steps: tuple[str, float | None]) -> ThresholdSteps:
     """Absolute thresholds: the first step is the base colour (value None)."""
-    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+    return dash_b.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([dm.Threshold(value=v, color=c) for c, v in steps])
 
 
-GOOD_HIGH_PERCENT = thresholds(("red", None), ("orange", 95), ("green", 99))
-NEUTRAL = thresholds(("green", None))
+def good_high_percent() -> ThresholdSteps:
+    return thresholds(("red", None), ("orange", 95), ("green", 99))
 
 
-def target(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False) -> dict[str, Any]:
-    return {
-        "datasource": DS,
-        "editorMode": "code",
-        "expr": expr,
-        "instant": instant,
-        "legendFormat": legend,
-        "range": not instant,
-        "refId": ref,
-    }
+def neutral() -> ThresholdSteps:
+    return thresholds(("green", None))
 
 
-def targets(*pairs: tuple[str, str], instant: bool = False) -> list[dict[str, Any]]:
+def target(expr: str, legend: str = "__auto", ref: str = "A", *, instant: bool = False) -> prometheus_b.Dataquery:
+    q = prometheus_b.Dataquery().datasource(DS).editor_mode(prom_m.QueryEditorMode.CODE).expr(expr).legend_format(legend).ref_id(ref)
+    return q.instant() if instant else q.range()
+
+
+def targets(*pairs: tuple[str, str], instant: bool = False) -> list[prometheus_b.Dataquery]:
     return [target(expr, legend, chr(ord("A") + i), instant=instant) for i, (expr, legend) in enumerate(pairs)]
 
 
@@ -71,163 +96,211 @@ def exact_quantile(metric: str, q: str) -> str:
     return f'sla_window_quantile{{{SEL}, series="{metric}", {QUANTILE_LABEL}="{q}"}}'
 
 
-def _panel(kind: str, title: str, description: str, tgts: list[dict[str, Any]], w: int, h: int,
-           defaults: dict[str, Any], options: dict[str, Any], overrides: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": tgts,
-        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-        "options": options,
-        "_size": (w, h),
-    }
+class _FieldPanel(Protocol):
+    """The methods every SDK panel class has (each panel kind is its own class; they share no base)."""
+
+    def title(self, title: str) -> Self: ...
+    def description(self, description: str) -> Self: ...
+    def datasource(self, datasource: dm.DataSourceRef) -> Self: ...
+    def targets(self, targets: list[Builder[Any]]) -> Self: ...
+    def span(self, w: int) -> Self: ...
+    def height(self, h: int) -> Self: ...
+    def unit(self, unit: str) -> Self: ...
+    def thresholds(self, thresholds: Builder[dm.ThresholdsConfig]) -> Self: ...
+    def mappings(self, mappings: list[dm.ValueMapping]) -> Self: ...
+    def min(self, min_val: float) -> Self: ...
+    def max(self, max_val: float) -> Self: ...
+    def decimals(self, decimals: float) -> Self: ...
 
 
-def _legend(calcs: list[str] | None = None) -> dict[str, Any]:
-    return {"calcs": calcs if calcs is not None else ["lastNotNull", "max"], "displayMode": "table",
-            "placement": "bottom", "showLegend": True}
+P = TypeVar("P", bound=_FieldPanel)
 
 
-def timeseries(title: str, description: str, tgts: list[dict[str, Any]], unit: str, *, w: int = 12, h: int = 8,
-               th: dict[str, Any] | None = None, min_: float | None = None, max_: float | None = None,
-               bars: bool = False, threshold_lines: bool = True, overrides: list[dict[str, Any]] | None = None,
-               decimals: int | None = None) -> dict[str, Any]:
-    custom = {
-        "axisBorderShow": False, "axisCenteredZero": False, "axisColorMode": "text", "axisLabel": "",
-        "axisPlacement": "auto", "barAlignment": 0, "drawStyle": "bars" if bars else "line",
-        "fillOpacity": 60 if bars else 10, "gradientMode": "none",
-        "hideFrom": {"legend": False, "tooltip": False, "viz": False}, "insertNulls": False,
-        "lineInterpolation": "linear", "lineWidth": 1, "pointSize": 4, "scaleDistribution": {"type": "linear"},
-        "showPoints": "never", "spanNulls": False, "stacking": {"group": "A", "mode": "normal" if bars else "none"},
-        "thresholdsStyle": {"mode": "line+area" if threshold_lines and th is not None else "off"},
-    }
-    defaults: dict[str, Any] = {
-        "color": {"mode": "palette-classic"}, "custom": custom, "mappings": [],
-        "thresholds": th or NEUTRAL, "unit": unit,
-    }
+def _common(p: P, title: str, description: str, tgts: Sequence[prometheus_b.Dataquery], w: int, h: int, unit: str,
+            th: ThresholdSteps | None, min_: float | None = None, max_: float | None = None, decimals: int | None = None,
+            mappings: list[dm.ValueMapping] | None = None) -> P:
+    """Title, queries, size, unit, thresholds, mappings and range: what the tests require of every panel."""
+    p.title(title).description(description).datasource(DS).targets(list(tgts)).span(w).height(h)
+    p.unit(unit).thresholds(th or neutral()).mappings(mappings or [])
     if min_ is not None:
-        defaults["min"] = min_
+        p.min(min_)
     if max_ is not None:
-        defaults["max"] = max_
+        p.max(max_)
     if decimals is not None:
-        defaults["decimals"] = decimals
-    options = {"legend": _legend(), "tooltip": {"mode": "multi", "sort": "desc"}}
-    return _panel("timeseries", title, description, tgts, w, h, defaults, options, overrides)
+        p.decimals(decimals)
+    return p
 
 
-def stat(title: str, description: str, tgts: list[dict[str, Any]], unit: str, *, w: int = 6, h: int = 5,
-         th: dict[str, Any] | None = None, mappings: list[dict[str, Any]] | None = None, decimals: int | None = None,
-         min_: float | None = None, max_: float | None = None) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"color": {"mode": "thresholds"}, "mappings": mappings or [], "thresholds": th or NEUTRAL, "unit": unit}
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    if min_ is not None:
-        defaults["min"] = min_
-    if max_ is not None:
-        defaults["max"] = max_
-    options = {
-        "colorMode": "background", "graphMode": "area", "justifyMode": "auto", "orientation": "auto",
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "showPercentChange": False, "textMode": "value_and_name", "wideLayout": True,
-    }
-    return _panel("stat", title, description, tgts, w, h, defaults, options)
+def _legend(calcs: list[str] | None = None) -> common_b.VizLegendOptions:
+    return (common_b.VizLegendOptions().calcs(calcs if calcs is not None else ["lastNotNull", "max"])
+            .display_mode(common.LegendDisplayMode.TABLE).placement(common.LegendPlacement.BOTTOM).show_legend(True))
 
 
-def bargauge(title: str, description: str, tgts: list[dict[str, Any]], unit: str, *, w: int = 12, h: int = 8,
-             th: dict[str, Any] | None = None, min_: float | None = None, max_: float | None = None) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"color": {"mode": "thresholds"}, "mappings": [], "thresholds": th or NEUTRAL, "unit": unit}
-    if min_ is not None:
-        defaults["min"] = min_
-    if max_ is not None:
-        defaults["max"] = max_
-    options = {
-        "displayMode": "lcd", "maxVizHeight": 300, "minSizeStep": 1, "minVizHeight": 16, "minVizWidth": 8,
-        "namePlacement": "auto", "orientation": "horizontal",
-        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        "showUnfilled": True, "sizing": "auto", "valueMode": "color",
-    }
-    return _panel("bargauge", title, description, tgts, w, h, defaults, options)
+def _hide_from() -> common_b.HideSeriesConfig:
+    return common_b.HideSeriesConfig().legend(False).tooltip(False).viz(False)
 
 
-def state_timeline(title: str, description: str, tgts: list[dict[str, Any]], mappings: list[dict[str, Any]],
-                   *, w: int = 12, h: int = 8, th: dict[str, Any] | None = None) -> dict[str, Any]:
-    defaults = {
-        "color": {"mode": "thresholds"},
-        "custom": {"fillOpacity": 75, "hideFrom": {"legend": False, "tooltip": False, "viz": False}, "insertNulls": False, "lineWidth": 0, "spanNulls": False},
-        "mappings": mappings, "thresholds": th or thresholds(("green", None), ("red", 1)), "unit": "none",
-    }
-    options = {
-        "alignValue": "left", "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-        "mergeValues": True, "rowHeight": 0.9, "showValue": "auto", "tooltip": {"mode": "single", "sort": "none"},
-    }
-    return _panel("state-timeline", title, description, tgts, w, h, defaults, options)
+def _reduce_last() -> common_b.ReduceDataOptions:
+    return common_b.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
 
 
-def heatmap(title: str, description: str, tgts: list[dict[str, Any]], unit: str, *, w: int = 12, h: int = 8) -> dict[str, Any]:
-    defaults = {
-        "custom": {"hideFrom": {"legend": False, "tooltip": False, "viz": False}, "scaleDistribution": {"type": "linear"}},
-        "thresholds": NEUTRAL, "unit": unit,
-    }
-    options = {
-        "calculate": False, "cellGap": 1, "cellValues": {"unit": unit},
-        "color": {"exponent": 0.5, "fill": "dark-red", "mode": "scheme", "reverse": False, "scale": "exponential", "scheme": "Reds", "steps": 64},
-        "exemplars": {"color": "rgba(255,0,255,0.7)"}, "filterValues": {"le": 1e-9},
-        "legend": {"show": True}, "rowsFrame": {"layout": "auto"}, "showValue": "never",
-        "tooltip": {"mode": "single", "showColorScale": False, "yHistogram": False},
-        "yAxis": {"axisPlacement": "left", "reverse": False},
-    }
-    return _panel("heatmap", title, description, tgts, w, h, defaults, options)
+def timeseries(title: str, description: str, tgts: Sequence[prometheus_b.Dataquery], unit: str, *, w: int = 12, h: int = 8,
+                     th: ThresholdSteps | None = None, min_: float | None = None, max_: float | None = None,
+                     bars: bool = False, threshold_lines: bool = True, overrides: list[Override] | None = None,
+                     decimals: int | None = None) -> timeseries_b.Panel:
+    p = _common(timeseries_b.Panel(), title, description, tgts, w, h, unit, th, min_, max_, decimals)
+    p.color_scheme(dash_b.FieldColor().mode(dm.FieldColorModeId.PALETTE_CLASSIC))
+    (p.axis_border_show(False).axis_centered_zero(False).axis_color_mode(common.AxisColorMode.TEXT).axis_label("")
+     .axis_placement(common.AxisPlacement.AUTO).bar_alignment(common.BarAlignment.CENTER)
+     .draw_style(common.GraphDrawStyle.BARS if bars else common.GraphDrawStyle.LINE).fill_opacity(60 if bars else 10)
+     .gradient_mode(common.GraphGradientMode.NONE).hide_from(_hide_from()).insert_nulls(False)
+     .line_interpolation(common.LineInterpolation.LINEAR).line_width(1).point_size(4)
+     .scale_distribution(common_b.ScaleDistributionConfig().type(common.ScaleDistribution.LINEAR))
+     .show_points(common.VisibilityMode.NEVER).span_nulls(False)
+     .stacking(common_b.StackingConfig().group("A").mode(common.StackingMode.NORMAL if bars else common.StackingMode.NONE))
+     .thresholds_style(common_b.GraphThresholdsStyleConfig().mode(
+         common.GraphThresholdsStyleMode.LINE_AND_AREA if threshold_lines and th is not None else common.GraphThresholdsStyleMode.OFF)))
+    p.legend(_legend()).tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI).sort(common.SortOrder.DESCENDING))
+    for matcher, props in overrides or []:
+        p.with_override(matcher, props)
+    return p
 
 
-def value_map(entries: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
-    return [{"type": "value", "options": {k: {"color": c, "index": i, "text": t} for i, (k, (t, c)) in enumerate(entries.items())}}]
+def stat(title: str, description: str, tgts: Sequence[prometheus_b.Dataquery], unit: str, *, w: int = 6, h: int = 5,
+               th: ThresholdSteps | None = None, mappings: list[dm.ValueMapping] | None = None, decimals: int | None = None,
+               min_: float | None = None, max_: float | None = None,
+               text_mode: common.BigValueTextMode = common.BigValueTextMode.VALUE_AND_NAME) -> stat_b.Panel:
+    p = _common(stat_b.Panel(), title, description, tgts, w, h, unit, th, min_, max_, decimals, mappings)
+    p.color_scheme(dash_b.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+    return (p.color_mode(common.BigValueColorMode.BACKGROUND).graph_mode(common.BigValueGraphMode.AREA)
+            .justify_mode(common.BigValueJustifyMode.AUTO).orientation(common.VizOrientation.AUTO).reduce_options(_reduce_last())
+            .show_percent_change(False).text_mode(text_mode).wide_layout(True))
 
 
-def dashed(regex: str) -> dict[str, Any]:
+def bargauge(title: str, description: str, tgts: Sequence[prometheus_b.Dataquery], unit: str, *, w: int = 12, h: int = 8,
+                   th: ThresholdSteps | None = None, min_: float | None = None, max_: float | None = None,
+                   decimals: int | None = None) -> bargauge_b.Panel:
+    p = _common(bargauge_b.Panel(), title, description, tgts, w, h, unit, th, min_, max_, decimals)
+    p.color_scheme(dash_b.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+    return (p.display_mode(common.BarGaugeDisplayMode.LCD).max_viz_height(300).min_viz_height(16).min_viz_width(8)
+            .name_placement(common.BarGaugeNamePlacement.AUTO).orientation(common.VizOrientation.HORIZONTAL)
+            .reduce_options(_reduce_last()).show_unfilled(True).sizing(common.BarGaugeSizing.AUTO).value_mode(common.BarGaugeValueMode.COLOR))
+
+
+def state_timeline(title: str, description: str, tgts: Sequence[prometheus_b.Dataquery], mappings: list[dm.ValueMapping],
+                         *, w: int = 12, h: int = 8, th: ThresholdSteps | None = None) -> statetimeline_b.Panel:
+    p = _common(statetimeline_b.Panel(), title, description, tgts, w, h, "none", th or thresholds(("green", None), ("red", 1)),
+                      mappings=mappings)
+    p.color_scheme(dash_b.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+    return (p.fill_opacity(75).hide_from(_hide_from()).line_width(0)
+            .align_value(common.TimelineValueAlignment.LEFT)
+            .legend(common_b.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST).placement(common.LegendPlacement.BOTTOM).show_legend(True))
+            .merge_values(True).row_height(0.9).show_value(common.VisibilityMode.AUTO)
+            .tooltip(common_b.VizTooltipOptions().mode(common.TooltipDisplayMode.SINGLE).sort(common.SortOrder.NONE)))
+
+
+def heatmap(title: str, description: str, tgts: Sequence[prometheus_b.Dataquery], unit: str, *, w: int = 12, h: int = 8) -> heatmap_b.Panel:
+    p = _common(heatmap_b.Panel(), title, description, tgts, w, h, unit, None)
+    return (p.hide_from(_hide_from()).scale_distribution(common_b.ScaleDistributionConfig().type(common.ScaleDistribution.LINEAR))
+            .calculate(False).cell_gap(1).cell_values(heatmap_b.CellValues().unit(unit))
+            .color(heatmap_b.HeatmapColorOptions().exponent(0.5).fill("dark-red").mode(heatmap_m.HeatmapColorMode.SCHEME).reverse(False)
+                   .scale(heatmap_m.HeatmapColorScale.EXPONENTIAL).scheme("Reds").steps(64))
+            .exemplars_color("rgba(255,0,255,0.7)").filter_values(heatmap_b.FilterValueRange().le(1e-9)).show_legend()
+            .rows_frame(heatmap_b.RowsHeatmapOptions().layout(common.HeatmapCellLayout.AUTO)).show_value(common.VisibilityMode.NEVER)
+            .mode(common.TooltipDisplayMode.SINGLE).show_color_scale(False).hide_y_histogram()
+            .y_axis(heatmap_b.YAxisConfig().axis_placement(common.AxisPlacement.LEFT).reverse(False)))
+
+def value_map(entries: dict[str, tuple[str, str]]) -> list[dm.ValueMapping]:
+    return [dm.ValueMap(options={k: dm.ValueMappingResult(text=t, color=c, index=i) for i, (k, (t, c)) in enumerate(entries.items())})]
+
+
+def dashed(regex: str) -> Override:
     """Override: series whose name matches ``regex`` drawn dashed (the engine's estimates)."""
-    return {"matcher": {"id": "byRegexp", "options": regex},
-            "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}}]}
+    return (dm.MatcherConfig(id_val="byRegexp", options=regex),
+            [dm.DynamicConfigValue(id_val="custom.lineStyle", value=common.LineStyle(fill="dash", dash=[10, 10]))])
 
 
-def row(title: str) -> dict[str, Any]:
-    return {"type": "row", "title": title, "collapsed": False, "panels": [], "_size": (24, 1)}
+def row(title: str) -> dash_b.Row:
+    return dash_b.Row(title).collapsed(False)
 
 
-def layout(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _size(item: Item) -> tuple[int, int]:
+    if isinstance(item, dash_b.Row):
+        return 24, 1
+    pos = item.build().grid_pos
+    assert pos is not None, "every panel gets span() and height() from its helper"
+    return pos.w, pos.h
+
+
+def layout(items: list[Item]) -> list[Item]:
     """Assign ids and gridPos the way Grafana's gravity settles them: each panel goes to the
-    highest free spot (then the leftmost) below the last row; rows span the width."""
-    out: list[dict[str, Any]] = []
+    highest free spot (then the leftmost) below the last row; rows span the width. (The SDK's own
+    placement fills left to right and starts a new line under the tallest panel, leaving holes that
+    Grafana would close on load, so the committed JSON would not be what Grafana shows.)"""
     heights = [0] * 24  # lowest occupied y per column
     for pid, item in enumerate(items, start=1):
-        panel = dict(item)
-        w, h = panel.pop("_size")
-        if panel["type"] == "row":
+        w, h = _size(item)
+        if isinstance(item, dash_b.Row):
             x, y = 0, max(heights)
         else:
-            x, y = min(((max(heights[x:x + w]), x) for x in range(0, 25 - w)), key=lambda yx: (yx[0], yx[1]))[::-1]
+            y, x = min((max(heights[x:x + w]), x) for x in range(0, 25 - w))
         for c in range(x, x + w):
             heights[c] = y + h
-        panel["id"] = pid
-        panel["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
-        out.append(panel)
-    return out
+        pos = dm.GridPos(h=h, w=w, x=x, y=y)
+        if isinstance(item, dash_b.Row):
+            item.id(pid).grid_pos(pos)
+        else:  # the panel builders share no base class with id(); build() hands back the model they fill
+            model = item.build()
+            model.id_val, model.grid_pos = pid, pos
+    return items
 
 
-def variable(name: str, label: str, metric: str, label_name: str, selector: str = "") -> dict[str, Any]:
+def variable(name: str, label: str, metric: str, label_name: str, selector: str = "") -> dash_b.QueryVariable:
     query = f"label_values({metric}{selector}, {label_name})"
-    return {
-        "allValue": ".*", "current": {}, "datasource": DS, "definition": query, "hide": 0, "includeAll": True,
-        "label": label, "multi": True, "name": name, "options": [],
-        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "refresh": 2, "regex": "", "skipUrlSync": False, "sort": 1, "type": "query",
-    }
+    return (dash_b.QueryVariable(name).label(label).datasource(DS).hide(dm.VariableHide.DONT_HIDE)
+            .query({"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"})
+            .include_all(True).all_value(".*").multi(True).options([]).refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .regex("").sort(dm.VariableSort.ALPHABETICAL_ASC))
 
 
-def dashboard(uid: str, title: str, description: str, tags: list[str], panels: list[dict[str, Any]], var_metric: str) -> dict[str, Any]:
-    laid = layout(panels)
-    kinds = sorted({p["type"] for p in laid if p["type"] != "row"})
+# Fields Grafana's 10.4 schema has no place for, merged into the SDK's JSON by export_envelope.
+ALERT_ANNOTATION = "Firing SLA alerts"
+ALERT_ANNOTATION_FORMAT = {"step": "30s", "titleFormat": "{{alertname}} {{severity}}",
+                           "textFormat": "{{sla}} {{long_window}} {{sla_severity}} {{instance}}", "useValueForTime": False}
+
+
+def dashboard(uid: str, title: str, description: str, tags: list[str], panels: list[Item], var_metric: str) -> dash_b.Dashboard:
+    d = (dash_b.Dashboard(title).uid(uid).description(description).tags(tags).editable().tooltip(dm.DashboardCursorSync.CROSSHAIR)
+         .time("now-1h", "now").timepicker(dash_b.TimePicker()).timezone("").week_start("").fiscal_year_start_month(0)
+         .refresh("10s").version(1)
+         .link(dash_b.DashboardLink("aphrodite-sla dashboards").type(dm.DashboardLinkType.DASHBOARDS).icon("external link")
+               .include_vars(True).keep_time(True).tags(["aphrodite-sla"]).target_blank(False).as_dropdown(False).tooltip("").url(""))
+         .annotation(dash_b.AnnotationQuery().built_in(1).datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+                     .enable(True).hide(True).icon_color("rgba(0, 211, 255, 1)").name("Annotations & Alerts").type("dashboard"))
+         .annotation(dash_b.AnnotationQuery().datasource(DS).enable(True).hide(False).icon_color("red").name(ALERT_ANNOTATION)
+                     .expr(f'ALERTS{{alertstate="firing", alertname=~"SLA.*", {MODEL_SEL}}}'))
+         .with_variable(variable("model_name", "Model", var_metric, "model_name"))
+         .with_variable(variable("instance", "Instance", var_metric, "instance", f"{{{MODEL_SEL}}}")))
+    for item in layout(panels):
+        if isinstance(item, dash_b.Row):
+            d.with_row(item)
+        else:
+            d.with_panel(item)
+    return d
+
+
+def export_envelope(model: dm.Dashboard) -> dict[str, Any]:
+    """The SDK's dashboard JSON plus what Grafana's *Export → for sharing externally* adds (the
+    datasource input and the plugins required) and the fields the 10.4 schema lacks."""
+    model.schema_version = SCHEMA_VERSION
+    body: dict[str, Any] = json.loads(json.dumps(model, cls=JSONEncoder))
+    for v in body["templating"]["list"]:
+        v["definition"] = v["query"]["query"]  # shown in Grafana's variable list; not in the schema
+        v["current"] = {}
+    for a in body["annotations"]["list"]:
+        if a["name"] == ALERT_ANNOTATION:  # the Prometheus annotation's legend fields: not in the schema
+            a.update(ALERT_ANNOTATION_FORMAT)
+    kinds = sorted({p["type"] for p in body["panels"] if p["type"] != "row"})
     return {
         "__inputs": [{
             "name": "DS_PROMETHEUS", "label": "Prometheus", "description": "Prometheus scraping aphrodite-sla and the engine",
@@ -239,42 +312,13 @@ def dashboard(uid: str, title: str, description: str, tags: list[str], panels: l
             {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
             *({"type": "panel", "id": k, "name": PANEL_NAMES[k], "version": ""} for k in kinds),
         ],
-        "annotations": {"list": [
-            {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
-             "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"},
-            {"datasource": DS, "enable": True, "hide": False, "iconColor": "red", "name": "Firing SLA alerts",
-             "expr": 'ALERTS{alertstate="firing", alertname=~"SLA.*", model_name=~"$model_name"}',
-             "step": "30s", "titleFormat": "{{alertname}} {{severity}}", "textFormat": "{{sla}} {{long_window}} {{sla_severity}} {{instance}}",
-             "useValueForTime": False},
-        ]},
-        "description": description,
-        "editable": True,
-        "fiscalYearStartMonth": 0,
-        "graphTooltip": 1,
+        **body,
         "id": None,
-        "links": [{"asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True,
-                   "tags": ["aphrodite-sla"], "targetBlank": False, "title": "aphrodite-sla dashboards",
-                   "tooltip": "", "type": "dashboards", "url": ""}],
-        "panels": laid,
-        "refresh": "10s",
-        "schemaVersion": SCHEMA_VERSION,
-        "tags": tags,
-        "templating": {"list": [
-            variable("model_name", "Model", var_metric, "model_name"),
-            variable("instance", "Instance", var_metric, "instance", f"{{{MODEL_SEL}}}"),
-        ]},
-        "time": {"from": "now-1h", "to": "now"},
-        "timepicker": {},
-        "timezone": "",
-        "title": title,
-        "uid": uid,
-        "version": 1,
-        "weekStart": "",
     }
 
 
 # ------------------------------------------------------------------------------ SLA compliance
-def sla_compliance() -> dict[str, Any]:
+def sla_compliance() -> dash_b.Dashboard:
     burn_th = thresholds(("green", None), ("yellow", 1), ("orange", 6), ("red", 14.4))
 
     def fleet_burn(w: str) -> str:
@@ -282,12 +326,12 @@ def sla_compliance() -> dict[str, Any]:
             f"sla:sla_events_error_ratio:rate{w}{{{MODEL_SEL}}} / on (model_name, sla) group_left () "
             f"(1 - max by (model_name, sla) (sla_objective_ratio{{{MODEL_SEL}}} > 0 < 1))"
         )
-    panels = [
+    panels: list[Item] = [
         row("Overview"),
         bargauge("SLA compliance (worst replica)",
                  "Percent of each SLA's window evaluation points within the bound (sla_compliance_rate), lowest replica.",
                  targets((f"min by (sla) (sla_compliance_rate{{{SEL}}})", "{{sla}}"), instant=True),
-                 "percent", w=12, h=8, th=GOOD_HIGH_PERCENT, min_=0, max_=100),
+                 "percent", w=12, h=8, th=good_high_percent(), min_=0, max_=100),
         stat("Active violations", "SLAs with a sustained violation right now, summed over replicas (sla_violation_active).",
              targets((f"sum(sla_violation_active{{{SEL}}})", "active")), "none", w=4, h=4,
              th=thresholds(("green", None), ("red", 1)), decimals=0),
@@ -302,12 +346,12 @@ def sla_compliance() -> dict[str, Any]:
              targets(("max(" + fleet_burn("1h") + ")", "1h burn")), "suffix:x", w=6, h=4, th=burn_th, decimals=2),
         stat("Exact p99 e2e latency", "Exact p99 of end-to-end latency over the last 5 minutes (sla_window_quantile), worst replica.",
              targets((f"max({exact_quantile('request_latency_ms', '0.99')})", "p99")),
-             "ms", w=6, h=4, th=NEUTRAL),
+             "ms", w=6, h=4, th=neutral()),
 
         row("Compliance and violations"),
         timeseries("SLA compliance", "sla_compliance_rate per SLA and replica.",
                    targets((f"sla_compliance_rate{{{SEL}}}", "{{sla}} ({{instance}})")),
-                   "percent", th=GOOD_HIGH_PERCENT, min_=0, max_=100, threshold_lines=False),
+                   "percent", th=good_high_percent(), min_=0, max_=100, threshold_lines=False),
         state_timeline("Violation state", "1 while an SLA has a sustained violation on any replica (sla_violation_active).",
                        targets((f"max by (sla) (sla_violation_active{{{SEL}}})", "{{sla}}")),
                        value_map({"0": ("ok", "green"), "1": ("violated", "red")})),
@@ -396,8 +440,8 @@ def sla_compliance() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ engine overview
-def engine_overview() -> dict[str, Any]:
-    def latency_panel(title: str, ours: str, theirs: str, what: str) -> dict[str, Any]:
+def engine_overview() -> dash_b.Dashboard:
+    def latency_panel(title: str, ours: str, theirs: str, what: str) -> timeseries_b.Panel:
         qs = {"0.5": "p50", "0.95": "p95", "0.99": "p99"}
         pairs = [(exact_quantile(ours, q), f"exact {p} ({{{{instance}}}})") for q, p in qs.items()]
         pairs += [(hist_quantile(q, theirs), f"vLLM histogram {p} ({{{{instance}}}})") for q, p in qs.items()]
@@ -405,7 +449,7 @@ def engine_overview() -> dict[str, Any]:
                                  f"beside histogram_quantile over vLLM's {theirs} buckets (same window, dashed).",
                           targets(*pairs), "ms", min_=0, overrides=[dashed("vLLM histogram.*")])
 
-    panels = [
+    panels: list[Item] = [
         row("Load"),
         timeseries("Requests running / waiting", "vllm:num_requests_running and vllm:num_requests_waiting per replica.",
                    targets((f"sum by (instance) (vllm:num_requests_running{{{SEL}}})", "running ({{instance}})"),
@@ -435,7 +479,7 @@ def engine_overview() -> dict[str, Any]:
         row("SLA state"),
         bargauge("SLA compliance", "sla_compliance_rate, lowest replica.",
                  targets((f"min by (sla) (sla_compliance_rate{{{SEL}}})", "{{sla}}"), instant=True),
-                 "percent", w=12, h=8, th=GOOD_HIGH_PERCENT, min_=0, max_=100),
+                 "percent", w=12, h=8, th=good_high_percent(), min_=0, max_=100),
         state_timeline("Violations and stall", "Sustained SLA violations (any SLA) and the stall detector, per replica.",
                        targets((f"max by (instance) (sla_violation_active{{{SEL}}})", "violation ({{instance}})"),
                                (f"max by (instance) (sla_engine_stalled{{{SEL}}})", "stall ({{instance}})")),
@@ -448,11 +492,93 @@ def engine_overview() -> dict[str, Any]:
     )
 
 
-DASHBOARDS = {"sla-compliance.json": sla_compliance, "engine-overview.json": engine_overview}
+# ---------------------------------------------------------------------------- incident response
+# Recovery's families (aphrodite_sla/export/collector.py); each series carries model_name.
+BREAKER_STATES = {"0": ("closed", "green"), "1": ("half_open", "yellow"), "2": ("open", "red"),
+                  "3": ("forced_open", "purple"), "4": ("disabled", "text")}
+DEGRADATION_LEVELS = {"0": ("none", "green"), "1": ("minimal", "yellow"), "2": ("moderate", "orange"),
+                      "3": ("severe", "red"), "4": ("emergency", "dark-red")}
+
+
+def incident_response() -> dash_b.Dashboard:
+    level_th = thresholds(("green", None), ("yellow", 1), ("orange", 2), ("red", 3), ("dark-red", 4))
+    panels: list[Item] = [
+        row("Now"),
+        stat("Active recoveries", "Recovery procedures executing right now, summed over replicas (recovery_active).",
+             targets((f"sum(recovery_active{{{SEL}}})", "active")), "none", w=4, h=4,
+             th=thresholds(("green", None), ("orange", 1)), decimals=0),
+        stat("Approvals pending", "Recovery actions waiting for an operator's approval (recovery_approvals_pending).",
+             targets((f"sum(recovery_approvals_pending{{{SEL}}})", "pending")), "none", w=4, h=4,
+             th=thresholds(("green", None), ("orange", 1)), decimals=0),
+        stat("Escalations", "Responses escalated over the dashboard's time range (increase of recovery_escalations_total).",
+             targets((f"sum(increase(recovery_escalations_total{{{SEL}}}[$__range]))", "escalations")), "none", w=4, h=4,
+             th=thresholds(("green", None), ("red", 1)), decimals=0),
+        stat("Degradation level", "Highest graceful-degradation level over replicas (degradation_level).",
+             targets((f"max(degradation_level{{{SEL}}})", "level")), "none", w=4, h=4,
+             th=level_th, mappings=value_map(DEGRADATION_LEVELS), text_mode=common.BigValueTextMode.VALUE),
+        stat("Monitoring mode", "The mode the monitors are in: the `mode` label of the monitoring_mode series at 1 (one per mode in use).",
+             targets((f"max by (mode) (monitoring_mode{{{SEL}}}) == 1", "{{mode}}")), "none", w=4, h=4,
+             th=thresholds(("blue", None)), text_mode=common.BigValueTextMode.NAME),
+        stat("Desired replicas", "Replicas the recovery engine asks the autoscaler for (recovery_desired_replicas), largest over replicas.",
+             targets((f"max(recovery_desired_replicas{{{SEL}}})", "desired")), "none", w=4, h=4, decimals=0),
+
+        row("Recovery operations"),
+        timeseries("Active recovery operations", "recovery_active per replica: procedures executing.",
+                   targets((f"sum by (instance) (recovery_active{{{SEL}}})", "{{instance}}")), "none", min_=0, decimals=0),
+        bargauge("Recovery executions by procedure and status",
+                 "Executions finished over the dashboard's time range (increase of recovery_executions_total), by procedure and outcome.",
+                 targets((f"sum by (procedure, status) (increase(recovery_executions_total{{{SEL}}}[$__range]))", "{{procedure}} {{status}}"),
+                         instant=True),
+                 "short", min_=0, decimals=0),
+        timeseries("Recovery success rate", "Percent of recovery executions that succeeded (recovery_success_rate), per replica.",
+                   targets((f"recovery_success_rate{{{SEL}}}", "__auto")),
+                   "percent", th=thresholds(("red", None), ("orange", 80), ("green", 95)), min_=0, max_=100, threshold_lines=False),
+        timeseries("Recovery duration", "p50 and p95 of a recovery execution's duration over 5 minutes (recovery_duration_seconds histogram).",
+                   targets(*[(f"histogram_quantile({q}, sum by (le) (rate(recovery_duration_seconds_bucket{{{SEL}}}[5m])))", p)
+                             for q, p in (("0.5", "p50"), ("0.95", "p95"))]),
+                   "s", min_=0),
+
+        row("Circuit breakers"),
+        state_timeline("Circuit breaker state", "Each protected service's breaker (circuit_breaker_state), worst replica.",
+                       targets((f"max by (service) (circuit_breaker_state{{{SEL}}})", "{{service}}")),
+                       value_map(BREAKER_STATES), th=thresholds(("green", None), ("yellow", 1), ("red", 2))),
+        timeseries("Rejected calls", "Calls a breaker refused over the last 5 minutes, by service (increase of circuit_breaker_rejected_total).",
+                   targets((f"sum by (service) (increase(circuit_breaker_rejected_total{{{SEL}}}[5m]))", "{{service}}")),
+                   "short", bars=True, min_=0, decimals=0),
+
+        row("Degradation, mode and escalation"),
+        state_timeline("Degradation level over time", "degradation_level per replica: none, minimal, moderate, severe, emergency.",
+                       targets((f"max by (instance) (degradation_level{{{SEL}}})", "{{instance}}")),
+                       value_map(DEGRADATION_LEVELS), th=level_th),
+        state_timeline("Monitoring mode over time", "monitoring_mode: 1 for the mode each replica's monitor is in, 0 for the others.",
+                       targets((f"max by (mode) (monitoring_mode{{{SEL}}})", "{{mode}}")),
+                       value_map({"0": ("-", "transparent"), "1": ("current", "blue")}), th=thresholds(("transparent", None), ("blue", 1))),
+        timeseries("Escalations", "ResponseEscalated events over 5 minutes (increase of recovery_escalations_total); incidents join later.",
+                   targets((f"sum by (instance) (increase(recovery_escalations_total{{{SEL}}}[5m]))", "{{instance}}")),
+                   "short", bars=True, min_=0, decimals=0),
+        timeseries("Desired replicas and approvals",
+                   "The autoscaler signal (recovery_desired_replicas) beside recovery actions waiting for approval (recovery_approvals_pending).",
+                   targets((f"max by (instance) (recovery_desired_replicas{{{SEL}}})", "desired replicas ({{instance}})"),
+                           (f"sum by (instance) (recovery_approvals_pending{{{SEL}}})", "approvals pending ({{instance}})")),
+                   "short", min_=0, decimals=0),
+    ]
+    return dashboard(
+        "aphrodite-sla-incidents", "aphrodite-sla: incident response",
+        "Active recovery operations, recovery outcomes and durations, circuit breakers, graceful degradation, monitoring mode, "
+        "approvals and escalations (aphrodite-sla recovery).",
+        ["aphrodite-sla", "recovery", "incidents"], panels, "sla_compliance_rate",
+    )
+
+
+DASHBOARDS: dict[str, Callable[[], dash_b.Dashboard]] = {
+    "sla-compliance.json": sla_compliance,
+    "engine-overview.json": engine_overview,
+    "incident-response.json": incident_response,
+}
 
 
 def render(name: str) -> str:
-    return json.dumps(DASHBOARDS[name](), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(export_envelope(DASHBOARDS[name]().build()), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +24,10 @@ from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
-DASHBOARD_FILES = ("sla-compliance.json", "engine-overview.json")
+DASHBOARD_FILES = ("sla-compliance.json", "engine-overview.json", "incident-response.json")
 DS_UID = "${DS_PROMETHEUS}"
 # What Grafana substitutes at query time, for running the queries outside Grafana.
-SUBSTITUTIONS = {"$model_name": ".*", "$instance": ".*", "$__rate_interval": "1m"}
+SUBSTITUTIONS = {"$model_name": ".*", "$instance": ".*", "$__rate_interval": "1m", "$__range": "1h"}
 
 
 def load_dashboard(name: str) -> dict[str, Any]:
@@ -49,10 +51,10 @@ def substitute(expr: str) -> str:
     return expr
 
 
-def panel_queries() -> list[tuple[str, str, str, str]]:
+def panel_queries(files: tuple[str, ...] = DASHBOARD_FILES) -> list[tuple[str, str, str, str]]:
     """(dashboard file, panel title, refId, expr with the variables substituted) for every target."""
     out = []
-    for name in DASHBOARD_FILES:
+    for name in files:
         for p in data_panels(load_dashboard(name)):
             for t in p["targets"]:
                 out.append((name, p["title"], t["refId"], substitute(t["expr"])))
@@ -64,13 +66,58 @@ def dash(request) -> dict[str, Any]:
     return load_dashboard(request.param)
 
 
-def test_dashboards_are_up_to_date_with_the_generator():
+def load_generator():
+    """grafana/build_dashboards.py as a module. It builds with grafana-foundation-sdk (the `test`
+    extra), which needs Python >= 3.11: skipped below that; missing on 3.11+, this fails when CI is
+    set (the extra installs it) and skips otherwise."""
+    if sys.version_info < (3, 11):
+        pytest.skip("grafana-foundation-sdk needs Python >= 3.11 (the JSON is checked on 3.11+)")
+    if importlib.util.find_spec("grafana_foundation_sdk") is None:
+        reason = "grafana-foundation-sdk is not installed (pip install -e '.[test]', Python >= 3.11)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; it is required when CI is set")
+        pytest.skip(reason)
     spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_dashboards_are_up_to_date_with_the_generator():
+    mod = load_generator()
     assert set(mod.DASHBOARDS) == set(DASHBOARD_FILES)
     for name in DASHBOARD_FILES:
         assert (GRAFANA / name).read_text(encoding="utf-8") == mod.render(name), f"{name}: run python grafana/build_dashboards.py"
+
+
+def test_generator_check_mode_detects_a_stale_file(tmp_path, monkeypatch):
+    """`--check` is what a contributor runs; it must notice a hand edit (and leave the file alone)."""
+    mod = load_generator()
+    for name in DASHBOARD_FILES:
+        (tmp_path / name).write_text(mod.render(name), encoding="utf-8")
+    monkeypatch.setattr(mod, "HERE", tmp_path)
+    assert mod.main(["--check"]) == 0
+    edited = (tmp_path / "incident-response.json").read_text(encoding="utf-8").replace("recovery_active", "recovery_actives", 1)
+    (tmp_path / "incident-response.json").write_text(edited, encoding="utf-8")
+    assert mod.main(["--check"]) == 1
+    assert (tmp_path / "incident-response.json").read_text(encoding="utf-8") == edited
+
+
+def test_generator_rejects_an_option_the_schema_lacks():
+    """The point of the typed builders: a misspelt panel option is an error, not a key Grafana ignores."""
+    load_generator()
+    from grafana_foundation_sdk.builders import timeseries
+
+    with pytest.raises(AttributeError):
+        timeseries.Panel().line_widht(2)  # type: ignore[attr-defined]
+
+
+def test_uids_are_unique_and_stable():
+    uids = {name: load_dashboard(name)["uid"] for name in DASHBOARD_FILES}
+    assert len(set(uids.values())) == len(uids)
+    # links and bookmarks use these: changing one breaks them
+    assert uids == {"sla-compliance.json": "aphrodite-sla-compliance", "engine-overview.json": "aphrodite-sla-engine",
+                    "incident-response.json": "aphrodite-sla-incidents"}
 
 
 def test_import_format(dash):
@@ -127,6 +174,8 @@ def test_units_are_the_expected_ones():
     assert units[("sla-compliance.json", "Anomaly scores")] == "percentunit"
     assert units[("engine-overview.json", "KV-cache usage")] == "percentunit"
     assert units[("engine-overview.json", "Time to first token")] == "ms"
+    assert units[("incident-response.json", "Recovery success rate")] == "percent"
+    assert units[("incident-response.json", "Recovery duration")] == "s"
 
 
 def test_seed_panels_and_comparisons_are_present():
@@ -144,6 +193,40 @@ def test_seed_panels_and_comparisons_are_present():
         assert needle in exprs, needle
     kinds = {p["type"] for p in data_panels(load_dashboard("sla-compliance.json"))}
     assert "heatmap" in kinds
+
+
+def _panel(name: str, title: str) -> dict[str, Any]:
+    (panel,) = [p for p in data_panels(load_dashboard(name)) if p["title"] == title]
+    return panel
+
+
+def _mapped(panel: dict[str, Any]) -> dict[str, str]:
+    return {k: v["text"] for m in panel["fieldConfig"]["defaults"]["mappings"] for k, v in m["options"].items()}
+
+
+def test_incident_response_panels():
+    """The seed's Incident Response dashboard: recovery operations, breakers, success rates, escalations."""
+    exprs = "\n".join(q[3] for q in panel_queries(("incident-response.json",)))
+    for needle in (
+        "recovery_active{", "sum by (procedure, status) (increase(recovery_executions_total{", "recovery_success_rate{",
+        "histogram_quantile(0.5, sum by (le) (rate(recovery_duration_seconds_bucket{",
+        "histogram_quantile(0.95, sum by (le) (rate(recovery_duration_seconds_bucket{",
+        "max by (service) (circuit_breaker_state{", "sum by (service) (increase(circuit_breaker_rejected_total{",
+        "degradation_level{", "monitoring_mode{", "recovery_approvals_pending{", "increase(recovery_escalations_total{",
+        "recovery_desired_replicas{",
+    ):
+        assert needle in exprs, needle
+    breaker = _panel("incident-response.json", "Circuit breaker state")
+    assert breaker["type"] == "state-timeline"
+    assert _mapped(breaker) == {"0": "closed", "1": "half_open", "2": "open", "3": "forced_open", "4": "disabled"}
+    for title in ("Degradation level", "Degradation level over time"):
+        assert _mapped(_panel("incident-response.json", title)) == {"0": "none", "1": "minimal", "2": "moderate", "3": "severe", "4": "emergency"}
+    mode = _panel("incident-response.json", "Monitoring mode")
+    assert mode["options"]["textMode"] == "name" and mode["targets"][0]["legendFormat"] == "{{mode}}"  # shows the mode's name
+    rate = _panel("incident-response.json", "Recovery success rate")["fieldConfig"]["defaults"]
+    assert (rate["min"], rate["max"]) == (0, 100)
+    executions = _panel("incident-response.json", "Recovery executions by procedure and status")
+    assert "[$__range]" in executions["targets"][0]["expr"] and executions["targets"][0]["instant"]
 
 
 def test_layout_fits_and_does_not_overlap(dash):
