@@ -233,8 +233,10 @@ class CircuitBreaker:
     def _report(self, failed: bool, slow: bool) -> None:
         with self._lock:
             now = self._clock()
-            self._advance(now)
             state = self._state
+            if state is not _CLOSED:  # CLOSED has no time-driven transition
+                self._advance(now)
+                state = self._state
             if state is _CLOSED:
                 window = self._window
                 window.record(failed, slow, now)
