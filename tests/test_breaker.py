@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import signal
 import threading
 from dataclasses import dataclass, field
 
@@ -403,6 +405,35 @@ def test_concurrent_reports_keep_the_window_totals_consistent():
         t.join()
     status = b.status()
     assert (status.calls_in_window, status.failures_in_window) == (1000, 500)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_can_use_a_breaker_whose_lock_another_thread_held():
+    b, _ = make()
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with b._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        pid = os.fork()
+        if pid == 0:  # child: the holder thread does not exist here
+            signal.alarm(10)  # a deadlocked child dies (SIGALRM) instead of hanging the test
+            try:
+                b.force_open("child")
+                os._exit(0 if b.status().state is S.FORCED_OPEN else 1)
+            finally:
+                os._exit(2)
+        _, code = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        t.join()
+    assert os.waitstatus_to_exitcode(code) == 0
 
 
 # -- registry --------------------------------------------------------------------------------------

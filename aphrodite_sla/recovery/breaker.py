@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.recovery.breaker_model import (
     BreakerConfig,
     BreakerListener,
@@ -158,6 +159,12 @@ class CircuitBreaker:
         self._listener_errors = 0
         self._listeners: tuple[BreakerListener, ...] = ()
         self._pending: list[tuple[BreakerState, BreakerState, str]] = []
+        self._notify_lock = threading.Lock()
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        # a lock held by another thread at fork() stays held in the child: new ones
+        self._lock = threading.Lock()
         self._notify_lock = threading.Lock()
 
     # -- hot path ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aphrodite_sla.event_stream import EventStream
 from aphrodite_sla.events import BREAKER_ALERT, BreakerStateChanged, episode_id, fingerprint
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.recovery.breaker import CircuitBreaker
 from aphrodite_sla.recovery.breaker_model import BreakerConfig, BreakerState, BreakerStatus
 
@@ -39,6 +40,10 @@ class _StreamPublisher:
         self.clock = clock
         self._episodes: dict[str, str] = {}
         self._lock = threading.Lock()
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def __call__(self, name: str, old: BreakerState, new: BreakerState, reason: str) -> None:
         now = self.clock()
@@ -64,6 +69,10 @@ class BreakerRegistry:
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._publishers: list[_StreamPublisher] = []
+        self._lock = threading.Lock()
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
 
     @classmethod
