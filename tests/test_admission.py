@@ -53,6 +53,7 @@ def test_state_follows_the_limits():
     assert AdmissionLimits(max_priority=0).needs_body and not AdmissionLimits(concurrency_limit=3).needs_body
     assert AdmissionLimits(max_tokens_cap=5, retry_after_s=2).active() == {"max_tokens_cap": 5, "retry_after_s": 2}
     assert AdmissionLimits.none().active() == {}
+    assert AdmissionLimits(max_priority=0).active() == {"max_priority": 0, "retry_after_s": 5.0}  # 0 is a cutoff, not unset
 
 
 def test_stricter_takes_each_limit_at_its_strictest():

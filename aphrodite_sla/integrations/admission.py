@@ -162,7 +162,7 @@ class AdmissionLimits:
 
     def active(self) -> dict[str, Any]:
         """The limits set (JSON-safe), ``retry_after_s`` with them when any is."""
-        out = {k: v for k, v in asdict(self).items() if k != "retry_after_s" and v not in (None, 0.0, False)}
+        out = {k: v for k, v in asdict(self).items() if v is not None and k != "retry_after_s" and (v or k == "max_priority")}
         if out:
             out["retry_after_s"] = self.retry_after_s
         return out
