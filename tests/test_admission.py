@@ -272,8 +272,10 @@ async def test_unparsable_oversized_and_non_json_bodies_pass_unchanged():
     await call(mw, big, declared=False)  # read in chunks past the bound, then passed on
     await call(mw, big)  # the declared length alone says it is too large: not read at all
     await call(mw, b"--boundary\r\n...", content_type=b"multipart/form-data; boundary=boundary")
-    assert app.bodies == [junk, b"".join(big), b"".join(big), b"--boundary\r\n..."]
-    assert adm.stats().bodies == {"unparsable": 1, "oversized": 2, "not_json": 1}
+    one = json.dumps({"prompt": "y" * 100, "max_tokens": 999}).encode()
+    await call(mw, one, declared=False)  # one last chunk past the bound: not parsed either
+    assert app.bodies == [junk, b"".join(big), b"".join(big), b"--boundary\r\n...", one]
+    assert adm.stats().bodies == {"unparsable": 1, "oversized": 3, "not_json": 1}
     assert adm.stats().rejected == 0  # uninspected: no priority known, not shed
 
 
@@ -324,6 +326,17 @@ async def test_concurrency_limit_in_the_middleware_counts_requests_inside_the_en
     assert [(await t)[0][0]["status"] for t in first] == [200, 200]
     after, _ = await call(mw, b"{}")
     assert after[0]["status"] == 200 and adm.stats().rejected_by_limit == {"concurrency": 1}
+
+
+async def test_an_outer_middleware_adding_headers_does_not_grow_the_shared_rejection():
+    mw, adm = middleware(Echo())
+    adm.close(retry_after_s=3)
+    statuses = []
+    for _ in range(3):
+        sent, _ = await call(mw, b"{}")
+        sent[0]["headers"].append((b"access-control-allow-origin", b"*"))  # as CORS does, in place
+        statuses.append(len(sent[0]["headers"]))
+    assert statuses == [4, 4, 4] and len(adm.policy.rejection.start["headers"]) == 3
 
 
 # -- the circuit breaker ---------------------------------------------------------------------------------

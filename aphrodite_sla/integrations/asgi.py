@@ -250,8 +250,8 @@ class SLAMiddleware:
             admission.count_body(BodyOutcome.OVERSIZED)
             return receive, None
         buffered = await request_limits.read_body(receive, self.max_inspect_bytes)
-        if not buffered.complete:
-            admission.count_body(BodyOutcome.OVERSIZED if buffered.pending is None else BodyOutcome.INCOMPLETE)
+        if not buffered.complete or buffered.size > self.max_inspect_bytes:  # (a last chunk may carry it past the bound)
+            admission.count_body(BodyOutcome.INCOMPLETE if buffered.pending is not None else BodyOutcome.OVERSIZED)
             return request_limits.replay(buffered, receive), None
         try:
             doc = request_limits.parse(buffered.body)
@@ -427,6 +427,9 @@ class SLAMiddleware:
 
 
 async def _answer(rejection: Rejection, send: Send) -> None:
-    """A prebuilt 503 + Retry-After; the engine never sees the request."""
-    await send(rejection.start)
-    await send(rejection.body)
+    """A prebuilt 503 + Retry-After; the engine never sees the request. The start message goes out
+    as a copy: an outer middleware adding a header (CORS, request ids) must not grow the one list
+    every rejection shares."""
+    start = rejection.start
+    await send({"type": start["type"], "status": start["status"], "headers": list(start["headers"])})
+    await send(dict(rejection.body))
