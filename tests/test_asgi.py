@@ -32,6 +32,7 @@ from aphrodite_sla.integrations.asgi import (
     HTTP_LATENCY_MS,
     HTTP_REJECTED,
     AdmissionController,
+    AdmissionLimits,
     AdmissionState,
     ServerState,
     SLAMiddleware,
@@ -249,6 +250,28 @@ def test_streaming_latency_covers_whole_stream_and_chunks_pass_one_by_one(explic
     assert values(manager, HTTP_LATENCY_MS) == pytest.approx([300.0], abs=1e-3)
     assert values(manager, HTTP_FIRST_BYTE_MS) == pytest.approx([100.0], abs=1e-3)
     assert values(manager, HTTP_ERROR_PERCENT) == [0.0]
+
+
+def test_streaming_still_streams_when_the_body_is_inspected_and_rewritten(explicit, client):
+    """A policy that reads and rewrites the request body leaves the response stream chunk by chunk."""
+    manager, clock = explicit
+    server = ServerState()
+    server.admission.apply(AdmissionLimits(max_tokens_cap=16, max_priority=0), reason="degraded")
+    app = explicit_app(manager, clock, server)
+    acks = app.state.test["acks"]
+    received = b""
+    with serve(app) as url:
+        with client.stream("POST", f"{url}/v1/stream", json={"prompt": "hi", "max_tokens": 999, "stream": True}) as r:
+            assert r.status_code == 200
+            for part in r.iter_raw():
+                received += part
+                for i, ack in enumerate(acks):
+                    if f"chunk{i}\n".encode() in received:
+                        ack.set()
+    assert received == b"chunk0\nchunk1\nchunk2\n"
+    assert app.state.test["gate_timeouts"] == []
+    assert server.admission.stats().bodies == {"rewritten": 1}
+    assert values(manager, HTTP_FIRST_BYTE_MS) == pytest.approx([100.0], abs=1e-3)
 
 
 def test_non_inference_paths_not_counted(explicit, client):

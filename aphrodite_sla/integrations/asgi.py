@@ -1,5 +1,5 @@
 """ASGI middleware for the engine's HTTP server: request latency and errors, admission control,
-the JSON endpoints, and the engine handle.
+the model_inference circuit breaker, the JSON endpoints, and the engine handle.
 
 Why a pure ASGI middleware (not Starlette's ``BaseHTTPMiddleware``): it must not buffer or re-chunk
 streaming responses (SSE token streams), and it must add as little as possible to every request.
@@ -17,22 +17,40 @@ error handling stays in charge); nothing of ours ever raises into a request; onl
 (``integrations.routes``) are measured and shed, never health, metrics or admin endpoints. Only
 requests the engine worked on are latency and error samples: a 4xx the server answered itself (auth,
 validation) and a client that hung up mid-stream are counted apart, not as slow or failed requests.
+
+Cost: with admission OPEN and no breaker, an inference request costs one policy read, one identity
+check and one breaker read before it is measured. Only a policy with a per-request limit (priority,
+prompt length, max_tokens cap) makes the middleware read the body (``integrations.request_limits``).
+
+Circuit breaker (``server.inference_breaker``, when set): asked ``allow()`` after admission (a
+request admission refuses never takes a half-open trial); refused, the request gets 503 with
+``Retry-After: ceil(retry_after_s())`` without reaching the engine. Admitted, it reports
+``on_success(duration_s)`` for a status below 500 and ``on_failure(duration_s)`` for 500 and up, an
+exception from the app or a response never finished. A client that hung up reports nothing: it
+says nothing about the model, and a half-open trial it held is released by the breaker's own
+half-open wait.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from aphrodite_sla.integrations import routes
+from aphrodite_sla.integrations import request_limits, routes
 from aphrodite_sla.integrations.admission import (
     AdmissionController,
+    AdmissionLimits,
     AdmissionPolicy,
     AdmissionState,
     AdmissionStats,
+    Limit,
+    Rejection,
+    rejection_for,
 )
+from aphrodite_sla.integrations.request_limits import DEFAULT_MAX_INSPECT_BYTES, BodyOutcome, RequestFacts
 from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.self_metrics import Component
 
@@ -50,8 +68,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 __all__ = [
     "HTTP_CLIENT_DISCONNECTS", "HTTP_ERROR_PERCENT", "HTTP_FIRST_BYTE_MS", "HTTP_LATENCY_MS", "HTTP_REJECTED", "AdmissionController",
-    "AdmissionPolicy", "AdmissionState", "AdmissionStats", "SLAMiddleware", "ServerState", "register_http_metrics",
+    "AdmissionLimits", "AdmissionPolicy", "AdmissionState", "AdmissionStats", "SLAMiddleware", "ServerState", "register_http_metrics",
 ]
+
+BREAKER_REASON = "circuit breaker open"  # the reason breaker rejections are counted under
 
 # Series this middleware records (one sample each per finished inference request).
 HTTP_LATENCY_MS = "http_request_latency_ms"  # request start -> last body byte handed to the server
@@ -108,6 +128,7 @@ class SLAMiddleware:
         extra_error_statuses: Iterable[int] = (),
         window_seconds: float = DEFAULT_WINDOW_S,
         sample_rate_hz: float = DEFAULT_SAMPLE_RATE_HZ,
+        max_inspect_bytes: int = DEFAULT_MAX_INSPECT_BYTES,
     ) -> None:
         self.app = app
         self.clock = clock  # durations only (monotonic by default); samples carry the manager's time
@@ -116,7 +137,8 @@ class SLAMiddleware:
         self.extra_error_statuses = frozenset(int(s) for s in extra_error_statuses)  # e.g. {429}
         self.window_seconds = float(window_seconds)
         self.sample_rate_hz = float(sample_rate_hz)
-        self.record_errors = 0  # our own failures while recording (never the app's)
+        self.max_inspect_bytes = int(max_inspect_bytes)  # larger request bodies pass uninspected
+        self.record_errors = 0  # our own failures while recording, inspecting or reporting (never the app's)
         self._capture_left = ENGINE_CAPTURE_ATTEMPTS
         self.manager: Any = None
         self.server: ServerState | None = None
@@ -184,18 +206,108 @@ class SLAMiddleware:
             return
         admission = server.admission
         policy = admission.policy
-        if policy.state is not AdmissionState.OPEN and not admission.admit():
-            rejection = policy.rejection
-            await send(rejection.start)
-            await send(rejection.body)
-            return
-        await self._observed(self.manager, server, scope, receive, send)
+        started = None
+        if policy.state is not AdmissionState.OPEN:
+            started = self.clock()
+            admitted = await self._admit_limited(admission, policy, server, path, scope, receive)
+            if admitted is None:
+                await _answer(policy.rejection, send)
+                return
+            receive = admitted
+        breaker = server.inference_breaker
+        if breaker is not None:
+            retry_after = self._breaker_refuses(breaker)
+            if retry_after is not None:
+                admission.count_rejection(BREAKER_REASON, Limit.BREAKER)
+                await _answer(rejection_for(retry_after), send)
+                return
+        await self._observed(self.manager, server, scope, receive, send, breaker, started)
 
-    async def _observed(self, manager: Any, server: ServerState, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request; record its outcome. It counts as in flight (waiting on the engine) only
-        once its body has been received: a client trickling a body in is not an engine stall."""
+    async def _admit_limited(
+        self, admission: AdmissionController, policy: AdmissionPolicy, server: ServerState, path: str, scope: Scope, receive: Receive
+    ) -> Receive | None:
+        """Decide under a limiting policy: the ``receive`` the app is to read from, or None for a
+        rejection (counted). The limits that need no body come first, so a request refused anyway
+        is never read."""
+        if not admission.screen(policy, server.in_flight):
+            return None
+        facts = None
+        if policy.needs_body:
+            receive, facts = await self._inspect(admission, policy.limits, path, scope, receive)
+        return receive if admission.admit_request(policy, facts) else None
+
+    async def _inspect(
+        self, admission: AdmissionController, limits: AdmissionLimits, path: str, scope: Scope, receive: Receive
+    ) -> tuple[Receive, RequestFacts | None]:
+        """Buffer the body (bounded), read its facts, cap its max_tokens; the app gets a receive
+        that replays it. Anything odd passes the body through unchanged with no facts."""
+        content_type = request_limits.header(scope, b"content-type")
+        if not request_limits.is_json(content_type):
+            admission.count_body(BodyOutcome.NOT_JSON)
+            return receive, None
+        declared = request_limits.header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_inspect_bytes:
+            admission.count_body(BodyOutcome.OVERSIZED)
+            return receive, None
+        buffered = await request_limits.read_body(receive, self.max_inspect_bytes)
+        if not buffered.complete or buffered.size > self.max_inspect_bytes:  # (a last chunk may carry it past the bound)
+            admission.count_body(BodyOutcome.INCOMPLETE if buffered.pending is not None else BodyOutcome.OVERSIZED)
+            return request_limits.replay(buffered, receive), None
+        try:
+            doc = request_limits.parse(buffered.body)
+            if doc is None:
+                admission.count_body(BodyOutcome.UNPARSABLE)
+                return request_limits.replay(buffered, receive), None
+            facts = request_limits.facts(doc, estimate_prompt=limits.max_prompt_tokens is not None)
+            body = None
+            cap = limits.max_tokens_cap
+            if cap is not None and request_limits.cap_max_tokens(doc, cap, set_when_absent=path in request_limits.SET_MAX_TOKENS_PATHS):
+                body = request_limits.serialize(doc)
+            if body is None:
+                admission.count_body(BodyOutcome.INSPECTED)
+                return request_limits.replay(buffered, receive), facts
+            request_limits.set_content_length(scope, len(body))
+            admission.count_body(BodyOutcome.REWRITTEN)
+            return request_limits.replay(buffered, receive, body), facts
+        except Exception as exc:
+            self._own_failure("inspecting a request body", exc)
+            return request_limits.replay(buffered, receive), None
+
+    def _breaker_refuses(self, breaker: Any) -> float | None:
+        """None to go ahead; else the seconds to tell the client to wait. A breaker that raises
+        lets the request through (counted): our failure must not become the engine's outage."""
+        try:
+            if breaker.allow():
+                return None
+        except Exception as exc:
+            self._own_failure("asking the circuit breaker", exc)
+            return None
+        try:
+            retry = float(breaker.retry_after_s())
+        except Exception as exc:
+            self._own_failure("reading the circuit breaker's retry time", exc)
+            retry = 1.0
+        return retry if math.isfinite(retry) and retry >= 0 else 1.0
+
+    def _report(self, breaker: Any, status: int, duration_s: float) -> None:
+        try:
+            if status >= 500:
+                breaker.on_failure(duration_s)
+            else:
+                breaker.on_success(duration_s)
+        except Exception as exc:
+            self._own_failure("reporting to the circuit breaker", exc)
+
+    async def _observed(
+        self, manager: Any, server: ServerState, scope: Scope, receive: Receive, send: Send, breaker: Any = None,
+        started: float | None = None,
+    ) -> None:
+        """Run the request; record its outcome (and report it to the breaker). It counts as in
+        flight (waiting on the engine) only once its body has been received: a client trickling a
+        body in is not an engine stall."""
         clock = self.clock
-        started = clock()
+        if started is None:
+            started = clock()
         status = 0
         first_byte: float | None = None
         done = False
@@ -219,6 +331,8 @@ class SLAMiddleware:
             end = clock()
             if manager is not None:
                 self._record(manager, outcome_status, started, end if first_byte is None else first_byte, end)
+            if breaker is not None and outcome_status != CLIENT_DISCONNECTED:
+                self._report(breaker, outcome_status, end - started)
 
         async def observing_send(message: Message) -> None:
             nonlocal status, first_byte
@@ -263,12 +377,16 @@ class SLAMiddleware:
             manager.record_measurement(HTTP_FIRST_BYTE_MS, (first_byte - started) * 1000.0)
             manager.record_measurement(HTTP_ERROR_PERCENT, 100.0 if error else 0.0)
         except Exception as exc:
-            self.record_errors += 1
-            self_metrics = getattr(manager, "self_metrics", None)
-            if self_metrics is not None:
-                self_metrics.error(Component.MIDDLEWARE, f"recording a request: {type(exc).__name__}: {exc}")
-            elif self.record_errors == 1:
-                logger.exception("aphrodite-sla: recording an HTTP request failed (counted, logged once)")
+            self._own_failure("recording a request", exc)
+
+    def _own_failure(self, what: str, exc: Exception) -> None:
+        """Our own failure during a request: counted and reported, never raised into the request."""
+        self.record_errors += 1
+        self_metrics = getattr(self.manager, "self_metrics", None)
+        if self_metrics is not None:
+            self_metrics.error(Component.MIDDLEWARE, f"{what}: {type(exc).__name__}: {exc}")
+        elif self.record_errors == 1:
+            logger.error("aphrodite-sla: %s failed (counted, logged once)", what, exc_info=exc)
 
     def _capture_engine(self, scope: Scope) -> None:
         """Read ``scope["app"].state.engine_client`` (Starlette puts the app in the scope)."""
@@ -306,3 +424,12 @@ class SLAMiddleware:
                 runtime.start()
         except Exception:
             logger.exception("aphrodite-sla: could not start the SLA runtime")
+
+
+async def _answer(rejection: Rejection, send: Send) -> None:
+    """A prebuilt 503 + Retry-After; the engine never sees the request. The start message goes out
+    as a copy: an outer middleware adding a header (CORS, request ids) must not grow the one list
+    every rejection shares."""
+    start = rejection.start
+    await send({"type": start["type"], "status": start["status"], "headers": list(start["headers"])})
+    await send(dict(rejection.body))
