@@ -374,7 +374,7 @@ class SelfHealing:
         try:
             result = self.heal(condition)
             if inspect.isawaitable(result):
-                result = _await(result, HEAL_TIMEOUT_S)
+                result = run_awaitable(result, HEAL_TIMEOUT_S)
         except Exception as exc:
             logger.warning("aphrodite-sla: self-healing response for %s failed: %s", condition, exc, exc_info=True)
             return f"heal raised {type(exc).__name__}: {exc}"
@@ -461,13 +461,24 @@ def _malloc_trim() -> bool | None:
         return None
 
 
-def _await(awaitable: Any, timeout_s: float) -> Any:
-    """Wait for a heal coroutine from our thread: a fresh event loop on a helper thread (the
-    calling thread may run a loop of its own, which must not be blocked on or re-entered)."""
-    out: dict[str, Any] = {}
+def run_awaitable(awaitable: Any, timeout_s: float, loop: asyncio.AbstractEventLoop | None = None) -> Any:
+    """Wait, from a worker thread of ours, for an awaitable a hook returned: on ``loop`` (the
+    engine's, when the hook needs its objects) or else a fresh event loop on a helper thread (the
+    calling thread may run a loop of its own, which must not be blocked on or re-entered). Raises
+    what the awaitable raised, or ``TimeoutError`` after ``timeout_s``."""
 
     async def wrap() -> Any:
         return await awaitable
+
+    if loop is not None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            raise RuntimeError("run_awaitable: called on the loop it would wait for (deadlock); call from a worker thread")
+        return asyncio.run_coroutine_threadsafe(wrap(), loop).result(timeout_s)
+    out: dict[str, Any] = {}
 
     def run() -> None:
         try:
@@ -475,7 +486,7 @@ def _await(awaitable: Any, timeout_s: float) -> Any:
         except BaseException as exc:
             out["error"] = exc
 
-    thread = threading.Thread(target=run, name="aphrodite-sla-heal", daemon=True)
+    thread = threading.Thread(target=run, name="aphrodite-sla-hook", daemon=True)
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
@@ -494,5 +505,5 @@ def _safe(fn: Callable[[], Any]) -> float | None:
 
 __all__ = [
     "DEFAULT_INTERVALS_S", "ConditionCheck", "HealingEpisode", "HealthReadings", "HealthReport", "HealthThresholds", "SelfHealing",
-    "SelfHealingStatus", "TaskOutcome",
+    "SelfHealingStatus", "TaskOutcome", "run_awaitable",
 ]
