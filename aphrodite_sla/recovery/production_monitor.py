@@ -394,12 +394,11 @@ class ProductionMonitor:
         if snap.sequence == 0:
             return
         active = {v.metric_name: _Active(v.severity, v.rule is ViolationRule.STALL) for v in snap.active_violations}
-        if set(active) != set(self._active):
-            if self._active and not active:
-                self._calm_since = now
-            elif active:
-                self._calm_since = None
-            self._active = active
+        if self._active and not active:
+            self._calm_since = now
+        elif active and not self._active:
+            self._calm_since = None
+        self._active = active  # severities too: the snapshot is never older than the events
 
     def _step_down(self, now: float) -> None:
         lower = STEP_DOWN.get(self._mode)
