@@ -28,12 +28,61 @@ bad_deployment       step time x ``magnitude`` and ``error_fraction`` of request
 
 Every kind applies to any workload (synthetic arrival processes and replayed traces alike): a
 trace scenario is a trace plus a list of faults (:func:`aphrodite_sla.sim.scenarios.trace_scenario`).
+
+Remedies: which engine actions end a fault
+------------------------------------------
+
+``Fault.remedy`` names the :class:`Remedy` effects that clear the fault (``None`` takes the kind's
+default from :data:`DEFAULT_REMEDY`; ``()`` makes it irremediable). A remedied fault ends at the
+step boundary where the action took effect (``fault_log`` records the end time and the remedy) and
+is not applied again; recovery that does the wrong thing leaves it running. The remedies are the
+effects of the simulator's actions (``EngineSimulator`` / ``SimulatedEngineClient``, the same
+names as vLLM's ``AsyncLLM``):
+
+- ``restart``: every in-flight request dropped at once: ``pause_generation(mode="abort")``,
+  ``sleep(mode="abort")``, ``abort_all()``, or an ``abort(ids)`` covering every running request.
+- ``reset_prefix_cache``: a prefix-cache reset that succeeded: ``reset_prefix_cache()`` (refused
+  while requests run unless ``reset_running_requests=True``), and the one a completed
+  ``pause_generation(clear_cache=True)`` or ``sleep(level >= 1)`` does.
+- ``sleep``: GPU memory given back and re-allocated: ``sleep(level >= 1)`` (then ``wake_up()``).
+- ``rollback``: ``rollback()``, the simulator's stand-in for the deployment-rollback hook.
+
+==================== ======================= ================================================
+kind                 default remedy          the model (a modelling choice, stated)
+==================== ======================= ================================================
+stall                restart                 a wedged batch: dropping the in-flight batch frees
+                                             the engine
+error_burst          restart                 a poisoned worker state, rebuilt by a restart
+memory_leak          restart, sleep          leaked memory is released (``memory_bytes`` drops
+                                             back to the base) by a restart or by sleep/wake
+kv_exhaustion        reset_prefix_cache      the missing KV blocks are pinned by stale prefix
+                                             cache entries / fragmentation that a reset frees
+bad_deployment       rollback                only rolling the deployment back removes it
+latency_spike,       (none)                  external causes (the GPU, the host, the clients):
+gpu_throttling,                              no engine action clears them; load reduction
+throughput_collapse,                         (admission shedding) only mitigates their impact
+traffic_surge,
+prompt_length_shift
+==================== ======================= ================================================
 """
 from __future__ import annotations
 
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any
+
+
+class Remedy(str, enum.Enum):
+    """An engine action's effect that can end a fault (see the module docstring's table)."""
+
+    RESTART = "restart"
+    RESET_PREFIX_CACHE = "reset_prefix_cache"
+    SLEEP = "sleep"
+    ROLLBACK = "rollback"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class FaultKind(str, enum.Enum):
@@ -65,6 +114,19 @@ DEFAULT_MAGNITUDE: dict[FaultKind, float] = {
     FaultKind.BAD_DEPLOYMENT: 1.4,
 }
 
+DEFAULT_REMEDY: dict[FaultKind, tuple[Remedy, ...]] = {
+    FaultKind.LATENCY_SPIKE: (),
+    FaultKind.THROUGHPUT_COLLAPSE: (),
+    FaultKind.ERROR_BURST: (Remedy.RESTART,),
+    FaultKind.KV_EXHAUSTION: (Remedy.RESET_PREFIX_CACHE,),
+    FaultKind.MEMORY_LEAK: (Remedy.RESTART, Remedy.SLEEP),
+    FaultKind.STALL: (Remedy.RESTART,),
+    FaultKind.GPU_THROTTLING: (),
+    FaultKind.TRAFFIC_SURGE: (),
+    FaultKind.PROMPT_LENGTH_SHIFT: (),
+    FaultKind.BAD_DEPLOYMENT: (Remedy.ROLLBACK,),
+}
+
 _FRACTION_KINDS = frozenset({FaultKind.ERROR_BURST})
 _MULTIPLIER_KINDS = frozenset({
     FaultKind.LATENCY_SPIKE, FaultKind.THROUGHPUT_COLLAPSE, FaultKind.KV_EXHAUSTION,
@@ -77,6 +139,8 @@ class Fault:
     """One injected fault (see the module docstring for what ``magnitude`` means per kind).
 
     ``error_fraction`` is used by ``bad_deployment`` only (the share of requests that fail).
+    ``remedy``: the remedies (names or :class:`Remedy`) that end this fault; None takes the kind's
+    default (:data:`DEFAULT_REMEDY`), ``()`` makes it irremediable.
     """
 
     kind: FaultKind
@@ -84,6 +148,7 @@ class Fault:
     duration_s: float = 600.0
     magnitude: float | None = None
     error_fraction: float = 0.02
+    remedy: tuple[Remedy, ...] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -110,6 +175,7 @@ class Fault:
             raise ValueError(f"{kind}: magnitude (MiB/s) must be >= 0, got {mag}")
         if not 0.0 <= self.error_fraction <= 1.0:
             raise ValueError(f"{kind}: error_fraction must be in [0, 1], got {self.error_fraction}")
+        object.__setattr__(self, "remedy", _remedies(kind, self.remedy))
 
     @property
     def end_s(self) -> float:
@@ -123,4 +189,17 @@ class Fault:
         return f"{self.kind.value} x{self.magnitude:g} at {self.start_s:.0f}s..{end}"
 
 
-__all__ = ["DEFAULT_MAGNITUDE", "Fault", "FaultKind"]
+def _remedies(kind: FaultKind, remedy: object) -> tuple[Remedy, ...]:
+    """The kind's default for None; otherwise the named remedies, validated, in declaration order."""
+    if remedy is None:
+        return DEFAULT_REMEDY[kind]
+    names: Any = (remedy,) if isinstance(remedy, str) else remedy
+    try:
+        chosen = {Remedy(name) for name in names}
+    except (TypeError, ValueError):
+        known = ", ".join(r.value for r in Remedy)
+        raise ValueError(f"{kind}: remedy must be None or names among {known}; got {remedy!r}") from None
+    return tuple(r for r in Remedy if r in chosen)
+
+
+__all__ = ["DEFAULT_MAGNITUDE", "DEFAULT_REMEDY", "Fault", "FaultKind", "Remedy"]
