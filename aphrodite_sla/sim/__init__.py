@@ -6,7 +6,13 @@ continuous-batching model of the engine, on a manual clock (an hour of engine ti
     from aphrodite_sla.sim import EngineSimulator, SCENARIOS
     sim = EngineSimulator(SCENARIOS["latency_spike"], seed=1)
     sim.run(on_step=logger.record)      # logger.record(scheduler_stats, iteration_stats)
-    sim.fault_log                       # [(fault, applied_at, ended_at), ...]
+    sim.fault_log                       # [FaultEvent(fault, start_time, end_time, remedy), ...]
+
+Recovery: the simulator answers AsyncLLM's actions (``reset_prefix_cache``, ``pause_generation`` /
+``resume_generation``, ``abort``, ``sleep`` / ``wake_up``, ``check_health``) between steps, asks an
+``AdmissionController`` about each arrival, and ends a fault early when an action remedies it
+(``Fault.remedy``); ``SimulatedEngineClient(sim)`` is the same surface as async calls, safe from a
+recovery thread.
 
 Recorded traffic: ``load_trace(path)`` reads our CSV and the Azure, Mooncake and BurstGPT
 public trace formats into a :class:`TraceArrivals` (scaled with ``time_scale``, ``thin``,
@@ -17,8 +23,9 @@ Importing this package loads numpy only (never vllm).
 """
 from aphrodite_sla.sim.capacity import Capacity, measure_capacity, scale_to_load, time_scale_for_load
 from aphrodite_sla.sim.config import EngineConfig, Scenario
-from aphrodite_sla.sim.engine import ArrivalStats, EngineSimulator, FaultEvent, RunSummary
-from aphrodite_sla.sim.faults import DEFAULT_MAGNITUDE, Fault, FaultKind
+from aphrodite_sla.sim.engine import ArrivalStats, EngineSimulator, FaultEvent, RemedyEvent, RunSummary, SimulatedEngineDeadError
+from aphrodite_sla.sim.engine_client import SimulatedEngineClient
+from aphrodite_sla.sim.faults import DEFAULT_MAGNITUDE, DEFAULT_REMEDY, Fault, FaultKind, Remedy
 from aphrodite_sla.sim.scenarios import SCENARIOS, get_scenario, list_scenarios, trace_scenario
 from aphrodite_sla.sim.stats import (
     FinishedRequestStats,
@@ -44,6 +51,7 @@ from aphrodite_sla.sim.workload import (
 
 __all__ = [
     "DEFAULT_MAGNITUDE",
+    "DEFAULT_REMEDY",
     "SCENARIOS",
     "TRACE_FORMATS",
     "ArrivalStats",
@@ -62,10 +70,14 @@ __all__ = [
     "LengthDist",
     "PoissonArrivals",
     "PrefixCacheStats",
+    "Remedy",
+    "RemedyEvent",
     "RunSummary",
     "Scenario",
     "SchedulerIterationDetails",
     "SchedulerStats",
+    "SimulatedEngineClient",
+    "SimulatedEngineDeadError",
     "StatsFactory",
     "TraceArrivals",
     "TraceFormatError",
