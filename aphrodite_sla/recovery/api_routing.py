@@ -12,6 +12,7 @@ field. A handler that raises an unexpected error answers 500 with its type, neve
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aphrodite_sla.export.endpoints import Response
+from aphrodite_sla.recovery.model import plain as _plain
 
 logger = logging.getLogger(__name__)
 
@@ -243,9 +245,13 @@ def _json(status: int, payload: Any) -> Response:
 
 
 def _default(value: Any) -> Any:
+    """JSON for our records: ``to_dict()`` where they have one, dataclasses field by field, enums
+    by value; non-finite floats become null."""
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
-        return to_dict()
+        return _plain(to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     value_attr = getattr(value, "value", None)
     if value_attr is not None and isinstance(value_attr, (str, int)):
         return value_attr

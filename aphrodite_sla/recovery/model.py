@@ -135,7 +135,7 @@ class ActionResult:
     attempts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class RecoveryProcedure:
             raise ValueError(f"RecoveryProcedure {self.procedure_id!r}: retry_count must be an integer in 1..10, got {self.retry_count!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
 
 @dataclass
@@ -205,19 +205,19 @@ class RecoveryExecution:
         return None if self.finished_at is None else self.finished_at - self.started_at
 
     def to_dict(self) -> dict[str, Any]:
-        out = _plain(asdict(self))
+        out = plain(asdict(self))
         out["duration_s"] = self.duration_s
         return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Enums to their values, non-finite floats to None: JSON-safe."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict):
-        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+        return {str(plain(k)): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
