@@ -190,8 +190,7 @@ async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
 async def _finish_reader(reader: asyncio.Future[bytes]) -> str:
     try:
         data = await asyncio.wait_for(reader, 2.0)  # a grandchild outside the group could hold the pipe open
-    except (asyncio.TimeoutError, asyncio.CancelledError):
-        reader.cancel()
+    except asyncio.TimeoutError:  # (wait_for cancelled the reader; our own cancellation propagates)
         return ""
     return data.decode("utf-8", "replace")
 
