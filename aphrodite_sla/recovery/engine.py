@@ -143,6 +143,8 @@ class RecoveryEngine:
         self.approvals = ApprovalBook(clock, events, approval_timeout_s)
 
         self._lock = threading.RLock()
+        self._version = 0
+        self.last_change = clock()
         self._procedures: dict[str, RecoveryProcedure] = {}
         for p in default_procedures() if procedures is None else procedures:
             self.add_procedure(p)
@@ -155,8 +157,6 @@ class RecoveryEngine:
         self._failing_since: dict[str, float] = {}  # fingerprint -> trigger of its first failure in a row
         self._escalated: set[str] = set()
         self._subscriptions: list[tuple[EventStream, Subscription]] = []
-        self._version = 0
-        self.last_change = clock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         reset_in_child(self)
