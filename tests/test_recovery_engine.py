@@ -407,7 +407,7 @@ async def test_stop_undoes_kept_mitigations(engines):
 
 async def test_a_stall_on_the_stream_runs_the_critical_procedure(engines):
     from aphrodite_sla.integrations.stall import stall_violation
-    from aphrodite_sla.snapshot import StallStatus
+    from aphrodite_sla.snapshot import StallState, StallStatus
 
     stream = EventStream()
     h = Handler(A.CIRCUIT_BREAKER_ACTIVATION)
@@ -415,7 +415,7 @@ async def test_a_stall_on_the_stream_runs_the_critical_procedure(engines):
              procedure(h.action, pid=CRITICAL_SYSTEM, severity_threshold=ViolationSeverity.CRITICAL)]
     engine = engines([h], ScriptedVerifier(True), procs)
     engine.attach(stream)
-    status = StallStatus.__new__(StallStatus)  # the payload is not read by recovery
+    status = StallStatus(StallState.STALLED, None, T0, 45.0, T0 - 15.0, T0 - 45.0, T0 - 45.0, 3, 3, 1, 0)
     stream.publish([StallDetected("stallfp", "stallfp-1", T0, stall_violation(T0, 45.0, 30.0, 15), status)])
     (ex,) = await eventually(engine.history)
     assert ex.procedure_id == CRITICAL_SYSTEM and ex.sla == "engine_stalled" and ex.severity is ViolationSeverity.CRITICAL
