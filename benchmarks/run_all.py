@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_anomaly.py",
     "bench_scrape.py",
     "bench_simulator.py",
+    "bench_recovery.py",
 ]
 
 
