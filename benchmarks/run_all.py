@@ -22,6 +22,7 @@ SCRIPTS = [
     "bench_scrape.py",
     "bench_simulator.py",
     "bench_breaker.py",
+    "bench_recovery.py",
 ]
 
 
