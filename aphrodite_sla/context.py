@@ -12,6 +12,7 @@ the process runtime: ``aphrodite_sla.runtime.get_runtime().context``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.config import SLAConfig
@@ -26,6 +27,9 @@ from aphrodite_sla.self_metrics import SelfMetrics
 from aphrodite_sla.sla.manager import SLAManager
 from aphrodite_sla.snapshot import MonitorSnapshot
 
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.recovery.service import RecoverySystem
+
 
 @dataclass(eq=False)
 class MonitorContext:
@@ -39,12 +43,14 @@ class MonitorContext:
     endpoints: SLAEndpoints
     config_error: str | None = None
     model_name: str = ""
+    recovery: RecoverySystem | None = None
 
     @classmethod
     def build(cls, config: SLAConfig | None = None, *, clock: Clock = system_clock, config_error: str | None = None,
-              model_name: str = "") -> MonitorContext:
+              model_name: str = "", with_recovery: bool = True) -> MonitorContext:
         """The SLAs of ``config`` (``config.active_thresholds()``), the engine recorder, the stall
-        detector, the HTTP series and the exported windows."""
+        detector, the HTTP series, the exported windows and (``with_recovery``) the recovery system
+        on its event stream, started with the runtime."""
         config = config or SLAConfig()
         manager = SLAManager(config.active_thresholds(), clock=clock, evaluation_interval_s=config.evaluation_interval_s)
         server = ServerState()
@@ -62,6 +68,11 @@ class MonitorContext:
         )
         ctx = cls(config, manager, recorder, stall, server, endpoints, config_error, model_name)
         ctx.set_model_name(model_name)
+        if with_recovery:
+            from aphrodite_sla.recovery.service import RecoverySystem
+
+            ctx.recovery = RecoverySystem(ctx, clock=clock)
+            endpoints.recovery = ctx.recovery
         return ctx
 
     def set_model_name(self, name: str) -> None:

@@ -48,6 +48,7 @@ class SLARuntime:
         self.system: Any = None
         self.exporter: Any = None
         self.collector: Any = None
+        self.recovery_collector: Any = None
         self._mirror: Subscription | None = None
         self._lock = threading.Lock()
         reset_in_child(self)
@@ -84,6 +85,8 @@ class SLARuntime:
         self.context.set_model_name(name)
         if self.collector is not None:
             self.collector.model_name = name
+        if self.recovery_collector is not None:
+            self.recovery_collector.model_name = name
 
     def start(self) -> None:
         """Start the exporter, the evaluator, the stall timer and the system sampler (once). All or
@@ -100,14 +103,21 @@ class SLARuntime:
                 if self.config.exporter_port:  # first: the part most likely to fail (a busy port)
                     from aphrodite_sla.export.server import start_exporter
 
-                    self.exporter, port, _ = start_exporter(
+                    self.exporter, port, registry = start_exporter(
                         ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
-                        config_error=self.info.config_error,
+                        config_error=self.info.config_error, endpoints=ctx.endpoints if ctx.recovery is not None else None,
+                        api=ctx.recovery.api.handle if ctx.recovery is not None else None,
                     )
+                    if ctx.recovery is not None:
+                        from aphrodite_sla.export.recovery_collector import RecoveryCollector
+
+                        registry.register(RecoveryCollector(ctx.recovery.metrics_view, model_name=ctx.model_name))
                     logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
                 self._register_collector()
                 ctx.manager.start_monitoring()
                 ctx.stall.start()
+                if ctx.recovery is not None:
+                    ctx.recovery.start()
                 if self.config.system_sampler:
                     from aphrodite_sla.integrations.system import SystemSampler
 
@@ -136,6 +146,14 @@ class SLARuntime:
             REGISTRY.register(self.collector)
         except ValueError:  # already registered (a second runtime in one process)
             logger.warning("aphrodite-sla: collector already registered on the default registry")
+        if ctx.recovery is not None and self.recovery_collector is None:
+            from aphrodite_sla.export.recovery_collector import RecoveryCollector
+
+            self.recovery_collector = RecoveryCollector(ctx.recovery.metrics_view, model_name=ctx.model_name)
+            try:
+                REGISTRY.register(self.recovery_collector)
+            except ValueError:
+                logger.warning("aphrodite-sla: recovery collector already registered on the default registry")
         if multiprocess_mode() and self._mirror is None:
             # the engine's /metrics then reads metric files only: mirror every published snapshot
             mirror = MultiprocessMirror(self.collector, ctx.self_metrics)
@@ -164,6 +182,16 @@ class SLARuntime:
             except KeyError:
                 pass
             self.collector = None
+        if self.recovery_collector is not None:
+            from prometheus_client import REGISTRY
+
+            try:
+                REGISTRY.unregister(self.recovery_collector)
+            except KeyError:
+                pass
+            self.recovery_collector = None
+        if self.context.recovery is not None:
+            self.context.recovery.stop(timeout)
         if self._mirror is not None:
             self.context.events.unsubscribe(self._mirror)
             self._mirror = None

@@ -82,6 +82,7 @@ class SLAEndpoints:
         self.clock = clock
         self.stale_after_s = float(stale_after_s)
         self.fail_on_critical_sla = fail_on_critical_sla
+        self.recovery: Any = None  # a RecoverySystem: adds the breakers, degradation and mode (seed's fields)
         # responses built once per published snapshot (and at most RENDER_TTL_S old): a flood of
         # scrapes or health checks costs a lookup each, not a rendering each
         self._rendered: dict[str, tuple[tuple[object, object], float, Response]] = {}
@@ -144,6 +145,8 @@ class SLAEndpoints:
         }
         if self.config_error:
             payload["config_error"] = self.config_error
+        if self.recovery is not None:
+            payload.update(self.recovery.health_fields())
         return (200 if serving else 503), payload
 
     def summary(self) -> dict[str, Any]:
@@ -178,6 +181,7 @@ class SLAEndpoints:
                           "running": health.evaluator_running, "errors": dict(health.errors),
                           "dropped_events": sum(health.dropped_events.values()), "last_error": health.last_error},
             "monitor": self.monitor_state(snap),
+            **(self.recovery.summary_fields() if self.recovery is not None else {}),
         }
 
     # -- dispatch --------------------------------------------------------------------------
@@ -208,7 +212,11 @@ class SLAEndpoints:
         if path == SUMMARY_PATH:
             return _json(200, self.summary())
         if path == OPENAPI_PATH:
-            return _json(200, openapi_schema())
+            schema = openapi_schema()
+            if self.recovery is not None:
+                schema["paths"].update(self.recovery.api.openapi_paths())
+                schema["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+            return _json(200, schema)
         return Response(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))  # type: ignore[arg-type]
 
     # -- adapters --------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from aphrodite_sla.self_metrics import Component
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
     from aphrodite_sla.export.endpoints import SLAEndpoints
+    from aphrodite_sla.recovery.api import RecoveryApi
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ DEFAULT_SAMPLE_RATE_HZ = 50.0  # ring size = window × rate: 15 000 requests per
 # How many HTTP requests may look for ``app.state.engine_client`` before we stop looking.
 ENGINE_CAPTURE_ATTEMPTS = 64
 
+
+API_PREFIX = "/api/auto-recovery"  # the recovery REST API (aphrodite_sla.recovery.api), answered here
+MAX_API_BODY = 64 * 1024
 
 # Served by the middleware itself (never shed, never counted); see aphrodite_sla.export.endpoints.
 _ENDPOINT_PATHS = frozenset({"/health/production", "/metrics/summary"})
@@ -143,6 +147,7 @@ class SLAMiddleware:
         self.manager: Any = None
         self.server: ServerState | None = None
         self.endpoints: SLAEndpoints | None = None
+        self.recovery_api: RecoveryApi | None = None  # the /api/auto-recovery routes (with the runtime's context)
         self._context = context
         self._resolved = False
         if context is not None:
@@ -155,6 +160,8 @@ class SLAMiddleware:
 
     def _attach(self, manager: Any, server: ServerState, endpoints: SLAEndpoints | None) -> None:
         self.manager, self.server, self.endpoints = manager, server, endpoints
+        recovery = getattr(self._context, "recovery", None)
+        self.recovery_api = recovery.api if recovery is not None else None
         server.middleware_installed = True
         self._resolved = True
         if manager is not None:
@@ -200,6 +207,10 @@ class SLAMiddleware:
             if response is not None:
                 await self.endpoints.asgi_send(response, send)
                 return
+        api = self.recovery_api
+        if api is not None and path.startswith(API_PREFIX) and api.owns(path):
+            await _serve_api(api, scope, path, receive, send)
+            return
         server = self.server
         if server is None or not self.is_inference(path):
             await self.app(scope, receive, send)
@@ -433,3 +444,28 @@ async def _answer(rejection: Rejection, send: Send) -> None:
     start = rejection.start
     await send({"type": start["type"], "status": start["status"], "headers": list(start["headers"])})
     await send(dict(rejection.body))
+
+
+async def _serve_api(api: RecoveryApi, scope: Scope, path: str, receive: Receive, send: Send) -> None:
+    """Answer a recovery API call: read the (bounded) body, route it; the handlers only read copies
+    or flip thread-safe switches, and hand slow work to the recovery loop, so this never waits on
+    recovery."""
+    from urllib.parse import parse_qsl
+
+    from aphrodite_sla.recovery.api_routing import ApiRequest
+
+    body = b""
+    while True:
+        message = await receive()
+        if message.get("type") != "http.request":
+            return  # the client went away
+        body += message.get("body", b"")
+        if len(body) > MAX_API_BODY or not message.get("more_body", False):
+            break
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    response = api.handle(ApiRequest(scope.get("method", "GET"), path, query, headers, body))
+    start = {"type": "http.response.start", "status": response.status,
+             "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers]}
+    await send(start)
+    await send({"type": "http.response.body", "body": response.body})

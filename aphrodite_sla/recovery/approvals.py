@@ -171,6 +171,11 @@ class ApprovalBook:
         return out if limit is None else out[:limit]
 
     # -- waiting -----------------------------------------------------------------------------
+    def waiting(self) -> int:
+        """How many ``wait()`` calls are waiting for a decision now."""
+        with self._lock:
+            return sum(len(w) for w in self._waiters.values())
+
     async def wait(self, request_id: str) -> bool:
         """True once approved; False when denied or not decided by ``expires_at`` (then EXPIRED,
         decided by "timeout"). The wait lasts the request's time left on ``clock``, in seconds."""

@@ -33,9 +33,9 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.event_stream import EventStream, Subscription
@@ -72,6 +72,7 @@ from aphrodite_sla.recovery.verification import Verification, Verifier
 from aphrodite_sla.sla.threshold import SLAViolation, ViolationRule, ViolationSeverity
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CANCEL_GRACE_S = 1.0  # how long a cancelled apply may take to stop before it is abandoned
 RESOLVED_KEPT = 256  # resolved episodes remembered, so a mitigation verified after its episode resolved is undone at once
@@ -123,6 +124,7 @@ class RecoveryEngine:
         history_size: int = 500,
         enabled: bool = True,
         escalate_after_s: float = 1800.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"RecoveryEngine.max_concurrent: must be an integer >= 1, got {max_concurrent!r}")
@@ -141,6 +143,8 @@ class RecoveryEngine:
         self.enabled = bool(enabled)
         self.require_approval = None if require_approval is None else frozenset(RecoveryAction(a) for a in require_approval)
         self.approvals = ApprovalBook(clock, events, approval_timeout_s)
+        self.sleep = sleep  # how a settle time is waited (a simulation waits on its own clock)
+        self._inflight = 0  # coroutines handed to the loop and not finished (see ``inflight``)
 
         self._lock = threading.RLock()
         self._version = 0
@@ -283,13 +287,36 @@ class RecoveryEngine:
         for stream, sub in subs:
             stream.unsubscribe(sub)
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the recovery loop (from any thread; never waits). Counted in
+        ``inflight`` from this call until it finishes."""
+        with self._lock:
+            self._inflight += 1
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
+        except BaseException:
+            coro.close()
+            self._done_inflight(None)
+            raise
+        future.add_done_callback(self._done_inflight)
+        return future
+
+    def _done_inflight(self, _future: object) -> None:
+        with self._lock:
+            self._inflight -= 1
+
+    @property
+    def inflight(self) -> int:
+        """Coroutines handed to the recovery loop (by events, the API, self-healing) and not yet
+        finished: a simulation waits until each of them is waiting on its clock."""
+        return self._inflight
+
     def _on_violation(self, event: MonitorEvent) -> None:
         # On a delivery thread: schedule, never wait.
         violation: SLAViolation = event.violation  # type: ignore[attr-defined]
         stalled = isinstance(event, StallDetected)
         coro = self._execute(violation, event.fingerprint, event.episode, event.occurred_at, stalled)
-        future = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
-        future.add_done_callback(_log_failure)
+        self.submit(coro).add_done_callback(_log_failure)
 
     def _on_resolved(self, event: ViolationResolved) -> None:
         with self._lock:
@@ -300,8 +327,7 @@ class RecoveryEngine:
             self._escalated.discard(event.fingerprint)
             has_kept = bool(self._kept.get(event.episode))
         if has_kept:
-            future = asyncio.run_coroutine_threadsafe(self.release_kept(event.episode, "violation resolved"), self._ensure_loop())
-            future.add_done_callback(_log_failure)
+            self.submit(self.release_kept(event.episode, "violation resolved")).add_done_callback(_log_failure)
 
     # -- running -----------------------------------------------------------------------------
     async def execute_recovery(
@@ -454,7 +480,7 @@ class RecoveryEngine:
         if violation is None:  # by hand: nothing to verify against
             return result(ActionOutcome.SUCCEEDED, applied.detail, attempts=attempt.attempts), None
         if procedure.settle_seconds > 0:
-            await asyncio.sleep(procedure.settle_seconds)
+            await self.sleep(procedure.settle_seconds)
         check_back = self._verify(violation, procedure.settle_seconds)
         if check_back.verified:
             kept = applied.undo if applied.keep_until_resolved else None

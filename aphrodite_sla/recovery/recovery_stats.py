@@ -13,9 +13,10 @@ import bisect
 import math
 import statistics
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
-from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
+from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution, plain
 
 # Upper bounds (seconds) of the execution-duration histogram, Prometheus ``le`` style (+Inf last).
 DURATION_BUCKETS_S: tuple[float, ...] = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, math.inf)
@@ -46,6 +47,16 @@ class RecoveryStats:
     kept_mitigations: int = 0
     version: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)  # SKIPPED executions by reason kind
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (the API): per-procedure counts as {procedure: {status: count}}."""
+        out = plain({k: v for k, v in asdict(self).items() if k != "by_procedure"})
+        nested: dict[str, dict[str, int]] = {}
+        for (procedure, status), count in self.by_procedure.items():
+            nested.setdefault(procedure, {})[status] = count
+        out["by_procedure"] = nested
+        out["duration_buckets"] = [[None if b == float("inf") else b, c] for b, c in self.duration_buckets]
+        return out
 
 
 class RecoveryHistory:

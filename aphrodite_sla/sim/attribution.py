@@ -118,3 +118,17 @@ def attribute(signals: Iterable[Signal], faults: Iterable[InjectedFault], window
         if not owners and sig.kind != RESOLVED:
             unexplained.append(sig)
     return Attribution(reports, unexplained)
+
+
+def time_to_recover(report: FaultReport, signals: Iterable[Signal]) -> float | None:
+    """MTTR of a fault: from its injection to the resolution of the last violation episode it
+    explains (a resolution may come after the fault's attribution window, so every signal is
+    searched). None when it raised no violation, or one was still active when the run ended."""
+    ordered = sorted(signals, key=lambda s: s.at_s)
+    end: float | None = None
+    for violation in (s for s in report.signals if s.kind == VIOLATION):
+        resolved = next((s for s in ordered if s.kind == RESOLVED and s.sla == violation.sla and s.at_s >= violation.at_s), None)
+        if resolved is None:
+            return None
+        end = resolved.at_s if end is None else max(end, resolved.at_s)
+    return None if end is None else end - report.fault.start_s
