@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m aphrodite_sla.cli simulate --scenario mixed
+	$(PY) -m aphrodite_sla.cli simulate --scenario mixed --compare
 
 test: $(STAMP) lint
 	$(PY) -m pytest

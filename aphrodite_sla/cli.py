@@ -39,13 +39,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.speed < 0:
         print("aphrodite-sla simulate: --speed must be >= 0", file=sys.stderr)
         return 2
-    from aphrodite_sla.simulate import run_simulation
+    if args.approve_after is not None and args.approve_after < 0:
+        print("aphrodite-sla simulate: --approve-after must be >= 0", file=sys.stderr)
+        return 2
+    from aphrodite_sla.simulate import compare_recovery, run_simulation
 
     live = sys.stdout.isatty() if args.live is None else args.live
+    approve = None if args.approve_after is None or args.never_approve else args.approve_after
     try:
-        result = run_simulation(
-            args.scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed, live=live
-        )
+        if args.compare:
+            result, _ = compare_recovery(args.scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed,
+                                         live=live, approve_after_s=approve)
+        else:
+            result = run_simulation(
+                args.scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed, live=live,
+                recovery=args.recovery, approve_after_s=approve,
+            )
     except OSError as err:
         print(f"aphrodite-sla simulate: cannot serve on 127.0.0.1:{args.port}: {err} (try --port 0)", file=sys.stderr)
         return 2
@@ -117,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--speed", type=float, default=0.0, help="engine seconds per wall second (default 0: as fast as possible)")
     sim.add_argument("--port", type=int, default=9464, help="serve /metrics on 127.0.0.1:PORT (default 9464; 0 picks one)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--recovery", nargs="?", const="act", default="act", choices=("act", "advisory", "off"),
+                     help="what recovery does: act on the simulated engine (default), advisory (record only), off")
+    sim.add_argument("--compare", action="store_true",
+                     help="run twice with one seed, recovery acting and off, and print each fault's MTTR side by side")
+    sim.add_argument("--approve-after", type=float, default=30.0,
+                     help="engine seconds after which the simulated on-call approves a risky action (default 30)")
+    sim.add_argument("--never-approve", action="store_true", help="nobody approves: risky actions are denied at their timeout")
     live = sim.add_mutually_exclusive_group()
     live.add_argument("--live", dest="live", action="store_true", default=None, help="live terminal view (default: on a TTY)")
     live.add_argument("--no-live", dest="live", action="store_false", help="no live view")

@@ -12,11 +12,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aphrodite_sla.config import SLAConfig
+from aphrodite_sla.clock import ManualClock
+from aphrodite_sla.config import RECOVERY_MODES, SLAConfig
 from aphrodite_sla.events import MonitorEvent
+from aphrodite_sla.export.recovery_collector import RecoveryCollector
+from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
 from aphrodite_sla.runtime import SLARuntime
 from aphrodite_sla.sim import EngineSimulator, FaultKind, get_scenario
 from aphrodite_sla.sim.attribution import (
@@ -28,7 +31,9 @@ from aphrodite_sla.sim.attribution import (
     Signal,
     attribute,
     signal_of,
+    time_to_recover,
 )
+from aphrodite_sla.sim.recovery_driver import SimulatedFrontDoor, SimulationRecoveryDriver
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
 
 _log = logging.getLogger(__name__)
@@ -75,6 +80,24 @@ class SimulationResult:
     unexplained: list[Signal] = field(default_factory=list)
     exporter_port: int | None = None
     real_stats: bool = False  # the steps were real vLLM stats objects (vLLM importable)
+    recovery: str = "off"  # off | advisory | act
+    executions: list[RecoveryExecution] = field(default_factory=list)  # oldest first (skipped ones included)
+    remedies: list[Any] = field(default_factory=list)  # the simulator's RemedyEvents: which action ended which fault
+    shed_requests: int = 0  # turned away before the engine (admission, circuit breaker)
+    arrived: int = 0
+    recovery_busy_timeouts: int = 0  # evaluations after which recovery did not settle in time (0 expected)
+    remedied: dict[str, str] = field(default_factory=dict)  # "kind@start" -> the remedy that ended the fault early
+
+    def mttr_s(self, report: FaultReport) -> float | None:
+        return time_to_recover(report, self.signals)
+
+    def executions_for(self, report: FaultReport) -> list[RecoveryExecution]:
+        """The recovery runs this fault's violations started (not the skipped ones)."""
+        start = report.fault.start_s
+        end = (report.fault.end_s if report.fault.end_s is not None else self.engine_s) + 600.0
+        return [e for e in self.executions
+                if e.status is not ExecutionStatus.SKIPPED and e.sla in report.fault.slas + ("engine_stalled", "")
+                and start <= e.triggered_at <= end]
 
 
 def run_simulation(
@@ -88,13 +111,19 @@ def run_simulation(
     out: Callable[[str], None] = print,
     step_logger: Callable[[SLARuntime], Callable[[Any, Any], None]] | None = None,
     on_evaluation: Callable[[float], None] | None = None,
+    recovery: str = "act",
+    approve_after_s: float | None = 30.0,
+    print_summary: bool = True,
 ) -> SimulationResult:
     """Run ``scenario_name`` for ``duration_s`` engine seconds (default: the scenario's). ``speed``:
     engine seconds per wall second (0 = as fast as possible). ``port``: serve /metrics on
     127.0.0.1 (0 picks a free port; None: no exporter). ``step_logger(runtime)`` returns what each
     engine step is handed to (default: our StatLogger, the real vLLM class when importable; the
     contract tests pass vLLM's own ``StatLoggerManager``). ``on_evaluation(engine_s)`` runs after
-    each evaluation, while the simulation waits (tests scrape the exporter there)."""
+    each evaluation, while the simulation waits (tests scrape the exporter there). ``recovery``:
+    what recovery does — ``act`` on the simulated engine (its actions, shedding, the breaker),
+    ``advisory`` (record what it would do) or ``off``; risky actions are approved by a simulated
+    on-call ``approve_after_s`` engine seconds after they are requested (None: denied at timeout)."""
     scenario = get_scenario(scenario_name)
     if duration_s is not None:
         if not (duration_s > 0 and math.isfinite(duration_s)):
@@ -102,12 +131,21 @@ def run_simulation(
         scenario = scenario.with_(duration_s=float(duration_s))
     from aphrodite_sla.sim import StatsFactory
 
-    # The real vLLM stats classes when vLLM is importable (our same-named dataclasses otherwise).
-    sim = EngineSimulator(scenario, seed=seed, stats_factory=StatsFactory(prefer_real=True))
-    clock = sim.clock
-    config = SLAConfig(sla_set="seed", thresholds=SIMULATED_MODEL_SLAS, system_sampler=False, stall_after_s=20.0)
+    if recovery not in RECOVERY_MODES:
+        raise ValueError(f"recovery must be one of {', '.join(RECOVERY_MODES)}, got {recovery!r}")
+    clock = ManualClock()
+    config = SLAConfig(sla_set="seed", thresholds=SIMULATED_MODEL_SLAS, system_sampler=False, stall_after_s=20.0,
+                       recovery=recovery, self_healing=False)
     runtime = SLARuntime(config, clock=clock)
     manager = runtime.manager
+    system = runtime.context.recovery
+    assert system is not None
+    runtime.context.server.admission.seed(seed)  # the same requests shed on every run of one seed
+    front_door = SimulatedFrontDoor(system)
+    # The real vLLM stats classes when vLLM is importable (our same-named dataclasses otherwise).
+    sim = EngineSimulator(scenario, clock=clock, seed=seed, stats_factory=StatsFactory(prefer_real=True), admission=front_door)
+    front_door.sim = sim
+    driver = SimulationRecoveryDriver(system, sim, approve_after_s=approve_after_s) if recovery != "off" else None
     start = clock()
     signals: list[Signal] = []
 
@@ -136,7 +174,10 @@ def run_simulation(
             our_logger(sched, it)
             engine_metrics.record(sched, it)
 
-        server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry)
+        registry.register(RecoveryCollector(system.metrics_view, model_name=model_name))
+        runtime.context.set_model_name(model_name)
+        server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry,
+                                                  endpoints=runtime.context.endpoints, api=system.api.handle)
         out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
 
     interval = config.evaluation_interval_s
@@ -152,6 +193,8 @@ def run_simulation(
             next_eval += interval
             manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)
             manager.evaluate(t)  # returns once subscribers have the events: signals are in order
+            if driver is not None:
+                driver.settle(t)  # recovery reacts on engine time, before the engine steps on
             if on_evaluation is not None:
                 on_evaluation(t - start)
             if view is not None:
@@ -172,6 +215,8 @@ def run_simulation(
         if server is not None:
             server.shutdown()
             server.server_close()
+        if driver is not None:
+            driver.close()
     wall = time.perf_counter() - wall0
 
     faults = [
@@ -186,10 +231,20 @@ def run_simulation(
     result = SimulationResult(
         scenario.name, summary.engine_s, wall, summary.steps, attribution.reports, signals,
         {name: st.compliance_percent for name, st in manager.get_status().items()}, attribution.unexplained, exporter_port,
-        sim.stats_factory.using_real,
+        sim.stats_factory.using_real, recovery,
+        [_relative(e, start) for e in reversed(system.engine.history())], list(sim.remedies_applied),
+        sim.rejected_by_admission, summary.arrived + sim.rejected_by_admission, driver.busy_timeouts if driver is not None else 0,
+        {_key(e.fault.kind.value, e.start_time - start): e.remedy.value for e in sim.fault_log if e.remedy is not None},
     )
-    _print_summary(result, out)
+    if print_summary:
+        _print_summary(result, out)
     return result
+
+
+def _relative(execution: RecoveryExecution, start: float) -> RecoveryExecution:
+    """An execution with its times as seconds of engine time since the run's start."""
+    return replace(execution, started_at=execution.started_at - start, triggered_at=execution.triggered_at - start,
+                   finished_at=None if execution.finished_at is None else execution.finished_at - start)
 
 
 def _stat_logger(runtime: SLARuntime) -> Callable[[Any, Any], None]:
@@ -253,29 +308,59 @@ class _LiveView:
         return t
 
 
-def _action(report: FaultReport) -> str:
-    if report.first_violation is not None:
-        return "violation raised (subscribers notified)"
-    first = report.first_signal
-    return f"{first.kind} raised" if first is not None else "none"
+def _recovery_cell(result: SimulationResult, report: FaultReport) -> str:
+    """What recovery did about a fault: the procedure, its outcome and the action that worked."""
+    runs = result.executions_for(report)
+    if not runs:
+        signal = report.first_signal
+        if report.first_violation is not None:
+            return "violation raised; no recovery" if result.recovery == "off" else "violation raised; no procedure ran"
+        return f"{signal.kind} raised (a warning: no recovery)" if signal is not None else "none"
+    run = runs[0]
+    verified = next((a for a in run.actions if a.verified), None)
+    what = f"{run.procedure_id} {run.status.value}"
+    if verified is not None:
+        what += f" by {verified.action.value}"
+    elif run.status is ExecutionStatus.ADVISORY:
+        would = [a.action.value for a in run.actions if a.detail.startswith("would apply")]
+        what += f" (would: {', '.join(would) or 'nothing'})"
+    if len(runs) > 1:
+        what += f" (+{len(runs) - 1} more)"
+    return what
 
 
-def _print_summary(result: SimulationResult, out: Callable[[str], None]) -> None:
+def _print_summary(result: SimulationResult, out: Callable[[str], None], baseline: SimulationResult | None = None) -> None:
     out("")
     out(f"scenario {result.scenario}: {result.engine_s:,.0f} s of engine time in {result.wall_s:.1f} s wall "
-        f"({result.steps:,} engine steps, {result.engine_s / max(result.wall_s, 1e-9):,.0f}x real time)")
+        f"({result.steps:,} engine steps, {result.engine_s / max(result.wall_s, 1e-9):,.0f}x real time); recovery: {result.recovery}")
     out("")
-    out(f"{'fault':<22} {'injected':>9} {'ended':>8} {'first signal':>13} {'MTTD':>7}  {'by':<34} {'violation':>10}  what was done")
+    mttr_head = f"{'MTTR':>6} {'no-rec.':>7}" if baseline is not None else f"{'MTTR':>6}"
+    out(f"{'fault':<20} {'injected':>8} {'ended':>7} {'MTTD':>5} {'by':<30} {'violation':>9} {mttr_head}  recovery")
+    base = {_key(r.fault.name, r.fault.start_s): r for r in baseline.faults} if baseline is not None else {}
     for r in result.faults:
         f, first, violation = r.fault, r.first_signal, r.first_violation
+        mttr = result.mttr_s(r)
+        cells = f"{_seconds(mttr):>6}"
+        if baseline is not None:
+            other = base.get(_key(f.name, f.start_s))
+            cells += f" {_seconds(baseline.mttr_s(other) if other is not None else None):>7}"
+        ended = "-" if f.end_s is None else f"{f.end_s:.0f}s" + ("*" if _key(f.name, f.start_s) in result.remedied else "")
         out(
-            f"{f.name:<22} {f.start_s:8.0f}s {('-' if f.end_s is None else f'{f.end_s:.0f}s'):>8} "
-            f"{('-' if first is None else f'{first.at_s:.0f}s'):>13} {('-' if r.mttd_s is None else f'{r.mttd_s:.0f}s'):>7}  "
-            f"{('NOT DETECTED' if first is None else f'{first.kind} {first.sla}')[:34]:<34} "
-            f"{('-' if violation is None else f'{violation.at_s:.0f}s'):>10}  {_action(r)}"
+            f"{f.name:<20} {f.start_s:7.0f}s {ended:>7} {_seconds(r.mttd_s):>5} "
+            f"{('NOT DETECTED' if first is None else f'{first.kind} {first.sla}')[:30]:<30} "
+            f"{('-' if violation is None else f'{violation.at_s:.0f}s'):>9} {cells}  {_recovery_cell(result, r)}"
         )
     if not result.faults:
         out("(no faults injected)")
+    else:
+        out("MTTD: injection to first signal; MTTR: injection to the resolution of the last violation it raised "
+            "('open': still violated at the end); * fault ended by a recovery action")
+    if result.recovery != "off":
+        runs = [e for e in result.executions if e.status is not ExecutionStatus.SKIPPED]
+        skipped = len(result.executions) - len(runs)
+        out(f"recovery: {len(runs)} executions ({', '.join(f'{k} {v}' for k, v in _count(e.status.value for e in runs).items()) or 'none'}), "
+            f"{skipped} skipped (cooldown, concurrency); {result.shed_requests:,} of {result.arrived:,} requests turned away "
+            f"(503 + Retry-After) while shedding or failing fast")
     out("")
     out("SLA compliance (evaluation points within bounds, last window):")
     for name, c in result.compliance.items():
@@ -287,3 +372,32 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None]) -> None
         f"not explained by an injected fault: {len(result.unexplained)}")
     for sig in result.unexplained[:10]:
         out(f"  [{sig.at_s:6.0f}s] {sig.kind} {sig.sla}: {sig.detail[:100]}")
+
+
+def _key(name: str, start_s: float) -> str:
+    return f"{name}@{start_s:.0f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "open" if value is None else f"{value:.0f}s"
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def compare_recovery(scenario_name: str, *, out: Callable[[str], None] = print, **kwargs: Any) -> tuple[SimulationResult, SimulationResult]:
+    """Run ``scenario_name`` twice with one seed — recovery acting, then recovery off — and print
+    each fault's MTTD and MTTR side by side: recovery must shorten the impact, not just run."""
+    kwargs.pop("recovery", None)
+    port = kwargs.pop("port", None)
+    live = kwargs.pop("live", False)
+    out(f"run 1 of 2: {scenario_name} with recovery acting on the simulated engine")
+    acted = run_simulation(scenario_name, recovery="act", port=port, live=live, out=out, print_summary=False, **kwargs)
+    out(f"run 2 of 2: {scenario_name}, same seed, recovery off (the baseline)")
+    baseline = run_simulation(scenario_name, recovery="off", port=None, live=False, out=out, print_summary=False, **kwargs)
+    _print_summary(acted, out, baseline)
+    return acted, baseline

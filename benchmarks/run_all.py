@@ -23,6 +23,7 @@ SCRIPTS = [
     "bench_simulator.py",
     "bench_breaker.py",
     "bench_recovery.py",
+    "bench_recovery_mttr.py",
 ]
 
 

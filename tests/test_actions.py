@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aphrodite_sla.events import VIOLATION_ALERT, episode_id, fingerprint
-from aphrodite_sla.integrations.admission import AdmissionController, AdmissionState
+from aphrodite_sla.integrations.admission import AdmissionController, AdmissionLimits, AdmissionState
 from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.integrations.stall import stall_violation
 from aphrodite_sla.recovery import actions as A
@@ -271,7 +271,9 @@ async def test_cache_invalidation_false_is_a_failure_and_mm_cache_optional() -> 
     fake = RecordingEngineClient().returns("reset_prefix_cache", False)
     with pytest.raises(A.ActionFailed, match="returned False"):
         await run(RA.CACHE_INVALIDATION, target(fake))
-    assert fake.names() == ["reset_prefix_cache"]
+    # refused while requests run: tried again preempting them (vLLM's reset_running_requests), then failed
+    assert fake.names() == ["reset_prefix_cache", "reset_prefix_cache"]
+    assert fake.calls[1].kwargs == {"reset_running_requests": True}
     fake = RecordingEngineClient(missing=("reset_mm_cache",))
     applied = await run(RA.CACHE_INVALIDATION, target(fake))
     assert fake.names() == ["reset_prefix_cache"] and "multimodal" not in applied.detail
@@ -287,11 +289,13 @@ async def test_load_balancer_adjust_sheds_by_severity_and_undo_reopens(severity:
     policy = t.admission.policy
     assert (policy.state, policy.shed_fraction, policy.retry_after_s) == (AdmissionState.SHEDDING, fraction, 7.0)
     assert "ttft_p95" in policy.reason and applied.keep_until_resolved and applied.undo is not None
-    assert await applied.undo() == "admission restored to open"
+    assert await applied.undo() == "admission source recovery-shed removed"
     assert t.admission.state is AdmissionState.OPEN
 
 
-async def test_load_balancer_adjust_restores_the_previous_policy_and_respects_later_changes() -> None:
+async def test_load_balancer_adjust_keeps_to_its_own_source_and_respects_later_changes() -> None:
+    """Recovery's shedding lives under its own admission source: undoing it never writes back, nor
+    lifts, what an operator or degradation set (the strictest source wins meanwhile)."""
     admission = AdmissionController()
     admission.shed(0.1, 3.0, "operator")
     t = target(admission=admission)
@@ -301,12 +305,14 @@ async def test_load_balancer_adjust_restores_the_previous_policy_and_respects_la
     await applied.undo()
     p = admission.policy
     assert (p.state, p.shed_fraction, p.retry_after_s, p.reason) == (AdmissionState.SHEDDING, 0.1, 3.0, "operator")
-    # someone else changed it after us: undo leaves theirs
+    admission.open()  # the operator's limit goes: nothing of recovery's is left behind
+    assert admission.state is AdmissionState.OPEN and A.SHED_SOURCE not in admission.sources()
+    # our source changed by someone after us: undo leaves theirs
     applied = await run(RA.LOAD_BALANCER_ADJUST, t, violation(ViolationSeverity.CRITICAL))
-    admission.close(10.0, "operator drain")
+    admission.apply(AdmissionLimits(shed_fraction=0.9), "operator override", source=A.SHED_SOURCE)
     assert applied.undo is not None
     assert "left as is" in await applied.undo()
-    assert admission.state is AdmissionState.CLOSED
+    assert admission.shed_fraction == 0.9
 
 
 def test_load_balancer_adjust_precheck_refuses_when_it_would_not_help() -> None:
@@ -389,7 +395,9 @@ async def test_circuit_breaker_activation() -> None:
     handler = A.default_handlers()[RA.CIRCUIT_BREAKER_ACTIVATION]
     assert not handler.precheck(target(), violation()).available
     breakers = Breakers()
-    applied = await run(RA.CIRCUIT_BREAKER_ACTIVATION, target(breakers=breakers), violation())
+    refused = A.default_handlers()[RA.CIRCUIT_BREAKER_ACTIVATION].precheck(target(breakers=breakers), violation())
+    assert not refused.ok and refused.available and "single replica" in refused.reason  # held open = an outage there
+    applied = await run(RA.CIRCUIT_BREAKER_ACTIVATION, target(breakers=breakers, fleet_replicas=3), violation())
     assert breakers.log == [("force_open", "model_inference", "recovery circuit_breaker_activation: ttft_p95 major")]
     assert applied.keep_until_resolved and applied.undo is not None
     await applied.undo()

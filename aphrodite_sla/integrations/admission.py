@@ -427,6 +427,11 @@ class AdmissionController:
         self.count_rejection(policy.reason, limit)
         return False
 
+    def seed(self, value: int) -> None:
+        """Draw the shedding decisions from a generator seeded with ``value``: a simulation then
+        sheds the same requests on every run (a server keeps its unpredictable default)."""
+        self._random = random.Random(value).random
+
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
 

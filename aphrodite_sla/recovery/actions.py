@@ -16,12 +16,12 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aphrodite_sla.integrations.admission import AdmissionController, AdmissionPolicy, AdmissionState
+from aphrodite_sla.integrations.admission import AdmissionController, AdmissionLimits, AdmissionState
 from aphrodite_sla.recovery.engine_handle import EngineUnavailable
 from aphrodite_sla.recovery.hooks import HookContext
 from aphrodite_sla.recovery.model import ActionHandler, Applied, Precheck, RecoveryAction
 from aphrodite_sla.recovery.target import RecoveryTarget
-from aphrodite_sla.sla.threshold import SLAViolation, ViolationSeverity
+from aphrodite_sla.sla.threshold import Direction, SLAViolation, ViolationSeverity
 
 # LOAD_BALANCER_ADJUST: the fraction of inference requests shed, by the episode's peak severity
 SHED_FRACTIONS = {ViolationSeverity.MINOR: 0.10, ViolationSeverity.MAJOR: 0.25, ViolationSeverity.CRITICAL: 0.50}
@@ -57,29 +57,26 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-# -- admission: the policy before, restored on undo ----------------------------------------------
-def _policy_key(policy: AdmissionPolicy) -> tuple[AdmissionState, float, float, str]:
-    return policy.state, policy.shed_fraction, policy.retry_after_s, policy.reason
+# -- admission: recovery's own limits, one source per action ---------------------------------------
+# Recovery sets its limits under sources of its own (the controller enforces the strictest of all
+# sources), so undoing them never writes back, or lifts, what degradation or an operator set.
+SHED_SOURCE = "recovery-shed"
+DRAIN_SOURCE = "recovery-drain"
 
 
-def _restore_admission(admission: AdmissionController, previous: AdmissionPolicy) -> None:
-    if previous.state is AdmissionState.OPEN:
-        admission.open()
-    elif previous.state is AdmissionState.SHEDDING:
-        admission.shed(previous.shed_fraction, previous.retry_after_s, previous.reason)
-    else:
-        admission.close(previous.retry_after_s, previous.reason)
-
-
-def _admission_undo(admission: AdmissionController, previous: AdmissionPolicy, mine: AdmissionPolicy) -> Callable[[], Awaitable[str]]:
-    """Restore ``previous`` unless someone changed the policy after us (then theirs stays)."""
+def _admission_undo(admission: AdmissionController, source: str, previous: tuple[AdmissionLimits, str] | None,
+                    mine: AdmissionLimits) -> Callable[[], Awaitable[str]]:
+    """Put ``source`` back as it was, unless it was changed after us (then the newer one stays)."""
 
     async def undo() -> str:
-        now = admission.policy
-        if _policy_key(now) != _policy_key(mine):
-            return f"admission changed since ({now.state.value}): left as is"
-        _restore_admission(admission, previous)
-        return f"admission restored to {previous.state.value}"
+        now = admission.sources().get(source)
+        if now is None or now[0] != mine:
+            return f"admission source {source} changed since: left as is"
+        if previous is None:
+            admission.apply(AdmissionLimits.none(), source=source)
+            return f"admission source {source} removed"
+        admission.apply(previous[0], previous[1], source=source)
+        return f"admission source {source} restored"
 
     return undo
 
@@ -96,10 +93,14 @@ class CacheInvalidation:
 
     async def apply(self, target: RecoveryTarget, violation: SLAViolation | None) -> Applied:
         done = await _engine(target, "reset_prefix_cache")
-        if done is False:
-            # vLLM answers False when it could not reset (e.g. requests still hold cached blocks)
-            raise ActionFailed("engine did not reset the prefix cache (reset_prefix_cache() returned False: requests still running?)")
         detail = "prefix cache reset"
+        if done is False:
+            # vLLM answers False while running requests hold cached blocks (any busy engine): then
+            # the running requests are preempted back to the queue first (recomputed, none lost)
+            done = await _engine(target, "reset_prefix_cache", reset_running_requests=True)
+            detail = "prefix cache reset (running requests preempted and recomputed)"
+        if done is False:
+            raise ActionFailed("engine did not reset the prefix cache (reset_prefix_cache() returned False even with running requests reset)")
         if target.engine.has("reset_mm_cache"):
             await _engine(target, "reset_mm_cache")
             detail += "; multimodal cache reset"
@@ -115,20 +116,23 @@ class LoadBalancerAdjust:
     def precheck(self, target: RecoveryTarget, violation: SLAViolation | None) -> Precheck:
         policy = target.admission.policy
         fraction = SHED_FRACTIONS[_severity(violation)]
+        if violation is not None and violation.direction is Direction.LOWER:
+            return Precheck.refuse(f"{violation.metric_name} is a minimum: shedding requests lowers it further")
         if policy.state is AdmissionState.CLOSED:
-            return Precheck.refuse("admission is closed (draining): shedding would let traffic back in")
-        if policy.state is AdmissionState.SHEDDING and policy.shed_fraction >= fraction:
+            return Precheck.refuse("admission is closed (draining): shedding more changes nothing")
+        if policy.shed_fraction >= fraction:
             return Precheck.refuse(f"already shedding {policy.shed_fraction:.0%} (>= {fraction:.0%})")
         return Precheck.go()
 
     async def apply(self, target: RecoveryTarget, violation: SLAViolation | None) -> Applied:
         admission = target.admission
         fraction = SHED_FRACTIONS[_severity(violation)]
-        previous = admission.policy
-        admission.shed(fraction, target.shed_retry_after_s, _reason(self.action, violation))
+        previous = admission.sources().get(SHED_SOURCE)
+        mine = AdmissionLimits(shed_fraction=fraction, retry_after_s=target.shed_retry_after_s)
+        admission.apply(mine, _reason(self.action, violation), source=SHED_SOURCE)
         return Applied(
-            f"shedding {fraction:.0%} of inference requests (503, Retry-After {target.shed_retry_after_s:g} s; was {previous.state.value})",
-            undo=_admission_undo(admission, previous, admission.policy), keep_until_resolved=True,
+            f"shedding {fraction:.0%} of inference requests (503, Retry-After {target.shed_retry_after_s:g} s)",
+            undo=_admission_undo(admission, SHED_SOURCE, previous, mine), keep_until_resolved=True,
         )
 
 
@@ -148,11 +152,12 @@ class TrafficRouting:
 
     async def apply(self, target: RecoveryTarget, violation: SLAViolation | None) -> Applied:
         admission = target.admission
-        previous = admission.policy
-        admission.close(target.drain_retry_after_s, _reason(self.action, violation))
+        previous = admission.sources().get(DRAIN_SOURCE)
+        mine = AdmissionLimits(closed=True, retry_after_s=target.drain_retry_after_s)
+        admission.apply(mine, _reason(self.action, violation), source=DRAIN_SOURCE)
         return Applied(
             f"draining: admission closed, /health/production answers 503 ({target.fleet_replicas} replicas in the fleet)",
-            undo=_admission_undo(admission, previous, admission.policy), keep_until_resolved=True,
+            undo=_admission_undo(admission, DRAIN_SOURCE, previous, mine), keep_until_resolved=True,
         )
 
 
@@ -201,7 +206,12 @@ class CircuitBreakerActivation:
     requires_approval = False
 
     def precheck(self, target: RecoveryTarget, violation: SLAViolation | None) -> Precheck:
-        return Precheck.unavailable("no circuit breakers configured") if target.breakers is None else Precheck.go()
+        if target.breakers is None:
+            return Precheck.unavailable("no circuit breakers configured")
+        if target.fleet_replicas <= 1 and not target.allow_single_replica_drain:
+            # held open, it refuses every inference request: on the only replica, an outage
+            return Precheck.refuse("single replica: holding the breaker open would refuse all traffic")
+        return Precheck.go()
 
     async def apply(self, target: RecoveryTarget, violation: SLAViolation | None) -> Applied:
         breakers, name = target.breakers, target.inference_breaker

@@ -261,6 +261,10 @@ class RecoveryEngine:
                 asyncio.run_coroutine_threadsafe(self._release_all("recovery engine stopped"), loop).result(timeout)
             except (concurrent.futures.TimeoutError, RuntimeError, concurrent.futures.CancelledError):
                 logger.warning("aphrodite-sla recovery: kept mitigations not all undone within %.1f s of stop()", timeout)
+            try:  # runs in progress are cancelled, so each undoes what it applied and is recorded FAILED
+                asyncio.run_coroutine_threadsafe(_cancel_others(timeout), loop).result(timeout + 1.0)
+            except (concurrent.futures.TimeoutError, RuntimeError, concurrent.futures.CancelledError):
+                logger.warning("aphrodite-sla recovery: runs in progress not all ended within %.1f s of stop()", timeout)
             try:
                 loop.call_soon_threadsafe(loop.stop)
             except RuntimeError:  # already closed
@@ -419,6 +423,10 @@ class RecoveryEngine:
             return "no_procedure", f"no procedure answers {sla} at this severity"
         if len(self._active) >= self.max_concurrent:
             return "concurrency", f"{len(self._active)} recoveries running (max_concurrent {self.max_concurrent})"
+        running = next((e for e in self._active.values() if e.procedure_id == procedure.procedure_id), None)
+        if running is not None:
+            # one fault trips several SLAs at once (p95, p99, TTFT): one ladder acts for all of them
+            return "running", f"{procedure.procedure_id} is already running (for {running.sla})"
         last = self._procedure_last.get((procedure.procedure_id, sla))
         if last is not None and now - last < procedure.cooldown_seconds:
             return "cooldown", f"{procedure.procedure_id} ran for {sla} {now - last:.0f} s ago (cooldown {procedure.cooldown_seconds:g} s)"
@@ -427,8 +435,16 @@ class RecoveryEngine:
             return "cooldown", f"a recovery ran for {sla} {now - sla_last[0]:.0f} s ago (global cooldown {self.global_cooldown_s:g} s)"
         return None
 
+    def _episode_resolved(self, execution: RecoveryExecution) -> bool:
+        with self._lock:
+            return bool(execution.episode) and execution.episode in self._resolved
+
     async def _ladder(self, execution: RecoveryExecution, procedure: RecoveryProcedure, violation: SLAViolation) -> None:
         for action in procedure.actions:
+            if self._episode_resolved(execution) and not execution.advisory:
+                # a stall that ended, errors that stopped: restarting now would only do harm
+                self._finish(execution, ExecutionStatus.RESOLVED, f"the violation resolved before {action.value}; the rest was not run")
+                return
             result, kept = await self._run_action(execution, procedure, action, violation)
             with self._lock:
                 index = len(execution.actions)
@@ -472,6 +488,8 @@ class RecoveryEngine:
             approved, detail = await self._approval(execution, procedure, action, violation)
             if not approved:
                 return result(ActionOutcome.DENIED, detail), None
+            if self._episode_resolved(execution):
+                return result(ActionOutcome.PRECHECK_FAILED, f"{detail}, but the violation resolved meanwhile: not run"), None
         attempt = await self._apply_with_retries(handler, violation, procedure)
         if attempt.applied is None:
             return result(attempt.outcome, attempt.detail, attempts=attempt.attempts, rolled_back=attempt.rolled_back,
@@ -480,7 +498,11 @@ class RecoveryEngine:
         if violation is None:  # by hand: nothing to verify against
             return result(ActionOutcome.SUCCEEDED, applied.detail, attempts=attempt.attempts), None
         if procedure.settle_seconds > 0:
-            await self.sleep(procedure.settle_seconds)
+            try:
+                await self.sleep(procedure.settle_seconds)
+            except asyncio.CancelledError:  # stopped while settling: what was applied does not outlive the run
+                await asyncio.shield(self._undo(applied.undo, procedure.timeout_seconds))
+                raise
         check_back = self._verify(violation, procedure.settle_seconds)
         if check_back.verified:
             kept = applied.undo if applied.keep_until_resolved else None
@@ -643,6 +665,15 @@ class RecoveryEngine:
     def _publish(self, event: MonitorEvent) -> None:
         if self.events is not None:
             self.events.publish((event,))
+
+
+async def _cancel_others(timeout: float) -> None:
+    """Cancel every other task of this loop and wait (up to ``timeout``) for them to end."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

@@ -56,6 +56,7 @@ class ExecutionStatus(str, Enum):
     SUCCEEDED = "succeeded"  # an action was verified: the metric is back within its bound
     FAILED = "failed"  # every action ran (or could not), none verified
     ADVISORY = "advisory"  # dry-run mode: nothing was changed
+    RESOLVED = "resolved"  # the violation ended before an action was verified: the rest of the ladder did not run
     SKIPPED = "skipped"  # disabled, cooldown, concurrency limit, below the severity threshold
 
     @property

@@ -12,16 +12,23 @@ procedure                  answers               actions
 ``throughput_degradation`` throughput/goodput    resource scaling, load balancer adjustment, cache invalidation
 ``error_rate_spike``       error SLAs            circuit breaker activation, health check reset, service restart
 ``resource_exhaustion``    memory/KV/GPU SLAs    resource scaling, cache invalidation, traffic routing
-``critical_system``        any SLA at CRITICAL,  circuit breaker activation, traffic routing, service restart,
-                           and engine stalls     deployment rollback
+``critical_system``        engine stalls, and    circuit breaker activation, traffic routing, service restart,
+                           error SLAs at         deployment rollback
+                           CRITICAL
 =========================  ====================  ==================================================================
 
 Selection (``select_procedure``): a procedure is a candidate when it lists the violation's SLA
 name or its source series in ``slas`` (an empty ``slas`` matches every SLA) and the violation's
 peak severity reaches its ``severity_threshold``. A stall (``StallDetected``, or a violation
 raised by the stall rule) counts as CRITICAL. Among candidates the highest ``severity_threshold``
-wins (so a CRITICAL violation of a latency SLA runs ``critical_system``, a MAJOR one
-``latency_spike``), then a procedure naming the SLA over a catch-all, then the earlier one.
+wins (so a CRITICAL violation of the error SLA runs ``critical_system``, a MAJOR one
+``error_rate_spike``), then a procedure naming the SLA over a catch-all, then the earlier one.
+
+Why ``critical_system`` does not answer every CRITICAL violation (the seed's reading): its ladder
+stops serving and restarts — right when the engine is failing (stalled, erroring), wrong when it
+is only slow, full or short of demand: a CRITICAL latency violation from an overload is made worse
+by aborting every in-flight request, and a tokens/s minimum breached because traffic fell (or was
+shed) is not fixed by a restart; those SLAs keep their own ladders at every severity.
 No candidate: no recovery (the engine records a SKIPPED execution saying so). Custom SLAs map onto
 a procedure by listing their names in its ``slas`` (``RecoveryEngine.add_procedure``).
 """
@@ -47,6 +54,7 @@ LATENCY_SLAS = (
 )
 THROUGHPUT_SLAS = ("tokens_per_second", "goodput_requests", "goodput_requests_per_second")
 ERROR_SLAS = ("error_rate_percent", "request_error_percent")
+STALL_SLA = "engine_stalled"  # the stall detector's violation
 RESOURCE_SLAS = (
     "kv_cache_usage_percent", "gpu_utilization_percent", "gpu_memory_used_percent", "system_memory_percent",
     "process_memory_mb", "process_rss_bytes",
@@ -74,9 +82,10 @@ def default_procedures() -> list[RecoveryProcedure]:
             (A.RESOURCE_SCALING, A.CACHE_INVALIDATION, A.TRAFFIC_ROUTING), slas=RESOURCE_SLAS,
         ),
         RecoveryProcedure(
-            CRITICAL_SYSTEM, "Critical System", "A CRITICAL violation or an engine stall: stop the damage, then restart or roll back",
+            CRITICAL_SYSTEM, "Critical System", "An engine stall, or errors/throughput at CRITICAL: stop the damage, then restart or roll back",
             (A.CIRCUIT_BREAKER_ACTIVATION, A.TRAFFIC_ROUTING, A.SERVICE_RESTART, A.DEPLOYMENT_ROLLBACK),
             timeout_seconds=120.0, severity_threshold=ViolationSeverity.CRITICAL, cooldown_seconds=900.0,
+            slas=(STALL_SLA, *ERROR_SLAS),
         ),
     ]
 
@@ -105,6 +114,17 @@ def select_procedure(procedures: Iterable[RecoveryProcedure], violation: SLAViol
 
 
 __all__ = [
-    "CRITICAL_SYSTEM", "ERROR_RATE_SPIKE", "ERROR_SLAS", "LATENCY_SLAS", "LATENCY_SPIKE", "RESOURCE_EXHAUSTION", "RESOURCE_SLAS",
-    "THROUGHPUT_DEGRADATION", "THROUGHPUT_SLAS", "default_procedures", "effective_severity", "select_procedure",
+    "CRITICAL_SYSTEM",
+    "ERROR_RATE_SPIKE",
+    "ERROR_SLAS",
+    "LATENCY_SLAS",
+    "LATENCY_SPIKE",
+    "RESOURCE_EXHAUSTION",
+    "RESOURCE_SLAS",
+    "STALL_SLA",
+    "THROUGHPUT_DEGRADATION",
+    "THROUGHPUT_SLAS",
+    "default_procedures",
+    "effective_severity",
+    "select_procedure",
 ]

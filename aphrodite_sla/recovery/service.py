@@ -33,16 +33,18 @@ from aphrodite_sla.recovery.monitoring_mode import MonitoringMode
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor
 from aphrodite_sla.recovery.self_healing import HealthThresholds, SelfHealing
 from aphrodite_sla.recovery.target import RecoveryTarget, ScalingState
-from aphrodite_sla.sla.threshold import ViolationSeverity
+from aphrodite_sla.sla.threshold import Direction, SLAViolation, ViolationSeverity
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.recovery.engine import RecoveryEngine
 
 logger = logging.getLogger(__name__)
 
 MAX_TICKETS = 256  # results of API-started work kept for polling
 AUDIT_SIZE = 1000
 HEAL_TIMEOUT_S = 120.0
+VERIFY_MIN_SAMPLES = 10  # a settle window with fewer samples shows nothing (a metric "fine" because traffic stopped)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class RecoverySystem:
             fleet_replicas=cfg.fleet_replicas, health_reset=self._reset_health, clock=self.clock,
         )
         self.engine = RecoveryEngine(
-            default_handlers(), self.target, verifier=WindowVerifier(context.manager), events=events, clock=self.clock,
+            default_handlers(), self.target, verifier=WindowVerifier(context.manager, min_samples=VERIFY_MIN_SAMPLES), events=events,
+            clock=self.clock,
             max_concurrent=cfg.recovery_max_concurrent, global_cooldown_s=cfg.recovery_cooldown_s,
             advisory=cfg.recovery == "advisory", approval_timeout_s=cfg.recovery_approval_timeout_s,
             enabled=cfg.recovery != "off",
@@ -122,6 +125,20 @@ class RecoverySystem:
         self._pool = None
         self._started = False
 
+    def register_engine(self, client: Any, loop: Any = None) -> None:
+        """Give recovery the engine to act on when no middleware captured it (an ``AsyncLLM``
+        built in code): ``loop`` is the asyncio loop it runs on (default: the running one, when
+        called from it); engine calls are scheduled there."""
+        import asyncio
+
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self.context.server.engine_client = client
+        self.context.server.engine_loop = loop
+
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the recovery loop, the production monitor's tick, self-healing and the deployment
@@ -152,17 +169,19 @@ class RecoverySystem:
     # -- reactions on the event stream -----------------------------------------------------------
     def _on_event(self, event: MonitorEvent) -> None:
         """Graceful degradation follows the violations: a violation at or above the configured
-        severity activates the matching level (never lowering one in force); when no violation is
-        active any more, it is reverted. Advisory and off modes change nothing."""
+        severity activates the matching level (never lowering one in force); when none is active
+        any more, it is reverted. Only violations that less load can fix count: a minimum
+        (tokens/s, goodput) breached falls further when requests are shed, and degrading for it
+        would hold itself in place. Advisory and off modes change nothing."""
         if self.mode != "act" or self.config.degradation == "off":
             return
         if isinstance(event, (ViolationRaised, ViolationEscalated)):
             severity = event.violation.worst_severity
-            if severity.rank >= ViolationSeverity(self.config.degradation).rank:
+            if _load_helps(event.violation) and severity.rank >= ViolationSeverity(self.config.degradation).rank:
                 self.degradation.activate_for_severity(severity, f"{event.violation.metric_name}: {event.violation.message}")
         elif (isinstance(event, ViolationResolved) and self.degradation.level is not DegradationLevel.NONE
-              and not self.context.manager.snapshot().active_violations):
-            self.degradation.revert(f"every violation resolved ({event.sla} last)", by="auto")
+              and not any(_load_helps(v) for v in self.context.manager.snapshot().active_violations)):
+            self.degradation.revert(f"every violation it answered resolved ({event.sla} last)", by="auto")
 
     def _count_escalation(self, _event: MonitorEvent) -> None:
         self._escalations += 1
@@ -319,6 +338,12 @@ class RecoverySystem:
         return {"ticket": ticket, "state": "done", "result": future.result()}
 
 
+def _load_helps(violation: SLAViolation) -> bool:
+    """Whether shedding load can bring this SLA back: an upper bound (latency, errors, memory),
+    not a minimum (tokens/s: fewer requests only lowers it)."""
+    return violation.direction is Direction.UPPER
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
     """Poll ``predicate`` until true or ``timeout_s`` passed (tests and the simulation)."""
     deadline = time.monotonic() + timeout_s
@@ -327,3 +352,18 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+def create_production_recovery_engine(context: MonitorContext | None = None) -> RecoveryEngine:
+    """The seed's entry point: the recovery engine of ``context`` (default: the process runtime's,
+    the one the engine's StatLogger feeds), started. ``await engine.execute_recovery(violation)``
+    runs the procedure for a violation by hand; violations on the monitor's stream run it anyway
+    (in the configured mode: ``APHRODITE_SLA_RECOVERY`` = off, advisory (default) or act)."""
+    if context is None:
+        from aphrodite_sla.runtime import get_runtime
+
+        context = get_runtime().context
+    if context.recovery is None:
+        raise RuntimeError("this monitor was built without recovery (MonitorContext.build(with_recovery=False))")
+    context.recovery.engine.start()
+    return context.recovery.engine

@@ -122,11 +122,16 @@ def attribute(signals: Iterable[Signal], faults: Iterable[InjectedFault], window
 
 def time_to_recover(report: FaultReport, signals: Iterable[Signal]) -> float | None:
     """MTTR of a fault: from its injection to the resolution of the last violation episode it
-    explains (a resolution may come after the fault's attribution window, so every signal is
-    searched). None when it raised no violation, or one was still active when the run ended."""
+    explains, or of a violation of one of its SLAs already open when it was injected (a
+    resolution may come after the fault's attribution window, so every signal is searched). None
+    when there is no such violation, or one was still active when the run ended."""
     ordered = sorted(signals, key=lambda s: s.at_s)
     end: float | None = None
-    for violation in (s for s in report.signals if s.kind == VIOLATION):
+    start = report.fault.start_s
+    # a violation of one of its SLAs already open when it was injected lasts for it too
+    open_at_start = [s for s in ordered if s.kind == VIOLATION and s.sla in report.fault.slas and s.at_s < start
+                     and not any(r.kind == RESOLVED and r.sla == s.sla and s.at_s <= r.at_s < start for r in ordered)]
+    for violation in [*open_at_start, *(s for s in report.signals if s.kind == VIOLATION)]:
         resolved = next((s for s in ordered if s.kind == RESOLVED and s.sla == violation.sla and s.at_s >= violation.at_s), None)
         if resolved is None:
             return None
