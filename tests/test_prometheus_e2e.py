@@ -8,9 +8,8 @@ a temporary storage directory, scraping it at 1 s and evaluating the rendered ru
 Without `prometheus`/`promtool` the tests fail when ``CI`` is set and are skipped otherwise.
 
 The incident-response dashboard reads the recovery families (recovery_*, circuit_breaker_*,
-degradation_level, monitoring_mode). Once aphrodite_sla/export declares any of them, the simulator
-runs with ``--recovery`` and every one of its queries must return a finite value, and a recovery must
-have run; until then that test is a strict xfail (it fails the run if it passes unexpectedly).
+degradation_level, monitoring_mode): the simulator runs with ``--recovery`` (acting on the simulated
+engine), and every one of its queries must return a finite value, after a recovery has run.
 """
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from aphrodite_sla.export.rules import write_rules
-from tests.test_dashboards import DASHBOARD_FILES, ROOT, load_dashboard, panel_queries, substitute
+from tests.test_dashboards import DASHBOARD_FILES, load_dashboard, panel_queries, substitute
 from tests.tools import require_tool
 
 SCENARIO = "latency_spike"
@@ -41,22 +40,7 @@ DATA_DEADLINE_S = 75.0  # wall seconds from the simulator's start until every qu
 
 INCIDENT_FILES = ("incident-response.json",)
 BASE_FILES = tuple(f for f in DASHBOARD_FILES if f not in INCIDENT_FILES)
-# What the incident dashboard reads; each family carries model_name (counters with _total, the histogram with _bucket).
-RECOVERY_FAMILIES = (
-    "recovery_active", "recovery_executions", "recovery_success_rate", "recovery_duration_seconds", "circuit_breaker_state",
-    "circuit_breaker_rejected", "degradation_level", "monitoring_mode", "recovery_approvals_pending", "recovery_escalations",
-    "recovery_desired_replicas",
-)
 SIM_RECOVERY_ARGS = ["--recovery"]
-
-
-def recovery_exported() -> bool:
-    """Whether aphrodite_sla/export declares any recovery family (a quoted name, with or without _total)."""
-    text = "".join(f.read_text(encoding="utf-8") for f in sorted((ROOT / "aphrodite_sla" / "export").glob("*.py")))
-    return any(re.search(rf"[\"']{fam}(_total)?[\"']", text) for fam in RECOVERY_FAMILIES)
-
-
-RECOVERY_EXPORTED = recovery_exported()
 
 
 def _free_port() -> int:
@@ -115,7 +99,7 @@ def stack(tmp_path_factory) -> Stack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         sim = subprocess.Popen(
             [sys.executable, "-m", "aphrodite_sla.cli", "simulate", "--scenario", SCENARIO, "--port", "0",
-             "--speed", str(SPEED), "--duration", str(DURATION_S), "--no-live", *(SIM_RECOVERY_ARGS if RECOVERY_EXPORTED else [])],
+             "--speed", str(SPEED), "--duration", str(DURATION_S), "--no-live", *SIM_RECOVERY_ARGS],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
         )
         procs.append(sim)
@@ -216,7 +200,6 @@ def test_every_dashboard_query_returns_data(stack):
     _wait_for_data(stack, queries, stack.started + DATA_DEADLINE_S)
 
 
-@pytest.mark.xfail(not RECOVERY_EXPORTED, strict=True, reason="the recovery families are not exported yet (aphrodite_sla/export)")
 def test_incident_response_queries_return_data(stack):
     """Every incident-response query has a finite value: the simulator ran with --recovery, the
     latency spike started a recovery (executions, a duration observed within 5 minutes), and every
@@ -224,8 +207,7 @@ def test_incident_response_queries_return_data(stack):
     queries = panel_queries(INCIDENT_FILES)
     assert len(queries) >= 15
     queries.append(("recovery", "a recovery ran", "-", 'sum(recovery_executions_total{model_name=~".*"}) > 0'))
-    # before the integration there is nothing to wait for: one pass, which fails (the strict xfail)
-    _wait_for_data(stack, queries, stack.started + (DATA_DEADLINE_S if RECOVERY_EXPORTED else 0.0), finite=True)
+    _wait_for_data(stack, queries, stack.started + DATA_DEADLINE_S, finite=True)
 
 
 def test_rules_load_and_evaluate_without_errors(stack):

@@ -289,7 +289,8 @@ async def test_no_more_than_max_concurrent_recoveries_run(engines):
             return await super().apply(target, violation)
 
     h = Slow(A.CACHE_INVALIDATION)
-    engine = engines([h], ScriptedVerifier(True), [procedure(h.action)], max_concurrent=2)
+    procs = [procedure(h.action, pid=f"p{i}", slas=(f"sla{i}",)) for i in range(3)]
+    engine = engines([h], ScriptedVerifier(True), procs, max_concurrent=2)
     runs = [asyncio.create_task(engine.execute_recovery(violation(f"sla{i}"))) for i in range(2)]
     await eventually(lambda: len(engine.active()) == 2)
     third = await engine.execute_recovery(violation("sla2"))
@@ -298,6 +299,27 @@ async def test_no_more_than_max_concurrent_recoveries_run(engines):
     gate.set()
     assert [r.status for r in await asyncio.gather(*runs)] == [ExecutionStatus.SUCCEEDED] * 2
     assert engine.active() == [] and h.applied == 2
+
+
+async def test_one_fault_tripping_several_slas_runs_one_ladder(engines):
+    """p95, p99 and TTFT break together: the procedure that answers them runs once, the others are
+    skipped while it runs (each would repeat the same actions on the same engine)."""
+    gate = threading.Event()
+
+    class Slow(Handler):
+        async def apply(self, target: Any, violation: SLAViolation | None) -> Applied:
+            while not gate.is_set():
+                await asyncio.sleep(0.002)
+            return await super().apply(target, violation)
+
+    h = Slow(A.CACHE_INVALIDATION)
+    engine = engines([h], ScriptedVerifier(True), [procedure(h.action)])
+    first = asyncio.create_task(engine.execute_recovery(violation("p95")))
+    await eventually(lambda: len(engine.active()) == 1)
+    second = await engine.execute_recovery(violation("p99"))
+    assert second.status is ExecutionStatus.SKIPPED and "already running (for p95)" in second.reason
+    gate.set()
+    assert (await first).status is ExecutionStatus.SUCCEEDED and h.applied == 1
 
 
 async def test_advisory_mode_changes_nothing(engines):

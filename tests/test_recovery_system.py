@@ -158,3 +158,16 @@ def test_the_simulated_chain_fault_violation_procedure_remedy_and_a_shorter_mttr
     assert with_recovery is not None and without is not None and with_recovery < without
     assert acted.recovery_busy_timeouts == 0
     assert all(math.isfinite(r.started_at - r.triggered_at) and r.started_at - r.triggered_at < 1.0 for r in runs)
+
+
+def test_the_engine_deployment_is_tracked_once_per_configuration() -> None:
+    ctx = _context()
+    config = {"model": "meta-llama/Llama-3.1-8B-Instruct", "dtype": "bfloat16", "max_model_len": 8192}
+    tracked = ctx.recovery.track_engine_deployment(config)
+    assert tracked is not None and tracked.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert ctx.recovery.track_engine_deployment(dict(config)) is None  # a second StatLogger of the same engine
+    assert len(ctx.recovery.deployments.history()) == 1
+    assert ctx.recovery.track_engine_deployment(object()) is None  # nothing readable: not tracked, never raised
+    changed = ctx.recovery.track_engine_deployment({**config, "dtype": "float16"})
+    assert changed is not None and changed.config_hash != tracked.config_hash
+    ctx.recovery.engine.stop()

@@ -47,7 +47,8 @@ def test_exporter_serves_sla_metrics_while_running():
     # Our families are sla_*; the vllm:* ones are the simulated engine's own exporter, as a real
     # engine would serve them beside ours.
     names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
-    assert names and all(n.startswith(("sla_", "vllm:")) for n in names)
+    recovery = ("recovery_", "circuit_breaker_", "degradation_level", "monitoring_mode")  # the recovery collector's families
+    assert names and all(n.startswith(("sla_", "vllm:", *recovery)) for n in names)
     assert any(n.startswith("vllm:e2e_request_latency_seconds") for n in names)
     assert "aphrodite:" not in body
 

@@ -109,6 +109,9 @@ class StatLoggerCore:
             enabled = bool(getattr(self._runtime.config, "enabled", True))
             if self.model_name and not self._runtime.model_name:
                 self._runtime.model_name = self.model_name
+            recovery = getattr(getattr(self._runtime, "context", None), "recovery", None)
+            if enabled and recovery is not None and config is not None:
+                recovery.track_engine_deployment(config)  # the deployment watch compares it with the previous one
         self._recorder = recorder
         self.enabled = enabled
         if enabled:

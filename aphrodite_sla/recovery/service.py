@@ -112,6 +112,7 @@ class RecoverySystem:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._started = False
+        self._tracked_configs: set[str] = set()
         context.manager.subscribe(self._on_event, ViolationRaised, ViolationEscalated, ViolationResolved, name="recovery-degradation")
         from aphrodite_sla.events import ResponseEscalated
 
@@ -138,6 +139,30 @@ class RecoverySystem:
                 loop = None
         self.context.server.engine_client = client
         self.context.server.engine_loop = loop
+
+    def track_engine_deployment(self, engine_config: Any) -> Deployment | None:
+        """Track the engine's deployment at start-up (model, revision, a hash of the fields that
+        define it); once per configuration however many StatLoggers the engine builds. Never
+        raises: a config we cannot read is logged and not tracked."""
+        from aphrodite_sla.recovery.deployment import config_hash_of, deployment_fields
+
+        try:
+            fields = deployment_fields(engine_config)
+            digest = config_hash_of(engine_config)
+        except Exception as exc:
+            logger.info("aphrodite-sla: the engine's deployment is not tracked (%s)", exc)
+            return None
+        with self._lock:
+            if digest in self._tracked_configs:
+                return None
+            self._tracked_configs.add(digest)
+        model = str(fields.get("model", "unknown"))
+        version = str(fields.get("revision") or digest[:12])
+        try:
+            return self.deployments.track(model, version, digest)
+        except Exception:
+            logger.exception("aphrodite-sla: tracking the deployment of %s failed", model)
+            return None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
