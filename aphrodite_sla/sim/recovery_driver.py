@@ -20,6 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.recovery.breaker_model import BreakerState
+from aphrodite_sla.recovery.hooks import HookContext, HookResult
+from aphrodite_sla.recovery.model import RecoveryAction
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.recovery.service import RecoverySystem
@@ -87,6 +89,26 @@ class SimulatedFrontDoor:
         return bool(self.server.admission.admit(0 if sim is None else sim.num_running + sim.num_waiting))
 
 
+class SimulatedRollbackHook:
+    """The DEPLOYMENT_ROLLBACK hook of a simulation: rolls the simulated engine back (what a
+    ``kubectl rollout undo`` hook does to a real one)."""
+
+    def __init__(self, client: Any, timeout_s: float = 30.0) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+
+    def describe(self) -> str:
+        return "simulated engine: rollback()"
+
+    async def run(self, context: HookContext) -> HookResult:
+        start = time.monotonic()
+        try:
+            await self.client.rollback()
+        except Exception as exc:
+            return HookResult(False, None, "", time.monotonic() - start, f"{type(exc).__name__}: {exc}")
+        return HookResult(True, 0, "rolled back", time.monotonic() - start)
+
+
 class SimulationRecoveryDriver:
     """Wires ``system`` to ``sim`` (engine client, engine-time settle waits) and, after each
     evaluation, runs ``settle(now)``: approvals, wake-ups, then wait until recovery is quiet."""
@@ -99,8 +121,10 @@ class SimulationRecoveryDriver:
         self.approve_after_s = approve_after_s
         self.sleeper = EngineTimeSleeper(sim.clock)
         system.engine.sleep = self.sleeper.sleep
-        system.context.server.engine_client = SimulatedEngineClient(sim)
+        client = SimulatedEngineClient(sim)
+        system.context.server.engine_client = client
         system.context.server.engine_loop = None  # the client is thread-safe: called from the recovery loop
+        system.target.hooks[RecoveryAction.DEPLOYMENT_ROLLBACK] = SimulatedRollbackHook(client)
         self.busy_timeouts = 0
         system.engine.start()
 
