@@ -279,16 +279,22 @@ async def test_the_global_cooldown_holds_any_procedure_of_the_same_sla_but_lets_
     assert critical.procedure_id == CRITICAL_SYSTEM and critical.status is ExecutionStatus.FAILED
 
 
+class Gated(Handler):
+    """A handler whose apply waits until ``gate`` is set (runs that stay active meanwhile)."""
+
+    def __init__(self, action: RecoveryAction, gate: threading.Event) -> None:
+        super().__init__(action)
+        self.gate = gate
+
+    async def apply(self, target: Any, violation: SLAViolation | None) -> Applied:
+        while not self.gate.is_set():
+            await asyncio.sleep(0.002)
+        return await super().apply(target, violation)
+
+
 async def test_no_more_than_max_concurrent_recoveries_run(engines):
     gate = threading.Event()
-
-    class Slow(Handler):
-        async def apply(self, target: Any, violation: SLAViolation | None) -> Applied:
-            while not gate.is_set():
-                await asyncio.sleep(0.002)
-            return await super().apply(target, violation)
-
-    h = Slow(A.CACHE_INVALIDATION)
+    h = Gated(A.CACHE_INVALIDATION, gate)
     procs = [procedure(h.action, pid=f"p{i}", slas=(f"sla{i}",)) for i in range(3)]
     engine = engines([h], ScriptedVerifier(True), procs, max_concurrent=2)
     runs = [asyncio.create_task(engine.execute_recovery(violation(f"sla{i}"))) for i in range(2)]
@@ -305,14 +311,7 @@ async def test_one_fault_tripping_several_slas_runs_one_ladder(engines):
     """p95, p99 and TTFT break together: the procedure that answers them runs once, the others are
     skipped while it runs (each would repeat the same actions on the same engine)."""
     gate = threading.Event()
-
-    class Slow(Handler):
-        async def apply(self, target: Any, violation: SLAViolation | None) -> Applied:
-            while not gate.is_set():
-                await asyncio.sleep(0.002)
-            return await super().apply(target, violation)
-
-    h = Slow(A.CACHE_INVALIDATION)
+    h = Gated(A.CACHE_INVALIDATION, gate)
     engine = engines([h], ScriptedVerifier(True), [procedure(h.action)])
     first = asyncio.create_task(engine.execute_recovery(violation("p95")))
     await eventually(lambda: len(engine.active()) == 1)
