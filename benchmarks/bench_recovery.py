@@ -66,7 +66,9 @@ def run(burst: bool) -> tuple[list[float], list[float]]:
     stream = EventStream()
     engine = RecoveryEngine(
         {RecoveryAction.CACHE_INVALIDATION: InstantHandler()}, None, verifier=AlwaysVerified(), events=stream,
-        procedures=[RecoveryProcedure("bench", "bench", "", (RecoveryAction.CACHE_INVALIDATION,), settle_seconds=0.0, cooldown_seconds=0.0)],
+        # one procedure per SLA: distinct incidents (one procedure runs once at a time, for all the SLAs it answers)
+        procedures=[RecoveryProcedure(f"bench{i}", "bench", "", (RecoveryAction.CACHE_INVALIDATION,), settle_seconds=0.0, cooldown_seconds=0.0,
+                                      slas=(f"sla_{i}",)) for i in range(-1, N)],
         global_cooldown_s=0.0, max_concurrent=N + 1, history_size=N,
     )
     published: dict[str, int] = {}

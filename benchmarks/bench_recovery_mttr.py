@@ -26,7 +26,9 @@ SCENARIO_NAMES = [name for name, sc in SCENARIOS.items() if len(sc.faults) == 1]
 
 
 def _fmt(value: float | None) -> str:
-    return "open" if value is None else f"{value:.0f}s"
+    if value is None:
+        return "open"
+    return "ended" if value == float("inf") else f"{value:.0f}s"  # inf: recovered only with recovery
 
 
 def main() -> None:
