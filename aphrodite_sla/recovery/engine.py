@@ -283,7 +283,7 @@ class RecoveryEngine:
                 self.approvals.events = stream
             self._subscriptions.append((stream, stream.subscribe(self._on_violation, ViolationRaised, ViolationEscalated, name="recovery")))
             self._subscriptions.append((stream, stream.subscribe(self._on_resolved, ViolationResolved, name="recovery-resolved")))
-        self._ensure_loop()
+        # the loop thread starts with the first violation (or start()): a monitor that never sees one holds no thread
 
     def detach(self) -> None:
         with self._lock:

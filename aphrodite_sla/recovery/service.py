@@ -118,6 +118,7 @@ class RecoverySystem:
 
         context.manager.subscribe(self._count_escalation, ResponseEscalated, name="recovery-escalations")
         self.engine.attach(events)
+        self._attached = True
         self.api = RecoveryApi(self, cfg.api_token or None)
         reset_in_child(self)
 
@@ -172,6 +173,9 @@ class RecoverySystem:
             if self._started:
                 return
             self._started = True
+            attach, self._attached = not self._attached, True
+        if attach:  # stopped before: stop() detached the engine from the stream
+            self.engine.attach(self.context.events)
         self.engine.start()
         self.monitor.start_monitoring()
         self.healing.start()
@@ -182,12 +186,13 @@ class RecoverySystem:
         with self._lock:
             started, self._started = self._started, False
             pool, self._pool = self._pool, None
+            self._attached = False
+        self.engine.stop(timeout)  # its loop may run without start(): a violation or the API started it
         if not started:
             return
         self.deployments.stop(timeout)
         self.healing.stop(timeout)
         self.monitor.stop_monitoring(timeout)
-        self.engine.stop()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
