@@ -54,6 +54,16 @@ class WindowSeries:
 
 
 @dataclass(frozen=True)
+class History:
+    """A healthy period as a source delivered it: window series per SLA name, and why the SLAs that
+    have none are missing ("no source": nothing maps to it; "no data": the source had none)."""
+
+    source: str
+    series: dict[str, WindowSeries]
+    missing: dict[str, str]
+
+
+@dataclass(frozen=True)
 class BoundReplay:
     """What one bound would have done on the history: windows beyond it, sustained-rule firings."""
 
@@ -277,6 +287,6 @@ def write_config(path: str | os.PathLike[str], calibrations: Iterable[Calibratio
 
 
 __all__ = [
-    "DEFAULT_MARGIN", "BoundReplay", "Calibration", "NotEnoughHistory", "WindowSeries", "min_windows", "propose", "render_toml",
+    "DEFAULT_MARGIN", "BoundReplay", "Calibration", "History", "NotEnoughHistory", "WindowSeries", "min_windows", "propose", "render_toml",
     "replay", "window_series", "write_config",
 ]
