@@ -219,6 +219,25 @@ def _significant(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
 
 
+def render_table(calibrations: Iterable[Calibration]) -> str:
+    """The report: per SLA, current and proposed target and bound, and under each the share of
+    windows beyond the bound and the sustained-rule firings per day on the history."""
+
+    def replayed(r: BoundReplay | None) -> str:
+        return "-" if r is None else f"{r.breach_percent:5.1f}% {r.fires_per_day:7.1f}"
+
+    rows = [f"{'SLA':<24} {'stat':<5} {'target':>9} {'bound':>9} {'proposed':>9} {'bound':>9} "
+            f"{'now: beyond fires/d':>20} {'proposed: beyond fires/d':>25}  note"]
+    for c in calibrations:
+        th, p = c.current, c.proposed
+        rows.append(
+            f"{th.metric_name:<24} {th.statistic.value:<5} {th.target_value:>9.4g} {th.bound:>9.4g} "
+            f"{'-' if p is None else f'{p.target_value:.4g}':>9} {'-' if p is None else f'{p.bound:.4g}':>9} "
+            f"{replayed(c.current_replay):>20} {replayed(c.proposed_replay):>25}  {c.note}"
+        )
+    return "\n".join(rows)
+
+
 # -- the configuration file -------------------------------------------------------------------
 
 _DEFAULTS = SLAThreshold("_", 1.0, 0.0)
@@ -287,6 +306,6 @@ def write_config(path: str | os.PathLike[str], calibrations: Iterable[Calibratio
 
 
 __all__ = [
-    "DEFAULT_MARGIN", "BoundReplay", "Calibration", "History", "NotEnoughHistory", "WindowSeries", "min_windows", "propose", "render_toml",
-    "replay", "window_series", "write_config",
+    "DEFAULT_MARGIN", "BoundReplay", "Calibration", "History", "NotEnoughHistory", "WindowSeries", "min_windows", "propose",
+    "render_table", "render_toml", "replay", "window_series", "write_config",
 ]

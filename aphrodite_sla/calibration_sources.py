@@ -80,7 +80,7 @@ def simulate_history(thresholds: Sequence[SLAThreshold], *, scenario: str = "ste
 
     def step_logger(runtime: Any) -> Callable[[Any, Any], None]:
         box["manager"] = runtime.manager
-        return runtime.recorder.record  # type: ignore[no-any-return]
+        return runtime.recorder.record
 
     def on_evaluation(engine_s: float) -> None:
         manager = box["manager"]
