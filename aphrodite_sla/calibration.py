@@ -206,7 +206,8 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
                            note=f"healthy {threshold.statistic.value} is {worst:g} (zero or negative): no relative bound; kept the current one")
     target = _significant(target)
     ratio = bound / target - 1.0 if upper else 1.0 - bound / target
-    tolerance = math.ceil(max(ratio, 0.0) * 100.0 * 100.0) / 100.0  # hundredths of a percent, rounded outward
+    # hundredths of a percent, rounded outward (after dropping float noise: 25% must not become 25.01%)
+    tolerance = math.ceil(round(max(ratio, 0.0) * 10_000.0, 6)) / 100.0
     if not upper:
         tolerance = min(tolerance, 99.99)
     proposed = replace(threshold, target_value=target, tolerance_percent=tolerance)

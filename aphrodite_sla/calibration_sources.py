@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from aphrodite_sla.calibration import History, WindowSeries
+from aphrodite_sla.config import SLAConfig
 from aphrodite_sla.sla.threshold import SLAThreshold, Statistic
 
 # Prometheus refuses a range query of more than 11,000 points per series.
@@ -91,7 +92,7 @@ def simulate_history(thresholds: Sequence[SLAThreshold], *, scenario: str = "ste
 
     run_simulation(scenario, duration_s=duration_s, seed=seed, recovery="off", out=out, print_summary=False,
                    step_logger=step_logger, on_evaluation=on_evaluation)
-    step = float(np.median(np.diff(ends))) if len(ends) > 1 else 5.0
+    step = SLAConfig().evaluation_interval_s  # what run_simulation evaluates at (engine steps land just after)
     series: dict[str, WindowSeries] = {}
     missing: dict[str, str] = {}
     for th in thresholds:
@@ -133,6 +134,10 @@ class PrometheusClient:
         if not isinstance(body, dict) or body.get("status") != "success":
             raise SourceError(f"Prometheus at {self.url}: {path} failed: {body.get('error') if isinstance(body, dict) else body!r}")
         return body.get("data")
+
+    def check(self) -> None:
+        """Raise ``SourceError`` unless a Prometheus answers queries at the URL (before any work)."""
+        self.get("/api/v1/query", [("query", "1")])
 
     def has_series(self, name: str, start: float, end: float) -> bool:
         data = self.get("/api/v1/series", [("match[]", name), ("start", f"{start:.3f}"), ("end", f"{end:.3f}")])
@@ -202,6 +207,7 @@ def prometheus_history(thresholds: Iterable[SLAThreshold], url: str, *, since_s:
     if since_s < step_s:
         raise ValueError(f"--since ({since_s:g} s) must be at least one --step ({step_s:g} s)")
     prom = client or PrometheusClient(url)
+    prom.check()
     stop = time.time() if end is None else end
     start = round(stop - since_s, 3)
     grid = np.arange(start, stop + step_s * 1e-6, step_s)

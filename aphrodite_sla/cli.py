@@ -140,6 +140,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         except ConfigError as err:
             return fail(str(err))
         thresholds, sla_set = cfg.active_thresholds(), cfg.sla_set
+    if not thresholds:
+        return fail("no SLAs to calibrate (all disabled)")
     try:
         if args.simulate:
             from aphrodite_sla.sim import list_scenarios
