@@ -202,8 +202,9 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
     else:
         target, bound = median, worst * (1.0 - margin)
     if not (target > 0 and bound > 0):
+        side = "above" if upper else "below"
         return Calibration(threshold, None, median, worst, current, None,
-                           note=f"healthy {threshold.statistic.value} is {worst:g} (zero or negative): no relative bound; kept the current one")
+                           note=f"healthy {threshold.statistic.value} never {side} {worst:g}: no relative bound from it; kept the current one")
     target = _significant(target)
     ratio = bound / target - 1.0 if upper else 1.0 - bound / target
     # hundredths of a percent, rounded outward (after dropping float noise: 25% must not become 25.01%)
@@ -227,13 +228,15 @@ def render_table(calibrations: Iterable[Calibration]) -> str:
     def replayed(r: BoundReplay | None) -> str:
         return "-" if r is None else f"{r.breach_percent:5.1f}% {r.fires_per_day:7.1f}"
 
-    rows = [f"{'SLA':<24} {'stat':<5} {'target':>9} {'bound':>9} {'proposed':>9} {'bound':>9} "
+    cals = list(calibrations)
+    w = max([len(c.name) for c in cals] + [3])
+    rows = [f"{'SLA':<{w}} {'stat':<5} {'target':>10} {'bound':>10} {'proposed':>10} {'bound':>10} "
             f"{'now: beyond fires/d':>20} {'proposed: beyond fires/d':>25}  note"]
-    for c in calibrations:
+    for c in cals:
         th, p = c.current, c.proposed
         rows.append(
-            f"{th.metric_name:<24} {th.statistic.value:<5} {th.target_value:>9.4g} {th.bound:>9.4g} "
-            f"{'-' if p is None else f'{p.target_value:.4g}':>9} {'-' if p is None else f'{p.bound:.4g}':>9} "
+            f"{th.metric_name:<{w}} {th.statistic.value:<5} {th.target_value:>10.5g} {th.bound:>10.5g} "
+            f"{'-' if p is None else f'{p.target_value:.5g}':>10} {'-' if p is None else f'{p.bound:.5g}':>10} "
             f"{replayed(c.current_replay):>20} {replayed(c.proposed_replay):>25}  {c.note}"
         )
     return "\n".join(rows)

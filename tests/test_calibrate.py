@@ -141,7 +141,7 @@ def test_not_enough_history_is_a_clear_error():
 def test_all_zero_healthy_history_keeps_the_current_bound():
     err = SLAThreshold("errors", 0.1, 400.0, 1, source_metric="request_error_percent", unit="%", min_samples=1)
     cal = propose(err, _series([0.0] * 20))
-    assert cal.proposed is None and "no relative bound" in cal.note
+    assert cal.proposed is None and cal.note == "healthy mean never above 0: no relative bound from it; kept the current one"
     some = propose(err, _series([0.0] * 18 + [1.0, 1.0]))  # median 0: the target is the mean window
     assert some.proposed is not None and some.proposed.target_value == pytest.approx(0.1)
     assert some.proposed.bound == pytest.approx(1.1) and "mean" in some.note
@@ -277,6 +277,7 @@ def test_render_table_reports_current_and_proposed():
     header, row, missing = table.splitlines()
     assert "proposed: beyond fires/d" in header
     assert row.split()[:6] == ["lat_p95", "p95", "100", "120", "115", "143"]
+    assert header.index("stat") == row.index(" p95") + 1 == len("lat_p95") + 1  # the name column fits the longest name
     assert "50.0%" in row and "no source" in missing
 
 
