@@ -256,6 +256,8 @@ def test_cli_calibrate_errors(capsys, monkeypatch):
     assert "--margin must be in [0, 1)" in capsys.readouterr().err
     assert cli.main(["calibrate", "--prometheus", "http://127.0.0.1:9", "--since", "1m", "--step", "5s"]) == 2
     assert "Prometheus at http://127.0.0.1:9 is unreachable" in capsys.readouterr().err
+    assert cli.main(["calibrate", "--simulate", "--duration", "100", "-o", "/nonexistent-dir/slas.toml"]) == 2
+    assert "cannot write /nonexistent-dir/slas.toml" in capsys.readouterr().err
     # the simulator records neither GPU utilisation nor convergence: nothing to calibrate from is an error
     monkeypatch.setenv("APHRODITE_SLA_SLA_SET", "seed")
     monkeypatch.setenv("APHRODITE_SLA_DISABLED_SLAS",
