@@ -250,28 +250,31 @@ _SKIP = {"labels"}
 
 def render_toml(calibrations: Iterable[Calibration], *, sla_set: str | None = None, header: str = "") -> str:
     """The ``[[thresholds]]`` configuration (the file ``APHRODITE_SLA_CONFIG`` names) with every
-    proposed SLA; SLAs without a proposal are listed in a comment and keep their current
-    definition. Written by hand: TOML writing is not a dependency."""
+    proposed SLA; an SLA without a proposal is written as it was, after a comment saying why (so a
+    configured SLA that could not be calibrated is not lost with the new file). Written by hand:
+    TOML writing is not a dependency."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
     if sla_set is not None:
         lines.append(f"sla_set = {_toml_value(sla_set)}")
-    skipped = []
     for cal in calibrations:
+        lines.append("")
         if cal.proposed is None:
-            skipped.append(f"# not calibrated: {cal.name} ({cal.note or 'no proposal'})")
-            continue
-        th = cal.proposed
-        lines += ["", "[[thresholds]]"]
-        for f in fields(SLAThreshold):
-            value = getattr(th, f.name)
-            if f.name in _SKIP or value is None:
-                continue
-            if f.name not in ("metric_name", "target_value", "tolerance_percent") and value == getattr(_DEFAULTS, f.name):
-                continue
-            lines.append(f"{f.name} = {_toml_value(value)}")
-    if skipped:
-        lines += ["", *skipped]
+            lines.append(f"# not calibrated ({cal.note or 'no proposal'}): kept as it was")
+        lines += ["[[thresholds]]", *_threshold_lines(cal.proposed or cal.current)]
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _threshold_lines(th: SLAThreshold) -> list[str]:
+    """``key = value`` for every field of ``th`` that is not its default (name, target and tolerance always)."""
+    out = []
+    for f in fields(SLAThreshold):
+        value = getattr(th, f.name)
+        if f.name in _SKIP or value is None:
+            continue
+        if f.name not in ("metric_name", "target_value", "tolerance_percent") and value == getattr(_DEFAULTS, f.name):
+            continue
+        out.append(f"{f.name} = {_toml_value(value)}")
+    return out
 
 
 def _toml_value(value: object) -> str:

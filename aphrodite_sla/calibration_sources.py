@@ -208,9 +208,9 @@ def prometheus_history(thresholds: Iterable[SLAThreshold], url: str, *, since_s:
         raise ValueError(f"--since ({since_s:g} s) must be at least one --step ({step_s:g} s)")
     prom = client or PrometheusClient(url)
     prom.check()
-    stop = time.time() if end is None else end
+    stop = round(time.time() if end is None else end, 3)  # milliseconds: what the API is sent
     start = round(stop - since_s, 3)
-    grid = np.arange(start, stop + step_s * 1e-6, step_s)
+    grid = start + np.arange(int(math.floor((stop - start) / step_s + 1e-6)) + 1) * step_s  # Prometheus's own points
     series: dict[str, WindowSeries] = {}
     missing: dict[str, str] = {}
     present: dict[str, bool] = {}

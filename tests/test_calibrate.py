@@ -46,7 +46,7 @@ from aphrodite_sla.calibration_sources import (
     prometheus_history,
     simulate_history,
 )
-from aphrodite_sla.config import ENV_FILE, load_config
+from aphrodite_sla.config import ENV_FILE, builtin_thresholds, load_config
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
 from tests.tools import require_tool
 
@@ -155,14 +155,15 @@ def test_toml_round_trip_through_load_config(tmp_path):
             Calibration(SLAThreshold("gpu_utilization_percent", 85.0, 10.0, 10), None, note="no source")]
     path = write_config(tmp_path / "slas.toml", cals, sla_set="seed", header="calibrated\nby a test")
     text = path.read_text()
-    assert text.startswith("# calibrated\n# by a test\n") and "# not calibrated: gpu_utilization_percent (no source)" in text
+    assert text.startswith("# calibrated\n# by a test\n")
+    assert "# not calibrated (no source): kept as it was\n[[thresholds]]\nmetric_name = \"gpu_utilization_percent\"" in text
     assert not list(tmp_path.glob(".slas.toml.*"))  # the temporary file was renamed, not left behind
     cfg = load_config({ENV_FILE: str(path)})
     assert cfg.sla_set == "seed"
-    assert list(cfg.thresholds) == [cals[0].proposed, cals[1].proposed]  # every field, exactly
+    assert list(cfg.thresholds) == [cals[0].proposed, cals[1].proposed, cals[2].current]  # every field, exactly
     active = {t.metric_name: t for t in cfg.active_thresholds()}
     assert active["ttft_p95"].bound == pytest.approx(cals[0].proposed.bound)  # type: ignore[union-attr]
-    assert active["gpu_utilization_percent"].target_value == 85.0  # not calibrated: the built-in stays
+    assert active["gpu_utilization_percent"].target_value == 85.0  # not calibrated: kept as it was
     assert render_toml([]) == "\n"
 
 
@@ -199,6 +200,42 @@ def test_unreachable_prometheus_is_a_clear_error():
                            client=PrometheusClient(f"http://127.0.0.1:{port}", timeout_s=2))
     with pytest.raises(SourceError, match="not an http"):
         PrometheusClient("localhost:9090")
+
+
+class _FakePrometheus(PrometheusClient):
+    """Answers the API from a function of time, recording each range query (no server)."""
+
+    def __init__(self) -> None:
+        super().__init__("http://fake:9090")
+        self.ranges: list[tuple[float, float]] = []
+
+    def get(self, path, params):
+        p = dict(params)
+        if path == "/api/v1/query":
+            return {"resultType": "scalar", "result": [0, "1"]}
+        if path == "/api/v1/series":
+            return [{"__name__": p["match[]"]}] if p["match[]"].startswith("vllm:time_to_first_token") else []
+        start, end, step = float(p["start"]), float(p["end"]), float(p["step"])
+        self.ranges.append((start, end))
+        n = int(math.floor((end - start) / step + 1e-6)) + 1
+        values = [[start + k * step, "NaN" if (start + k * step) % 100 < 1 else str(20 + (start + k * step) % 7)] for k in range(n)]
+        return {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}
+
+
+def test_prometheus_history_chunks_long_ranges_and_maps_points_to_the_grid():
+    fake = _FakePrometheus()
+    slas = [SLAThreshold("ttft_p95", 30.0, 100.0, 5, statistic=Statistic.P95, source_metric="ttft_ms"),
+            SLAThreshold("itl_p99", 20.0, 50.0, 5, statistic=Statistic.P99, source_metric="itl_ms")]
+    history = prometheus_history(slas, fake.url, since_s=3 * 3600.0, step_s=1.0, end=1_800_000_000.0, client=fake)
+    assert history.missing["itl_p99"].startswith("no data: none of aphrodite:inter_token_latency_seconds_bucket")
+    series = history.series["ttft_p95"]
+    assert len(series.ends) == 3 * 3600 + 1 and series.ends[0] == 1_800_000_000.0 - 3 * 3600
+    assert len(fake.ranges) == 2 and fake.ranges[0][0] == series.ends[0] and fake.ranges[-1][1] == series.ends[-1]
+    assert fake.ranges[1][0] == fake.ranges[0][1] + 1.0  # no point twice, none lost
+    expected = np.where(series.ends % 100 < 1, np.nan, 20 + series.ends % 7)
+    np.testing.assert_array_equal(series.values, expected)
+    with pytest.raises(ValueError, match="at least one --step"):
+        prometheus_history(slas, fake.url, since_s=30.0, step_s=60.0, client=fake)
 
 
 def test_simulate_source_reads_each_slas_windows():
@@ -433,9 +470,10 @@ def test_cli_calibrate_against_prometheus_writes_a_config(prom, tmp_path, capsys
     cfg = load_config({ENV_FILE: str(out)})
     [ttft] = [t for t in cfg.thresholds if t.metric_name == "ttft_p95"]
     assert 10.0 < ttft.target_value < 40.0 and ttft.bound > ttft.target_value and ttft.measurement_window_minutes == 5.0
-    # errors stay at zero on the healthy run: no relative bound, the built-in one is kept
-    assert "error_rate_percent" not in [t.metric_name for t in cfg.thresholds]
-    assert "# not calibrated: error_rate_percent" in out.read_text()
+    # errors stay at zero on the healthy run: no relative bound, the current one is kept
+    [errors] = [t for t in cfg.thresholds if t.metric_name == "error_rate_percent"]
+    assert errors == next(t for t in builtin_thresholds("serving") if t.metric_name == "error_rate_percent")
+    assert "# not calibrated (healthy mean never above 0: no relative bound from it; kept the current one)" in out.read_text()
     # a selector matching nothing: an empty history is an error, and no file is written
     empty = tmp_path / "empty.toml"
     assert cli.main(["calibrate", "--prometheus", prom.url, "--since", "20s", "--step", "2s", "--sla-set", "serving",
