@@ -112,6 +112,81 @@ def _cmd_thresholds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """Propose each SLA's target and tolerance from a healthy period, print how often the current and
+    proposed bounds would have fired on it, and write the configuration file with --output."""
+    import os
+
+    from aphrodite_sla.calibration import Calibration, NotEnoughHistory, propose, render_table, write_config
+    from aphrodite_sla.calibration_sources import SourceError, parse_duration, prometheus_history, simulate_history
+    from aphrodite_sla.config import ENV_FILE, ENV_PREFIX, ConfigError, builtin_thresholds, load_config
+
+    def fail(message: str) -> int:
+        print(f"aphrodite-sla calibrate: {message}", file=sys.stderr)
+        return 2
+
+    if not 0.0 <= args.margin < 1.0:
+        return fail(f"--margin must be in [0, 1), got {args.margin:g}")
+    sla_set = args.sla_set
+    if sla_set is not None:
+        thresholds = builtin_thresholds(sla_set)
+    elif args.simulate and not any(k == ENV_FILE or k.startswith(ENV_PREFIX) for k in os.environ):
+        from aphrodite_sla.simulate import SIMULATED_MODEL_SLAS
+
+        thresholds, sla_set = list(SIMULATED_MODEL_SLAS), "seed"  # what the simulator runs
+    else:
+        try:
+            cfg = load_config()
+        except ConfigError as err:
+            return fail(str(err))
+        thresholds, sla_set = cfg.active_thresholds(), cfg.sla_set
+    if not thresholds:
+        return fail("no SLAs to calibrate (all disabled)")
+    try:
+        if args.simulate:
+            from aphrodite_sla.sim import list_scenarios
+
+            if args.scenario not in list_scenarios():
+                return fail(f"unknown scenario {args.scenario!r}; `aphrodite-sla simulate --list` shows them")
+            if not args.duration > 0:
+                return fail("--duration must be > 0")
+            print(f"calibrating on a healthy simulate run: {args.scenario}, {args.duration:g} engine seconds ...", file=sys.stderr)
+            history = simulate_history(thresholds, scenario=args.scenario, duration_s=args.duration, seed=args.seed)
+        else:
+            try:
+                since, step = parse_duration(args.since), parse_duration(args.step)
+            except ValueError as err:
+                return fail(f"--since/--step: {err}")
+            history = prometheus_history(thresholds, args.prometheus, since_s=since, step_s=step, match=args.match)
+    except (SourceError, ValueError) as err:
+        return fail(str(err))
+    calibrations = []
+    for th in thresholds:
+        series = history.series.get(th.metric_name)
+        reason = history.missing.get(th.metric_name)
+        if series is None:
+            calibrations.append(Calibration(th, None, note=reason or "no source"))
+            continue
+        try:
+            calibrations.append(propose(th, series, args.margin))
+        except NotEnoughHistory as err:
+            calibrations.append(Calibration(th, None, note=reason or str(err).split(": ", 1)[1]))
+    if not any(c.proposed is not None for c in calibrations):
+        reasons = "; ".join(f"{c.name}: {c.note}" for c in calibrations)
+        return fail(f"no healthy history to calibrate from ({history.source}): {reasons}")
+    print(f"source: {history.source}; margin {args.margin:.0%} beyond the worst healthy window")
+    print(render_table(calibrations))
+    if args.output:
+        header = (f"SLA thresholds calibrated by `aphrodite-sla calibrate` from {history.source}\n"
+                  f"bound = worst healthy window x (1 +/- {args.margin:g}); target = the median window")
+        try:
+            path = write_config(args.output, calibrations, sla_set=sla_set, header=header)
+        except OSError as err:
+            return fail(f"cannot write {args.output}: {err.strerror or err}")
+        print(f"wrote {path} (use it with {ENV_FILE}={path})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aphrodite-sla", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     th = sub.add_parser("thresholds", help="list the active SLAs (from the configuration), or a built-in set")
     th.add_argument("--set", choices=("serving", "seed"), default=None, help="list a built-in set instead")
     th.set_defaults(func=_cmd_thresholds)
+    cal = sub.add_parser("calibrate", help="propose SLA targets and tolerances from a healthy period and write the configuration")
+    src = cal.add_mutually_exclusive_group(required=True)
+    src.add_argument("--simulate", action="store_true", help="a healthy simulate run (recovery off)")
+    src.add_argument("--prometheus", metavar="URL", default=None, help="a Prometheus that scraped the engine (vLLM or Aphrodite families)")
+    cal.add_argument("--scenario", default="steady", help="with --simulate: the healthy scenario (default: steady)")
+    cal.add_argument("--duration", type=float, default=1800.0, help="with --simulate: engine seconds (default 1800)")
+    cal.add_argument("--seed", type=int, default=0, help="with --simulate: random seed (default 0)")
+    cal.add_argument("--since", default="7d", help="with --prometheus: how far back the healthy period goes (default 7d)")
+    cal.add_argument("--step", default="60s", help="with --prometheus: spacing of the evaluation points (default 60s)")
+    cal.add_argument("--match", default="", help='with --prometheus: label matchers selecting the deployment, e.g. model_name="llama"')
+    cal.add_argument("--margin", type=float, default=0.1, help="bound = worst healthy window x (1 + margin) (default 0.1)")
+    cal.add_argument("--output", "-o", default=None, help="write the [[thresholds]] configuration here (atomically)")
+    cal.add_argument("--sla-set", choices=("serving", "seed"), default=None,
+                     help="calibrate a built-in set (default: the configured SLAs; with --simulate and no configuration, the simulator's)")
+    cal.set_defaults(func=_cmd_calibrate)
     return parser
 
 
