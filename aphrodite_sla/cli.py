@@ -3,8 +3,10 @@ exporter, summary), ``demo`` (the SLA manager alone on a synthetic stream) and `
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -21,6 +23,80 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulation_scenario(args: argparse.Namespace) -> Any:
+    """The scenario ``simulate`` runs: a catalogue one, or a replay of ``--trace`` scaled as asked,
+    with the ``--fault`` list added. Raises ``_UsageError`` naming the argument at fault."""
+    from aphrodite_sla.sim import get_scenario, list_scenarios
+    from aphrodite_sla.sim.scenarios import parse_fault, scaled_trace, trace_scenario
+
+    faults = []
+    for spec in args.fault or ():
+        try:
+            faults.append(parse_fault(spec))
+        except ValueError as err:
+            raise _UsageError(f"--fault {err}") from None
+    scaling = {"--target-load": args.target_load, "--time-scale": args.time_scale, "--thin": args.thin}
+    if args.trace is None:
+        used = [flag for flag, value in (*scaling.items(), ("--loop", args.loop or None), ("--format", args.format)) if value is not None]
+        if used:
+            raise _UsageError(f"{', '.join(used)} apply to a replayed trace: give --trace FILE")
+        name = args.scenario or "mixed"
+        if name not in list_scenarios():
+            raise _UsageError(f"unknown scenario {name!r}; --list shows them")
+        scenario = get_scenario(name)
+        if faults:
+            scenario = scenario.with_(faults=scenario.faults + tuple(faults))
+    else:
+        if args.scenario is not None:
+            raise _UsageError("--scenario and --trace both name what to run; give one")
+        if args.target_load is not None and not (args.target_load > 0 and math.isfinite(args.target_load)):
+            raise _UsageError(f"--target-load must be a finite fraction of capacity > 0, got {args.target_load:g}")
+        if args.time_scale is not None and not (args.time_scale > 0 and math.isfinite(args.time_scale)):
+            raise _UsageError(f"--time-scale must be finite and > 0, got {args.time_scale:g}")
+        if args.thin is not None and not 0 < args.thin <= 1:
+            raise _UsageError(f"--thin is the share of requests kept, must be in (0, 1], got {args.thin:g}")
+        from aphrodite_sla.sim.traces import load_trace
+
+        try:
+            trace = load_trace(args.trace, args.format or "auto")
+        except OSError as err:
+            raise _UsageError(f"--trace {args.trace}: cannot read ({err.strerror or err})") from None
+        except ValueError as err:  # TraceFormatError names the file, line and field
+            raise _UsageError(f"--trace: {err}") from None
+        try:
+            trace = scaled_trace(trace, target_load=args.target_load, time_scale=args.time_scale, thin=args.thin, loop=args.loop)
+            scenario = trace_scenario(trace, faults, duration_s=args.duration)
+        except (ValueError, RuntimeError) as err:
+            raise _UsageError(f"--trace {args.trace}: {err}") from None
+    duration = scenario.duration_s if args.duration is None else args.duration
+    late = [f"{f.kind.value}@{f.start_s:g}" for f in faults if f.start_s >= duration]
+    if late:
+        raise _UsageError(f"--fault {', '.join(late)}: starts at or after the end of the run ({duration:g} s); set --duration")
+    return scenario
+
+
+class _UsageError(ValueError):
+    """A bad ``simulate`` argument: the message names it; exit code 2."""
+
+
+def _simulation_config(args: argparse.Namespace) -> Any:
+    """``APHRODITE_SLA_CONFIG`` and ``APHRODITE_SLA_*`` as the engine plugin reads them, with
+    ``--config FILE`` taking the place of ``APHRODITE_SLA_CONFIG``."""
+    import os
+
+    from aphrodite_sla.config import ENV_FILE, ConfigError, load_config
+
+    environ = dict(os.environ)
+    if args.config is not None:
+        if not os.path.isfile(args.config):
+            raise _UsageError(f"--config {args.config}: no such file")
+        environ[ENV_FILE] = args.config
+    try:
+        return load_config(environ)
+    except ConfigError as err:
+        raise _UsageError(f"{'--config: ' if args.config is not None else ''}{err}") from None
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from aphrodite_sla.sim import get_scenario, list_scenarios
 
@@ -30,10 +106,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             faults = ", ".join(f"{f.kind.value}@{f.start_s:.0f}s" for f in sc.faults) or "no faults"
             print(f"{name:<20} {sc.duration_s:6.0f}s  {faults}\n{'':<20} {sc.description}")
         return 0
-    if args.scenario not in list_scenarios():
-        print(f"aphrodite-sla simulate: unknown scenario {args.scenario!r}; --list shows them", file=sys.stderr)
-        return 2
-    if args.duration is not None and not args.duration > 0:
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         print("aphrodite-sla simulate: --duration must be > 0", file=sys.stderr)
         return 2
     if args.speed < 0:
@@ -42,18 +115,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.approve_after is not None and args.approve_after < 0:
         print("aphrodite-sla simulate: --approve-after must be >= 0", file=sys.stderr)
         return 2
+    try:
+        scenario = _simulation_scenario(args)
+        config = _simulation_config(args)
+    except _UsageError as err:
+        print(f"aphrodite-sla simulate: {err}", file=sys.stderr)
+        return 2
     from aphrodite_sla.simulate import compare_recovery, run_simulation
 
     live = sys.stdout.isatty() if args.live is None else args.live
     approve = None if args.approve_after is None or args.never_approve else args.approve_after
     try:
         if args.compare:
-            result, _ = compare_recovery(args.scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed,
-                                         live=live, approve_after_s=approve)
+            result, _ = compare_recovery(scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed,
+                                         live=live, approve_after_s=approve, config=config)
         else:
             result = run_simulation(
-                args.scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed, live=live,
-                recovery=args.recovery, approve_after_s=approve,
+                scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed, live=live,
+                recovery=args.recovery, approve_after_s=approve, config=config,
             )
     except OSError as err:
         print(f"aphrodite-sla simulate: cannot serve on 127.0.0.1:{args.port}: {err} (try --port 0)", file=sys.stderr)
@@ -195,9 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)
     sim = sub.add_parser("simulate", help="run the monitor on a simulated engine with injected faults")
-    sim.add_argument("--scenario", default="mixed", help="scenario name (default: mixed); --list names them")
+    sim.add_argument("--scenario", default=None, help="scenario name (default: mixed); --list names them")
     sim.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    sim.add_argument("--duration", type=float, default=None, help="engine seconds (default: the scenario's)")
+    sim.add_argument("--trace", default=None, metavar="FILE", help="replay a recorded trace instead of a scenario (see --format)")
+    sim.add_argument("--format", default=None, choices=("auto", "csv", "azure", "mooncake", "burstgpt"),
+                     help="the trace's format (default: auto, detected from the file)")
+    load = sim.add_mutually_exclusive_group()
+    load.add_argument("--target-load", type=float, default=None, metavar="FRACTION",
+                      help="replay at this fraction of what the simulated engine sustains for the trace's request mix (e.g. 0.6)")
+    load.add_argument("--time-scale", type=float, default=None, metavar="X", help="multiply the trace's arrival times by X (< 1: denser)")
+    load.add_argument("--thin", type=float, default=None, metavar="P", help="keep each request of the trace with probability P")
+    sim.add_argument("--loop", action="store_true", help="replay the trace back to back (set --duration)")
+    sim.add_argument("--fault", action="append", default=None, metavar="KIND@START[+DURATION][xMAG]",
+                     help="inject a fault (repeatable), e.g. stall@600+45, latency_spike@300+inf, error_burst@100+120x0.1")
+    sim.add_argument("--config", default=None, metavar="FILE",
+                     help="SLA configuration (TOML/JSON, as APHRODITE_SLA_CONFIG); its thresholds replace the simulated model's")
+    sim.add_argument("--duration", type=float, default=None, help="engine seconds (default: the scenario's; a trace's length)")
     sim.add_argument("--speed", type=float, default=0.0, help="engine seconds per wall second (default 0: as fast as possible)")
     sim.add_argument("--port", type=int, default=9464, help="serve /metrics on 127.0.0.1:PORT (default 9464; 0 picks one)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

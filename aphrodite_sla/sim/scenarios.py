@@ -12,11 +12,12 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from aphrodite_sla.sim.config import EngineConfig, Scenario
-from aphrodite_sla.sim.faults import Fault, FaultKind
+from aphrodite_sla.sim.faults import DEFAULT_MAGNITUDE, Fault, FaultKind
 from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, TraceArrivals, Workload
 
 FIRST_FAULT_S = 600.0
@@ -188,4 +189,81 @@ def trace_scenario(
     )
 
 
-__all__ = ["FIRST_FAULT_S", "SCENARIOS", "get_scenario", "list_scenarios", "trace_scenario"]
+_FAULT_SPEC = re.compile(r"^(?P<kind>[^@]*)@(?P<start>[^+x]*)(?:\+(?P<duration>[^x]*))?(?:x(?P<magnitude>.*))?$")
+
+
+def parse_fault(spec: str) -> Fault:
+    """A fault from ``KIND@START[+DURATION][xMAGNITUDE]`` (seconds of engine time; DURATION may be
+    ``inf``, default 600; MAGNITUDE defaults to the kind's), e.g. ``stall@600+45`` or
+    ``traffic_surge@300+inf x1.5`` without the space. Strict, so that a typo on a command line is an
+    error naming the part that is wrong rather than a fault that silently never fires."""
+    m = _FAULT_SPEC.match(spec.strip())
+    if m is None:
+        raise ValueError(f"{spec!r}: expected KIND@START[+DURATION][xMAGNITUDE], e.g. stall@600+45")
+    kind_text = m["kind"].strip()
+    try:
+        kind = FaultKind(kind_text)
+    except ValueError:
+        raise ValueError(f"{spec!r}: unknown fault kind {kind_text!r}; known: {', '.join(k.value for k in FaultKind)}") from None
+
+    def number(part: str, what: str, allow_inf: bool = False) -> float:
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{spec!r}: {what} must be a number of seconds, got {part!r}") from None
+        if math.isnan(value) or (math.isinf(value) and not allow_inf):
+            raise ValueError(f"{spec!r}: {what} must be finite{' (or inf)' if allow_inf else ''}, got {part!r}")
+        return value
+
+    start = number(m["start"], "START")
+    if start < 0:
+        raise ValueError(f"{spec!r}: START must be >= 0 seconds, got {m['start']!r}")
+    duration = 600.0
+    if m["duration"] is not None:
+        duration = number(m["duration"], "DURATION", allow_inf=True)
+        if not duration > 0:
+            raise ValueError(f"{spec!r}: DURATION must be > 0 seconds (or inf), got {m['duration']!r}")
+    magnitude = DEFAULT_MAGNITUDE[kind]
+    if m["magnitude"] is not None:
+        try:
+            magnitude = float(m["magnitude"])
+        except ValueError:
+            raise ValueError(f"{spec!r}: MAGNITUDE must be a number, got {m['magnitude']!r}") from None
+    try:
+        return Fault(kind, start, duration, magnitude)
+    except ValueError as err:
+        raise ValueError(f"{spec!r}: {err}") from None
+
+
+def scaled_trace(
+    trace: TraceArrivals,
+    *,
+    target_load: float | None = None,
+    time_scale: float | None = None,
+    thin: float | None = None,
+    loop: bool = False,
+    engine: EngineConfig | None = None,
+    workload: Workload | None = None,
+) -> TraceArrivals:
+    """``trace`` replayed at one of: ``target_load`` (a fraction of what the simulated ``engine``
+    sustains for the trace's own request mix, measured by :func:`~aphrodite_sla.sim.capacity.measure_capacity`),
+    a ``time_scale`` (arrival times multiplied), or ``thin`` (the share of requests kept). One at
+    most: they all set the load, and two would fight. ``loop`` replays it back to back."""
+    chosen = [name for name, v in (("target_load", target_load), ("time_scale", time_scale), ("thin", thin)) if v is not None]
+    if len(chosen) > 1:
+        raise ValueError(f"scaled_trace: {' and '.join(chosen)} both set the load; give one")
+    changes: dict[str, Any] = {}
+    if loop:
+        changes["loop"] = True
+    if time_scale is not None:
+        changes["time_scale"] = float(time_scale)
+    if thin is not None:
+        changes["thin"] = float(thin)
+    if target_load is not None:
+        from aphrodite_sla.sim.capacity import time_scale_for_load
+
+        changes["time_scale"] = time_scale_for_load(trace, target_load, engine, workload=workload)
+    return trace.with_(**changes) if changes else trace
+
+
+__all__ = ["FIRST_FAULT_S", "SCENARIOS", "get_scenario", "list_scenarios", "parse_fault", "scaled_trace", "trace_scenario"]
