@@ -21,6 +21,7 @@ import numpy as np
 
 from aphrodite_sla.calibration import History, WindowSeries
 from aphrodite_sla.config import SLAConfig
+from aphrodite_sla.sim.config import Scenario
 from aphrodite_sla.sla.threshold import SLAThreshold, Statistic
 
 # Prometheus refuses a range query of more than 11,000 points per series.
@@ -68,9 +69,10 @@ def promql_duration(seconds: float) -> str:
 
 # -- a simulate run -----------------------------------------------------------------------------
 
-def simulate_history(thresholds: Sequence[SLAThreshold], *, scenario: str = "steady", duration_s: float = 1800.0, seed: int = 0,
+def simulate_history(thresholds: Sequence[SLAThreshold], *, scenario: str | Scenario = "steady", duration_s: float = 1800.0, seed: int = 0,
                      out: Callable[[str], None] = lambda _line: None) -> History:
-    """Run ``scenario`` on the simulated engine (recovery off) and read, after every evaluation, each
+    """Run ``scenario`` (a catalogue name, or a ``Scenario`` such as a trace replay) on the simulated
+    engine (recovery off) and read, after every evaluation, each
     SLA's statistic over its window from the monitor's own store — what the evaluator judged, for
     SLAs it runs or not. A window with fewer than ``min_samples`` samples is not judged (NaN)."""
     from aphrodite_sla.simulate import run_simulation
@@ -100,7 +102,8 @@ def simulate_history(thresholds: Sequence[SLAThreshold], *, scenario: str = "ste
         if not np.isfinite(v).any():
             missing[th.metric_name] = f"no data: the simulator records no {th.source}"
         series[th.metric_name] = WindowSeries(np.asarray(ends, dtype=np.float64), v, step)
-    return History(f"simulate --scenario {scenario} --duration {duration_s:g} --seed {seed}", series, missing)
+    what = f"--scenario {scenario}" if isinstance(scenario, str) else f"the replay {scenario.name}"
+    return History(f"simulate {what} --duration {duration_s:g} --seed {seed}", series, missing)
 
 
 # -- a real Prometheus ------------------------------------------------------------------------

@@ -225,12 +225,24 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         if args.simulate:
             from aphrodite_sla.sim import list_scenarios
 
-            if args.scenario not in list_scenarios():
-                return fail(f"unknown scenario {args.scenario!r}; `aphrodite-sla simulate --list` shows them")
-            if not args.duration > 0:
+            scenario: Any = args.scenario
+            if args.duration is not None and not args.duration > 0:
                 return fail("--duration must be > 0")
-            print(f"calibrating on a healthy simulate run: {args.scenario}, {args.duration:g} engine seconds ...", file=sys.stderr)
-            history = simulate_history(thresholds, scenario=args.scenario, duration_s=args.duration, seed=args.seed)
+            if args.trace is not None:  # a healthy replay of recorded traffic (the same trace simulate replays)
+                from aphrodite_sla.sim.scenarios import trace_scenario
+
+                try:
+                    scenario = trace_scenario(args.trace, (), duration_s=args.duration, format=args.format)
+                except OSError as err:
+                    return fail(f"--trace {args.trace}: cannot read ({err.strerror or err})")
+                duration = scenario.duration_s
+            elif args.scenario not in list_scenarios():
+                return fail(f"unknown scenario {args.scenario!r}; `aphrodite-sla simulate --list` shows them")
+            else:
+                duration = 1800.0 if args.duration is None else args.duration
+            what = args.trace or args.scenario
+            print(f"calibrating on a healthy simulate run: {what}, {duration:g} engine seconds ...", file=sys.stderr)
+            history = simulate_history(thresholds, scenario=scenario, duration_s=duration, seed=args.seed)
         else:
             try:
                 since, step = parse_duration(args.since), parse_duration(args.step)
@@ -320,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--simulate", action="store_true", help="a healthy simulate run (recovery off)")
     src.add_argument("--prometheus", metavar="URL", default=None, help="a Prometheus that scraped the engine (vLLM or Aphrodite families)")
     cal.add_argument("--scenario", default="steady", help="with --simulate: the healthy scenario (default: steady)")
-    cal.add_argument("--duration", type=float, default=1800.0, help="with --simulate: engine seconds (default 1800)")
+    cal.add_argument("--trace", default=None, metavar="FILE", help="with --simulate: replay this trace (healthy) instead of a scenario")
+    cal.add_argument("--format", default="auto", choices=("auto", "csv", "azure", "mooncake", "burstgpt"), help="with --trace: its format")
+    cal.add_argument("--duration", type=float, default=None, help="with --simulate: engine seconds (default 1800; a trace's length)")
     cal.add_argument("--seed", type=int, default=0, help="with --simulate: random seed (default 0)")
     cal.add_argument("--since", default="7d", help="with --prometheus: how far back the healthy period goes (default 7d)")
     cal.add_argument("--step", default="60s", help="with --prometheus: spacing of the evaluation points (default 60s)")

@@ -301,3 +301,32 @@ def test_named_scenarios_still_run_with_extra_faults(capsys):
                  "--no-live", "--port", "0", "--recovery", "off"]) == 0
     out = capsys.readouterr().out
     assert "error_burst" in out and "NOT DETECTED" not in out
+
+
+def test_calibrate_then_replay_the_same_trace_healthy_is_quiet_and_a_fault_still_pages(tmp_path):
+    """The issue's loop, as a user runs it: a trace whose mix the hand-set SLAs do not fit (long
+    prompts, fewer tokens out: a healthy p95 of ~1.9 s under a 4.4 s bound, which a doubling would
+    not cross); `calibrate --simulate --trace` writes the configuration; a healthy replay of the same
+    trace with it raises no violation, and the same replay with a latency spike raises one."""
+    trace = synthetic_trace(900.0, 6.0, seed=11, burstiness=1.0, prompt_median=2048.0, prompt_sigma=0.5,
+                            output_median=96.0, output_sigma=0.5, follow_up_fraction=0.0)
+    path = tmp_path / "long_prompts.csv"
+    write_trace(trace, path, "csv")
+    config = tmp_path / "calibrated.toml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APHRODITE_SLA_")}
+    calibrated = subprocess.run([sys.executable, "-m", "aphrodite_sla.cli", "calibrate", "--simulate", "--trace", str(path),
+                                 "--seed", "1", "--output", str(config)], capture_output=True, text=True, env=env, timeout=300)
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert config.exists() and "[[thresholds]]" in config.read_text()
+
+    healthy = cli("--trace", str(path), "--config", str(config), "--recovery", "off", "--seed", "1", "--no-live", "--port", "0")
+    assert healthy.returncode == 0, healthy.stderr
+    assert " 0 violations" in healthy.stdout or "(0 violations" in healthy.stdout, healthy.stdout[-2000:]
+
+    faulty = cli("--trace", str(path), "--config", str(config), "--recovery", "off", "--seed", "1", "--no-live", "--port", "0",
+                 "--fault", "latency_spike@300+600")
+    assert faulty.returncode == 0, faulty.stdout[-2000:]  # exit 1 would mean the fault went undetected
+    row = next(line for line in faulty.stdout.splitlines() if line.startswith("latency_spike"))
+    assert "NOT DETECTED" not in row and "violation" in faulty.stdout
+    violation_at = row.split()[6]  # the fault table's "violation" column
+    assert violation_at.endswith("s") and 300 <= float(violation_at[:-1]) <= 900

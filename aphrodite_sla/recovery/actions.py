@@ -20,8 +20,9 @@ from aphrodite_sla.integrations.admission import AdmissionController, AdmissionL
 from aphrodite_sla.recovery.engine_handle import EngineUnavailable
 from aphrodite_sla.recovery.hooks import HookContext
 from aphrodite_sla.recovery.model import ActionHandler, Applied, Precheck, RecoveryAction
+from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.target import RecoveryTarget
-from aphrodite_sla.sla.threshold import Direction, SLAViolation, ViolationSeverity
+from aphrodite_sla.sla.threshold import SLAViolation, ViolationSeverity
 
 # LOAD_BALANCER_ADJUST: the fraction of inference requests shed, by the episode's peak severity
 SHED_FRACTIONS = {ViolationSeverity.MINOR: 0.10, ViolationSeverity.MAJOR: 0.25, ViolationSeverity.CRITICAL: 0.50}
@@ -116,8 +117,8 @@ class LoadBalancerAdjust:
     def precheck(self, target: RecoveryTarget, violation: SLAViolation | None) -> Precheck:
         policy = target.admission.policy
         fraction = SHED_FRACTIONS[_severity(violation)]
-        if violation is not None and violation.direction is Direction.LOWER:
-            return Precheck.refuse(f"{violation.metric_name} is a minimum: shedding requests lowers it further")
+        if violation is not None and demand_bound(violation):
+            return Precheck.refuse(f"{violation.metric_name} is a demand-dependent minimum: shedding requests lowers it further")
         if policy.state is AdmissionState.CLOSED:
             return Precheck.refuse("admission is closed (draining): shedding more changes nothing")
         if policy.shed_fraction >= fraction:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aphrodite_sla.recovery.model import RecoveryAction, RecoveryProcedure
-from aphrodite_sla.sla.threshold import SLAViolation, ViolationRule, ViolationSeverity
+from aphrodite_sla.sla.threshold import Direction, SLAViolation, ViolationRule, ViolationSeverity
 
 A = RecoveryAction
 
@@ -48,11 +48,22 @@ RESOURCE_EXHAUSTION = "resource_exhaustion"
 CRITICAL_SYSTEM = "critical_system"
 
 # The built-in SLA names (``sla.defaults``, the simulator's set) and their source series.
+# the share of requests meeting their TTFT/TPOT objectives: a minimum, but one less load raises
+GOODPUT_RATIO_SLAS = ("goodput_percent",)
 LATENCY_SLAS = (
-    "request_latency_p95", "request_latency_p99", "ttft_p95", "tpot_p95", "itl_p99",
+    "request_latency_p95", "request_latency_p99", "ttft_p95", "tpot_p95", "itl_p99", *GOODPUT_RATIO_SLAS,
     "request_latency_ms", "ttft_ms", "tpot_ms", "itl_ms",
 )
 THROUGHPUT_SLAS = ("tokens_per_second", "goodput_requests", "goodput_requests_per_second")
+
+
+def demand_bound(violation: SLAViolation) -> bool:
+    """Whether the SLA is a demand-dependent minimum (tokens/s, goodput requests/s): fewer
+    requests — a quiet hour, or load shed by recovery — lower it, so shedding cannot fix it."""
+    names = {violation.metric_name, violation.source_metric}
+    if names & set(GOODPUT_RATIO_SLAS):
+        return False
+    return bool(names & set(THROUGHPUT_SLAS)) or violation.direction is Direction.LOWER
 ERROR_SLAS = ("error_rate_percent", "request_error_percent")
 STALL_SLA = "engine_stalled"  # the stall detector's violation
 RESOURCE_SLAS = (
@@ -117,6 +128,7 @@ __all__ = [
     "CRITICAL_SYSTEM",
     "ERROR_RATE_SPIKE",
     "ERROR_SLAS",
+    "GOODPUT_RATIO_SLAS",
     "LATENCY_SLAS",
     "LATENCY_SPIKE",
     "RESOURCE_EXHAUSTION",
@@ -125,6 +137,7 @@ __all__ = [
     "THROUGHPUT_DEGRADATION",
     "THROUGHPUT_SLAS",
     "default_procedures",
+    "demand_bound",
     "effective_severity",
     "select_procedure",
 ]

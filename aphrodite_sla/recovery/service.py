@@ -30,10 +30,11 @@ from aphrodite_sla.recovery.hooks import HookContext, hooks_from_config
 from aphrodite_sla.recovery.metrics_view import BreakerView, RecoveryMetricsView
 from aphrodite_sla.recovery.model import RecoveryAction
 from aphrodite_sla.recovery.monitoring_mode import MonitoringMode
+from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor
 from aphrodite_sla.recovery.self_healing import HealthThresholds, SelfHealing
 from aphrodite_sla.recovery.target import RecoveryTarget, ScalingState
-from aphrodite_sla.sla.threshold import Direction, SLAViolation, ViolationSeverity
+from aphrodite_sla.sla.threshold import SLAViolation, ViolationSeverity
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
@@ -369,9 +370,9 @@ class RecoverySystem:
 
 
 def _load_helps(violation: SLAViolation) -> bool:
-    """Whether shedding load can bring this SLA back: an upper bound (latency, errors, memory),
-    not a minimum (tokens/s: fewer requests only lowers it)."""
-    return violation.direction is Direction.UPPER
+    """Whether shedding load can bring this SLA back: an upper bound (latency, errors, memory) or
+    the goodput ratio, not a demand-dependent minimum (tokens/s: fewer requests only lowers it)."""
+    return not demand_bound(violation)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
