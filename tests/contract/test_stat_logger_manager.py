@@ -43,6 +43,7 @@ EXPECTED = {
     "request_error_percent": [0.0, 100.0, 0.0],
     "finished_requests": [1.0, 1.0, 1.0],
     "goodput_requests": [1.0, 1.0],  # r1 and r3 met TTFT 2000 ms / TPOT 100 ms; r2 failed
+    "goodput_percent": [100.0, 0.0, 100.0],  # the same judgement as a share: 100 met, 0 missed (the failed r2)
     "kv_cache_usage_percent": [25.0, 30.0, 0.0],
     "num_running_reqs": [2.0, 2.0, 0.0],
     "num_waiting_reqs": [1.0, 0.0, 0.0],
