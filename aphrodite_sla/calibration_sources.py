@@ -106,6 +106,38 @@ def simulate_history(thresholds: Sequence[SLAThreshold], *, scenario: str | Scen
     return History(f"simulate {what} --duration {duration_s:g} --seed {seed}", series, missing)
 
 
+# -- the running monitor ------------------------------------------------------------------------
+def monitor_history(thresholds: Sequence[SLAThreshold], url: str, *, timeout_s: float = 30.0) -> History:
+    """The running monitor's own history: ``GET {url}/metrics/history`` (the engine's server with
+    the middleware, or the standalone exporter) — every SLA's statistic at each evaluation of the
+    last day, exactly what the evaluator judged."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise SourceError(f"--monitor {url}: expected an http(s) URL, e.g. http://127.0.0.1:8000")
+    try:
+        with urllib.request.urlopen(f"{base}/metrics/history", timeout=timeout_s) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        raise SourceError(f"--monitor {url}: /metrics/history answered {err.code} (is aphrodite-sla running there?)") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise SourceError(f"--monitor {url}: unreachable ({getattr(err, 'reason', err)})") from None
+    except ValueError as err:
+        raise SourceError(f"--monitor {url}: /metrics/history is not JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("slas"), dict):
+        raise SourceError(f"--monitor {url}: /metrics/history has no 'slas' object")
+    step = float(data.get("evaluation_interval_s") or SLAConfig().evaluation_interval_s)
+    series: dict[str, WindowSeries] = {}
+    missing: dict[str, str] = {}
+    for th in thresholds:
+        entry = data["slas"].get(th.metric_name)
+        if not entry or not entry.get("ends"):
+            missing[th.metric_name] = "no data: the monitor does not evaluate this SLA"
+            continue
+        values = np.array([math.nan if v is None else float(v) for v in entry["values"]], dtype=np.float64)
+        series[th.metric_name] = WindowSeries(np.asarray(entry["ends"], dtype=np.float64), values, step)
+    return History(f"the monitor at {base} ({max((len(s.ends) for s in series.values()), default=0)} evaluations)", series, missing)
+
+
 # -- a real Prometheus ------------------------------------------------------------------------
 
 class PrometheusClient:

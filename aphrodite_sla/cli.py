@@ -197,7 +197,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     import os
 
     from aphrodite_sla.calibration import Calibration, NotEnoughHistory, propose, render_table, write_config
-    from aphrodite_sla.calibration_sources import SourceError, parse_duration, prometheus_history, simulate_history
+    from aphrodite_sla.calibration_sources import SourceError, monitor_history, parse_duration, prometheus_history, simulate_history
     from aphrodite_sla.config import ENV_FILE, ENV_PREFIX, ConfigError, builtin_thresholds, load_config
 
     def fail(message: str) -> int:
@@ -243,6 +243,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             what = args.trace or args.scenario
             print(f"calibrating on a healthy simulate run: {what}, {duration:g} engine seconds ...", file=sys.stderr)
             history = simulate_history(thresholds, scenario=scenario, duration_s=duration, seed=args.seed)
+        elif args.monitor:
+            history = monitor_history(thresholds, args.monitor)
         else:
             try:
                 since, step = parse_duration(args.since), parse_duration(args.step)
@@ -331,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = cal.add_mutually_exclusive_group(required=True)
     src.add_argument("--simulate", action="store_true", help="a healthy simulate run (recovery off)")
     src.add_argument("--prometheus", metavar="URL", default=None, help="a Prometheus that scraped the engine (vLLM or Aphrodite families)")
+    src.add_argument("--monitor", metavar="URL", default=None,
+                     help="the running monitor's own history of the last day (the engine's server or the exporter: /metrics/history)")
     cal.add_argument("--scenario", default="steady", help="with --simulate: the healthy scenario (default: steady)")
     cal.add_argument("--trace", default=None, metavar="FILE", help="with --simulate: replay this trace (healthy) instead of a scenario")
     cal.add_argument("--format", default="auto", choices=("auto", "csv", "azure", "mooncake", "burstgpt"), help="with --trace: its format")

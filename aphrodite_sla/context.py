@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.config import SLAConfig
 from aphrodite_sla.event_stream import EventStream
+from aphrodite_sla.events import SnapshotPublished
 from aphrodite_sla.export.collector import watch_exported_windows
 from aphrodite_sla.export.endpoints import SLAEndpoints
 from aphrodite_sla.integrations.asgi import register_http_metrics
@@ -24,6 +25,7 @@ from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder, Service
 from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.integrations.stall import StallDetector
 from aphrodite_sla.self_metrics import SelfMetrics
+from aphrodite_sla.sla.evaluation_history import EvaluationHistory
 from aphrodite_sla.sla.manager import SLAManager
 from aphrodite_sla.snapshot import MonitorSnapshot
 
@@ -66,6 +68,9 @@ class MonitorContext:
             manager.snapshot, config_error=config_error, server=server, clock=clock,
             stale_after_s=max(3 * config.evaluation_interval_s, 15.0), fail_on_critical_sla=config.health_fail_on_critical_sla,
         )
+        history = EvaluationHistory()
+        manager.subscribe(history.on_snapshot, SnapshotPublished, name="evaluation_history")
+        endpoints.history, endpoints.evaluation_interval_s = history, config.evaluation_interval_s
         ctx = cls(config, manager, recorder, stall, server, endpoints, config_error, model_name)
         ctx.set_model_name(model_name)
         if with_recovery:

@@ -444,13 +444,10 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None], baselin
     for sig in result.unexplained[:10]:
         out(f"  [{sig.at_s:6.0f}s] {sig.kind} {sig.sla}: {sig.detail[:100]}")
     if regressions:
-        out(f"regression episodes{'' if len(regressions) <= MAX_LISTED else f' (first {MAX_LISTED} of {len(regressions)})'}:")
-        for sig in regressions[:MAX_LISTED]:
+        out(f"regression episodes ({len(regressions)}):")
+        for sig in regressions:
             detail = sig.detail if sig.detail.startswith(sig.sla) else f"{sig.sla}: {sig.detail}"  # names the SLA and the change
             out(f"  [{sig.at_s:6.0f}s] {detail[:120]}")
-
-
-MAX_LISTED = 10  # regression episodes listed one per line in the summary (all are counted)
 
 
 def _key(name: str, start_s: float) -> str:

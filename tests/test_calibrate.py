@@ -480,3 +480,81 @@ def test_cli_calibrate_against_prometheus_writes_a_config(prom, tmp_path, capsys
     assert cli.main(["calibrate", "--prometheus", prom.url, "--since", "20s", "--step", "2s", "--sla-set", "serving",
                      "--match", 'model_name="nope"', "-o", str(empty)]) == 2
     assert "no healthy history to calibrate from" in capsys.readouterr().err and not empty.exists()
+
+
+def test_the_monitor_keeps_a_day_of_evaluations_and_serves_it():
+    """/metrics/history: every SLA's statistic per evaluation (NaN as null), bounded, from the
+    snapshots the evaluator publishes."""
+    import json
+
+    from aphrodite_sla import ManualClock
+    from aphrodite_sla.config import SLAConfig
+    from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.sla.evaluation_history import EvaluationHistory
+
+    with pytest.raises(ValueError, match="max_points"):
+        EvaluationHistory(0)
+    clock = ManualClock()
+    ctx = MonitorContext.build(SLAConfig(system_sampler=False), clock=clock, with_recovery=False)
+    for i in range(30):
+        clock.advance(5.0)
+        ctx.manager.record_measurement("ttft_ms", 100.0 + i)
+        ctx.manager.evaluate()
+    assert ctx.events.drain(10.0)
+    body = json.loads(ctx.endpoints.handle("GET", "/metrics/history").body)
+    assert body["evaluation_interval_s"] == 5.0
+    ttft = next(v for name, v in body["slas"].items() if "ttft" in name)
+    assert len(ttft["ends"]) == 30 and ttft["ends"] == sorted(ttft["ends"])
+    from aphrodite_sla.events import SnapshotPublished
+
+    small = EvaluationHistory(3)
+    for _ in range(5):
+        small.on_snapshot(SnapshotPublished("fp", "ep", 0.0, ctx.manager.snapshot()))
+    name = next(iter(body["slas"]))
+    assert len(small.series(name)) == 3  # bounded: the newest max_points
+    assert len(ctx.endpoints.history.series(name)) == 30
+
+
+def test_calibrate_from_the_running_monitor(tmp_path, monkeypatch):
+    """`calibrate --monitor URL` against a running simulate (its exporter forwards /metrics/history
+    to the monitor): proposals from what the evaluator judged, written to a file load_config reads."""
+    monkeypatch.delenv(ENV_FILE, raising=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APHRODITE_SLA_")}
+    sim = subprocess.Popen([sys.executable, "-m", "aphrodite_sla.cli", "simulate", "--scenario", "steady", "--speed", "100",
+                            "--duration", "3000", "--no-live", "--port", "0", "--recovery", "off"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        assert sim.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = sim.stdout.readline()
+            m = re.match(r"exporter: (http://127\.0\.0\.1:\d+)/metrics", line)
+            if m:
+                url = m.group(1)
+        assert url, "the simulator did not print its exporter URL"
+        threading.Thread(target=sim.stdout.read, daemon=True).start()  # keep its pipe drained
+        import json
+
+        deadline = time.monotonic() + 90
+        while True:  # ~12 engine-minutes: more than two 5-minute windows judged
+            with urllib.request.urlopen(f"{url}/metrics/history", timeout=10) as r:
+                slas = json.loads(r.read())["slas"]
+            judged = [v for v in slas.get("ttft_p95", {}).get("values", []) if v is not None]
+            if len(judged) >= 100:
+                break
+            assert time.monotonic() < deadline, f"only {len(judged)} judged ttft_p95 windows"
+            time.sleep(1.0)
+        out = tmp_path / "from_monitor.toml"
+        done = subprocess.run([sys.executable, "-m", "aphrodite_sla.cli", "calibrate", "--monitor", url, "--sla-set", "seed",
+                               "--output", str(out)], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "the monitor at" in done.stdout
+        cfg = load_config({ENV_FILE: str(out)})
+        names = {t.metric_name for t in cfg.thresholds}
+        assert "request_latency_p95" in names
+    finally:
+        _stop(sim)
+    bad = subprocess.run([sys.executable, "-m", "aphrodite_sla.cli", "calibrate", "--monitor", "http://127.0.0.1:9"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "unreachable" in bad.stderr

@@ -40,6 +40,7 @@ HEALTH_PATH = "/health/production"
 SUMMARY_PATH = "/metrics/summary"
 OPENAPI_PATH = "/openapi.json"
 JSON_PATHS = (HEALTH_PATH, SUMMARY_PATH)
+HISTORY_PATH = "/metrics/history"  # every SLA's statistic per evaluation, the last day (calibrate --monitor)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class SLAEndpoints:
         self.stale_after_s = float(stale_after_s)
         self.fail_on_critical_sla = fail_on_critical_sla
         self.recovery: Any = None  # a RecoverySystem: adds the breakers, degradation and mode (seed's fields)
+        self.history: Any = None  # an EvaluationHistory: serves HISTORY_PATH
+        self.evaluation_interval_s = 5.0  # the spacing of the history's points
         # responses built once per published snapshot (and at most RENDER_TTL_S old): a flood of
         # scrapes or health checks costs a lookup each, not a rendering each
         self._rendered: dict[str, tuple[tuple[object, object], float, Response]] = {}
@@ -188,7 +191,8 @@ class SLAEndpoints:
     def handle(self, method: str, path: str) -> Response | None:
         """The response for ``path``, or None if it is not ours. Never raises: a failure is a 500
         with a JSON error, so a broken component cannot take the engine's app down."""
-        if path not in JSON_PATHS and path != OPENAPI_PATH and not (path == "/metrics" and self.registry is not None):
+        if (path not in JSON_PATHS and path != OPENAPI_PATH and not (path == "/metrics" and self.registry is not None)
+                and not (path == HISTORY_PATH and self.history is not None)):
             return None
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": f"{method} not allowed; use GET"})
@@ -211,6 +215,8 @@ class SLAEndpoints:
             return _json(status, payload)
         if path == SUMMARY_PATH:
             return _json(200, self.summary())
+        if path == HISTORY_PATH:
+            return _json(200, {"evaluation_interval_s": self.evaluation_interval_s, **self.history.to_json()})
         if path == OPENAPI_PATH:
             schema = openapi_schema()
             if self.recovery is not None:

@@ -31,7 +31,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import CollectorRegistry
 
 from aphrodite_sla.export.collector import SLACollector, watch_exported_windows
-from aphrodite_sla.export.endpoints import JSON_PATHS, OPENAPI_PATH, Response, SLAEndpoints
+from aphrodite_sla.export.endpoints import HISTORY_PATH, JSON_PATHS, OPENAPI_PATH, Response, SLAEndpoints
 from aphrodite_sla.periodic import PeriodicThread
 from aphrodite_sla.recovery.api_routing import ApiRequest
 from aphrodite_sla.self_metrics import Component, SelfMetrics
@@ -111,10 +111,11 @@ API_TIMEOUT_S = 10.0  # an API call the engine's process does not answer in this
 MAX_API_BODY = 64 * 1024
 
 
-def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefix: str = "") -> None:
+def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefixes: tuple[str, ...] = ()) -> None:
     """The server process: bind, report the port (or the error), then serve the latest responses
-    the engine's process sends until it closes the pipe (or dies). Requests under ``api_prefix``
-    (the recovery REST API) are passed to the engine's process over ``api_conn``, one at a time."""
+    the engine's process sends until it closes the pipe (or dies). Requests under ``api_prefixes``
+    (the recovery REST API, the evaluation history) are passed to the engine's process over
+    ``api_conn``, one at a time."""
     responses: dict[str, tuple[int, str, bytes]] = {}
     api_lock = threading.Lock()
     try:
@@ -145,7 +146,7 @@ def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefix: st
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
         found = responses.get(path)
-        if api_conn is not None and (path == api_prefix or path.startswith(api_prefix + "/")):
+        if api_conn is not None and any(path == p or path.startswith(p + "/") for p in api_prefixes):
             status, ctype, body = api_call(environ)
         elif found is None:
             status, ctype, body = 404, "application/json", json.dumps({"error": "not found", "paths": sorted(responses)}).encode()
@@ -187,7 +188,7 @@ class ProcessExporter:
     ``server_close()`` stop both."""
 
     def __init__(self, endpoints: SLAEndpoints, host: str, port: int, self_metrics: SelfMetrics | None = None,
-                 api: ApiHandler | None = None, api_prefix: str = "/api/auto-recovery") -> None:
+                 api: ApiHandler | None = None, api_prefixes: tuple[str, ...] = ("/api/auto-recovery",)) -> None:
         self.endpoints = endpoints
         self.self_metrics = self_metrics
         context = mp.get_context("spawn")  # nothing of the engine's state (threads, locks) is copied
@@ -196,7 +197,7 @@ class ProcessExporter:
         self._api_conn = None
         if api is not None:
             self._api_conn, api_child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child_conn, host, port, api_child, api_prefix),
+        self._process = context.Process(target=_serve, args=(child_conn, host, port, api_child, api_prefixes),
                                         name="aphrodite-sla-exporter", daemon=True)
         self._process.start()
         child_conn.close()
@@ -300,8 +301,30 @@ def start_exporter(
         )
     else:
         endpoints.registry = registry
-    exporter = ProcessExporter(endpoints, host, port, manager.self_metrics, api=api)
+    prefixes: tuple[str, ...] = ()
+    if api is not None:
+        prefixes += ("/api/auto-recovery",)
+    if endpoints.history is not None:  # a day of points: rendered when asked, not pushed every half second
+        prefixes += (HISTORY_PATH,)
+    forward = _forwarder(endpoints, api) if prefixes else None
+    exporter = ProcessExporter(endpoints, host, port, manager.self_metrics, api=forward, api_prefixes=prefixes)
     return exporter, exporter.server_port, registry
+
+
+def _forwarder(endpoints: SLAEndpoints, api: ApiHandler | None) -> ApiHandler:
+    """What answers the calls the server process forwards: the history from the endpoints, the
+    rest from the recovery API."""
+
+    def forward(request: ApiRequest) -> Response:
+        if request.path == HISTORY_PATH:
+            response = endpoints.handle(request.method, request.path)
+            if response is not None:
+                return response
+        if api is None:
+            return Response(404, "application/json", json.dumps({"error": f"not found: {request.path}"}).encode())
+        return api(request)
+
+    return forward
 
 
 def _is_loopback(host: str) -> bool:

@@ -93,7 +93,7 @@ API_PREFIX = "/api/auto-recovery"  # the recovery REST API (aphrodite_sla.recove
 MAX_API_BODY = 64 * 1024
 
 # Served by the middleware itself (never shed, never counted); see aphrodite_sla.export.endpoints.
-_ENDPOINT_PATHS = frozenset({"/health/production", "/metrics/summary"})
+_ENDPOINT_PATHS = frozenset({"/health/production", "/metrics/summary", "/metrics/history"})
 
 
 def register_http_metrics(
