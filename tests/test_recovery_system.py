@@ -149,7 +149,7 @@ def test_the_simulated_chain_fault_violation_procedure_remedy_and_a_shorter_mttr
     runs = acted.executions_for(report)
     assert runs and any(r.status is ExecutionStatus.SUCCEEDED for r in runs)
     verified = [a for r in runs for a in r.actions if a.verified]
-    assert verified and all("<=" in a.verification for a in verified)  # the SLA's statistic back within its bound
+    assert verified and all(("<=" in a.verification) or (">=" in a.verification) for a in verified)  # back within its bound
     resets = [a for r in runs for a in r.actions if a.action.value == "cache_invalidation" and a.outcome.value in ("succeeded", "unverified")]
     assert resets  # the action that remedied the fault ran
     assert acted.remedied == {"kv_exhaustion@600": "reset_prefix_cache"} and baseline.remedied == {}
