@@ -12,11 +12,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -48,7 +46,7 @@ from aphrodite_sla.calibration_sources import (
 )
 from aphrodite_sla.config import ENV_FILE, builtin_thresholds, load_config
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
-from tests.tools import require_tool
+from tests.tools import require_tool, start_prometheus, start_simulator, stop_process
 
 P95 = SLAThreshold("lat_p95", 100.0, 20.0, 1, statistic=Statistic.P95, source_metric="lat_ms", unit="ms", min_samples=5)
 
@@ -340,78 +338,22 @@ class PromStack:
         return "simulator output:\n" + "".join(self.sim_output[-20:]) + "\nprometheus log (tail):\n" + log
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)  # its own session: it and its children, nothing else
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory):
-    prometheus = require_tool("prometheus")
+    require_tool("prometheus")
     work = tmp_path_factory.mktemp("calibrate-prometheus")
     procs: list[subprocess.Popen] = []
     try:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "aphrodite_sla.cli", "simulate", "--scenario", "steady", "--speed", str(SPEED),
-             "--duration", str(DURATION_S), "--no-live", "--port", "0", "--recovery", "off"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
+        started = time.monotonic()
+        sim, base_url, output = start_simulator("--scenario", "steady", "--speed", str(SPEED), "--duration", str(DURATION_S),
+                                                "--no-live", "--recovery", "off")
         procs.append(sim)
-        output: list[str] = []
-        box: dict[str, str] = {}
-        got = threading.Event()
-
-        def drain() -> None:
-            for line in sim.stdout:  # type: ignore[union-attr]
-                output.append(line)
-                m = re.match(r"exporter: (http://127\.0\.0\.1:\d+/metrics)", line)
-                if m:
-                    box["url"] = m.group(1)
-                    got.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not got.wait(60):
-            pytest.fail("the simulator did not start its exporter within 60 s:\n" + "".join(output))
-        target = urllib.parse.urlparse(box["url"]).netloc
-        (work / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            f"scrape_configs:\n  - job_name: sim\n    static_configs:\n      - targets: [\"{target}\"]\n"
-        )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = work / "prometheus.log"
-        with open(log, "w") as fh:
-            p = subprocess.Popen(
-                [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-            )
+        target = urllib.parse.urlparse(base_url).netloc
+        config = ("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                  f"scrape_configs:\n  - job_name: sim\n    static_configs:\n      - targets: [\"{target}\"]\n")
+        p, url, log = start_prometheus(work, config, lambda: "simulator output:\n" + "".join(output[-20:]))
         procs.append(p)
-        stack = PromStack(f"http://127.0.0.1:{port}", time.monotonic(), output, log)
-        deadline = time.monotonic() + 30
-        while True:
-            if p.poll() is not None:
-                pytest.fail(f"prometheus exited with {p.returncode}:\n{stack.diagnostics()}")
-            try:
-                with urllib.request.urlopen(f"{stack.url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready within 30 s:\n{stack.diagnostics()}")
-            time.sleep(0.2)
+        stack = PromStack(url, started, sim_output=output, log=log)
         # the whole run scraped: the simulator exits after its 1800 engine seconds (30 s of wall time)
         try:
             sim.wait(timeout=DURATION_S / SPEED + 60)
@@ -421,7 +363,7 @@ def prom(tmp_path_factory):
         yield stack
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
 
 
 def _short(th: SLAThreshold) -> SLAThreshold:
@@ -520,20 +462,9 @@ def test_calibrate_from_the_running_monitor(tmp_path, monkeypatch):
     to the monitor): proposals from what the evaluator judged, written to a file load_config reads."""
     monkeypatch.delenv(ENV_FILE, raising=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith("APHRODITE_SLA_")}
-    sim = subprocess.Popen([sys.executable, "-m", "aphrodite_sla.cli", "simulate", "--scenario", "steady", "--speed", "100",
-                            "--duration", "3000", "--no-live", "--port", "0", "--recovery", "off"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    sim, url, _ = start_simulator("--scenario", "steady", "--speed", "100", "--duration", "3000", "--no-live", "--recovery", "off",
+                                  env=env)
     try:
-        url = None
-        deadline = time.monotonic() + 60
-        assert sim.stdout is not None
-        while url is None and time.monotonic() < deadline:
-            line = sim.stdout.readline()
-            m = re.match(r"exporter: (http://127\.0\.0\.1:\d+)/metrics", line)
-            if m:
-                url = m.group(1)
-        assert url, "the simulator did not print its exporter URL"
-        threading.Thread(target=sim.stdout.read, daemon=True).start()  # keep its pipe drained
         import json
 
         deadline = time.monotonic() + 90
@@ -554,7 +485,7 @@ def test_calibrate_from_the_running_monitor(tmp_path, monkeypatch):
         names = {t.metric_name for t in cfg.thresholds}
         assert "request_latency_p95" in names
     finally:
-        _stop(sim)
+        stop_process(sim)
     bad = subprocess.run([sys.executable, "-m", "aphrodite_sla.cli", "calibrate", "--monitor", "http://127.0.0.1:9"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "unreachable" in bad.stderr

@@ -14,13 +14,8 @@ engine), and every one of its queries must return a finite value, after a recove
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -31,7 +26,7 @@ import pytest
 
 from aphrodite_sla.export.rules import write_rules
 from tests.test_dashboards import DASHBOARD_FILES, load_dashboard, panel_queries, substitute
-from tests.tools import require_tool
+from tests.tools import require_tool, start_prometheus, start_simulator, stop_process
 
 SCENARIO = "latency_spike"
 SPEED = 60.0  # engine seconds per wall second; the spike's violation is at ~840 engine-s
@@ -41,26 +36,6 @@ DATA_DEADLINE_S = 75.0  # wall seconds from the simulator's start until every qu
 INCIDENT_FILES = ("incident-response.json",)
 BASE_FILES = tuple(f for f in DASHBOARD_FILES if f not in INCIDENT_FILES)
 SIM_RECOVERY_ARGS = ["--recovery"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)  # own session: its children too, nothing else
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 @dataclass
@@ -91,73 +66,31 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Stack:
-    prometheus = require_tool("prometheus")
+    require_tool("prometheus")
     require_tool("promtool")
     work = tmp_path_factory.mktemp("prometheus-e2e")
     procs: list[subprocess.Popen] = []
     try:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "aphrodite_sla.cli", "simulate", "--scenario", SCENARIO, "--port", "0",
-             "--speed", str(SPEED), "--duration", str(DURATION_S), "--no-live", *SIM_RECOVERY_ARGS],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-        )
-        procs.append(sim)
         started = time.monotonic()
-        output: list[str] = []
-        url_box: dict[str, str] = {}
-        got_url = threading.Event()
-
-        def drain() -> None:
-            for line in sim.stdout:  # type: ignore[union-attr]
-                output.append(line)
-                m = re.match(r"exporter: (http://127\.0\.0\.1:\d+/metrics)", line)
-                if m:
-                    url_box["url"] = m.group(1)
-                    got_url.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        if not got_url.wait(60):
-            pytest.fail("the simulator did not start its exporter within 60 s:\n" + "".join(output))
-        exporter_url = url_box["url"]
+        sim, base_url, output = start_simulator("--scenario", SCENARIO, "--speed", str(SPEED), "--duration", str(DURATION_S),
+                                                "--no-live", *SIM_RECOVERY_ARGS)
+        procs.append(sim)
+        exporter_url = f"{base_url}/metrics"
         target = urllib.parse.urlparse(exporter_url).netloc
 
         from aphrodite_sla.simulate import SIMULATED_MODEL_SLAS
 
         write_rules(work / "rules.yml", SIMULATED_MODEL_SLAS)
-        (work / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-            "rule_files:\n  - rules.yml\n"
-            "scrape_configs:\n  - job_name: aphrodite-sla\n    static_configs:\n"
-            f"      - targets: [\"{target}\"]\n"
-        )
-        port = _free_port()
-        log = work / "prometheus.log"
-        with open(log, "w") as log_fh:
-            prom = subprocess.Popen(
-                [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
-                stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-            )
+        config = ("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+                  "rule_files:\n  - rules.yml\n"
+                  "scrape_configs:\n  - job_name: aphrodite-sla\n    static_configs:\n"
+                  f"      - targets: [\"{target}\"]\n")
+        prom, prometheus_url, log = start_prometheus(work, config, lambda: "simulator output:\n" + "".join(output[-30:]))
         procs.append(prom)
-        st = Stack(exporter_url, f"http://127.0.0.1:{port}", started, output, log)
-        deadline = time.monotonic() + 30
-        while True:
-            if prom.poll() is not None:
-                pytest.fail(f"prometheus exited with {prom.returncode}:\n{st.diagnostics()}")
-            try:
-                with urllib.request.urlopen(f"{st.prometheus_url}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready within 30 s:\n{st.diagnostics()}")
-            time.sleep(0.2)
-        yield st
+        yield Stack(exporter_url, prometheus_url, started, output, log)
     finally:
         for p in reversed(procs):
-            _stop(p)
+            stop_process(p)
 
 
 def _all_queries() -> list[tuple[str, str, str, str]]:

@@ -1,8 +1,19 @@
-"""Shared test helpers for tests that need Prometheus's own binaries."""
+"""Shared test helpers: Prometheus's own binaries, and the simulator and a real Prometheus run as
+subprocesses (the end-to-end and calibration tests)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,3 +28,83 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{reason}; it is required when CI is set")
         pytest.skip(reason)
     return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM the process's own session (it and its children, nothing else), SIGKILL after 10 s."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def start_simulator(*args: str, env: dict[str, str] | None = None, timeout_s: float = 60.0) -> tuple[subprocess.Popen, str, list[str]]:
+    """`aphrodite-sla simulate ARGS --port 0` in its own session, its output drained by a thread
+    into the returned list; returns once it printed its exporter's URL (``http://127.0.0.1:P``,
+    without ``/metrics``). The caller stops it (``stop_process``)."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "aphrodite_sla.cli", "simulate", *args, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+    )
+    output: list[str] = []
+    box: dict[str, str] = {}
+    got = threading.Event()
+
+    def drain() -> None:
+        for line in sim.stdout:  # type: ignore[union-attr]
+            output.append(line)
+            m = re.match(r"exporter: (http://127\.0\.0\.1:\d+)/metrics", line)
+            if m:
+                box["url"] = m.group(1)
+                got.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not got.wait(timeout_s):
+        stop_process(sim)
+        pytest.fail(f"the simulator did not start its exporter within {timeout_s:.0f} s:\n" + "".join(output))
+    return sim, box["url"], output
+
+
+def start_prometheus(work: Path, config: str, diagnostics: Callable[[], str] = lambda: "") -> tuple[subprocess.Popen, str, Path]:
+    """A real ``prometheus`` on 127.0.0.1 with ``config`` (its YAML) and storage under ``work``;
+    returns (process, URL, log path) once it answers ``/-/ready``, or fails the test with
+    ``diagnostics()`` and the log's tail."""
+    prometheus = require_tool("prometheus")
+    (work / "prometheus.yml").write_text(config)
+    port = free_port()
+    log = work / "prometheus.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"prometheus exited with {proc.returncode}:\n{diagnostics()}\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url, log
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            pytest.fail(f"prometheus not ready within 30 s:\n{diagnostics()}\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
