@@ -71,8 +71,10 @@ async def test_api_inside_the_engine_app_reads_freely_and_mutates_only_with_the_
     # the middleware now fails inference requests fast, with Retry-After
     blocked = await client.post("/v1/completions", json={"prompt": "hi"})
     assert blocked.status_code == 503 and int(blocked.headers["retry-after"]) >= 1
+    assert ctx.events.drain(10.0)  # readers see the view recovery publishes after the breaker's event
     health = (await client.get("/health/production")).json()
     assert health["circuit_breakers"]["model_inference"] == "forced_open"
+    assert ctx.recovery.metrics_view().breakers["model_inference"].state == "forced_open"
     reset = await client.post(f"{API}/circuit-breaker/circuits/model_inference/reset", headers=auth)
     assert reset.json()["state"] == "closed"
     assert (await client.post("/v1/completions", json={"prompt": "hi"})).status_code == 200

@@ -88,7 +88,7 @@ class SLAEndpoints:
         self.evaluation_interval_s = 5.0  # the spacing of the history's points
         # responses built once per published snapshot (and at most RENDER_TTL_S old): a flood of
         # scrapes or health checks costs a lookup each, not a rendering each
-        self._rendered: dict[str, tuple[tuple[object, object], float, Response]] = {}
+        self._rendered: dict[str, tuple[tuple[object, ...], float, Response]] = {}
 
     # -- payloads --------------------------------------------------------------------------
     def monitor_state(self, snap: MonitorSnapshot) -> dict[str, Any]:
@@ -197,11 +197,12 @@ class SLAEndpoints:
         if method not in ("GET", "HEAD"):
             return _json(405, {"error": f"{method} not allowed; use GET"})
         try:
-            # what the response depends on: the snapshot, and (health) the admission policy
-            key = (self.snapshots(), self.server.admission.policy if self.server is not None else None)
+            # what the response depends on: the snapshot, (health) the admission policy, recovery's view
+            key = (self.snapshots(), self.server.admission.policy if self.server is not None else None,
+                   self.recovery.view if self.recovery is not None else None)
             now = time.monotonic()
             cached = self._rendered.get(path)
-            if cached is not None and cached[0][0] is key[0] and cached[0][1] is key[1] and now - cached[1] < RENDER_TTL_S:
+            if cached is not None and all(a is b for a, b in zip(cached[0], key)) and now - cached[1] < RENDER_TTL_S:
                 return cached[2]
             response = self._render(path)
             self._rendered[path] = (key, now, response)

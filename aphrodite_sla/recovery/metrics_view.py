@@ -1,13 +1,15 @@
-"""What the recovery metrics show, copied once per scrape (data only).
+"""What readers see of recovery, published as one frozen view (data only).
 
-Why a view: the Prometheus collector and ``/metrics/summary`` read recovery's state from other
-threads than the ones changing it; one frozen copy per read keeps a scrape consistent (the counts,
-the histogram and the states come from the same moment) and keeps the collector free of locks.
+Why published: the Prometheus collector, ``/health/production`` and ``/metrics/summary`` (the
+last two answered on the engine's event loop by the middleware) must not take recovery's locks or
+compute its statistics; ``RecoverySystem`` rebuilds this view off the loop — after every
+evaluation and every recovery, breaker, degradation or mode event — and readers take the reference.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,13 @@ class RecoveryMetricsView:
     degradation_name: str = "none"
     monitoring_mode: str = "normal"
     mode: str = "advisory"  # off | advisory | act
+
+
+@dataclass(frozen=True)
+class RecoveryView:
+    """Everything a reader needs, from one moment: the metrics, and the seed's fields of
+    ``/health/production`` and ``/metrics/summary``."""
+
+    metrics: RecoveryMetricsView
+    health: Mapping[str, Any]
+    summary: Mapping[str, Any]

@@ -12,14 +12,27 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aphrodite_sla.events import MonitorEvent, ViolationEscalated, ViolationRaised, ViolationResolved
+from aphrodite_sla.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    BreakerStateChanged,
+    DegradationChanged,
+    MonitorEvent,
+    MonitoringModeChanged,
+    RecoveryFinished,
+    RecoveryStarted,
+    ResponseEscalated,
+    SnapshotPublished,
+    ViolationEscalated,
+    ViolationRaised,
+    ViolationResolved,
+)
 from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.recovery.api import RecoveryApi
 from aphrodite_sla.recovery.breaker_model import BREAKER_STATE_CODE
@@ -27,14 +40,14 @@ from aphrodite_sla.recovery.breaker_registry import MODEL_INFERENCE, BreakerRegi
 from aphrodite_sla.recovery.degradation import DegradationController, DegradationLevel
 from aphrodite_sla.recovery.deployment import Deployment, DeploymentMonitor
 from aphrodite_sla.recovery.hooks import HookContext, hooks_from_config
-from aphrodite_sla.recovery.metrics_view import BreakerView, RecoveryMetricsView
+from aphrodite_sla.recovery.metrics_view import BreakerView, RecoveryMetricsView, RecoveryView
 from aphrodite_sla.recovery.model import RecoveryAction
 from aphrodite_sla.recovery.monitoring_mode import MonitoringMode
 from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor
 from aphrodite_sla.recovery.self_healing import HealthThresholds, SelfHealing
 from aphrodite_sla.recovery.target import RecoveryTarget, ScalingState
-from aphrodite_sla.sla.threshold import SLAViolation, ViolationSeverity
+from aphrodite_sla.sla.threshold import ViolationSeverity
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
@@ -45,6 +58,9 @@ logger = logging.getLogger(__name__)
 MAX_TICKETS = 256  # results of API-started work kept for polling
 AUDIT_SIZE = 1000
 HEAL_TIMEOUT_S = 120.0
+# what changes the view: every evaluation (alerts, mode), and what recovery, breakers, degradation do
+VIEW_EVENTS = (SnapshotPublished, RecoveryStarted, RecoveryFinished, ApprovalRequested, ApprovalDecided, BreakerStateChanged,
+               DegradationChanged, MonitoringModeChanged, ResponseEscalated)
 VERIFY_MIN_SAMPLES = 10  # a settle window with fewer samples shows nothing (a metric "fine" because traffic stopped)
 
 
@@ -115,11 +131,10 @@ class RecoverySystem:
         self._started = False
         self._tracked_configs: set[str] = set()
         context.manager.subscribe(self._on_event, ViolationRaised, ViolationEscalated, ViolationResolved, name="recovery-degradation")
-        from aphrodite_sla.events import ResponseEscalated
-
-        context.manager.subscribe(self._count_escalation, ResponseEscalated, name="recovery-escalations")
         self.engine.attach(events)
         self._attached = True
+        self._view = self._build_view()
+        context.manager.subscribe(self._publish_view, *VIEW_EVENTS, name="recovery-view")
         self.api = RecoveryApi(self, cfg.api_token or None)
         reset_in_child(self)
 
@@ -208,14 +223,11 @@ class RecoverySystem:
             return
         if isinstance(event, (ViolationRaised, ViolationEscalated)):
             severity = event.violation.worst_severity
-            if _load_helps(event.violation) and severity.rank >= ViolationSeverity(self.config.degradation).rank:
+            if not demand_bound(event.violation) and severity.rank >= ViolationSeverity(self.config.degradation).rank:
                 self.degradation.activate_for_severity(severity, f"{event.violation.metric_name}: {event.violation.message}")
         elif (isinstance(event, ViolationResolved) and self.degradation.level is not DegradationLevel.NONE
-              and not any(_load_helps(v) for v in self.context.manager.snapshot().active_violations)):
+              and not any(not demand_bound(v) for v in self.context.manager.snapshot().active_violations)):
             self.degradation.revert(f"every violation it answered resolved ({event.sla} last)", by="auto")
-
-    def _count_escalation(self, _event: MonitorEvent) -> None:
-        self._escalations += 1
 
     def _reset_health(self) -> None:
         """HEALTH_CHECK_RESET's part on our side: close the breakers the engine's failures opened
@@ -251,34 +263,51 @@ class RecoverySystem:
         return {"success_rate_percent": stats.success_rate_percent, "executions": stats.total, "mode": self.mode}
 
     # -- what readers see ------------------------------------------------------------------------
+    @property
+    def view(self) -> RecoveryView:
+        """The latest published view (readers take this reference; nothing is computed for them)."""
+        return self._view
+
     def metrics_view(self) -> RecoveryMetricsView:
-        stats = self.engine.stats()
-        breakers = {name: BreakerView(st.state.value, BREAKER_STATE_CODE[st.state], st.rejected_total)
-                    for name, st in self.breakers.statuses().items()}
-        return RecoveryMetricsView(
-            executions=dict(stats.by_procedure), duration_buckets=tuple(stats.duration_buckets),
-            duration_sum_s=stats.duration_sum_s, active=len(self.engine.active()), success_rate_percent=stats.success_rate_percent,
-            approvals_pending=len(self.engine.approvals.pending()), escalations=self._escalations,
-            desired_replicas=self.scaling.desired_replicas, breakers=breakers, degradation_level=self.degradation.level.rank,
-            degradation_name=self.degradation.level.value, monitoring_mode=self.monitor.mode.value, mode=self.mode,
-        )
+        return self._view.metrics
 
     def health_fields(self) -> dict[str, Any]:
         """The seed's additions to ``/health/production``."""
-        return {"circuit_breakers": {n: st.state.value for n, st in self.breakers.statuses().items()},
-                "degradation_level": self.degradation.level.value, "monitoring_mode": self.monitor.mode.value}
+        return dict(self._view.health)
 
     def summary_fields(self) -> dict[str, Any]:
         """The seed's additions to ``/metrics/summary``."""
-        summary = self.monitor.get_production_summary()
+        return dict(self._view.summary)
+
+    def _publish_view(self, event: object = None) -> None:
+        """Rebuild the view (on its subscriber's thread), counting escalations on the way."""
+        if isinstance(event, ResponseEscalated):
+            self._escalations += 1
+        self._view = self._build_view()
+
+    def _build_view(self) -> RecoveryView:
         stats = self.engine.stats()
-        return {"monitoring_mode": self.monitor.mode.value, "total_alerts_24h": summary.get("total_alerts_24h", 0),
-                "recovery_success_rate": stats.success_rate_percent, "recovery_mode": self.mode,
-                "recovery_executions": stats.total, "degradation_level": self.degradation.level.value}
+        statuses = self.breakers.statuses()
+        level, mode = self.degradation.level, self.monitor.mode.value
+        metrics = RecoveryMetricsView(
+            executions=dict(stats.by_procedure), duration_buckets=tuple(stats.duration_buckets),
+            duration_sum_s=stats.duration_sum_s, active=stats.active, success_rate_percent=stats.success_rate_percent,
+            approvals_pending=len(self.engine.approvals.pending()), escalations=self._escalations,
+            desired_replicas=self.scaling.desired_replicas,
+            breakers={n: BreakerView(st.state.value, BREAKER_STATE_CODE[st.state], st.rejected_total) for n, st in statuses.items()},
+            degradation_level=level.rank, degradation_name=level.value, monitoring_mode=mode, mode=self.mode,
+        )
+        health = {"circuit_breakers": {n: st.state.value for n, st in statuses.items()}, "degradation_level": level.value,
+                  "monitoring_mode": mode}
+        summary = {"monitoring_mode": mode, "total_alerts_24h": self.monitor.get_production_summary().get("total_alerts_24h", 0),
+                   "recovery_success_rate": stats.success_rate_percent, "recovery_mode": self.mode,
+                   "recovery_executions": stats.total, "degradation_level": level.value}
+        return RecoveryView(metrics, health, summary)
 
     def overview(self) -> dict[str, Any]:
         return {"recovery": self.recovery_status(), "stats": self.engine.stats().to_dict(),
-                "circuit_breakers": self.health_fields()["circuit_breakers"], "degradation": self.degradation.status(),
+                "circuit_breakers": {n: st.state.value for n, st in self.breakers.statuses().items()},
+                "degradation": self.degradation.status(),
                 "monitoring": self.mode_status(), "self_healing": self.healing.status(), "deployment": self.deployment_status(),
                 "approvals_pending": len(self.engine.approvals.pending()), "audit": [vars(a) for a in list(self._audit)[-20:]]}
 
@@ -367,22 +396,6 @@ class RecoverySystem:
         if error is not None:
             return {"ticket": ticket, "state": "failed", "error": f"{type(error).__name__}: {error}"}
         return {"ticket": ticket, "state": "done", "result": future.result()}
-
-
-def _load_helps(violation: SLAViolation) -> bool:
-    """Whether shedding load can bring this SLA back: an upper bound (latency, errors, memory) or
-    the goodput ratio, not a demand-dependent minimum (tokens/s: fewer requests only lowers it)."""
-    return not demand_bound(violation)
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
-    """Poll ``predicate`` until true or ``timeout_s`` passed (tests and the simulation)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()
 
 
 def create_production_recovery_engine(context: MonitorContext | None = None) -> RecoveryEngine:
