@@ -19,7 +19,7 @@ from typing import Any
 from aphrodite_sla.integrations.admission import AdmissionController, AdmissionLimits, AdmissionState
 from aphrodite_sla.recovery.engine_handle import EngineUnavailable
 from aphrodite_sla.recovery.hooks import HookContext
-from aphrodite_sla.recovery.model import ActionHandler, Applied, Precheck, RecoveryAction
+from aphrodite_sla.recovery.model import ActionHandler, Applied, Precheck, RecoveryAction, Undo
 from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.target import RecoveryTarget
 from aphrodite_sla.sla.threshold import SLAViolation, ViolationSeverity
@@ -65,9 +65,11 @@ SHED_SOURCE = "recovery-shed"
 DRAIN_SOURCE = "recovery-drain"
 
 
-def _admission_undo(admission: AdmissionController, source: str, previous: tuple[AdmissionLimits, str] | None,
-                    mine: AdmissionLimits) -> Callable[[], Awaitable[str]]:
-    """Put ``source`` back as it was, unless it was changed after us (then the newer one stays)."""
+def _set_own_limits(admission: AdmissionController, source: str, mine: AdmissionLimits, reason: str) -> Undo:
+    """Set recovery's limits under ``source``; the undo puts the source back as it was, unless it
+    was changed after us (then the newer setting stays)."""
+    previous = admission.sources().get(source)
+    admission.apply(mine, reason, source=source)
 
     async def undo() -> str:
         now = admission.sources().get(source)
@@ -126,15 +128,11 @@ class LoadBalancerAdjust:
         return Precheck.go()
 
     async def apply(self, target: RecoveryTarget, violation: SLAViolation | None) -> Applied:
-        admission = target.admission
         fraction = SHED_FRACTIONS[_severity(violation)]
-        previous = admission.sources().get(SHED_SOURCE)
         mine = AdmissionLimits(shed_fraction=fraction, retry_after_s=target.shed_retry_after_s)
-        admission.apply(mine, _reason(self.action, violation), source=SHED_SOURCE)
-        return Applied(
-            f"shedding {fraction:.0%} of inference requests (503, Retry-After {target.shed_retry_after_s:g} s)",
-            undo=_admission_undo(admission, SHED_SOURCE, previous, mine), keep_until_resolved=True,
-        )
+        undo = _set_own_limits(target.admission, SHED_SOURCE, mine, _reason(self.action, violation))
+        return Applied(f"shedding {fraction:.0%} of inference requests (503, Retry-After {target.shed_retry_after_s:g} s)",
+                       undo=undo, keep_until_resolved=True)
 
 
 class TrafficRouting:
@@ -152,14 +150,10 @@ class TrafficRouting:
         return Precheck.go()
 
     async def apply(self, target: RecoveryTarget, violation: SLAViolation | None) -> Applied:
-        admission = target.admission
-        previous = admission.sources().get(DRAIN_SOURCE)
         mine = AdmissionLimits(closed=True, retry_after_s=target.drain_retry_after_s)
-        admission.apply(mine, _reason(self.action, violation), source=DRAIN_SOURCE)
-        return Applied(
-            f"draining: admission closed, /health/production answers 503 ({target.fleet_replicas} replicas in the fleet)",
-            undo=_admission_undo(admission, DRAIN_SOURCE, previous, mine), keep_until_resolved=True,
-        )
+        undo = _set_own_limits(target.admission, DRAIN_SOURCE, mine, _reason(self.action, violation))
+        return Applied(f"draining: admission closed, /health/production answers 503 ({target.fleet_replicas} replicas in the fleet)",
+                       undo=undo, keep_until_resolved=True)
 
 
 class ResourceScaling:
