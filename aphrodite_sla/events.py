@@ -14,8 +14,9 @@ Subscriptions match by class, so subscribing to ``ViolationRaised`` also receive
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.sla.threshold import SLAStatus, SLAViolation, ViolationSeverity
 
@@ -207,6 +208,54 @@ class DeploymentEvent(MonitorEvent):
     detail: str
 
 
+# -- incidents (published by the incident manager; notifications, the console and metrics react) -------
+INCIDENT_CHANGES = (
+    "opened", "updated", "acknowledged", "assigned", "mitigating", "escalated", "reminder", "resolved",
+    "closed", "reopened",
+)
+
+
+@dataclass(frozen=True)
+class IncidentChanged(MonitorEvent):
+    """An incident was opened or changed (``change``, one of :data:`INCIDENT_CHANGES`).
+
+    ``fingerprint`` is the incident's deduplication key (the same on every replica of a fleet: a
+    notification's dedup key), ``episode`` the incident id. ``receivers`` names the receivers this
+    change must reach explicitly (an escalation level's set); empty means "route by severity".
+    Subscribers must be idempotent per (fingerprint, change, escalation_level): the incident
+    manager re-publishes the last change of every open incident at start-up, so a change committed
+    just before a crash is still delivered (at-least-once, deduplicated downstream)."""
+
+    incident_id: str
+    change: str
+    title: str
+    severity: str  # low | medium | high | critical
+    status: str
+    incident_type: str
+    summary: str = ""
+    started_at: float = 0.0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    escalation_level: int = 0
+    receivers: tuple[str, ...] = ()
+    actor: str = "system"
+    url: str = ""
+
+
+# -- root cause (published by the RCA subscriber after it analysed a violation episode) ----------------
+@dataclass(frozen=True)
+class RootCauseFound(MonitorEvent):
+    """RCA analysed a violation episode (``fingerprint``/``episode`` are the violation's).
+    ``analysis`` is the ``RCAAnalysis`` (its ``to_dict()`` is the JSON report); ``cause`` is the
+    primary cause's name or "insufficient_evidence"."""
+
+    sla: str
+    cause: str
+    category: str
+    confidence: float
+    analysis: Any
+
+
 VIOLATION_ALERT = "SLAViolation"
 STALL_ALERT = "EngineStalled"
 ANOMALY_ALERT = "SLAAnomaly"
@@ -217,3 +266,4 @@ DEGRADATION_ALERT = "GracefulDegradation"
 MODE_ALERT = "MonitoringMode"
 ESCALATION_ALERT = "ResponseEscalated"
 DEPLOYMENT_ALERT = "DeploymentRegression"
+INCIDENT_ALERT = "Incident"
