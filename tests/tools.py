@@ -108,3 +108,40 @@ def start_prometheus(work: Path, config: str, diagnostics: Callable[[], str] = l
             stop_process(proc)
             pytest.fail(f"prometheus not ready within 30 s:\n{diagnostics()}\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def start_alertmanager(work: Path) -> tuple[subprocess.Popen, str, Path]:
+    """A real Alertmanager (Debian's ``prometheus-alertmanager``) on 127.0.0.1 with a null receiver
+    and clustering off; returns (process, URL, log path) once ``/-/ready`` answers. Missing binary:
+    a failure when CI is set, a skip naming the package otherwise."""
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        reason = "`prometheus-alertmanager` not found on PATH (Debian/Ubuntu: apt-get install prometheus-alertmanager)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; it is required when CI is set")
+        pytest.skip(reason)
+    (work / "alertmanager.yml").write_text(
+        "route:\n  receiver: 'null'\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n")
+    port = free_port()
+    log = work / "alertmanager.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'am-data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=info"],
+            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"alertmanager exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url, log
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            pytest.fail(f"alertmanager not ready within 30 s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)

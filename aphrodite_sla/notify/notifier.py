@@ -1,0 +1,147 @@
+"""``Notifier``: subscribes to ``IncidentChanged`` and turns each change into outbox rows, one
+per receiver it must reach; the dispatcher delivers them.
+
+Why enqueue on the subscriber's thread: the event stream gives this subscription its own thread,
+so the database write (a few ms; an fsync on SQLite) never touches the evaluator or the engine's
+loop, and when ``on_event`` returns the change is durable. Which receivers: the event's explicit
+``receivers`` (an escalation level's set) when it names any, else routing by severity; then each
+receiver's ``changes`` filter. Bad events (unknown severity, no fingerprint, an unknown receiver
+name) are counted drops, never exceptions into the stream.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+import sqlalchemy as sa
+
+from aphrodite_sla.event_stream import EventStream, Subscription
+from aphrodite_sla.events import INCIDENT_CHANGES, IncidentChanged
+from aphrodite_sla.notify.alertmanager_receiver import AlertmanagerReceiver
+from aphrodite_sla.notify.config import NotificationsConfig, ReceiverConfig
+from aphrodite_sla.notify.dispatcher import Dispatcher
+from aphrodite_sla.notify.email_receiver import EmailReceiver
+from aphrodite_sla.notify.log_receiver import LogReceiver
+from aphrodite_sla.notify.model import SEVERITIES, IncidentFacts
+from aphrodite_sla.notify.outbox import Outbox, create_engine
+from aphrodite_sla.notify.pagerduty_receiver import PagerDutyReceiver
+from aphrodite_sla.notify.receiver import Receiver
+from aphrodite_sla.notify.slack_receiver import SlackReceiver
+from aphrodite_sla.notify.stats import NotificationStats
+from aphrodite_sla.notify.webhook_receiver import WebhookReceiver
+
+logger = logging.getLogger(__name__)
+DEFAULT_DATABASE_URL = "sqlite:///aphrodite-sla-incidents.db"
+RECEIVER_CLASSES: dict[str, type[Receiver]] = {
+    "log": LogReceiver, "slack": SlackReceiver, "pagerduty": PagerDutyReceiver, "email": EmailReceiver,
+    "alertmanager": AlertmanagerReceiver, "webhook": WebhookReceiver,
+}
+
+
+def make_receiver(config: ReceiverConfig, env: Mapping[str, str] | None = None) -> Receiver:
+    return RECEIVER_CLASSES[config.kind](config, env)
+
+
+def facts_of(event: IncidentChanged) -> IncidentFacts:
+    return IncidentFacts(
+        fingerprint=event.fingerprint, incident_id=event.incident_id, change=event.change, title=event.title,
+        severity=event.severity.lower(), status=event.status, incident_type=event.incident_type, occurred_at=float(event.occurred_at),
+        summary=event.summary, started_at=float(event.started_at), labels={str(k): str(v) for k, v in event.labels.items()},
+        annotations={str(k): str(v) for k, v in event.annotations.items()}, escalation_level=int(event.escalation_level),
+        actor=event.actor, url=event.url,
+    )
+
+
+class Notifier:
+    def __init__(self, config: NotificationsConfig, events: EventStream | None, outbox: Outbox, receivers: Mapping[str, Receiver],
+                 dispatcher: Dispatcher) -> None:
+        self.config = config
+        self.events = events
+        self.outbox = outbox
+        self.receivers = dict(receivers)
+        self.dispatcher = dispatcher
+        self._subscription: Subscription | None = None
+
+    def start(self) -> None:
+        """Subscribe to incident changes and start delivering (rows left by an earlier process too)."""
+        if self.events is not None and self._subscription is None:
+            self._subscription = self.events.subscribe(self.on_event, IncidentChanged, name="notifier")
+        self.dispatcher.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.events is not None and self._subscription is not None:
+            self.events.unsubscribe(self._subscription)
+            self._subscription = None
+        self.dispatcher.stop(timeout)
+
+    def on_event(self, event: IncidentChanged) -> list[str]:
+        """Enqueue ``event`` for its receivers (durable on return); returns the new dedup keys."""
+        problem = _invalid(event)
+        if problem:
+            self._drop(problem, f"incident change dropped ({problem}): {event!r:.300}")
+            return []
+        facts = facts_of(event)
+        new = self.outbox.enqueue(facts, self.targets(facts, tuple(event.receivers)))
+        if new:
+            self.dispatcher.wake()
+        return new
+
+    def targets(self, facts: IncidentFacts, explicit: tuple[str, ...] = ()) -> list[str]:
+        names = explicit or self.config.route(facts.severity)
+        out = []
+        for name in names:
+            receiver = self.receivers.get(name)
+            if receiver is None:
+                self._drop("unknown_receiver", f"incident {facts.incident_id}: receiver {name!r} is not configured")
+            elif receiver.wants(facts.change):
+                out.append(name)
+        return out
+
+    def _drop(self, reason: str, message: str) -> None:
+        self.dispatcher.dropped[reason] += 1
+        logger.warning("aphrodite-sla: %s", message)
+
+    @property
+    def stats(self) -> NotificationStats:
+        return self.dispatcher.stats
+
+    def wait_delivered(self, timeout: float = 10.0) -> bool:
+        """Wait until no row is pending (tests, the demo, a graceful shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(s.pending for s in self.dispatcher.refresh_stats().receivers.values()):
+                return True
+            self.dispatcher.wake()
+            time.sleep(0.05)
+        return False
+
+
+def _invalid(event: IncidentChanged) -> str:
+    if not event.fingerprint or not event.incident_id:
+        return "missing_identity"
+    if not isinstance(event.severity, str) or event.severity.lower() not in SEVERITIES:
+        return "bad_severity"
+    if event.change not in INCIDENT_CHANGES:
+        return "bad_change"
+    for t in (event.occurred_at, event.started_at):
+        if not isinstance(t, (int, float)) or t != t or t in (float("inf"), float("-inf")) or t < 0:
+            return "bad_time"
+    return ""
+
+
+def build_notifier(config: NotificationsConfig, events: EventStream | None, engine_or_url: sa.Engine | str | None = None, *,
+                   env: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> Notifier:
+    """The notifier for ``config``: the outbox in ``engine_or_url`` (the incident store's engine or
+    URL; else ``config.outbox.database_url``; else a SQLite file in the working directory), its
+    receivers and dispatcher. Call ``start()`` to subscribe and deliver, ``stop()`` at shutdown."""
+    target = engine_or_url if engine_or_url is not None else (config.outbox.database_url or DEFAULT_DATABASE_URL)
+    engine = create_engine(target) if isinstance(target, str) else target
+    receivers = {r.name: make_receiver(r, env if env is not None else None) for r in config.receivers}
+    lease_s = max((r.timeout_s for r in config.receivers), default=10.0) + 5.0
+    outbox = Outbox(engine, clock=clock, lease_s=lease_s)
+    dispatcher = Dispatcher(outbox, receivers, config.outbox, clock=clock)
+    return Notifier(config, events, outbox, receivers, dispatcher)
+
+
+__all__ = ["Notifier", "build_notifier", "facts_of", "make_receiver"]
