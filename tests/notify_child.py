@@ -15,7 +15,7 @@ import time
 from aphrodite_sla.event_stream import EventStream
 from aphrodite_sla.notify.config import NotificationsConfig
 from aphrodite_sla.notify.notifier import build_notifier
-from tests.receivers import incident_change
+from tests.tools import incident_change
 
 T0 = 1_800_000_000.0
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aphrodite_sla.notify.local_receivers import HttpSink
 from aphrodite_sla.notify.model import NotificationStatus
 from aphrodite_sla.notify.outbox import Outbox, create_engine
-from tests.receivers import wait_for
+from tests.tools import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from aphrodite_sla.notify.model import DeliveryError, IncidentFacts, Notificatio
 from aphrodite_sla.notify.notifier import facts_of
 from aphrodite_sla.notify.outbox import SCHEMA_VERSION, Outbox, create_engine, ensure_schema
 from aphrodite_sla.notify.receiver import Receiver
-from tests.receivers import incident_change
+from tests.tools import incident_change
 
 
 class Clock:

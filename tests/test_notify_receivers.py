@@ -8,15 +8,11 @@ import logging
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from aphrodite_sla.event_stream import EventStream
 from aphrodite_sla.notify.config import NotificationsConfig
 from aphrodite_sla.notify.model import NotificationStatus
 from aphrodite_sla.notify.notifier import build_notifier
-
-pytest.register_assert_rewrite("tests.receivers")  # it is a plugin here (fixtures) and imported for its helpers
-from tests.receivers import incident_change, wait_for  # noqa: E402
+from tests.tools import incident_change, wait_for
 
 pytest_plugins = ("tests.receivers",)  # the alertmanager and local_receivers fixtures
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from aphrodite_sla.events import IncidentChanged
+
 
 def require_tool(name: str) -> str:
     """The path of ``name`` (``prometheus``, ``promtool``). Missing: a failure when CI is set (CI
@@ -145,3 +147,27 @@ def start_alertmanager(work: Path) -> tuple[subprocess.Popen, str, Path]:
             stop_process(proc)
             pytest.fail(f"alertmanager not ready within 30 s:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def incident_change(incident_id: str = "INC-1", change: str = "opened", *, severity: str = "critical", level: int = 0,
+                    receivers: tuple[str, ...] = (), occurred_at: float | None = None, **extra) -> IncidentChanged:
+    """An ``IncidentChanged`` as the incident manager publishes it (the notification tests' input)."""
+    now = time.time() if occurred_at is None else occurred_at
+    return IncidentChanged(
+        fingerprint=f"fp-{incident_id}", episode=incident_id, occurred_at=now, incident_id=incident_id, change=change,
+        title=f"TTFT p95 above SLA ({incident_id})", severity=severity,
+        status="resolved" if change == "resolved" else "detected", incident_type="performance_degradation",
+        summary="p95 time to first token 2.3x its SLA", started_at=now - 60, labels={"model_name": "demo-model", "sla": "ttft_p95"},
+        annotations={"runbook": "https://runbooks.local/ttft"}, escalation_level=level, receivers=receivers, **extra,
+    )
+
+
+def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned); fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
