@@ -111,16 +111,20 @@ def test_backoff_doubles_with_equal_jitter_and_is_capped():
         assert max(delays) - min(delays) > base / 4  # jittered, not fixed
 
 
-def _dispatch_until_idle(d: Dispatcher, clock: Clock, outbox: Outbox, rounds: int = 50) -> None:
+def _dispatch_until_idle(d: Dispatcher, clock: Clock, outbox: Outbox) -> None:
+    """Run the dispatcher's own thread (the only claimer); between sends, jump the clock so every
+    back-off is due at once."""
+    import time
     d.start()
     try:
-        for _ in range(rounds):
-            d.cycle()
-            import time
+        deadline = time.monotonic() + 20
+        while outbox.notifications(status=NotificationStatus.PENDING) and time.monotonic() < deadline:
             time.sleep(0.02)
-            clock.t += 3600  # every back-off is due
-            if not outbox.notifications(status=NotificationStatus.PENDING):
-                break
+            with d._lock:
+                idle = sum(d._in_flight.values()) == 0
+            if idle:
+                clock.t += 3600
+                d.wake()
     finally:
         d.stop()
 
@@ -138,6 +142,7 @@ def test_dispatcher_retries_until_delivered_and_gives_up_on_permanent_refusals(t
     assert rows["refusing"].status is NotificationStatus.FAILED and rows["refusing"].attempts == 1
     assert rows["down"].status is NotificationStatus.FAILED and rows["down"].attempts == 5 and rows["down"].last_error == "down"
     assert rows["unknown"].status is NotificationStatus.FAILED and "not configured" in rows["unknown"].last_error
+    assert len(outbox.attempts_of(rows["flaky"].id)) == 4
     stats = d.refresh_stats()
     assert (stats.receivers["flaky"].sent, stats.receivers["flaky"].failed_attempts) == (1, 3)
     assert stats.receivers["down"].failed == 1
@@ -148,6 +153,9 @@ def test_dispatcher_retries_until_delivered_and_gives_up_on_permanent_refusals(t
     assert 'notifications_failed_total{model_name="m",receiver="down"} 1.0' in text
     assert 'notification_attempts_failed_total{model_name="m",receiver="down"} 5.0' in text
     assert 'notifications_pending{model_name="m",receiver="flaky"} 0.0' in text
+    outbox.enqueue(_facts("INC-9"), ["flaky"])  # pending: never purged
+    assert outbox.purge(before=clock.t + 1) == 4
+    assert [n.facts.incident_id for n in outbox.notifications()] == ["INC-9"] and outbox.attempts_of(rows["flaky"].id) == []
 
 
 @pytest.mark.parametrize(("section", "message"), [

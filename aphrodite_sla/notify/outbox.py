@@ -213,6 +213,14 @@ class Outbox:
             conn.execute(outbox.update().where(outbox.c.id == n.id).values(**values))
             conn.execute(attempts.insert().values(notification_id=n.id, attempted_at=started_at, duration_s=now - started_at, ok=False, error=error))
 
+    def purge(self, before: float) -> int:
+        """Delete delivered and given-up rows created before ``before`` (and their attempts): the
+        retention the incident store configures. Pending rows are never purged. Returns rows deleted."""
+        done = (outbox.c.status != NotificationStatus.PENDING.value) & (outbox.c.created_at < before)
+        with self.engine.begin() as conn:
+            conn.execute(attempts.delete().where(attempts.c.notification_id.in_(sa.select(outbox.c.id).where(done))))
+            return int(conn.execute(outbox.delete().where(done)).rowcount)
+
     # -- reading --------------------------------------------------------------------------------
     def counts(self) -> OutboxCounts:
         out: dict[str, dict[str, int]] = {}
