@@ -192,6 +192,6 @@ def test_config_seed_shape_routing_and_env():
     assert cfg.route("low") == ("log",) and cfg.route("critical") == ("log", "slack", "pagerduty", "oncall-l3")
     routed = NotificationsConfig.from_mapping({"slack": {"webhook_url": "${S}"}, "routing": {"critical": ["slack"]}})
     assert routed.route("critical") == ("slack",) and routed.route("low") == ()
-    env = NotificationsConfig.from_mapping({}).with_env({"APHRODITE_SLA_ALERTMANAGER_URL": "http://127.0.0.1:9093",
-                                                          "PAGERDUTY_ROUTING_KEY": "k", "APHRODITE_SLA_NOTIFY_DATABASE_URL": "sqlite:///n.db"})
+    env = NotificationsConfig.from_mapping({}).with_env({"ALERTMANAGER_URL": "http://127.0.0.1:9093",
+                                                          "PAGERDUTY_ROUTING_KEY": "k", "INCIDENT_DATABASE_URL": "sqlite:///n.db"})
     assert [r.kind for r in env.receivers] == ["log", "alertmanager", "pagerduty"] and env.outbox.database_url == "sqlite:///n.db"

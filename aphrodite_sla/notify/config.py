@@ -148,20 +148,20 @@ class NotificationsConfig:
         return cls(tuple(receivers), routing, outbox)
 
     def with_env(self, env: Mapping[str, str] | None = None) -> NotificationsConfig:
-        """Environment overrides: ``APHRODITE_SLA_NOTIFY_DATABASE_URL`` (the outbox's database),
-        ``APHRODITE_SLA_ALERTMANAGER_URL`` (adds an Alertmanager receiver); ``SLACK_WEBHOOK_URL``
+        """Environment overrides: ``INCIDENT_DATABASE_URL`` (the outbox's database),
+        ``ALERTMANAGER_URL`` (adds an Alertmanager receiver); ``SLACK_WEBHOOK_URL``
         and ``PAGERDUTY_ROUTING_KEY`` (seed 003's variables) add Slack / PagerDuty when the file
         configures neither."""
         env = os.environ if env is None else env
         receivers = list(self.receivers)
         kinds = {r.kind for r in receivers}
         outbox = self.outbox
-        if env.get("APHRODITE_SLA_NOTIFY_DATABASE_URL"):
-            outbox = OutboxConfig(env["APHRODITE_SLA_NOTIFY_DATABASE_URL"], outbox.max_attempts, outbox.initial_backoff_s,
+        if env.get("INCIDENT_DATABASE_URL"):
+            outbox = OutboxConfig(env["INCIDENT_DATABASE_URL"], outbox.max_attempts, outbox.initial_backoff_s,
                                   outbox.max_backoff_s, outbox.poll_interval_s, outbox.workers)
-        if env.get("APHRODITE_SLA_ALERTMANAGER_URL") and "alertmanager" not in kinds:
-            receivers.append(_receiver("APHRODITE_SLA_ALERTMANAGER_URL", "alertmanager", "alertmanager",
-                                       {"url": env["APHRODITE_SLA_ALERTMANAGER_URL"]}))  # type: ignore[arg-type]
+        if env.get("ALERTMANAGER_URL") and "alertmanager" not in kinds:
+            receivers.append(_receiver("ALERTMANAGER_URL", "alertmanager", "alertmanager",
+                                       {"url": env["ALERTMANAGER_URL"]}))  # type: ignore[arg-type]
         if env.get("SLACK_WEBHOOK_URL") and "slack" not in kinds:
             receivers.append(_receiver("SLACK_WEBHOOK_URL", "slack", "slack", {"webhook_url": "${SLACK_WEBHOOK_URL}"}))  # type: ignore[arg-type]
         if env.get("PAGERDUTY_ROUTING_KEY") and "pagerduty" not in kinds:

@@ -145,8 +145,9 @@ class Outbox:
                 from sqlalchemy.dialects.sqlite import insert
             else:
                 from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-            result = conn.execute(insert(outbox).values(**row).on_conflict_do_nothing(index_elements=["dedup_key"]))
-            return bool(result.rowcount)
+            # RETURNING, not rowcount: a skipped insert returns no row on every driver
+            result = conn.execute(insert(outbox).values(**row).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(outbox.c.id))
+            return result.first() is not None
         try:  # other databases: a savepoint per row keeps the transaction usable after a duplicate
             with conn.begin_nested():
                 conn.execute(outbox.insert().values(**row))
