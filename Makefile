@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m aphrodite_sla.cli simulate --scenario mixed --compare
-	$(PY) -m aphrodite_sla.cli notify-demo --database $(VENV)/demo-notifications.db
+	$(PY) -m aphrodite_sla.cli notify demo --database $(VENV)/demo-notifications.db
 
 test: $(STAMP) lint
 	$(PY) -m pytest

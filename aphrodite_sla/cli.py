@@ -280,15 +280,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_notify_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from aphrodite_sla.notify.demo import run_notification_demo
-
-    outcome = run_notification_demo(Path(args.database))
-    return 0 if all(n.status.value == "delivered" for n in outcome.rows) else 1
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aphrodite-sla", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -296,9 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=2700.0, help="simulated seconds (default 2700)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.set_defaults(func=_cmd_demo)
-    notify_demo = sub.add_parser("notify-demo", help="deliver incident notifications through the outbox to local receivers it starts")
-    notify_demo.add_argument("--database", default="aphrodite-sla-demo-notifications.db", help="the outbox's SQLite file")
-    notify_demo.set_defaults(func=_cmd_notify_demo)
+    from aphrodite_sla.notify.cli import add_notify_parser
+
+    add_notify_parser(sub)
     sim = sub.add_parser("simulate", help="run the monitor on a simulated engine with injected faults")
     sim.add_argument("--scenario", default=None, help="scenario name (default: mixed); --list names them")
     sim.add_argument("--list", action="store_true", help="list the scenarios and exit")

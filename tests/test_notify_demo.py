@@ -1,4 +1,4 @@
-"""``aphrodite-sla notify-demo`` (run by ``make demo``): every notification reaches the local
+"""``aphrodite-sla notify demo`` (run by ``make demo``): every notification reaches the local
 receivers it started, the Slack ones after Slack came back."""
 from __future__ import annotations
 
@@ -16,3 +16,24 @@ def test_notify_demo_delivers_everything_to_its_local_receivers(tmp_path):
         assert (outcome.slack, outcome.pagerduty, outcome.webhook, outcome.emails) == (6, 4, 6, 5)
         assert any(n.receiver == "slack" and n.attempts > 1 for n in outcome.rows)  # retried while Slack was down
         assert lines[-1].startswith("local receivers got: Slack 6, PagerDuty 4, webhook 6, e-mail 5")
+
+
+def test_notify_history_reads_the_outbox_back(tmp_path, capsys):
+    import json
+
+    from aphrodite_sla.cli import main
+
+    db = tmp_path / "demo.db"
+    run_notification_demo(db, slack_down_s=0.5, out=lambda _line: None)
+    capsys.readouterr()
+    assert main(["notify", "history", "--database", f"sqlite:///{db}", "--receiver", "slack", "--attempts", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"delivered"} and all(r["receiver"] == "slack" for r in rows)
+    retried = [r for r in rows if r["attempts"] > 1]
+    assert retried and [a["ok"] for a in retried[0]["history"]][-1] is True and not retried[0]["history"][0]["ok"]
+    assert main(["notify", "history", "--database", f"sqlite:///{db}", "--limit", "2", "--json"]) == 0
+    newest = json.loads(capsys.readouterr().out)
+    assert [r["change"] for r in newest] == ["resolved", "resolved"] and newest[0]["id"] < newest[1]["id"]
+    assert main(["notify", "history", "--database", f"sqlite:///{db}"]) == 0 and "notifications (" in capsys.readouterr().out
+    assert main(["notify", "history", "--database", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
+    assert main(["notify", "history", "--database", f"sqlite:///{db}", "--limit", "0"]) == 2

@@ -43,7 +43,6 @@ def pg_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"{message}; it is required when CI is set")
         pytest.skip(message)
-    pytest.importorskip("psycopg") if not os.environ.get("CI") else __import__("psycopg")
     root = Path(tempfile.mkdtemp(prefix="notify-pg-"))
     socket_dir = root / "run"
     socket_dir.mkdir()

@@ -1,4 +1,4 @@
-"""The notification demo (``aphrodite-sla notify-demo``, run by ``make demo``): local Slack,
+"""The notification demo (``aphrodite-sla notify demo``, run by ``make demo``): local Slack,
 PagerDuty, webhook and SMTP receivers on 127.0.0.1, a notifier with its outbox in a SQLite file,
 and incident life cycles published as ``IncidentChanged`` events — exactly what the incident
 manager publishes — with the Slack receiver down for the first seconds, so the table shows

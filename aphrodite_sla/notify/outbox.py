@@ -232,13 +232,14 @@ class Outbox:
         return OutboxCounts(out)
 
     def notifications(self, *, receiver: str | None = None, status: NotificationStatus | None = None, limit: int = 1000) -> list[Notification]:
-        query = sa.select(outbox).order_by(outbox.c.id).limit(limit)
+        """The newest ``limit`` rows (filtered), oldest first."""
+        query = sa.select(outbox).order_by(outbox.c.id.desc()).limit(limit)
         if receiver is not None:
             query = query.where(outbox.c.receiver == receiver)
         if status is not None:
             query = query.where(outbox.c.status == status.value)
         with self.engine.connect() as conn:
-            return [_notification(r) for r in conn.execute(query).mappings().all()]
+            return [_notification(r) for r in reversed(conn.execute(query).mappings().all())]
 
     def attempts_of(self, notification_id: int) -> list[dict]:
         with self.engine.connect() as conn:
