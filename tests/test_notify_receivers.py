@@ -190,3 +190,28 @@ def test_bad_events_are_counted_drops(tmp_path, local_receivers):
         assert notifier.dispatcher.refresh_stats().dropped == {"bad_severity": 1, "bad_time": 1, "unknown_receiver": 1}
     finally:
         notifier.stop()
+
+
+def test_a_hanging_receiver_times_out_and_does_not_hold_up_the_others(tmp_path, local_receivers):
+    import socket
+    import threading
+
+    r = local_receivers
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections (the kernel does) and never answers
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(hang.accept()[0]) for _ in range(16)], daemon=True).start()
+    section = {**r.notifications_config(), "webhook": {"url": f"http://127.0.0.1:{hang.getsockname()[1]}/hook", "timeout_seconds": 0.5}}
+    events, notifier = _notifier(tmp_path, section, r.env)
+    try:
+        events.publish([incident_change(f"INC-H{i}", "opened", severity="critical") for i in range(3)])
+        wait_for(lambda: len(r.slack.bodies()) == 3 and len(r.pagerduty.bodies()) == 3 and len(r.smtp.messages) == 3,
+                 what="the other receivers while the webhook hangs")
+        hung = wait_for(lambda: [n for n in notifier.outbox.notifications(receiver="webhook") if n.attempts >= 1], what="a timed-out attempt")
+        assert "timed out" in hung[0].last_error and hung[0].status is NotificationStatus.PENDING
+    finally:
+        notifier.stop()
+        hang.close()
+        for s in accepted:
+            s.close()
