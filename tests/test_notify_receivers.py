@@ -215,3 +215,47 @@ def test_a_hanging_receiver_times_out_and_does_not_hold_up_the_others(tmp_path, 
         hang.close()
         for s in accepted:
             s.close()
+
+
+def _self_signed(tmp_path: Path) -> tuple[str, str]:
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        import os
+        if os.environ.get("CI"):
+            pytest.fail("openssl not found (Debian: apt-get install openssl); required when CI is set")
+        pytest.skip("openssl not found")
+    cert, key = tmp_path / "smtp.crt", tmp_path / "smtp.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_email_with_starttls_and_a_password_from_the_environment(tmp_path):
+    from aphrodite_sla.notify.local_receivers import SmtpSink
+
+    cert, key = _self_signed(tmp_path)
+    sink = SmtpSink(tls_cert=cert, tls_key=key, credentials=("alerts", "pw-from-env")).start()
+    email = {"smtp_server": "127.0.0.1", "smtp_port": sink.port, "from_address": "incidents@localhost", "to_addresses": ["oncall@localhost"],
+             "starttls": True, "tls_ca_file": cert, "username": "alerts", "password": "${SMTP_PASSWORD}", "timeout_seconds": 5}
+    untrusted = {"type": "email", **{k: v for k, v in email.items() if k != "tls_ca_file"}}
+    wrong = {"type": "email", **email, "password": "${WRONG_PASSWORD}"}
+    events, notifier = _notifier(tmp_path, {"email": email, "receivers": {"untrusted": untrusted, "wrong": wrong}},
+                                 {"SMTP_PASSWORD": "pw-from-env", "WRONG_PASSWORD": "nope"})
+    try:
+        events.publish([incident_change("INC-E", "opened", severity="critical")])
+        wait_for(lambda: sink.messages, what="the e-mail over STARTTLS")
+        assert "Subject: [CRITICAL] opened: TTFT p95 above SLA (INC-E)" in sink.messages[0].content
+        rows = wait_for(lambda: {n.receiver: n for n in notifier.outbox.notifications() if n.attempts} if len(
+            [n for n in notifier.outbox.notifications() if n.attempts]) >= 4 else None, what="every receiver attempted")
+        assert rows["email"].status is NotificationStatus.DELIVERED
+        # a certificate no CA vouches for is refused (a password never goes to an unverified server), and not retried
+        assert rows["untrusted"].status is NotificationStatus.FAILED and "certificate" in rows["untrusted"].last_error
+        # a refused login (535) is permanent
+        assert rows["wrong"].status is NotificationStatus.FAILED and "535" in rows["wrong"].last_error and rows["wrong"].attempts == 1
+        assert len(sink.messages) == 1
+    finally:
+        notifier.stop()
+        sink.stop()

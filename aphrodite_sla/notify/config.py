@@ -44,7 +44,7 @@ _OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], bool, bool]]] = {
     "email": {
         "smtp_server": ((str,), True, False), "smtp_port": ((int,), False, False), "from_address": ((str,), True, False),
         "to_addresses": ((list,), True, False), "starttls": ((bool,), False, False), "username": ((str,), False, False),
-        "password": ((str,), False, True),
+        "password": ((str,), False, True), "tls_ca_file": ((str,), False, False),
     },
     "alertmanager": {"url": ((str,), True, False), "resend_interval_seconds": ((int, float), False, False)},
     "webhook": {"url": ((str,), True, False), "bearer_token": ((str,), False, True)},

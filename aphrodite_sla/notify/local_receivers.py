@@ -162,16 +162,29 @@ class SmtpMessage:
 
 @dataclass
 class SmtpSink:
-    """An aiosmtpd server on 127.0.0.1 that keeps every message it accepts."""
+    """An aiosmtpd server on 127.0.0.1 that keeps every message it accepts. With ``tls_cert`` and
+    ``tls_key`` (PEM files) it requires STARTTLS; with ``credentials`` (user, password) it requires
+    a login (after STARTTLS when TLS is on)."""
 
     port: int = 0
     messages: list[SmtpMessage] = field(default_factory=list)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    credentials: tuple[str, str] | None = None
     _controller: Any = None
 
     def start(self) -> SmtpSink:
+        import ssl
+
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
 
         sink = self
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+            ok = (isinstance(auth_data, LoginPassword) and sink.credentials is not None
+                  and (auth_data.login.decode(), auth_data.password.decode()) == sink.credentials)
+            return AuthResult(success=ok, handled=False)
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -180,7 +193,14 @@ class SmtpSink:
                 return "250 Message accepted for delivery"
 
         self.port = self.port or _free_port()
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.tls_cert and self.tls_key:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+            options.update(tls_context=context, require_starttls=True)
+        if self.credentials is not None:
+            options.update(authenticator=authenticate, auth_required=True, auth_require_tls=bool(self.tls_cert))
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
         return self
 
