@@ -8,6 +8,8 @@ import logging
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from aphrodite_sla.event_stream import EventStream
 from aphrodite_sla.notify.config import NotificationsConfig
 from aphrodite_sla.notify.model import NotificationStatus
