@@ -187,7 +187,8 @@ def test_bad_events_are_counted_drops(tmp_path, local_receivers):
     try:
         assert notifier.on_event(incident_change("INC-B", "opened", severity="urgent")) == []
         assert notifier.on_event(incident_change("INC-B", "opened", occurred_at=float("nan"))) == []
-        assert notifier.on_event(incident_change("INC-B", "opened", receivers=("nobody",))) == []
+        # an escalation level naming only receivers nobody configured goes by severity instead (log here)
+        assert notifier.on_event(incident_change("INC-B", "escalated", receivers=("nobody",))) == ["fp-INC-B|escalated|L0|log"]
         assert notifier.dispatcher.dropped == {"bad_severity": 1, "bad_time": 1, "unknown_receiver": 1}
         assert notifier.dispatcher.refresh_stats().dropped == {"bad_severity": 1, "bad_time": 1, "unknown_receiver": 1}
     finally:

@@ -88,15 +88,16 @@ class Notifier:
         return new
 
     def targets(self, facts: IncidentFacts, explicit: tuple[str, ...] = ()) -> list[str]:
-        names = explicit or self.config.route(facts.severity)
-        out = []
-        for name in names:
-            receiver = self.receivers.get(name)
-            if receiver is None:
+        """Explicit receivers (an escalation level's) override routing; those not configured are
+        counted drops, and when none of them is configured the change goes by severity instead,
+        so a level naming teams nobody configured still reaches someone."""
+        names = [n for n in explicit if n in self.receivers]
+        for name in explicit:
+            if name not in self.receivers:
                 self._drop("unknown_receiver", f"incident {facts.incident_id}: receiver {name!r} is not configured")
-            elif receiver.wants(facts.change):
-                out.append(name)
-        return out
+        if not names:
+            names = list(self.config.route(facts.severity))
+        return [n for n in names if n in self.receivers and self.receivers[n].wants(facts.change)]
 
     def _drop(self, reason: str, message: str) -> None:
         self.dispatcher.dropped[reason] += 1
