@@ -50,7 +50,12 @@ def test_alertmanager_receives_the_alert_with_our_labels_and_it_resolves(tmp_pat
         wait_for(lambda: _am_alerts(alertmanager, "INC-AM")[0]["updatedAt"] != first, what="a re-send of the firing alert")
         assert notifier.dispatcher.refresh_stats().receivers["alertmanager"].resends >= 1
 
-        events.publish([incident_change("INC-AM", "resolved", severity="high")])
+        # the severity rises: a new label set; the high one is resolved in the same request
+        events.publish([incident_change("INC-AM", "escalated", severity="critical", level=1)])
+        wait_for(lambda: [a["labels"]["severity"] for a in _am_alerts(alertmanager, "INC-AM")] == ["critical"],
+                 what="only the critical alert active after the escalation")
+
+        events.publish([incident_change("INC-AM", "resolved", severity="critical", level=1)])
         wait_for(lambda: not _am_alerts(alertmanager, "INC-AM"), what="the alert to resolve (endsAt)")
         # and it stays resolved: a resolved incident is no longer re-sent
         assert not [n for n in notifier.outbox.firing("alertmanager") if n.facts.incident_id == "INC-AM"]

@@ -4,10 +4,16 @@ A firing alert is re-sent every ``resend_interval_seconds`` (the dispatcher asks
 :meth:`resend` for the incidents whose last delivered change still fires): Alertmanager treats
 an alert that is not refreshed as resolved after ``resolve_timeout`` (5 min by default), so the
 interval must stay below it (default 60 s). A resolution is sent with ``endsAt``.
+
+Severity is a label (Alertmanager routes on it), so a change of severity makes a new alert; the
+previous label set is resolved in the same request (``send_after``), so one incident is one
+active alert.
 """
 from __future__ import annotations
 
-from aphrodite_sla.notify.alert_format import alert
+from dataclasses import replace
+
+from aphrodite_sla.notify.alert_format import alert, alert_labels
 from aphrodite_sla.notify.model import IncidentFacts
 from aphrodite_sla.notify.receiver import Receiver, post_json
 
@@ -25,6 +31,14 @@ class AlertmanagerReceiver(Receiver):
 
     def send(self, facts: IncidentFacts) -> None:
         self.post([facts])
+
+    def send_after(self, facts: IncidentFacts, previous: IncidentFacts | None) -> None:
+        """Send ``facts``; when the incident's last delivered alert had other labels (its severity
+        changed) and still fires, resolve that one in the same request."""
+        batch = [facts]
+        if previous is not None and not previous.resolving and alert_labels(previous) != alert_labels(facts):
+            batch.insert(0, replace(previous, change="resolved", occurred_at=facts.occurred_at))
+        self.post(batch)
 
     def post(self, firing_or_resolved: list[IncidentFacts]) -> None:
         alerts = [alert(f, resolved_at=f.occurred_at if f.resolving else None) for f in firing_or_resolved]

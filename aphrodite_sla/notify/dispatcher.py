@@ -116,7 +116,11 @@ class Dispatcher:
             receiver = self.receivers.get(n.receiver)
             if receiver is None:
                 raise DeliveryError(f"receiver {n.receiver!r} is not configured in this process")
-            receiver.send(n.facts)
+            if isinstance(receiver, AlertmanagerReceiver):
+                last = self.outbox.last_delivered(n.receiver, n.facts.fingerprint)
+                receiver.send_after(n.facts, last.facts if last is not None else None)
+            else:
+                receiver.send(n.facts)
         except Exception as exc:
             retryable = not isinstance(exc, DeliveryError) or exc.retryable
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"

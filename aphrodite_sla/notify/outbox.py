@@ -246,6 +246,14 @@ class Outbox:
             rows = conn.execute(sa.select(attempts).where(attempts.c.notification_id == notification_id).order_by(attempts.c.id))
             return [dict(r) for r in rows.mappings().all()]
 
+    def last_delivered(self, receiver: str, fingerprint: str) -> Notification | None:
+        """The newest notification of incident ``fingerprint`` delivered to ``receiver``."""
+        query = (sa.select(outbox).where(outbox.c.receiver == receiver, outbox.c.fingerprint == fingerprint,
+                                         outbox.c.status == NotificationStatus.DELIVERED.value).order_by(outbox.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _notification(row) if row is not None else None
+
     def firing(self, receiver: str) -> list[Notification]:
         """Per incident fingerprint, the last delivered notification to ``receiver`` when it is not
         a resolution: the alerts an Alertmanager receiver must keep re-sending."""
