@@ -194,8 +194,11 @@ def test_bad_events_are_counted_drops(tmp_path, local_receivers):
         assert notifier.on_event(incident_change("INC-B", "opened", occurred_at=float("nan"))) == []
         # an escalation level naming only receivers nobody configured goes by severity instead (log here)
         assert notifier.on_event(incident_change("INC-B", "escalated", receivers=("nobody",))) == ["fp-INC-B|escalated|L0|log"]
-        assert notifier.dispatcher.dropped == {"bad_severity": 1, "bad_time": 1, "unknown_receiver": 1}
-        assert notifier.dispatcher.refresh_stats().dropped == {"bad_severity": 1, "bad_time": 1, "unknown_receiver": 1}
+        assert notifier.on_event(incident_change("INC-B", "opened", level=-1)) == []
+        assert notifier.on_event(incident_change("INC-B", "opened", receivers="slack")) == []
+        expected = {"bad_severity": 1, "bad_time": 1, "unknown_receiver": 1, "bad_escalation_level": 1, "bad_receivers": 1}
+        assert notifier.dispatcher.dropped == expected
+        assert notifier.dispatcher.refresh_stats().dropped == expected
     finally:
         notifier.stop()
 
@@ -267,3 +270,22 @@ def test_email_with_starttls_and_a_password_from_the_environment(tmp_path):
     finally:
         notifier.stop()
         sink.stop()
+
+
+def test_an_unwritable_outbox_is_a_counted_drop_not_an_exception(tmp_path, monkeypatch):
+    import aphrodite_sla.notify.notifier as notifier_module
+
+    events, notifier = _notifier(tmp_path, {}, {})
+    try:
+        monkeypatch.setattr(notifier_module, "ENQUEUE_RETRY_S", (0.01, None))
+        calls = []
+
+        def locked(*_args):
+            calls.append(1)
+            raise RuntimeError("database is locked")
+
+        monkeypatch.setattr(notifier.outbox, "enqueue", locked)
+        assert notifier.on_event(incident_change("INC-U", "opened")) == []
+        assert len(calls) == 2 and notifier.dispatcher.dropped["enqueue_failed"] == 1
+    finally:
+        notifier.stop()

@@ -82,12 +82,19 @@ class Dispatcher:
 
     # -- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.cycle()
-            except Exception:  # the database may be briefly unavailable: log, wait, go on
-                logger.exception("aphrodite-sla: notification dispatch cycle failed")
-            self._wake.wait(self.config.poll_interval_s)
+                failures = 0
+            except Exception as exc:  # the database may be unavailable: log once, then back off
+                failures += 1
+                if failures == 1:
+                    logger.exception("aphrodite-sla: notification dispatch cycle failed")
+                else:
+                    logger.debug("aphrodite-sla: notification dispatch cycle failed again: %s", exc)
+            wait = self.config.poll_interval_s if not failures else min(30.0, self.config.poll_interval_s * 2.0 ** failures)
+            self._wake.wait(wait)
             self._wake.clear()
 
     def cycle(self) -> int:

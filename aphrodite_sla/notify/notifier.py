@@ -33,6 +33,9 @@ from aphrodite_sla.notify.webhook_receiver import WebhookReceiver
 
 logger = logging.getLogger(__name__)
 DEFAULT_DATABASE_URL = "sqlite:///aphrodite-sla-incidents.db"
+# Waits between enqueue attempts (None: the last attempt). A change that still cannot be written is
+# a counted drop; the incident manager re-publishes open incidents' last change at its next start.
+ENQUEUE_RETRY_S: tuple[float | None, ...] = (0.2, 1.0, None)
 RECEIVER_CLASSES: dict[str, type[Receiver]] = {
     "log": LogReceiver, "slack": SlackReceiver, "pagerduty": PagerDutyReceiver, "email": EmailReceiver,
     "alertmanager": AlertmanagerReceiver, "webhook": WebhookReceiver,
@@ -82,10 +85,20 @@ class Notifier:
             self._drop(problem, f"incident change dropped ({problem}): {event!r:.300}")
             return []
         facts = facts_of(event)
-        new = self.outbox.enqueue(facts, self.targets(facts, tuple(event.receivers)))
-        if new:
-            self.dispatcher.wake()
-        return new
+        targets = self.targets(facts, tuple(event.receivers))
+        for delay in ENQUEUE_RETRY_S:
+            try:
+                new = self.outbox.enqueue(facts, targets)
+            except Exception as exc:  # the database is briefly locked or unreachable: try again shortly
+                if delay is None:
+                    self._drop("enqueue_failed", f"incident {facts.incident_id} {facts.change} not enqueued: {type(exc).__name__}: {exc}")
+                    return []
+                time.sleep(delay)
+                continue
+            if new:
+                self.dispatcher.wake()
+            return new
+        return []
 
     def targets(self, facts: IncidentFacts, explicit: tuple[str, ...] = ()) -> list[str]:
         """Explicit receivers (an escalation level's) override routing; those not configured are
@@ -126,8 +139,14 @@ def _invalid(event: IncidentChanged) -> str:
     if event.change not in INCIDENT_CHANGES:
         return "bad_change"
     for t in (event.occurred_at, event.started_at):
-        if not isinstance(t, (int, float)) or t != t or t in (float("inf"), float("-inf")) or t < 0:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t != t or t in (float("inf"), float("-inf")) or t < 0:
             return "bad_time"
+    if isinstance(event.escalation_level, bool) or not isinstance(event.escalation_level, int) or event.escalation_level < 0:
+        return "bad_escalation_level"
+    if not isinstance(event.labels, Mapping) or not isinstance(event.annotations, Mapping):
+        return "bad_labels"
+    if isinstance(event.receivers, str) or not all(isinstance(r, str) for r in event.receivers):
+        return "bad_receivers"
     return ""
 
 
