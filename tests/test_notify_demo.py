@@ -37,3 +37,33 @@ def test_notify_history_reads_the_outbox_back(tmp_path, capsys):
     assert main(["notify", "history", "--database", f"sqlite:///{db}"]) == 0 and "notifications (" in capsys.readouterr().out
     assert main(["notify", "history", "--database", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
     assert main(["notify", "history", "--database", f"sqlite:///{db}", "--limit", "0"]) == 2
+
+
+def test_notify_test_sends_straight_to_each_receiver(tmp_path, capsys, monkeypatch):
+    import json
+
+    from aphrodite_sla.cli import main
+    from aphrodite_sla.notify.local_receivers import LocalReceivers
+
+    sinks = LocalReceivers.start()
+    try:
+        for key, value in sinks.env.items():
+            monkeypatch.setenv(key, value)
+        config = tmp_path / "sla.json"
+        config.write_text(json.dumps({"incident_response": {"notifications": sinks.notifications_config()}}))
+        assert main(["notify", "test", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert all(f"{name}" in out for name in ("log", "slack", "pagerduty", "webhook", "email")) and "FAILED" not in out
+        assert len(sinks.slack.bodies()) == 1 and len(sinks.pagerduty.bodies()) == 1 and len(sinks.smtp.messages) == 1
+        assert "test notification" in sinks.slack.bodies()[0]["text"]
+
+        sinks.pagerduty.stop()  # unreachable: exit 1, named
+        assert main(["notify", "test", "--config", str(config), "--receiver", "pagerduty", "--severity", "critical"]) == 1
+        assert "pagerduty        pagerduty    FAILED" in capsys.readouterr().out
+        assert main(["notify", "test", "--config", str(config), "--receiver", "sms"]) == 2
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({"notifications": {"slack": {"webhook_url": "https://hooks.slack.com/services/T/B/X"}}}))
+        assert main(["notify", "test", "--config", str(bad)]) == 2
+        assert "slack.webhook_url: a secret comes from the environment" in capsys.readouterr().err
+    finally:
+        sinks.stop()
