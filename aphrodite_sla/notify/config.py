@@ -25,7 +25,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aphrodite_sla.config import ConfigError
@@ -157,16 +157,17 @@ class NotificationsConfig:
         kinds = {r.kind for r in receivers}
         outbox = self.outbox
         if env.get("INCIDENT_DATABASE_URL"):
-            outbox = OutboxConfig(env["INCIDENT_DATABASE_URL"], outbox.max_attempts, outbox.initial_backoff_s,
-                                  outbox.max_backoff_s, outbox.poll_interval_s, outbox.workers)
-        if env.get("ALERTMANAGER_URL") and "alertmanager" not in kinds:
-            receivers.append(_receiver("ALERTMANAGER_URL", "alertmanager", "alertmanager",
-                                       {"url": env["ALERTMANAGER_URL"]}))  # type: ignore[arg-type]
-        if env.get("SLACK_WEBHOOK_URL") and "slack" not in kinds:
-            receivers.append(_receiver("SLACK_WEBHOOK_URL", "slack", "slack", {"webhook_url": "${SLACK_WEBHOOK_URL}"}))  # type: ignore[arg-type]
-        if env.get("PAGERDUTY_ROUTING_KEY") and "pagerduty" not in kinds:
-            receivers.append(_receiver("PAGERDUTY_ROUTING_KEY", "pagerduty", "pagerduty",
-                                       {"routing_key": "${PAGERDUTY_ROUTING_KEY}"}))  # type: ignore[arg-type]
+            outbox = replace(outbox, database_url=env["INCIDENT_DATABASE_URL"])
+        added = {
+            "alertmanager": ("ALERTMANAGER_URL", {"url": env.get("ALERTMANAGER_URL", "")}),
+            "slack": ("SLACK_WEBHOOK_URL", {"webhook_url": "${SLACK_WEBHOOK_URL}"}),
+            "pagerduty": ("PAGERDUTY_ROUTING_KEY", {"routing_key": "${PAGERDUTY_ROUTING_KEY}"}),
+        }
+        for kind, (var, options) in added.items():
+            if env.get(var) and kind not in kinds:
+                rc = _receiver(var, kind, kind, options)
+                if rc is not None:
+                    receivers.append(rc)
         return NotificationsConfig(tuple(receivers), self.routing, outbox)
 
 
