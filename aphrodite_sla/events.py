@@ -80,14 +80,34 @@ class ViolationResolved(MonitorEvent):
 
 
 @dataclass(frozen=True)
-class StallDetected(ViolationRaised):
-    """The engine made no progress for ``stall_after_s`` with requests in flight."""
+class PageRaised(ViolationRaised):
+    """A fast page rule fired (``sla.pages``): a person is wanted now, not after the sustained
+    rule's window. One per episode; ``rule`` says which (``violation.rule``). A ViolationRaised,
+    so recovery, incidents and the seed's callbacks see it like any violation."""
+
+    @property
+    def rule(self) -> str:
+        return self.violation.rule.value
+
+
+@dataclass(frozen=True)
+class PageResolved(ViolationResolved):
+    """A page's episode ended (its condition stayed clear for the rule's hysteresis time)."""
+
+    @property
+    def rule(self) -> str:
+        return self.violation.rule.value
+
+
+@dataclass(frozen=True)
+class StallDetected(PageRaised):
+    """The engine made no progress for ``stall_after_s`` with requests in flight (always a page)."""
 
     status: StallStatus
 
 
 @dataclass(frozen=True)
-class StallCleared(ViolationResolved):
+class StallCleared(PageResolved):
     """The engine progressed again (or went idle) after a stall."""
 
     status: StallStatus
@@ -257,6 +277,7 @@ class RootCauseFound(MonitorEvent):
 
 
 VIOLATION_ALERT = "SLAViolation"
+PAGE_ALERT = "SLAPage"
 STALL_ALERT = "EngineStalled"
 ANOMALY_ALERT = "SLAAnomaly"
 REGRESSION_ALERT = "SLARegression"

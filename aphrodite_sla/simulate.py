@@ -23,6 +23,7 @@ from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
 from aphrodite_sla.runtime import SLARuntime
 from aphrodite_sla.sim import EngineSimulator, FaultKind, Scenario, get_scenario
 from aphrodite_sla.sim.attribution import (
+    PAGE,
     REGRESSION,
     RESOLVED,
     VIOLATION,
@@ -426,6 +427,7 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None], baselin
     else:
         out("MTTD: injection to first signal; MTTR: injection to the resolution of the last violation it raised "
             "('open': still violated at the end); * fault ended by a recovery action")
+        _print_pages(result, out)
     if result.recovery != "off":
         runs = [e for e in result.executions if e.status is not ExecutionStatus.SKIPPED]
         skipped = len(result.executions) - len(runs)
@@ -448,6 +450,24 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None], baselin
         for sig in regressions:
             detail = sig.detail if sig.detail.startswith(sig.sla) else f"{sig.sla}: {sig.detail}"  # names the SLA and the change
             out(f"  [{sig.at_s:6.0f}s] {detail[:120]}")
+
+
+def _print_pages(result: SimulationResult, out: Callable[[str], None]) -> None:
+    """When each fault paged someone (a fast page rule or the stall detector), against the seed's
+    sustained rule: the pages table of the summary."""
+    out("")
+    out(f"{'fault':<20} {'onset':>7} {'paged at':>9} {'after':>6}  {'rule':<16} {'sla':<24} {'sustained rule':>14}")
+    for r in result.faults:
+        page, violation = r.first_page, r.first_violation
+        paged = "-" if page is None else f"{page.at_s:.0f}s"
+        after = "-" if page is None else f"{page.at_s - r.fault.start_s:.0f}s"
+        sustained = "-" if violation is None else f"{violation.at_s - r.fault.start_s:+.0f}s"
+        out(f"{r.fault.name:<20} {r.fault.start_s:6.0f}s {paged:>9} {after:>6}  {page.rule if page else 'no page':<16} "
+            f"{page.sla if page else '':<24} {sustained:>14}")
+    pages = [s for s in result.signals if s.kind == PAGE]
+    false = [s for s in result.unexplained if s.kind == PAGE]
+    out(f"pages: {sum(s.severity == 'critical' for s in pages)} (+{sum(s.severity != 'critical' for s in pages)} tickets), "
+        f"{len(false)} not explained by a fault; sustained rule: onset to the seed's violation")
 
 
 def _key(name: str, start_s: float) -> str:
