@@ -239,10 +239,14 @@ def run_simulation(
     wall0 = time.perf_counter()
     view = _LiveView(manager, sim, signals) if live else None
 
+    next_stall_check = start
+
     def on_tick(s: EngineSimulator) -> None:
-        nonlocal next_eval, last_arrivals
+        nonlocal next_eval, last_arrivals, next_stall_check
         t = clock()
-        runtime.stall.check(t)
+        if t >= next_stall_check:  # as often as its timer thread checks (interval_s), not at every engine step
+            next_stall_check = t + runtime.stall.interval_s
+            runtime.stall.check(t)
         if t >= next_eval:
             next_eval += interval
             manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)

@@ -151,9 +151,12 @@ def time_to_recover(report: FaultReport, signals: Iterable[Signal]) -> float | N
         return r.kind == RESOLVED and r.sla == s.sla
 
     # a violation of one of its SLAs already open when it was injected lasts for it too
-    open_at_start = [s for s in ordered if s.kind in (VIOLATION, PAGE) and s.sla in report.fault.slas and s.at_s < start
+    def counts(s: Signal) -> bool:  # violations and pages; a ticket's long windows outlast the fault by design
+        return s.kind == VIOLATION or (s.kind == PAGE and s.severity == "critical")
+
+    open_at_start = [s for s in ordered if counts(s) and s.sla in report.fault.slas and s.at_s < start
                      and not any(ends(r, s) and s.at_s <= r.at_s < start for r in ordered)]
-    for violation in [*open_at_start, *(s for s in report.signals if s.kind in (VIOLATION, PAGE))]:
+    for violation in [*open_at_start, *(s for s in report.signals if counts(s))]:
         resolved = next((s for s in ordered if ends(s, violation) and s.at_s >= violation.at_s), None)
         if resolved is None:
             return None
