@@ -91,6 +91,17 @@ def test_severe_breach_pages_within_seconds_and_resolves_once():
     assert h.mgr.snapshot().pages == ()
 
 
+def test_a_short_blip_that_leaves_the_sla_window_within_its_bound_does_not_page():
+    # 10 s at 3x the bound: the 60 s p95 is far beyond (17% of its samples), the 5-minute p95 is not (3%)
+    h = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
+    h.run(300, 20, healthy)
+    h.run(10, 20, lambda src, i: 360.0)
+    assert h.mgr.snapshot().window("lat", 60.0).quantiles[0.95] >= 2 * 120.0  # severe over the short window
+    assert not h.mgr.get_status()["lat_p95"].breached  # ...but not over the SLA's own
+    h.run(60, 20, healthy)
+    assert h.pages() == [] and h.sustained() == []
+
+
 def test_a_breach_short_of_the_severe_factor_does_not_page():
     h = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
     h.run(60, 20, healthy)

@@ -178,8 +178,10 @@ class Evaluator:
             if state.budget is not None:
                 new = result.budgets.get(name)
                 budgets[name] = state.budget.add(now, new.new - new.bad, new.bad) if new is not None else state.budget.status()
-        pages = self.pages.evaluate(now, ((s.threshold, s.budget) for s in self._states.values() if s.threshold.metric_name in statuses),
-                                    result.windows)
+        pages = self.pages.evaluate(
+            now, ((s.threshold, s.budget, statuses[name].breached) for name, s in self._states.items() if name in statuses),
+            result.windows,
+        )
         events.extend(pages)
         checked, regressions = self.regression.scheduled(enabled, now)
         events.extend(regressions)

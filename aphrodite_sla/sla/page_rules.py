@@ -33,7 +33,7 @@ class PageRulesConfig:
     # All fast rules on or off (the stall detector's page is the stall detector's: ``stall_after_s``).
     enabled: bool = True
 
-    # -- severe breach: the SLA's statistic far beyond its bound over a short window -------------
+    # -- severe breach: the SLA breached (its own window), and far beyond its bound over a short one
     severe_breach: bool = True
     # 2x the bound: calibrated bounds sit ~10% beyond the worst healthy 5-minute window, so healthy
     # traffic does not reach twice that even over a short window; latency x3 or 5% errors do.
