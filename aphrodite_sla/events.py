@@ -8,8 +8,9 @@ the components that detect.
 Identity: ``fingerprint`` names the alert (what fired, for which SLA: the same for every episode,
 like an Alertmanager fingerprint over an alert's labels); ``episode`` names one occurrence, from
 raise to resolve, so every event of an episode shares it (incidents deduplicate on it).
-Subscriptions match by class, so subscribing to ``ViolationRaised`` also receives
-``StallDetected`` (a stall is a violation, raised by the stall detector).
+Subscriptions match by class, so subscribing to ``ViolationRaised`` also receives ``PageRaised``
+(a fast page rule fired: ``sla.pages``) and ``StallDetected`` (a stall is a page, raised by the
+stall detector); subscribing to ``PageRaised`` receives every page and ticket, stalls included.
 """
 from __future__ import annotations
 

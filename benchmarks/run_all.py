@@ -24,6 +24,7 @@ SCRIPTS = [
     "bench_breaker.py",
     "bench_recovery.py",
     "bench_recovery_mttr.py",
+    "bench_page_rules.py",
     "bench_false_pages.py",
 ]
 
