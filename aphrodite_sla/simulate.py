@@ -76,7 +76,7 @@ ARRIVAL_SERIES: tuple[tuple[str, str], ...] = (
 # Which SLAs a fault of each kind should trip (a signal on any counts as its detection).
 FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.LATENCY_SPIKE: ("request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "kv_cache_usage_percent", "goodput_percent"),
-    FaultKind.THROUGHPUT_COLLAPSE: ("goodput_percent", "itl_p99", "request_latency_p95", "request_latency_p99"),
+    FaultKind.THROUGHPUT_COLLAPSE: ("goodput_percent", "itl_p99", "request_latency_p95", "request_latency_p99", "ttft_p95"),
     FaultKind.ERROR_BURST: ("error_rate_percent", "goodput_percent"),  # a failed request is not a good one
     FaultKind.KV_EXHAUSTION: (
         "kv_cache_usage_percent", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "goodput_percent",
@@ -85,9 +85,9 @@ FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
     # requests caught in a stall finish late: the latency SLAs see it for a window afterwards
     FaultKind.STALL: ("engine_stalled", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "goodput_percent"),
     FaultKind.GPU_THROTTLING: ("request_latency_p95", "request_latency_p99", "itl_p99", "goodput_percent", "ttft_p95"),
-    FaultKind.TRAFFIC_SURGE: ("request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "ttft_p95", "goodput_percent"),
+    FaultKind.TRAFFIC_SURGE: ("request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "ttft_p95", "goodput_percent", "itl_p99"),
     FaultKind.PROMPT_LENGTH_SHIFT: ("ttft_p95", "request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "goodput_percent"),
-    FaultKind.BAD_DEPLOYMENT: ("request_latency_p95", "request_latency_p99", "error_rate_percent", "itl_p99", "goodput_percent"),
+    FaultKind.BAD_DEPLOYMENT: ("request_latency_p95", "request_latency_p99", "error_rate_percent", "itl_p99", "goodput_percent", "ttft_p95"),
 }
 
 

@@ -215,6 +215,8 @@ def main() -> int:
     met = True
     for r in fault_results:
         stretch = r.name.split(":")[0]
+        if r.faults and r.faults[0]["kind"] == FAULTS[0].kind.value:
+            print(f"{stretch}: {r.requests / r.engine_s:.1f} requests/s")
         for f in r.faults:
             kind = FaultKind(f["kind"])
             target = TARGET_S.get(kind)
