@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aphrodite_sla.sla.defaults import default_thresholds, serving_thresholds
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.threshold import SLAThreshold
 
 ENV_FILE = "APHRODITE_SLA_CONFIG"
@@ -89,6 +90,8 @@ class SLAConfig:
     disk_threshold_percent: float = 90.0
     api_token: str = field(default="", repr=False)  # bearer token of the REST API's mutations ("": mutations refused)
     hooks: Mapping[str, Any] = field(default_factory=dict)  # action -> {"argv": [...]} or {"url": ...} (file only)
+    # the fast page rules: the [page_rules] table of the file (sla/page_rules.py); APHRODITE_SLA_PAGE_RULES=false turns them off
+    page_rules: PageRulesConfig = field(default_factory=PageRulesConfig)
 
     def __post_init__(self) -> None:
         for name, (low, high) in RANGES.items():
@@ -104,6 +107,8 @@ class SLAConfig:
             raise ConfigError(f"SLAConfig.recovery: must be one of {', '.join(RECOVERY_MODES)}, got {self.recovery!r}")
         if self.degradation not in DEGRADATION_TRIGGERS:
             raise ConfigError(f"SLAConfig.degradation: must be one of {', '.join(DEGRADATION_TRIGGERS)}, got {self.degradation!r}")
+        if not isinstance(self.page_rules, PageRulesConfig):
+            raise ConfigError(f"SLAConfig.page_rules: must be a PageRulesConfig, got {type(self.page_rules).__name__}")
         if not isinstance(self.hooks, Mapping):
             raise ConfigError(f"SLAConfig.hooks: must be a table of action -> hook, got {type(self.hooks).__name__}")
         for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla", "auto_rollback", "self_healing"):
@@ -130,7 +135,7 @@ def builtin_thresholds(sla_set: str) -> list[SLAThreshold]:
     return serving_thresholds() if sla_set == "serving" else default_thresholds()
 
 
-_SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas", "hooks")}
+_SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas", "hooks", "page_rules")}
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
@@ -224,10 +229,15 @@ def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
                 if not isinstance(raw, Mapping):
                     raise ConfigError(f"{source}: hooks: must be a table of action -> hook")
                 values["hooks"] = dict(raw)
+            elif key == "page_rules":
+                try:
+                    values["page_rules"] = PageRulesConfig.from_mapping(raw)
+                except (TypeError, ValueError) as err:
+                    raise ConfigError(f"{source}: {err}") from None
             elif key in _SCALARS:
                 values[key] = _convert(key, raw, source)
             else:
-                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks"])
+                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks", "page_rules"])
                 raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_FILE:
@@ -235,6 +245,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
         name = key[len(ENV_PREFIX):].lower()
         if name == "disabled_slas":
             values[name] = tuple(s.strip() for s in raw.split(",") if s.strip())
+        elif name == "page_rules":  # on or off; the rules' settings are the file's
+            try:
+                values[name] = replace(values.get(name, PageRulesConfig()), enabled=_boolean(raw))
+            except ValueError as err:
+                raise ConfigError(f"{key}: cannot use {raw!r} ({err})") from None
         elif name in _SCALARS:
             values[name] = _convert(name, raw, key)
         else:

@@ -8,8 +8,9 @@ the components that detect.
 Identity: ``fingerprint`` names the alert (what fired, for which SLA: the same for every episode,
 like an Alertmanager fingerprint over an alert's labels); ``episode`` names one occurrence, from
 raise to resolve, so every event of an episode shares it (incidents deduplicate on it).
-Subscriptions match by class, so subscribing to ``ViolationRaised`` also receives
-``StallDetected`` (a stall is a violation, raised by the stall detector).
+Subscriptions match by class, so subscribing to ``ViolationRaised`` also receives ``PageRaised``
+(a fast page rule fired: ``sla.pages``) and ``StallDetected`` (a stall is a page, raised by the
+stall detector); subscribing to ``PageRaised`` receives every page and ticket, stalls included.
 """
 from __future__ import annotations
 
@@ -80,14 +81,34 @@ class ViolationResolved(MonitorEvent):
 
 
 @dataclass(frozen=True)
-class StallDetected(ViolationRaised):
-    """The engine made no progress for ``stall_after_s`` with requests in flight."""
+class PageRaised(ViolationRaised):
+    """A fast page rule fired (``sla.pages``): a person is wanted now, not after the sustained
+    rule's window. One per episode; ``rule`` says which (``violation.rule``). A ViolationRaised,
+    so recovery, incidents and the seed's callbacks see it like any violation."""
+
+    @property
+    def rule(self) -> str:
+        return self.violation.rule.value
+
+
+@dataclass(frozen=True)
+class PageResolved(ViolationResolved):
+    """A page's episode ended (its condition stayed clear for the rule's hysteresis time)."""
+
+    @property
+    def rule(self) -> str:
+        return self.violation.rule.value
+
+
+@dataclass(frozen=True)
+class StallDetected(PageRaised):
+    """The engine made no progress for ``stall_after_s`` with requests in flight (always a page)."""
 
     status: StallStatus
 
 
 @dataclass(frozen=True)
-class StallCleared(ViolationResolved):
+class StallCleared(PageResolved):
     """The engine progressed again (or went idle) after a stall."""
 
     status: StallStatus
@@ -257,6 +278,7 @@ class RootCauseFound(MonitorEvent):
 
 
 VIOLATION_ALERT = "SLAViolation"
+PAGE_ALERT = "SLAPage"
 STALL_ALERT = "EngineStalled"
 ANOMALY_ALERT = "SLAAnomaly"
 REGRESSION_ALERT = "SLARegression"

@@ -23,6 +23,7 @@ from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
 from aphrodite_sla.runtime import SLARuntime
 from aphrodite_sla.sim import EngineSimulator, FaultKind, Scenario, get_scenario
 from aphrodite_sla.sim.attribution import (
+    PAGE,
     REGRESSION,
     RESOLVED,
     VIOLATION,
@@ -75,7 +76,7 @@ ARRIVAL_SERIES: tuple[tuple[str, str], ...] = (
 # Which SLAs a fault of each kind should trip (a signal on any counts as its detection).
 FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.LATENCY_SPIKE: ("request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "kv_cache_usage_percent", "goodput_percent"),
-    FaultKind.THROUGHPUT_COLLAPSE: ("goodput_percent", "itl_p99", "request_latency_p95", "request_latency_p99"),
+    FaultKind.THROUGHPUT_COLLAPSE: ("goodput_percent", "itl_p99", "request_latency_p95", "request_latency_p99", "ttft_p95"),
     FaultKind.ERROR_BURST: ("error_rate_percent", "goodput_percent"),  # a failed request is not a good one
     FaultKind.KV_EXHAUSTION: (
         "kv_cache_usage_percent", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "goodput_percent",
@@ -84,9 +85,9 @@ FAULT_SIGNALS: dict[FaultKind, tuple[str, ...]] = {
     # requests caught in a stall finish late: the latency SLAs see it for a window afterwards
     FaultKind.STALL: ("engine_stalled", "request_latency_p95", "request_latency_p99", "ttft_p95", "itl_p99", "goodput_percent"),
     FaultKind.GPU_THROTTLING: ("request_latency_p95", "request_latency_p99", "itl_p99", "goodput_percent", "ttft_p95"),
-    FaultKind.TRAFFIC_SURGE: ("request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "ttft_p95", "goodput_percent"),
+    FaultKind.TRAFFIC_SURGE: ("request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "ttft_p95", "goodput_percent", "itl_p99"),
     FaultKind.PROMPT_LENGTH_SHIFT: ("ttft_p95", "request_latency_p95", "request_latency_p99", "kv_cache_usage_percent", "goodput_percent"),
-    FaultKind.BAD_DEPLOYMENT: ("request_latency_p95", "request_latency_p99", "error_rate_percent", "itl_p99", "goodput_percent"),
+    FaultKind.BAD_DEPLOYMENT: ("request_latency_p95", "request_latency_p99", "error_rate_percent", "itl_p99", "goodput_percent", "ttft_p95"),
 }
 
 
@@ -238,10 +239,14 @@ def run_simulation(
     wall0 = time.perf_counter()
     view = _LiveView(manager, sim, signals) if live else None
 
+    next_stall_check = start
+
     def on_tick(s: EngineSimulator) -> None:
-        nonlocal next_eval, last_arrivals
+        nonlocal next_eval, last_arrivals, next_stall_check
         t = clock()
-        runtime.stall.check(t)
+        if t >= next_stall_check:  # as often as its timer thread checks (interval_s), not at every engine step
+            next_stall_check = t + runtime.stall.interval_s
+            runtime.stall.check(t)
         if t >= next_eval:
             next_eval += interval
             manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)
@@ -426,6 +431,7 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None], baselin
     else:
         out("MTTD: injection to first signal; MTTR: injection to the resolution of the last violation it raised "
             "('open': still violated at the end); * fault ended by a recovery action")
+        _print_pages(result, out)
     if result.recovery != "off":
         runs = [e for e in result.executions if e.status is not ExecutionStatus.SKIPPED]
         skipped = len(result.executions) - len(runs)
@@ -448,6 +454,24 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None], baselin
         for sig in regressions:
             detail = sig.detail if sig.detail.startswith(sig.sla) else f"{sig.sla}: {sig.detail}"  # names the SLA and the change
             out(f"  [{sig.at_s:6.0f}s] {detail[:120]}")
+
+
+def _print_pages(result: SimulationResult, out: Callable[[str], None]) -> None:
+    """When each fault paged someone (a fast page rule or the stall detector), against the seed's
+    sustained rule: the pages table of the summary."""
+    out("")
+    out(f"{'fault':<20} {'onset':>7} {'paged at':>9} {'after':>6}  {'rule':<16} {'sla':<24} {'sustained rule':>14}")
+    for r in result.faults:
+        page, violation = r.first_page, r.first_violation
+        paged = "-" if page is None else f"{page.at_s:.0f}s"
+        after = "-" if page is None else f"{page.at_s - r.fault.start_s:.0f}s"
+        sustained = "-" if violation is None else f"{violation.at_s - r.fault.start_s:+.0f}s"
+        out(f"{r.fault.name:<20} {r.fault.start_s:6.0f}s {paged:>9} {after:>6}  {page.rule if page else 'no page':<16} "
+            f"{page.sla if page else '':<24} {sustained:>14}")
+    pages = [s for s in result.signals if s.kind == PAGE]
+    false = [s for s in result.unexplained if s.kind == PAGE]
+    out(f"pages: {sum(s.severity == 'critical' for s in pages)} (+{sum(s.severity != 'critical' for s in pages)} tickets), "
+        f"{len(false)} not explained by a fault; sustained rule: onset to the seed's violation")
 
 
 def _key(name: str, start_s: float) -> str:

@@ -140,13 +140,17 @@ class MonitorSnapshot:
     health: MonitorHealth = field(default=EMPTY_HEALTH)
     stall: StallStatus | None = None
     stall_violation: SLAViolation | None = None  # set while the engine is stalled
+    pages: tuple[SLAViolation, ...] = ()  # active fast pages and tickets (``sla.pages``)
+    page_counts: Mapping[tuple[str, str], int] = field(default_factory=_empty)  # (sla, rule) -> pages raised
+    page_states: Mapping[tuple[str, str], bool] = field(default_factory=_empty)  # (sla, rule) -> active
 
     @property
     def active_violations(self) -> tuple[SLAViolation, ...]:
-        """Every active violation, the engine stall included."""
-        if self.stall_violation is None:
+        """Every active violation: sustained ones, fast pages and the engine stall."""
+        if self.stall_violation is None and not self.pages:
             return self.violations
-        return (*self.violations, self.stall_violation)
+        stall = () if self.stall_violation is None else (self.stall_violation,)
+        return (*self.violations, *self.pages, *stall)
 
     @property
     def engine_stalled(self) -> bool:

@@ -25,6 +25,8 @@ SCRIPTS = [
     "bench_recovery.py",
     "bench_recovery_mttr.py",
     "bench_notify.py",
+    "bench_page_rules.py",
+    "bench_false_pages.py",
 ]
 
 

@@ -15,6 +15,7 @@ from aphrodite_sla.export.endpoints import SLAEndpoints, openapi_schema
 from aphrodite_sla.export.server import start_exporter
 from aphrodite_sla.integrations.server_state import ServerState
 from aphrodite_sla.integrations.stall import StallDetector
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 from tests.test_asgi import serve, vllm_like_app
 
 T0 = 1_700_000_000.0
@@ -32,7 +33,7 @@ def feed(mgr, clock, latency_ms: float, series: str = "lat", n: int = 120):
 def manager_with(latency_ms: float, clock=None):
     clock = clock or ManualClock(T0)
     th = SLAThreshold("lat_p95", 100.0, 20.0, 1, statistic=Statistic.P95, source_metric="lat", min_samples=5, sample_rate_hz=50)
-    mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    mgr = SLAManager([th], clock=clock, anomaly_detection=False, page_rules=PageRulesConfig(enabled=False), regression_interval_s=math.inf)
     feed(mgr, clock, latency_ms)
     return mgr, clock
 

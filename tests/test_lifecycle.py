@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from aphrodite_sla import ManualClock, SLAManager, SLAThreshold, ViolationSeverity
 from aphrodite_sla.events import ViolationEscalated, ViolationRaised, ViolationResolved
 from aphrodite_sla.sla.lifecycle import EvaluationPoint, LifecycleState, ViolationLifecycle
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic
 
 T0 = 1_700_000_000.0
@@ -71,7 +72,7 @@ def test_resolution_needs_the_recovery_margin_for_the_hysteresis_time():
         return level["v"]
 
     clock = ManualClock(T0)
-    mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=float("inf"))
+    mgr = SLAManager([th], clock=clock, anomaly_detection=False, page_rules=PageRulesConfig(enabled=False), regression_interval_s=float("inf"))
     resolved = []
     mgr.register_resolution_callback(lambda name, at: resolved.append(at - T0))
 

@@ -16,6 +16,7 @@ from aphrodite_sla import (
     ViolationSeverity,
     create_production_sla_manager,
 )
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 
 T0 = 1_700_000_000.0
 
@@ -118,7 +119,8 @@ def test_lower_bound_sla_and_severity_escalation_callbacks():
         "tps", 100.0, 20.0, 1, direction=Direction.LOWER, statistic=Statistic.MEAN, min_samples=1,
         violation_threshold_percent=50,
     )
-    mgr = SLAManager([th], clock=clock, anomaly_detection=False)
+    # the sustained rule's escalation alone (a fast page would call the callback too: test_fast_pages)
+    mgr = SLAManager([th], clock=clock, anomaly_detection=False, page_rules=PageRulesConfig(enabled=False))
     events = []
     mgr.register_violation_callback(lambda v: events.append(("v", v.severity)))
     mgr.register_resolution_callback(lambda name, t: events.append(("r", name)))
@@ -149,7 +151,7 @@ def test_lower_bound_sla_and_severity_escalation_callbacks():
 
 def test_callbacks_are_not_repeated_while_violation_persists():
     clock = ManualClock(T0)
-    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False)
+    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, page_rules=PageRulesConfig(enabled=False))
     calls = []
     mgr.register_violation_callback(calls.append)
     run(mgr, clock, 300, lambda t: 500.0)
@@ -159,7 +161,7 @@ def test_callbacks_are_not_repeated_while_violation_persists():
 
 def test_failing_callback_does_not_stop_evaluation():
     clock = ManualClock(T0)
-    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False)
+    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, page_rules=PageRulesConfig(enabled=False))
     good = []
 
     def bad(v):

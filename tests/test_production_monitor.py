@@ -33,6 +33,7 @@ from aphrodite_sla.recovery.monitoring_mode import (
 )
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor, create_production_monitor
 from aphrodite_sla.self_metrics import Component
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.threshold import SLAStatus, ViolationRule
 
 T0 = 1_700_000_000.0
@@ -310,7 +311,7 @@ def test_record_metric_never_raises_and_counts_unknown(setup, caplog):
 
 def test_end_to_end_through_the_event_stream():
     clock = ManualClock(T0)
-    monitor = create_production_monitor(SLAManager([lat_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf))
+    monitor = create_production_monitor(SLAManager([lat_sla()], clock=clock, anomaly_detection=False, page_rules=PageRulesConfig(enabled=False), regression_interval_s=math.inf))
     got = []
     monitor.register_alert_callback(got.append)
     mgr = monitor.manager

@@ -43,6 +43,7 @@ from aphrodite_sla.recovery.procedures import CRITICAL_SYSTEM
 from aphrodite_sla.recovery.recovery_stats import DURATION_BUCKETS_S
 from aphrodite_sla.recovery.verification import Verification, WindowVerifier
 from aphrodite_sla.sla.manager import SLAManager
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
 
 T0 = 1_700_000_000.0
@@ -448,7 +449,8 @@ async def test_attach_end_to_end_with_a_real_manager_and_window_verification(eng
     clock = ManualClock(T0)
     th = SLAThreshold("lat_p95", 100.0, 20.0, 1, statistic=Statistic.P95, source_metric="lat", min_samples=5,
                       sample_rate_hz=100.0, min_evaluation_points=1, violation_threshold_percent=1)
-    mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=math.inf,
+                     page_rules=PageRulesConfig(enabled=False))  # the sustained violation alone
 
     def heal() -> None:  # the action worked: latency is back at 50 ms from now on
         clock.advance(5.0)

@@ -151,6 +151,9 @@ def test_violation_and_stall_alerts():
     assert 'severity="major"' in rules[("SLAViolation", "ticket")]["expr"]
     stall = rules[("SLAEngineStalled", "page")]
     assert stall["expr"] == "sla_engine_stalled == 1" and stall["keep_firing_for"]
+    page, ticket = rules[("SLAFastPage", "page")], rules[("SLAFastPage", "ticket")]
+    assert page["expr"] == 'sla_page_active{rule=~"severe_breach|burn_rate_page"} == 1' and page["for"] == "0s"
+    assert ticket["expr"] == 'sla_page_active{rule=~"burn_rate_ticket"} == 1'
 
 
 @pytest.mark.parametrize(

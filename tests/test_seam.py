@@ -34,6 +34,7 @@ from aphrodite_sla.integrations.asgi import HTTP_LATENCY_MS, SLAMiddleware
 from aphrodite_sla.integrations.engine_stats import EngineStatsRecorder
 from aphrodite_sla.integrations.statlogger_core import recorder_for
 from aphrodite_sla.self_metrics import Component
+from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.store import kernels
 
 T0 = 1_700_000_000.0
@@ -162,7 +163,8 @@ def test_a_stall_is_a_violation_on_the_one_stream_and_in_the_snapshot():
 # -- the event stream ------------------------------------------------------------------------------
 def test_a_raising_or_slow_subscriber_stops_neither_evaluation_nor_others():
     clock = ManualClock(T0)
-    mgr = SLAManager([p95_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    mgr = SLAManager([p95_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf,
+                     page_rules=PageRulesConfig(enabled=False))  # one violation, the sustained rule's
     release = threading.Event()
     good: list[ViolationRaised] = []
 

@@ -56,9 +56,10 @@ def test_exporter_serves_sla_metrics_while_running():
 def test_stall_scenario_raises_a_critical_stall_violation():
     result = run_simulation("stall", duration_s=800, out=lambda s: None)
     (fault,) = result.faults
-    assert fault.first_violation is not None
-    assert fault.first_violation.sla == "engine_stalled"
-    assert 15 <= fault.first_violation.at_s - fault.fault.start_s <= 30
+    page = fault.first_page  # a stall is a page (StallDetected is a PageRaised)
+    assert page is not None and page.rule == "stall" and page.severity == "critical"
+    assert page.sla == "engine_stalled"
+    assert 15 <= page.at_s - fault.fault.start_s <= 30
 
 
 def test_steady_run_raises_no_violation():

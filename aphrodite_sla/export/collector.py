@@ -16,6 +16,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from aphrodite_sla.integrations.engine_stats import GOODPUT_SERIES, GOODPUT_WINDOW_S
+from aphrodite_sla.integrations.stall import STALL_SLA
 from aphrodite_sla.self_metrics import Component, SelfMetrics
 from aphrodite_sla.snapshot import MonitorSnapshot
 
@@ -55,8 +56,8 @@ class SLACollector(Collector):
 
     def families(self, snap: MonitorSnapshot) -> Iterator[Metric]:
         """Every family for one snapshot (the multiprocess mirror renders published ones)."""
-        for part in (self._sla_families, self._budget_families, self._window_families, self._engine_families,
-                     self._monitor_families):
+        for part in (self._sla_families, self._budget_families, self._page_families, self._window_families,
+                     self._engine_families, self._monitor_families):
             try:
                 yield from part(snap)
             except Exception as exc:  # a failing part must not break the scrape
@@ -118,6 +119,19 @@ class SLACollector(Collector):
                 if rate is not None:
                     burn.add_metric([self.model_name, name, window], rate)
         yield from (events, objective, burn)
+
+    def _page_families(self, snap: MonitorSnapshot) -> Iterator[Metric]:
+        labels = ["model_name", "sla", "rule"]
+        active = GaugeMetricFamily("sla_page_active", "1 while a fast page rule (or the stall page) fires for the SLA", labels=labels)
+        total = CounterMetricFamily("sla_pages", "Pages raised by the fast page rules and the stall detector", labels=labels)
+        for (sla, rule), on in sorted(snap.page_states.items()):
+            active.add_metric([self.model_name, sla, rule], 1.0 if on else 0.0)
+        for (sla, rule), n in sorted(snap.page_counts.items()):
+            total.add_metric([self.model_name, sla, rule], n)
+        if snap.stall is not None:
+            active.add_metric([self.model_name, STALL_SLA, "stall"], 1.0 if snap.stall.stalled else 0.0)
+            total.add_metric([self.model_name, STALL_SLA, "stall"], snap.stall.stalls_total)
+        yield from (active, total)
 
     def _window_families(self, snap: MonitorSnapshot) -> Iterator[Metric]:
         # The label is "q", not "quantile": Prometheus reserves that one for summaries.

@@ -107,7 +107,7 @@ class SLAEndpoints:
         snap = self.snapshots()
         active = snap.active_violations
         stalled = snap.engine_stalled
-        critical = [v for v in snap.violations if v.severity is ViolationSeverity.CRITICAL]
+        critical = [v for v in (*snap.violations, *snap.pages) if v.severity is ViolationSeverity.CRITICAL]
         admission = self.server.admission if self.server is not None else None
         draining = admission is not None and admission.state is AdmissionState.CLOSED
         monitor = self.monitor_state(snap)
@@ -116,7 +116,7 @@ class SLAEndpoints:
             reasons.append(snap.stall_violation.message)
         if draining and admission is not None:
             reasons.append(f"draining: admission closed ({admission.policy.reason or 'no reason given'})")
-        reasons += [v.message for v in snap.violations]
+        reasons += [v.message for v in (*snap.violations, *snap.pages)]
         if not monitor["evaluating"]:
             reasons.append(f"monitor not evaluating: {monitor['reason']}")
         if self.config_error:

@@ -49,6 +49,9 @@ RATIO_WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 EVENTS_METRIC = "sla_events_total"
 VIOLATION_METRIC = "sla_violation_active"
 STALL_METRIC = "sla_engine_stalled"
+PAGE_METRIC = "sla_page_active"
+PAGE_RULES = ("severe_breach", "burn_rate_page")  # ViolationRule values that page
+TICKET_RULES = ("burn_rate_ticket",)
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,25 @@ def rules_document(
                     "the bound at most evaluation points of the window. Compare sla_value with sla_bound."
                 ),
                 "runbook_url": f"{runbook}#sla-violation",
+            },
+        })
+    # the in-process fast page rules (sla.pages): already confirmed and held in the process, so no
+    # "for"; the stall page is SLAEngineStalled's. Tickets (the slow burn) route as tickets.
+    for rules, route in ((PAGE_RULES, "page"), (TICKET_RULES, "ticket")):
+        other_alerts.append({
+            "alert": "SLAFastPage",
+            "expr": f'{PAGE_METRIC}{{rule=~{_q("|".join(rules))}}} == 1',
+            "for": "0s",
+            "keep_firing_for": stall_keep_firing_for,
+            "labels": {"severity": route},
+            "annotations": {
+                "summary": "{{ $labels.sla }} on {{ $labels.model_name }} at {{ $labels.instance }}: {{ $labels.rule }}",
+                "description": (
+                    "A fast page rule of the in-process SLA monitor fired for {{ $labels.sla }}: severe_breach (the "
+                    "statistic far beyond its bound over the last minute) or a multi-window error-budget burn; the "
+                    "health endpoint's reasons give the figures."
+                ),
+                "runbook_url": f"{runbook}#sla-fast-page",
             },
         })
     other_alerts.append({

@@ -7,6 +7,7 @@ event                       alert name                  severity
 ==========================  ==========================  =================================
 ViolationRaised             SLAViolation                the violation's (minor/major/critical)
 StallDetected               EngineStalled               critical
+PageRaised                  SLAPage                     the rule's (critical page, major ticket)
 ViolationEscalated          SLAViolation, escalated     the new severity (always delivered)
 AnomalyDetected             SLAAnomaly                  warning (early signal)
 RegressionDetected          SLARegression               warning (early signal)
@@ -48,6 +49,7 @@ from aphrodite_sla.events import (
     DEPLOYMENT_ALERT,
     ESCALATION_ALERT,
     MODE_ALERT,
+    PAGE_ALERT,
     REGRESSION_ALERT,
     STALL_ALERT,
     VIOLATION_ALERT,
@@ -55,6 +57,7 @@ from aphrodite_sla.events import (
     DeploymentEvent,
     MonitorEvent,
     MonitoringModeChanged,
+    PageRaised,
     RegressionDetected,
     ResponseEscalated,
     StallDetected,
@@ -163,7 +166,7 @@ class ProductionMonitor:
         self._mode_reason = "start"
         self._maintenance_until: float | None = None
         self._mode_history: list[ModeChange] = []
-        self._active: dict[str, _Active] = {}
+        self._active: dict[tuple[str, str], _Active] = {}
         self._calm_since: float | None = now
         self._last_health_check = -math.inf
         self._alerts: OrderedDict[int, Alert] = OrderedDict()
@@ -315,14 +318,14 @@ class ProductionMonitor:
         alert recorded or folded, if the event was one."""
         at = float(event.occurred_at)
         with self._lock:
-            if isinstance(event, ViolationResolved):
-                self._active.pop(event.sla, None)
+            if isinstance(event, ViolationResolved):  # keyed by (SLA, rule): a page and a violation of one SLA are apart
+                self._active.pop((event.sla, event.violation.rule.value), None)
                 if not self._active:
                     self._calm_since = at
                 return None
             if isinstance(event, (ViolationRaised, ViolationEscalated)):
                 v = event.violation
-                self._active[v.metric_name] = _Active(v.severity, isinstance(event, StallDetected) or v.rule is ViolationRule.STALL)
+                self._active[(v.metric_name, v.rule.value)] = _Active(v.severity, isinstance(event, StallDetected) or v.rule is ViolationRule.STALL)
                 self._calm_since = None
                 self._escalate_for(event, at)
             candidate = _candidate(event)
@@ -393,7 +396,7 @@ class ProductionMonitor:
         snap = self.manager.snapshot()
         if snap.sequence == 0:
             return
-        active = {v.metric_name: _Active(v.severity, v.rule is ViolationRule.STALL) for v in snap.active_violations}
+        active = {(v.metric_name, v.rule.value): _Active(v.severity, v.rule is ViolationRule.STALL) for v in snap.active_violations}
         if self._active and not active:
             self._calm_since = now
         elif active and not self._active:
@@ -500,6 +503,9 @@ def _candidate(event: MonitorEvent) -> _Candidate | None:
     if isinstance(event, StallDetected):
         v = event.violation
         return _Candidate(fp, fp, ep, STALL_ALERT, v.metric_name, AlertSeverity.CRITICAL, v.message, False)
+    if isinstance(event, PageRaised):
+        v = event.violation
+        return _Candidate(fp, fp, ep, PAGE_ALERT, v.metric_name, AlertSeverity(v.severity.value), v.message, False)
     if isinstance(event, (ViolationRaised, ViolationEscalated)):
         v = event.violation
         severity = AlertSeverity(v.severity.value)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from aphrodite_sla.events import (
     AnomalyDetected,
     MonitorEvent,
+    PageRaised,
+    PageResolved,
     RegressionDetected,
     ViolationEscalated,
     ViolationRaised,
@@ -25,6 +27,8 @@ ESCALATION = "escalation"
 ANOMALY = "anomaly"
 REGRESSION = "regression"
 RESOLVED = "resolved"
+PAGE = "page"  # a fast page rule or the stall detector (``PageRaised``)
+PAGE_RESOLVED = "page_resolved"
 
 
 @dataclass(frozen=True)
@@ -36,11 +40,17 @@ class Signal:
     at_s: float
     detail: str
     severity: str | None = None
+    rule: str = ""  # which rule raised a violation or page (``ViolationRule``)
 
 
 def signal_of(event: MonitorEvent, start: float) -> Signal | None:
     """The signal an event stands for (None for events that are not signals)."""
     at = event.occurred_at - start
+    if isinstance(event, PageRaised):
+        v = event.violation
+        return Signal(PAGE, v.metric_name, at, v.message, v.severity.value, event.rule)
+    if isinstance(event, PageResolved):
+        return Signal(PAGE_RESOLVED, event.sla, at, f"page resolved after {event.duration_s:.0f}s", rule=event.rule)
     if isinstance(event, ViolationRaised):
         v = event.violation
         return Signal(VIOLATION, v.metric_name, at, v.message, v.severity.value)
@@ -85,11 +95,17 @@ class FaultReport:
     @property
     def first_signal(self) -> Signal | None:
         """The first warning or violation (resolutions are not detections)."""
-        return self.first(VIOLATION, ANOMALY, REGRESSION, ESCALATION)
+        return self.first(VIOLATION, PAGE, ANOMALY, REGRESSION, ESCALATION)
 
     @property
     def first_violation(self) -> Signal | None:
+        """The first violation of the seed's sustained rule."""
         return self.first(VIOLATION)
+
+    @property
+    def first_page(self) -> Signal | None:
+        """The first page: a fast page rule (severity critical) or a stall; tickets are not pages."""
+        return next((s for s in self.signals if s.kind == PAGE and s.severity == "critical"), None)
 
     @property
     def detected(self) -> bool:
@@ -115,24 +131,33 @@ def attribute(signals: Iterable[Signal], faults: Iterable[InjectedFault], window
         owners = [r for r in reports if r.fault.explains(sig, window_of(sig.sla))]
         for r in owners:
             r.signals.append(sig)
-        if not owners and sig.kind != RESOLVED:
+        if not owners and sig.kind not in (RESOLVED, PAGE_RESOLVED):
             unexplained.append(sig)
     return Attribution(reports, unexplained)
 
 
 def time_to_recover(report: FaultReport, signals: Iterable[Signal]) -> float | None:
-    """MTTR of a fault: from its injection to the resolution of the last violation episode it
-    explains, or of a violation of one of its SLAs already open when it was injected (a
+    """MTTR of a fault: from its injection to the resolution of the last violation or page episode
+    it explains, or of a violation of one of its SLAs already open when it was injected (a
     resolution may come after the fault's attribution window, so every signal is searched). None
     when there is no such violation, or one was still active when the run ended."""
     ordered = sorted(signals, key=lambda s: s.at_s)
     end: float | None = None
     start = report.fault.start_s
+
+    def ends(r: Signal, s: Signal) -> bool:  # a violation ends by its resolution, a page by its own
+        if s.kind == PAGE:
+            return r.kind == PAGE_RESOLVED and r.sla == s.sla and r.rule == s.rule
+        return r.kind == RESOLVED and r.sla == s.sla
+
     # a violation of one of its SLAs already open when it was injected lasts for it too
-    open_at_start = [s for s in ordered if s.kind == VIOLATION and s.sla in report.fault.slas and s.at_s < start
-                     and not any(r.kind == RESOLVED and r.sla == s.sla and s.at_s <= r.at_s < start for r in ordered)]
-    for violation in [*open_at_start, *(s for s in report.signals if s.kind == VIOLATION)]:
-        resolved = next((s for s in ordered if s.kind == RESOLVED and s.sla == violation.sla and s.at_s >= violation.at_s), None)
+    def counts(s: Signal) -> bool:  # violations and pages; a ticket's long windows outlast the fault by design
+        return s.kind == VIOLATION or (s.kind == PAGE and s.severity == "critical")
+
+    open_at_start = [s for s in ordered if counts(s) and s.sla in report.fault.slas and s.at_s < start
+                     and not any(ends(r, s) and s.at_s <= r.at_s < start for r in ordered)]
+    for violation in [*open_at_start, *(s for s in report.signals if counts(s))]:
+        resolved = next((s for s in ordered if ends(s, violation) and s.at_s >= violation.at_s), None)
         if resolved is None:
             return None
         end = resolved.at_s if end is None else max(end, resolved.at_s)

@@ -24,12 +24,14 @@ class ErrorBudgetTracker:
     """Monotonic good/bad counts of one SLA and their history, long enough for the longest burn
     window. Written by the evaluator; ``burn_rate`` may be read from any thread (a small lock)."""
 
-    def __init__(self, sla: str, objective: float, evaluation_interval_s: float) -> None:
+    def __init__(self, sla: str, objective: float, evaluation_interval_s: float, horizon_s: float = 0.0) -> None:
+        """``horizon_s``: keep history for windows this long too (the fast page rules read 1 h
+        and 6 h burn rates)."""
         self.sla = sla
         self.objective = objective
         self.good = 0
         self.bad = 0
-        self._horizon_s = max(BURN_RATE_WINDOWS_S) + evaluation_interval_s
+        self._horizon_s = max(*BURN_RATE_WINDOWS_S, horizon_s) + evaluation_interval_s
         # history of (time, good, bad) as parallel lists from index _start (bisect-able, compacted
         # when half is stale)
         self._times: list[float] = []
@@ -63,17 +65,25 @@ class ErrorBudgetTracker:
             return self._burn_rate(window_s)
 
     def _burn_rate(self, window_s: float) -> float | None:
+        total, bad = self._window_counts(window_s)
+        if total <= 0:
+            return None
+        return (bad / total) / (1.0 - self.objective)
+
+    def window_counts(self, window_s: float) -> tuple[int, int]:
+        """(samples, bad samples) classified over the last ``window_s`` (at most the horizon)."""
+        with self._lock:
+            return self._window_counts(window_s)
+
+    def _window_counts(self, window_s: float) -> tuple[int, int]:
         times = self._times
         if len(times) <= self._start:
-            return None
+            return 0, 0
         good, bad = self._counts[-1]
         # the last point before the window's start (or the oldest kept)
         i = bisect.bisect_left(times, times[-1] - window_s, self._start) - 1
         then_good, then_bad = self._counts[max(i, self._start)]
-        total = (good + bad) - (then_good + then_bad)
-        if total <= 0:
-            return None
-        return ((bad - then_bad) / total) / (1.0 - self.objective)
+        return (good + bad) - (then_good + then_bad), bad - then_bad
 
     def status(self) -> ErrorBudget:
         with self._lock:

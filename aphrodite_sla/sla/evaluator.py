@@ -1,5 +1,6 @@
 """One evaluation: the plan's kernel call, then per SLA the evaluation point, its violation
-lifecycle, anomaly score, z-score and error budget; then the scheduled regression checks. The
+lifecycle, anomaly score, z-score and error budget; then the fast page rules (``sla.pages``) and
+the scheduled regression checks. The
 result is a ``MonitorSnapshot`` and the events of the transitions, which the manager publishes.
 
 Owned by one thread at a time (the evaluator thread, or a caller of ``SLAManager.evaluate``):
@@ -20,6 +21,7 @@ from aphrodite_sla.self_metrics import SelfMetrics
 from aphrodite_sla.sla.anomaly import AnomalyDetector
 from aphrodite_sla.sla.error_budget import ErrorBudgetTracker
 from aphrodite_sla.sla.lifecycle import EvaluationPoint, LifecycleState, ViolationLifecycle
+from aphrodite_sla.sla.pages import FastPages
 from aphrodite_sla.sla.regression_watch import RegressionWatch
 from aphrodite_sla.sla.threshold import Direction, SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
 from aphrodite_sla.sla.window_plan import QUANTILE_STATISTICS, SLAReading, WindowPlan
@@ -84,7 +86,7 @@ class Evaluator:
 
     def __init__(
         self, store: MetricStore, self_metrics: SelfMetrics, *, evaluation_interval_s: float, anomaly_detection: bool,
-        anomaly_alert_score: float, regression: RegressionWatch,
+        anomaly_alert_score: float, regression: RegressionWatch, pages: FastPages | None = None,
     ) -> None:
         self.store = store
         self.self_metrics = self_metrics
@@ -92,6 +94,7 @@ class Evaluator:
         self.anomaly_detection = anomaly_detection
         self.anomaly_alert_score = anomaly_alert_score
         self.regression = regression
+        self.pages = pages if pages is not None else FastPages()
         self.lock = threading.Lock()
         self._states: dict[str, SLAState] = {}
         self._watched: dict[tuple[str, float], tuple[tuple[float, ...], bool]] = {}
@@ -101,6 +104,7 @@ class Evaluator:
         self._breach_counts: dict[str, int] = {}
         self._counts_view: Mapping[tuple[str, str], int] | None = None  # read-only copies, re-made on change
         self._breaches_view: Mapping[str, int] | None = None
+        self._pages_view: tuple[tuple[SLAViolation, ...], Mapping[tuple[str, str], int], Mapping[tuple[str, str], bool]] | None = None
         self.evaluations = 0
         self.last_duration_s = 0.0
         self.max_duration_s = 0.0
@@ -109,14 +113,17 @@ class Evaluator:
     # -- configuration (callers hold self.lock) ------------------------------------------------
     def set_threshold(self, th: SLAThreshold) -> None:
         detector = AnomalyDetector() if self.anomaly_detection else None
-        budget = ErrorBudgetTracker(th.metric_name, th.objective, self.evaluation_interval_s) if th.objective is not None else None
+        budget = ErrorBudgetTracker(th.metric_name, th.objective, self.evaluation_interval_s,
+                                    self.pages.config.longest_window_s) if th.objective is not None else None
         self._states[th.metric_name] = SLAState(th, detector, budget)
         self.regression.forget(th.metric_name)
+        self.pages.forget(th.metric_name)
         self._config_changed()
 
     def remove_threshold(self, name: str) -> bool:
         removed = self._states.pop(name, None) is not None
         self.regression.forget(name)
+        self.pages.forget(name)
         self._config_changed()
         return removed
 
@@ -141,7 +148,11 @@ class Evaluator:
     def plan(self) -> WindowPlan:
         if self._plan is None:
             enabled = [s.threshold for s in self._states.values() if s.threshold.enabled]
-            self._plan = WindowPlan(self.store, enabled, self._watched)
+            watched = dict(self._watched)
+            for key, (quantiles, rate) in self.pages.windows(enabled).items():  # the page rules' short windows
+                old_q, old_rate = watched.get(key, ((), False))
+                watched[key] = (tuple(sorted({*old_q, *quantiles})), old_rate or rate)
+            self._plan = WindowPlan(self.store, enabled, watched)
         return self._plan
 
     # -- evaluation (callers hold self.lock) ---------------------------------------------------
@@ -167,6 +178,11 @@ class Evaluator:
             if state.budget is not None:
                 new = result.budgets.get(name)
                 budgets[name] = state.budget.add(now, new.new - new.bad, new.bad) if new is not None else state.budget.status()
+        pages = self.pages.evaluate(
+            now, ((s.threshold, s.budget, statuses[name].breached) for name, s in self._states.items() if name in statuses),
+            result.windows,
+        )
+        events.extend(pages)
         checked, regressions = self.regression.scheduled(enabled, now)
         events.extend(regressions)
         for name in checked:  # the results of the checks just run
@@ -178,6 +194,8 @@ class Evaluator:
         self.max_duration_s = max(self.max_duration_s, duration)
         if events or self._counts_view is None:  # a transition changed the violation counts
             self._counts_view = frozen(dict(self._violation_counts))
+        if pages or self._pages_view is None:
+            self._pages_view = (tuple(self.pages.active()), frozen(self.pages.counts()), frozen(self.pages.states()))
         if breaches != sum(self._breach_counts.values()) or self._breaches_view is None:
             self._breaches_view = frozen(dict(self._breach_counts))
         snapshot = MonitorSnapshot(
@@ -185,6 +203,7 @@ class Evaluator:
             violations=tuple(violations), windows=frozen(result.windows), coverage=frozen(result.coverage),
             budgets=frozen(budgets),
             violation_counts=self._counts_view, breach_counts=self._breaches_view, health=health(now, duration),
+            pages=self._pages_view[0], page_counts=self._pages_view[1], page_states=self._pages_view[2],
         )
         return snapshot, events
 

@@ -120,11 +120,18 @@ class ViolationLifecycle:
     """One SLA's episodes. ``observe`` moves the state and returns the events of the transition;
     ``violation`` is the episode's current violation (None when INACTIVE or PENDING)."""
 
-    def __init__(self, sla: str, resolve_after_s: float, build: ViolationFactory) -> None:
+    def __init__(
+        self, sla: str, resolve_after_s: float, build: ViolationFactory, *, alert_fingerprint: str | None = None,
+        raised: type[ViolationRaised] = ViolationRaised, resolved: type[ViolationResolved] = ViolationResolved,
+    ) -> None:
+        """``alert_fingerprint``/``raised``/``resolved``: a page rule's episodes use the same states
+        with their own identity and event classes (``sla.pages``)."""
         self.sla = sla
         self.resolve_after_s = float(resolve_after_s)
         self.build = build
-        self.fingerprint = fingerprint(VIOLATION_ALERT, sla=sla)
+        self.fingerprint = alert_fingerprint or fingerprint(VIOLATION_ALERT, sla=sla)
+        self._raised_event = raised
+        self._resolved_event = resolved
         self._state: _State = INACTIVE
         self._first_breach: float | None = None
         self._raised_at: float | None = None
@@ -160,7 +167,7 @@ class ViolationLifecycle:
         self._first_breach, self._raised_at, self._peak = first, p.at, severity
         self._violation = self.build(first, p.at, severity, severity)
         self._enter(FIRING)
-        self._events.append(ViolationRaised(self.fingerprint, episode_id(self.fingerprint, first), p.at, self._violation))
+        self._events.append(self._raised_event(self.fingerprint, episode_id(self.fingerprint, first), p.at, self._violation))
 
     def _update(self, p: EvaluationPoint) -> None:
         assert self._first_breach is not None and self._raised_at is not None and self._peak is not None
@@ -176,7 +183,7 @@ class ViolationLifecycle:
 
     def _resolve(self, at: float) -> None:
         assert self._first_breach is not None and self._violation is not None
-        self._events.append(ViolationResolved(
+        self._events.append(self._resolved_event(
             self.fingerprint, episode_id(self.fingerprint, self._first_breach), at, self._violation, self._first_breach
         ))
         self._first_breach = self._raised_at = self._recovered_since = self._peak = None

@@ -13,6 +13,9 @@ the points inside the SLA's window were beyond it (and there are at least
 ``min_evaluation_points``); it escalates when its severity rises past the episode's peak and
 resolves after ``resolve_after_s`` back inside the bound by ``resolve_margin_percent``
 (``sla.lifecycle``).
+
+Fast pages (``sla.pages``, set by ``page_rules``): beside the sustained rule, a severe breach over
+60 s and multi-window burn rates raise ``PageRaised`` within an evaluation or two.
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ from aphrodite_sla.self_metrics import Component, SelfMetrics
 from aphrodite_sla.sla.defaults import default_thresholds
 from aphrodite_sla.sla.error_budget import BURN_RATE_WINDOWS_S
 from aphrodite_sla.sla.evaluator import Evaluator
+from aphrodite_sla.sla.page_rules import PageRulesConfig
+from aphrodite_sla.sla.pages import FastPages
 from aphrodite_sla.sla.regression import RegressionResult
 from aphrodite_sla.sla.regression_watch import RegressionWatch
 from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation, Statistic
@@ -93,6 +98,7 @@ class SLAManager:
         regression_alpha: float = 0.01,
         store: MetricStore | None = None,
         events: EventStream | None = None,
+        page_rules: PageRulesConfig | None = None,
     ) -> None:
         if not (isinstance(evaluation_interval_s, (int, float)) and math.isfinite(evaluation_interval_s) and evaluation_interval_s > 0):
             raise ValueError(f"SLAManager.evaluation_interval_s: must be a finite number > 0, got {evaluation_interval_s!r}")
@@ -109,6 +115,7 @@ class SLAManager:
             anomaly_detection=anomaly_detection, anomaly_alert_score=self.anomaly_alert_score,
             regression=RegressionWatch(self.store, interval_s=regression_interval_s,
                                        min_effect_percent=regression_min_effect_percent, alpha=regression_alpha),
+            pages=FastPages(page_rules),
         )
         self._route: dict[str, str] = {}  # SLA name or series name -> recorded series
         self._pre_evaluation_hooks: list[Callable[[], Any]] = []

@@ -245,10 +245,13 @@ class SLAThreshold:
 
 class ViolationRule(str, Enum):
     """Which rule raised a violation: the seed's sustained rule over the window's evaluation
-    points, or the engine stall detector."""
+    points, the engine stall detector, or a fast page rule (``sla.pages``)."""
 
     SUSTAINED = "sustained"
     STALL = "stall"
+    SEVERE_BREACH = "severe_breach"  # the statistic far beyond its bound over a short window
+    BURN_RATE_PAGE = "burn_rate_page"  # error budget burning fast over a long and a short window
+    BURN_RATE_TICKET = "burn_rate_ticket"  # the same, slower: a ticket, not a page
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,7 @@ class SLAViolation:
     zscore: float | None = None
     peak_severity: ViolationSeverity | None = None
     rule: ViolationRule = ViolationRule.SUSTAINED
+    detail: str = ""  # what a page rule saw, in words (its figures are not the SLA's statistic)
 
     @property
     def worst_severity(self) -> ViolationSeverity:
@@ -287,6 +291,8 @@ class SLAViolation:
                 f"{self.metric_name}: no engine progress for {self.observed_value:.0f}s with requests in flight "
                 f"(stall after {self.bound:.0f}s) [{self.severity.value}]"
             )
+        if self.detail:
+            return f"{self.metric_name}: {self.detail} [{self.severity.value}]"
         side = ">" if self.direction is Direction.UPPER else "<"
         return (
             f"{self.metric_name}: {self.statistic.value} = {self.observed_value:.4g} {side} bound "

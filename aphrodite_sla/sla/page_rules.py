@@ -1,0 +1,125 @@
+"""The fast page rules' settings (data only; ``sla.pages`` applies them).
+
+What a page is, and what it is not:
+
+* a **page** wakes a person now: the engine stopped (``stall``), the SLA's statistic is far beyond
+  its bound right now (``severe_breach``), or the error budget burns so fast that it is gone in
+  days (``burn_rate_page``). Severity CRITICAL.
+* a **ticket** asks for a look within the working day: the budget burns steadily faster than it
+  can last (``burn_rate_ticket``). Severity MAJOR.
+* a **violation** (the seed's sustained rule, 80% of a 5-minute window beyond the bound) is the
+  SLA being broken; its severity follows how far beyond (minor/major/critical).
+* a **warning** (an anomaly score, a regression) says something changed; it never pages and never
+  starts recovery.
+
+Every default below comes with its reason; all are settable in the ``[page_rules]`` table of the
+configuration file. Why these rules beside the sustained one: the sustained rule needs four
+minutes of a five-minute window beyond the bound, so a severe fault pages after four minutes at
+the earliest; these rules page within one or two evaluations, and their minimum counts keep one
+slow request at 3 a.m. from paging anyone.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PageRulesConfig:
+    """Settings of the fast page rules. Invalid values raise ``ValueError`` naming the field."""
+
+    # All fast rules on or off (the stall detector's page is the stall detector's: ``stall_after_s``).
+    enabled: bool = True
+
+    # -- severe breach: the SLA breached (its own window), and far beyond its bound over a short one
+    severe_breach: bool = True
+    # 2x the bound: calibrated bounds sit ~10% beyond the worst healthy 5-minute window, so healthy
+    # traffic does not reach twice that even over a short window; latency x3 or 5% errors do.
+    severe_factor: float = 2.0
+    # 60 s: long enough that a p95 is backed by many requests, short enough that it crosses within
+    # seconds of a severe fault (a p95 needs 5% of the window beyond: 3 s of a 60 s window).
+    severe_window_s: float = 60.0
+    # The window must hold at least this many samples (and the SLA's own ``min_samples``).
+    severe_min_samples: int = 20
+    # ...and at least this many samples must stand behind the breach: for a quantile q, the
+    # window needs min_beyond / (1 - q) samples (p95: 100, p99: 500), so the quantile is not one
+    # outlier; for an SLA with an error budget (a mean of 0/100 outcomes), this many samples of
+    # the window were beyond the SLA's bound (5 errors, not 1 of 20 at night).
+    severe_min_beyond: int = 5
+
+    # -- multi-window burn rates (Google SRE workbook ch. 5, as the fleet Prometheus rules) -------
+    burn_rate: bool = True
+    # page: 2% of a 30-day budget spent in 1 h (14.4x), confirmed by the last 5 minutes
+    page_burn_factor: float = 14.4
+    page_long_window_s: float = 3600.0
+    page_short_window_s: float = 300.0
+    # ticket: 5% of the budget in 6 h (6x), confirmed by the last 30 minutes
+    ticket: bool = True
+    ticket_burn_factor: float = 6.0
+    ticket_long_window_s: float = 21600.0
+    ticket_short_window_s: float = 1800.0
+    # Low traffic: the long window must hold one sample a minute on average (the fleet rules'
+    # guard) and the short window this many bad samples, so a few bad requests among a handful do
+    # not page; at zero traffic the rate is undefined and nothing fires.
+    burn_min_events_per_minute: float = 1.0
+    burn_min_bad: int = 5
+
+    # -- episodes ----------------------------------------------------------------------------------
+    # A page resolves once its condition has been clear this long (one page per episode, not one
+    # per flap). Severe breach is clear when the short window's statistic is back inside the SLA's
+    # recovery bound; a burn rate when the short window burns below the factor.
+    resolve_after_s: float = 60.0
+    # SLAs that never page (by name): e.g. a gauge whose breach is a ticket at most.
+    excluded_slas: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("bool", bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"page_rules.{f.name}: must be true or false, got {value!r}")
+            elif f.type in ("int", int):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"page_rules.{f.name}: must be an integer >= 1, got {value!r}")
+            elif f.type in ("float", float):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                    raise ValueError(f"page_rules.{f.name}: must be a finite number >= 0, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+        if not isinstance(self.excluded_slas, (tuple, list)) or not all(isinstance(s, str) for s in self.excluded_slas):
+            raise ValueError(f"page_rules.excluded_slas: must be a list of SLA names, got {self.excluded_slas!r}")
+        object.__setattr__(self, "excluded_slas", tuple(self.excluded_slas))
+        for name in ("severe_factor", "page_burn_factor", "ticket_burn_factor"):
+            if getattr(self, name) <= 1.0:
+                raise ValueError(f"page_rules.{name}: must be > 1 (a page beyond the ordinary bound), got {getattr(self, name)!r}")
+        for name in ("severe_window_s", "page_long_window_s", "page_short_window_s", "ticket_long_window_s", "ticket_short_window_s"):
+            if not 1.0 <= getattr(self, name) <= 7 * 86400.0:
+                raise ValueError(f"page_rules.{name}: must be in [1, 604800] seconds, got {getattr(self, name)!r}")
+        for long, short in (("page_long_window_s", "page_short_window_s"), ("ticket_long_window_s", "ticket_short_window_s")):
+            if getattr(self, short) > getattr(self, long):
+                raise ValueError(f"page_rules.{short}: must not be longer than {long} ({getattr(self, short):g} > {getattr(self, long):g})")
+
+    @classmethod
+    def from_mapping(cls, raw: Any) -> PageRulesConfig:
+        """From the configuration file's ``[page_rules]`` table; an unknown key is an error."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"page_rules: must be a table, got {type(raw).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"page_rules: unknown key {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+        values = dict(raw)
+        if "excluded_slas" in values and isinstance(values["excluded_slas"], list):
+            values["excluded_slas"] = tuple(values["excluded_slas"])
+        return cls(**values)
+
+    @property
+    def longest_window_s(self) -> float:
+        """The longest burn window the error budgets must keep history for (0: none)."""
+        if not (self.enabled and self.burn_rate):
+            return 0.0
+        return self.ticket_long_window_s if self.ticket else self.page_long_window_s
+
+
+__all__ = ["PageRulesConfig"]

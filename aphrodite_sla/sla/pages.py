@@ -1,0 +1,258 @@
+"""Fast page rules, evaluated by the evaluator right after the SLAs (``PageRulesConfig`` holds
+the settings and says what a page is).
+
+Per SLA, beside the seed's sustained rule (unchanged):
+
+* ``severe_breach``: over a short window (60 s) the SLA's statistic is ``severe_factor`` x beyond
+  its bound, with enough samples behind it, and the SLA is breached over its own window too. The
+  latter because a minute of queueing in a traffic burst can double a short-window p95 of healthy
+  traffic (the false-page benchmark saw it), while a fault that doubles it breaches the SLA's own
+  window within seconds (a p95 once 5% of the window is beyond: 15 s of 5 minutes). Not for a mean
+  with an error budget (an error rate): its 5-minute mean crosses only after bound/rate of the
+  window (30 s for 5% errors against 0.5%), and there the bad samples counted in the short window
+  are the evidence. The short window is one more entry of the evaluator's plan (one selection pass
+  per series, shared with anything else reading it).
+* ``burn_rate_page`` / ``burn_rate_ticket`` (SLAs with an objective): the error budget burns at
+  14.4x over 1 h and 5 min (page) or 6x over 6 h and 30 min (ticket), read from the error-budget
+  tracker's history of classified samples (two bisections each).
+* stalls page through the stall detector (``StallDetected`` is a ``PageRaised``).
+
+Each (SLA, rule) has a ``ViolationLifecycle`` of its own (one page per episode, resolved after
+``resolve_after_s`` clear) that raises ``PageRaised``/``PageResolved`` on the monitor's stream: a
+page is a violation, so recovery and incidents react to it as to any other. Nothing here runs on
+the engine's event loop; the cost per evaluation is O(1) per SLA beyond the short window.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aphrodite_sla.events import PAGE_ALERT, MonitorEvent, PageRaised, PageResolved, fingerprint
+from aphrodite_sla.sla.lifecycle import EvaluationPoint, ViolationLifecycle
+from aphrodite_sla.sla.page_rules import PageRulesConfig
+from aphrodite_sla.sla.threshold import Direction, SLAThreshold, SLAViolation, Statistic, ViolationRule, ViolationSeverity
+from aphrodite_sla.snapshot import WindowStatistics
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.sla.error_budget import ErrorBudgetTracker
+
+RULE_SEVERITY = {
+    ViolationRule.SEVERE_BREACH: ViolationSeverity.CRITICAL,
+    ViolationRule.BURN_RATE_PAGE: ViolationSeverity.CRITICAL,
+    ViolationRule.BURN_RATE_TICKET: ViolationSeverity.MAJOR,
+    ViolationRule.STALL: ViolationSeverity.CRITICAL,
+}
+
+
+def is_page(violation: SLAViolation) -> bool:
+    """A page wants a person now (CRITICAL fast rules and stalls); a ticket or a sustained
+    violation does not by this definition (its severity routes it)."""
+    return violation.rule is not ViolationRule.SUSTAINED and violation.severity is ViolationSeverity.CRITICAL
+
+
+@dataclass
+class _Figures:
+    """What a rule saw at its latest evaluation (read when its lifecycle builds the violation)."""
+
+    observed: float = math.nan
+    line: float = math.nan
+    window_s: float = 0.0
+    samples: int = 0
+    detail: str = ""
+
+
+@dataclass(eq=False)
+class _RuleState:
+    threshold: SLAThreshold
+    rule: ViolationRule
+    resolve_after_s: float
+    figures: _Figures = field(default_factory=_Figures)
+    lifecycle: ViolationLifecycle = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.threshold.metric_name
+        self.lifecycle = ViolationLifecycle(
+            name, self.resolve_after_s, self._build, alert_fingerprint=fingerprint(PAGE_ALERT, sla=name, rule=self.rule.value),
+            raised=PageRaised, resolved=PageResolved,
+        )
+
+    def _build(self, first: float, raised_at: float, severity: ViolationSeverity, peak: ViolationSeverity) -> SLAViolation:
+        th, f = self.threshold, self.figures
+        return SLAViolation(
+            metric_name=th.metric_name, source_metric=th.source, statistic=th.statistic, direction=th.direction,
+            observed_value=f.observed, bound=f.line, target_value=th.target_value, severity=severity,
+            window_seconds=f.window_s, first_breach_time=first, detected_at=raised_at, sustained_ratio=1.0,
+            evaluation_points=1, sample_count=f.samples, peak_severity=peak, rule=self.rule, detail=f.detail,
+        )
+
+    def observe(self, now: float, breached: bool, recovered: bool) -> list[MonitorEvent]:
+        severity = RULE_SEVERITY[self.rule]
+        return self.lifecycle.observe(EvaluationPoint(now, breached, recovered, breached, severity if breached else None))
+
+
+class FastPages:
+    """The page rules of every SLA (owned by the evaluator; called under its lock)."""
+
+    def __init__(self, config: PageRulesConfig | None = None) -> None:
+        self.config = config if config is not None else PageRulesConfig()
+        self._rules: dict[tuple[str, ViolationRule], _RuleState] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+
+    # -- configuration -----------------------------------------------------------------------------
+    def applies(self, th: SLAThreshold) -> bool:
+        return self.config.enabled and th.enabled and th.metric_name not in self.config.excluded_slas
+
+    def windows(self, thresholds: Iterable[SLAThreshold]) -> dict[tuple[str, float], tuple[tuple[float, ...], bool]]:
+        """The short windows the severe-breach rule reads, for the evaluator's plan:
+        (series, window s) -> (quantiles, mean/rate)."""
+        out: dict[tuple[str, float], tuple[tuple[float, ...], bool]] = {}
+        cfg = self.config
+        if not (cfg.enabled and cfg.severe_breach):
+            return out
+        for th in thresholds:
+            if not self.applies(th):
+                continue
+            key = (th.source, cfg.severe_window_s)
+            quantiles, moments = out.get(key, ((), False))
+            q = th.statistic.quantile
+            if q is not None:
+                out[key] = (tuple(sorted({*quantiles, q})), moments)
+            else:
+                out[key] = (quantiles, True)
+        return out
+
+    def forget(self, sla: str) -> None:
+        """An SLA was removed or replaced: its open pages end without an event (its settings changed)."""
+        for key in [k for k in self._rules if k[0] == sla]:
+            del self._rules[key]
+
+    def _state(self, th: SLAThreshold, rule: ViolationRule) -> _RuleState:
+        key = (th.metric_name, rule)
+        state = self._rules.get(key)
+        if state is None or state.threshold is not th:
+            state = self._rules[key] = _RuleState(th, rule, self.config.resolve_after_s)
+        return state
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def evaluate(
+        self, now: float, slas: Iterable[tuple[SLAThreshold, ErrorBudgetTracker | None, bool]],
+        windows: Mapping[tuple[str, float], WindowStatistics],
+    ) -> list[MonitorEvent]:
+        """Every rule of every enabled SLA at ``now``: (threshold, error budget, breached over its
+        own window at this evaluation); returns the events of their transitions."""
+        events: list[MonitorEvent] = []
+        cfg = self.config
+        if not cfg.enabled:
+            return events
+        for th, budget, breached in slas:
+            if not self.applies(th):
+                continue
+            if cfg.severe_breach:
+                events += self._severe_breach(now, th, budget, windows.get((th.source, cfg.severe_window_s)), breached)
+            if cfg.burn_rate and budget is not None:
+                page = self._state(th, ViolationRule.BURN_RATE_PAGE)
+                events += self._burn(now, page, budget, cfg.page_burn_factor, cfg.page_long_window_s, cfg.page_short_window_s)
+                if cfg.ticket:
+                    ticket = self._state(th, ViolationRule.BURN_RATE_TICKET)
+                    inhibited = page.lifecycle.violation is not None  # the page already says more
+                    events += self._burn(now, ticket, budget, cfg.ticket_burn_factor, cfg.ticket_long_window_s,
+                                         cfg.ticket_short_window_s, inhibited=inhibited)
+        for event in events:
+            if isinstance(event, PageRaised):
+                key = (event.violation.metric_name, event.rule)
+                self._counts[key] = self._counts.get(key, 0) + 1
+        return events
+
+    def _severe_breach(self, now: float, th: SLAThreshold, budget: ErrorBudgetTracker | None,
+                       window: WindowStatistics | None, sla_breached: bool) -> list[MonitorEvent]:
+        cfg = self.config
+        state = self._state(th, ViolationRule.SEVERE_BREACH)
+        upper = th.direction is Direction.UPPER
+        bound = th.bound
+        value, n = math.nan, 0
+        if window is not None:
+            n = window.samples
+            q = th.statistic.quantile
+            if q is not None:
+                value = window.quantiles.get(q, math.nan)
+            else:
+                value = window.rate if th.statistic is Statistic.RATE else window.mean
+        line = bound * cfg.severe_factor if upper else bound / cfg.severe_factor
+        supported, why = self._supported(th, n, budget)
+        judged = supported and n > 0 and math.isfinite(value) and bound > 0
+        confirmed = sla_breached or (th.statistic.quantile is None and budget is not None)  # see the module docstring
+        breached = judged and confirmed and (value >= line if upper else value <= line)
+        recovered = not judged or th.is_recovered(value)
+        f = state.figures
+        if judged:
+            f.observed, f.line, f.window_s, f.samples = value, line, cfg.severe_window_s, n
+            f.detail = (f"{th.statistic.value} = {value:.4g} over the last {cfg.severe_window_s:g}s, "
+                        f"{_ratio(value, bound, upper):.1f}x its bound {bound:.4g} "
+                        f"(severe-breach page at {cfg.severe_factor:g}x; {n} samples{why})")
+        return state.observe(now, breached, recovered)
+
+    def _supported(self, th: SLAThreshold, n: int, budget: ErrorBudgetTracker | None) -> tuple[bool, str]:
+        """Enough samples behind the short window's statistic (see ``PageRulesConfig``)."""
+        cfg = self.config
+        if n < max(cfg.severe_min_samples, th.min_samples):
+            return False, ""
+        q = th.statistic.quantile
+        if q is not None:
+            share = (1.0 - q) if th.direction is Direction.UPPER else q
+            return n * share >= cfg.severe_min_beyond, ""
+        if budget is not None:
+            _total, bad = budget.window_counts(cfg.severe_window_s)
+            return bad >= cfg.severe_min_beyond, f", {bad} beyond the bound"
+        return True, ""
+
+    def _burn(self, now: float, state: _RuleState, budget: ErrorBudgetTracker, factor: float, long_s: float,
+              short_s: float, *, inhibited: bool = False) -> list[MonitorEvent]:
+        cfg = self.config
+        budget_share = 1.0 - budget.objective
+        total_long, bad_long = budget.window_counts(long_s)
+        total_short, bad_short = budget.window_counts(short_s)
+        burn_long = bad_long / total_long / budget_share if total_long else 0.0
+        burn_short = bad_short / total_short / budget_share if total_short else 0.0
+        enough = total_long >= cfg.burn_min_events_per_minute * long_s / 60.0 and bad_short >= cfg.burn_min_bad
+        condition = enough and burn_long >= factor and burn_short >= factor
+        breached = condition and (not inhibited or state.lifecycle.violation is not None)
+        recovered = burn_short < factor
+        f = state.figures
+        if total_short:
+            f.observed, f.line, f.window_s, f.samples = burn_short, factor, long_s, total_short
+            f.detail = (f"error budget burning {burn_short:.1f}x over {_span(short_s)} and {burn_long:.1f}x over "
+                        f"{_span(long_s)} ({state.rule.value} at {factor:g}x in both; objective {budget.objective:.4%}, "
+                        f"{bad_short} of {total_short} samples beyond the bound {state.threshold.bound:.4g} in {_span(short_s)})")
+        return state.observe(now, breached, recovered)
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def active(self) -> list[SLAViolation]:
+        """The active page and ticket violations (stalls are the stall detector's)."""
+        return [s.lifecycle.violation for s in self._rules.values() if s.lifecycle.violation is not None]
+
+    def states(self) -> dict[tuple[str, str], bool]:
+        """(SLA, rule) -> page active, for every rule evaluated so far."""
+        return {(sla, rule.value): s.lifecycle.violation is not None for (sla, rule), s in self._rules.items()}
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(SLA, rule) -> pages raised since start."""
+        return dict(self._counts)
+
+
+def _ratio(value: float, bound: float, upper: bool) -> float:
+    if upper:
+        return value / bound if bound > 0 else math.inf
+    return bound / value if value > 0 else math.inf
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+__all__ = ["RULE_SEVERITY", "FastPages", "is_page"]
