@@ -99,14 +99,17 @@ class SLARuntime:
             ctx = self.context
             if self.config.numba_cache_dir:  # read when the kernels load, on the evaluator thread
                 os.environ.setdefault("APHRODITE_SLA_NUMBA_CACHE_DIR", self.config.numba_cache_dir)
+            self._attach_incidents()
             try:
                 if self.config.exporter_port:  # first: the part most likely to fail (a busy port)
                     from aphrodite_sla.export.server import start_exporter
+                    from aphrodite_sla.incidents.api import combined_handler
 
                     self.exporter, port, registry = start_exporter(
                         ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
                         config_error=self.info.config_error, endpoints=ctx.endpoints if ctx.recovery is not None else None,
-                        api=ctx.recovery.api.handle if ctx.recovery is not None else None,
+                        api=combined_handler(ctx.incidents.api if ctx.incidents is not None else None,
+                                             ctx.recovery.api.handle if ctx.recovery is not None else None),
                     )
                     if ctx.recovery is not None:
                         from aphrodite_sla.export.recovery_collector import RecoveryCollector
@@ -118,6 +121,8 @@ class SLARuntime:
                 ctx.stall.start()
                 if ctx.recovery is not None:
                     ctx.recovery.start()
+                if ctx.incidents is not None:
+                    ctx.incidents.start()
                 if self.config.system_sampler:
                     from aphrodite_sla.integrations.system import SystemSampler
 
@@ -127,6 +132,16 @@ class SLARuntime:
                 self._stop_parts(timeout=5.0)
                 raise
             self.info.started = True
+
+    def _attach_incidents(self) -> None:
+        """The incident system (its store opened), unless switched off; a store that cannot be
+        opened is logged and leaves the engine serving without incidents."""
+        if not self.config.incidents or self.context.incidents is not None or self.config.incident_response.get("enabled") is False:
+            return
+        try:
+            self.context.attach_incidents()
+        except Exception:
+            logger.exception("aphrodite-sla: the incident store could not be opened; incidents are off")
 
     def _register_collector(self) -> None:
         """Put our families on the engine's own ``/metrics``: prometheus_client's default registry,
@@ -192,6 +207,8 @@ class SLARuntime:
             self.recovery_collector = None
         if self.context.recovery is not None:
             self.context.recovery.stop(timeout)
+        if self.context.incidents is not None:
+            self.context.incidents.stop()
         if self._mirror is not None:
             self.context.events.unsubscribe(self._mirror)
             self._mirror = None
