@@ -90,6 +90,7 @@ class MonitorContext:
         if self.incidents is None:
             self.incidents = IncidentSystem.for_context(self, clock=clock)
             self.endpoints.incidents = self.incidents
+            self.recorder.outcome_listener = self.incidents.record_engine_event  # the detection rules' engine feed
         return self.incidents
 
     def set_model_name(self, name: str) -> None:

@@ -110,6 +110,10 @@ class IncidentManager:
             change = "updated"
         if sig.first_bad_at is not None and sig.first_bad_at < incident.first_bad_at:
             changes["first_bad_at"] = sig.first_bad_at
+        if incident.status is IncidentStatus.MONITORING:  # it came back before it was resolved
+            changes["status"] = IncidentStatus.INVESTIGATING
+            audit.append(AuditEntry(sig.at, "system", "status", "monitoring -> investigating: the problem came back"))
+            change = change or "updated"
         if change:
             changes["last_change"] = change
         updated = incident.with_(**changes)

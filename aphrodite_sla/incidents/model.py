@@ -273,6 +273,8 @@ def type_for_sla(sla: str) -> IncidentType:
     for key, kind in SLA_TYPES.items():
         if key in sla:
             return kind
+    if sla.endswith("_ms") or "latency" in sla or sla.startswith("lat_"):  # any other latency SLA
+        return IncidentType.PERFORMANCE_DEGRADATION
     return IncidentType.SLA_VIOLATION
 
 
