@@ -117,7 +117,7 @@ class IncidentManager:
         if change:
             changes["last_change"] = change
         updated = incident.with_(**changes)
-        self.store.save(updated, timeline=[entry], audit=audit)
+        self.store.save(updated, timeline=[entry], audit=audit, add_events=1)
         if change:
             self._notify(updated, change)
         return updated
@@ -127,7 +127,7 @@ class IncidentManager:
         updated = incident.with_(status=IncidentStatus.DETECTED, resolved_at=None, resolved_by="", recovered_at=None, updated_at=sig.at,
                                  event_count=incident.event_count + 1, severity=max(incident.severity, sig.severity, key=lambda s: s.rank),
                                  last_change="reopened", escalation_level=0, escalated_at=None)
-        self.store.save(updated, timeline=[TimelineEntry(sig.at, "reopened", f"came back within the flap window: {sig.title}", "system",
+        self.store.save(updated, add_events=1, timeline=[TimelineEntry(sig.at, "reopened", f"came back within the flap window: {sig.title}", "system",
                                                          updated.stage, dict(sig.data))],
                         audit=[AuditEntry(sig.at, "system", "reopened", sig.title)])
         self._notify(updated, "reopened")

@@ -124,10 +124,16 @@ class IncidentStore:
             return existing, False
         return incident, True
 
-    def save(self, incident: Incident, *, timeline: Iterable[TimelineEntry] = (), audit: Iterable[AuditEntry] = ()) -> Incident:
-        """Write ``incident``'s fields and append ``timeline``/``audit`` in one transaction."""
+    def save(self, incident: Incident, *, timeline: Iterable[TimelineEntry] = (), audit: Iterable[AuditEntry] = (),
+             add_events: int = 0) -> Incident:
+        """Write ``incident``'s fields and append ``timeline``/``audit`` in one transaction.
+        ``event_count`` is never overwritten: ``add_events`` increments it in the database, so
+        replicas joining events to one incident at once lose no count."""
         row = _row(incident)
         row.pop("incident_id")
+        row.pop("event_count")
+        if add_events:
+            row["event_count"] = s.incidents.c.event_count + add_events
         row["open_key"] = incident.fingerprint if incident.is_open else None
         with self.engine.begin() as conn:
             result = conn.execute(update(s.incidents).where(s.incidents.c.incident_id == incident.incident_id).values(**row))
