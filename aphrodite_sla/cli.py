@@ -326,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-events-per-second", type=float, default=1 / 60,
                         help="minimum traffic over the long window before a burn-rate alert may fire (default 1/60)")
     export.set_defaults(func=_cmd_rules)
+    from aphrodite_sla.incidents.cli import register_incident_commands, register_rule_commands
+
+    register_rule_commands(rules_sub)  # incident detection rules: list, show, enable, disable, update, create, test
+    register_incident_commands(sub)
     th = sub.add_parser("thresholds", help="list the active SLAs (from the configuration), or a built-in set")
     th.add_argument("--set", choices=("serving", "seed"), default=None, help="list a built-in set instead")
     th.set_defaults(func=_cmd_thresholds)

@@ -117,8 +117,9 @@ def test_store_migrates_an_old_database_and_refuses_a_newer_one(tmp_path):
     con.execute("INSERT INTO schema_version VALUES (1)")
     con.commit()
     con.close()
-    from aphrodite_sla.incidents import schema as s
     from sqlalchemy import create_engine
+
+    from aphrodite_sla.incidents import schema as s
 
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
@@ -395,9 +396,9 @@ def test_api_rules_and_events(tmp_path):
 def test_configuration_errors_name_the_key():
     with pytest.raises(IncidentConfigError, match=r"incident_response.escalation.levels\[1\].timeout_minutes"):
         parse_incident_config({"escalation": {"levels": [{"timeout_minutes": 5}, {"timeout_minutes": -1}]}})
-    with pytest.raises(IncidentConfigError, match="incident_response.detection.bogus: unknown key"):
+    with pytest.raises(IncidentConfigError, match=r"incident_response\.detection\.bogus: unknown key"):
         parse_incident_config({"detection": {"bogus": 1}})
-    with pytest.raises(ConfigError, match="incident_response.retention.event_history_days"):
+    with pytest.raises(ConfigError, match=r"incident_response\.retention\.event_history_days"):
         SLAConfig(incident_response={"retention": {"event_history_days": "x"}})
 
 

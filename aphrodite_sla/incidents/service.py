@@ -44,6 +44,7 @@ from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.incidents.config import IncidentConfig, parse_incident_config
 from aphrodite_sla.incidents.escalation import EscalationPolicy
 from aphrodite_sla.incidents.manager import IncidentManager, Signal
+from aphrodite_sla.incidents.metrics import STATS_WINDOW_S, IncidentMetricsView
 from aphrodite_sla.incidents.model import (
     Incident,
     IncidentSeverity,
@@ -98,6 +99,7 @@ class IncidentSystem:
         self._last_purge = float("-inf")
         self._subscription: Any = None
         self._lock = threading.Lock()
+        self._view = IncidentMetricsView(levels=len(self.policy.levels))
         self.api = IncidentApi(self, api_token)
         reset_in_child(self)
 
@@ -315,6 +317,22 @@ class IncidentSystem:
         if now - self._last_purge >= PURGE_EVERY_S:
             self._last_purge = now
             self.store.purge(self.config.retention, now)
+        self.refresh_view(now)
+
+    # -- metrics ------------------------------------------------------------------------------------
+    def metrics_view(self) -> IncidentMetricsView:
+        """The latest view (the collector reads this reference; nothing is computed for it)."""
+        return self._view
+
+    def refresh_view(self, now: float | None = None) -> IncidentMetricsView:
+        now = self.clock() if now is None else now
+        stats = incident_statistics(self.store.all_incidents(since=now - STATS_WINDOW_S, full=False))
+        counts = self.store.counts()
+        self._view = IncidentMetricsView(
+            open_by_severity=dict(counts["open_by_severity"]), by_status=dict(counts["by_status"]), mttd_minutes=stats["mttd_minutes"],
+            mtta_minutes=stats["mtta_minutes"], mttr_minutes=stats["mttr_minutes"], escalations_by_level=dict(self.escalations_by_level),
+            levels=len(self.policy.levels), rule_events_dropped=self.rules.dropped)
+        return self._view
 
     def _sample(self, snapshot: MonitorSnapshot, now: float) -> None:
         if snapshot.stall is not None and snapshot.stall.stalled:
@@ -375,7 +393,7 @@ class IncidentSystem:
         return dict(book.get(request_id).to_dict())
 
     def statistics(self, since: float | None = None) -> dict[str, Any]:
-        stats = incident_statistics(self.store.all_incidents(since=since), self.store.counts())
+        stats = incident_statistics(self.store.all_incidents(since=since, full=False), self.store.counts())
         stats["escalations_by_level"] = {f"L{k}": v for k, v in sorted(self.escalations_by_level.items())}
         stats["rule_events_dropped"] = self.rules.dropped
         stats["errors"] = self.errors

@@ -207,12 +207,12 @@ class IncidentStore:
                                 .order_by(s.incidents.c.detected_at)).mappings().all()
             return [self._incident(conn, r, True) for r in rows]
 
-    def all_incidents(self, *, since: float | None = None) -> list[Incident]:
+    def all_incidents(self, *, since: float | None = None, full: bool = True) -> list[Incident]:
         with self.engine.connect() as conn:
             query = select(s.incidents).order_by(s.incidents.c.detected_at)
             if since is not None:
                 query = query.where(s.incidents.c.detected_at >= since)
-            return [self._incident(conn, r, True) for r in conn.execute(query).mappings().all()]
+            return [self._incident(conn, r, full) for r in conn.execute(query).mappings().all()]
 
     def delete(self, incident_id: str) -> bool:
         with self.engine.begin() as conn:
