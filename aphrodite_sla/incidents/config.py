@@ -58,6 +58,7 @@ class DetectionConfig:
     event_retention_seconds: float = 3600.0
     max_events: int = 10_000
     flap_window_seconds: float = 600.0  # a resolved incident that fires again within this is reopened
+    correlation_window_seconds: float = 300.0  # an open incident of the same type this recent absorbs a new signal
     rules: Mapping[str, Any] = field(default_factory=dict)  # rule name -> overrides (threshold, window_seconds, enabled...)
 
 
@@ -154,10 +155,11 @@ def parse_incident_config(raw: Mapping[str, Any] | None) -> IncidentConfig:
             out[key] = _str(f"{ROOT}.{key}", top[key])
     if "detection" in top:
         where = f"{ROOT}.detection"
-        d = _section(where, top["detection"], {"check_interval_seconds", "event_retention_seconds", "max_events", "flap_window_seconds", "rules"})
+        d = _section(where, top["detection"], {"check_interval_seconds", "event_retention_seconds", "max_events", "flap_window_seconds",
+                                           "correlation_window_seconds", "rules"})
         det: dict[str, Any] = {}
         for key, (low, high) in {"check_interval_seconds": (0.1, 86400), "event_retention_seconds": (1, 7 * 86400),
-                                 "flap_window_seconds": (0, 86400)}.items():
+                                 "flap_window_seconds": (0, 86400), "correlation_window_seconds": (0, 86400)}.items():
             if key in d:
                 det[key] = _number(f"{where}.{key}", d[key], low, high)
         if "max_events" in d:

@@ -89,7 +89,8 @@ class IncidentSystem:
         self.memory_threshold = memory_threshold_percent
         self.disk_threshold = disk_threshold_percent
         publish = (lambda e: events.publish([e])) if events is not None else None
-        self.manager = IncidentManager(store, clock=clock, publish=publish, flap_window_s=config.detection.flap_window_seconds)
+        self.manager = IncidentManager(store, clock=clock, publish=publish, flap_window_s=config.detection.flap_window_seconds,
+                                      correlation_window_s=config.detection.correlation_window_seconds)
         self.rules = RuleEngine(rules_with_overrides(config.detection.rules, store.rules()), retention_s=config.detection.event_retention_seconds,
                                 max_events=config.detection.max_events, clock=clock)
         self.policy = EscalationPolicy(config.escalation)
@@ -107,9 +108,12 @@ class IncidentSystem:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_context(cls, context: MonitorContext, *, clock: Callable[[], float] | None = None) -> IncidentSystem:
+    def for_context(cls, context: MonitorContext, *, clock: Callable[[], float] | None = None,
+                    config: IncidentConfig | None = None) -> IncidentSystem:
+        """Incidents on ``context``'s stream, configured by its ``incident_response`` section
+        (or ``config``)."""
         cfg = context.config
-        config = parse_incident_config(getattr(cfg, "incident_response", None))
+        config = config or parse_incident_config(getattr(cfg, "incident_response", None))
         clock = clock or context.manager.clock
         store = IncidentStore(config.url, replica=config.replica, clock=clock)
         return cls(config, store, clock=clock, events=context.events, recovery=context.recovery,

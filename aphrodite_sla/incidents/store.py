@@ -173,6 +173,14 @@ class IncidentStore:
             row = conn.execute(select(s.incidents).where(and_(*conds)).order_by(s.incidents.c.detected_at.desc()).limit(1)).mappings().first()
             return None if row is None else self._incident(conn, row, True)
 
+    def open_of_type(self, incident_type: str, since: float) -> Incident | None:
+        """The newest open incident of ``incident_type`` detected at or after ``since``."""
+        c = s.incidents.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.incidents).where(and_(c.status.in_(OPEN_STATUSES), c.incident_type == incident_type,
+                                                              c.detected_at >= since)).order_by(c.detected_at.desc()).limit(1)).mappings().first()
+            return None if row is None else self._incident(conn, row, True)
+
     def latest_with(self, fingerprint: str) -> Incident | None:
         """The newest incident of ``fingerprint`` whatever its status (flap suppression reopens it)."""
         with self.engine.connect() as conn:
