@@ -424,3 +424,31 @@ def test_a_malformed_event_is_counted_not_raised(tmp_path):
     system.on_event(ViolationResolved("nofp", "e", T0, None, T0))  # type: ignore[arg-type]
     assert system.errors == 1 and system.store.page().total == 0
 
+
+
+def test_restart_republishes_an_escalation_with_its_receivers(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock)
+    ctx.events.publish([BreakerStateChanged("b", "b", clock(), "model_inference", "closed", "open", "down")])
+    ctx.events.drain()
+    system.tick(now=clock())
+    ctx2, system2, changes2 = build(tmp_path, clock)
+    ctx2.events.drain()
+    assert [(c.change, c.receivers) for c in changes2] == [("escalated", ("monitoring",))]
+
+
+def test_incidents_db_from_the_environment(tmp_path):
+    cfg = load_config({"APHRODITE_SLA_INCIDENTS_DB": str(tmp_path / "env.db")})
+    ctx = MonitorContext.build(cfg, clock=ManualClock(T0), with_recovery=False)
+    system = ctx.attach_incidents()
+    assert Path(system.store.url.removeprefix("sqlite:///")) == tmp_path / "env.db" and (tmp_path / "env.db").exists()
+
+
+def test_same_type_within_the_correlation_window_joins(tmp_path):
+    clock = ManualClock(T0)
+    mgr = IncidentManager(IncidentStore.at_path(tmp_path / "x.db"), clock=clock, correlation_window_s=300)
+    a, _ = mgr.signal(_sig("p95", correlation_id="sla:p95"))
+    b, what = mgr.signal(_sig("p99", at=T0 + 60, correlation_id="sla:p99"))
+    assert what == "joined" and b.incident_id == a.incident_id
+    c, what = mgr.signal(_sig("p50", at=T0 + 400, correlation_id="sla:p50"))
+    assert what == "opened" and c.incident_id != a.incident_id

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.events import (
@@ -114,6 +115,9 @@ class IncidentSystem:
         (or ``config``)."""
         cfg = context.config
         config = config or parse_incident_config(getattr(cfg, "incident_response", None))
+        where = getattr(cfg, "incidents_db", "")  # APHRODITE_SLA_INCIDENTS_DB: a path or a database URL
+        if where:
+            config = replace(config, database_url=where) if "://" in where else replace(config, store_path=where, database_url="")
         clock = clock or context.manager.clock
         store = IncidentStore(config.url, replica=config.replica, clock=clock)
         return cls(config, store, clock=clock, events=context.events, recovery=context.recovery,
@@ -127,7 +131,8 @@ class IncidentSystem:
         with self._lock:
             if self._subscription is None and self.events is not None:
                 self._subscription = self.events.subscribe(self.on_event, *STREAM_EVENTS, name="incidents", queue_size=4096)
-        return self.manager.republish_open()
+        return self.manager.republish_open(
+            lambda i: self.policy.receivers(i.escalation_level) if i.last_change in ("escalated", "reminder") else ())
 
     def stop(self) -> None:
         with self._lock:
