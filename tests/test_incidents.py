@@ -452,3 +452,18 @@ def test_same_type_within_the_correlation_window_joins(tmp_path):
     assert what == "joined" and b.incident_id == a.incident_id
     c, what = mgr.signal(_sig("p50", at=T0 + 400, correlation_id="sla:p50"))
     assert what == "opened" and c.incident_id != a.incident_id
+
+
+def test_a_rule_incident_recovers_when_its_count_clears(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock, auto_resolution=True, auto_resolve_after_seconds=60)
+    for _ in range(10):
+        system.record_engine_event("request_error")
+    system.tick(now=clock())
+    inc = system.store.page().items[0]
+    clock.advance(301)  # the window emptied: the rule re-arms, the incident is monitored
+    system.tick(now=clock())
+    assert system.store.get(inc.incident_id).status is IncidentStatus.MONITORING
+    clock.advance(61)
+    system.tick(now=clock())
+    assert system.store.get(inc.incident_id).status is IncidentStatus.RESOLVED

@@ -318,6 +318,14 @@ class IncidentSystem:
                                        rule.severity, rule.incident_type, now, first_bad_at=firing.first_at, correlation_id=f"rule:{rule.name}",
                                        description=rule.description, source=f"rule:{rule.name}", labels={"rule": rule.name},
                                        data={"count": firing.count}))
+        for name in self.rules.take_rearmed():
+            cleared = self.rules.get(name)
+            inc = self.store.find_open(fingerprint=cleared.fingerprint) if cleared is not None else None
+            if cleared is not None and inc is not None and inc.recovered_at is None:
+                self.manager.change(inc.incident_id, by="rules", action="recovered",
+                                    message=f"{name}: the event count fell back below {cleared.threshold * cleared.rearm_ratio:g}",
+                                    status=IncidentStatus.MONITORING if inc.status is not IncidentStatus.MONITORING else None,
+                                    stage=ResponseStage.RECOVERY, notify="updated", recovered_at=now)
         for incident in self.store.open_incidents():
             try:
                 self._advance(incident, now)
