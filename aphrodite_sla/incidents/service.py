@@ -71,6 +71,7 @@ STREAM_EVENTS = (ViolationRaised, ViolationEscalated, ViolationResolved, Anomaly
                  RecoveryFinished, ApprovalRequested, ApprovalDecided, BreakerStateChanged, DegradationChanged, MonitoringModeChanged,
                  ResponseEscalated, DeploymentEvent, RootCauseFound, SnapshotPublished)
 PURGE_EVERY_S = 3600.0
+VIEW_EVERY_S = 15.0  # the metrics view's statistics read the last 30 days: not at every evaluation
 
 
 class IncidentSystem:
@@ -99,6 +100,7 @@ class IncidentSystem:
         self.errors = 0
         self._last_tick = float("-inf")
         self._last_purge = float("-inf")
+        self._last_view = float("-inf")
         self._subscription: Any = None
         self._lock = threading.Lock()
         self._view = IncidentMetricsView(levels=len(self.policy.levels))
@@ -326,7 +328,7 @@ class IncidentSystem:
                                     message=f"{name}: the event count fell back below {cleared.threshold * cleared.rearm_ratio:g}",
                                     status=IncidentStatus.MONITORING if inc.status is not IncidentStatus.MONITORING else None,
                                     stage=ResponseStage.RECOVERY, notify="updated", recovered_at=now)
-        for incident in self.store.open_incidents():
+        for incident in self.store.open_incidents(full=False):  # the fields decide; changes re-read the rest
             try:
                 self._advance(incident, now)
             except (TransitionError, KeyError) as err:  # changed meanwhile by a person or another replica
@@ -334,7 +336,9 @@ class IncidentSystem:
         if now - self._last_purge >= PURGE_EVERY_S:
             self._last_purge = now
             self.store.purge(self.config.retention, now)
-        self.refresh_view(now)
+        if now - self._last_view >= VIEW_EVERY_S:
+            self._last_view = now
+            self.refresh_view(now)
 
     # -- metrics ------------------------------------------------------------------------------------
     def metrics_view(self) -> IncidentMetricsView:

@@ -209,11 +209,11 @@ class IncidentStore:
                                 .limit(limit).offset(offset)).mappings().all()
             return Page([self._incident(conn, r, False) for r in rows], total, offset, limit)
 
-    def open_incidents(self) -> list[Incident]:
+    def open_incidents(self, *, full: bool = True) -> list[Incident]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.incidents).where(s.incidents.c.status.in_(OPEN_STATUSES))
                                 .order_by(s.incidents.c.detected_at)).mappings().all()
-            return [self._incident(conn, r, True) for r in rows]
+            return [self._incident(conn, r, full) for r in rows]
 
     def all_incidents(self, *, since: float | None = None, full: bool = True) -> list[Incident]:
         with self.engine.connect() as conn:
