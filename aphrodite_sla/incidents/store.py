@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import and_, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from aphrodite_sla.incidents import schema as s
@@ -310,9 +309,10 @@ def _row(incident: Incident) -> dict[str, Any]:
 
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # one connection per use (NullPool): a file database opened by several threads and processes,
-        # each connection set to WAL, FULL sync and foreign keys as it opens
-        engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False, "timeout": 30.0})
+        # a small pool of connections shared by our threads (other processes open their own), each
+        # set to WAL, FULL sync and foreign keys once, as it opens
+        engine = create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=False,
+                               connect_args={"check_same_thread": False, "timeout": 30.0})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
