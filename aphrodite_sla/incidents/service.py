@@ -249,7 +249,8 @@ class IncidentSystem:
                 text = f"degradation {event.old_level} -> {event.new_level} by {event.changed_by}: {event.reason}"
             else:
                 text = f"monitoring mode {event.old_mode} -> {event.new_mode}: {event.reason}"
-            stage = ResponseStage.CONTAINMENT if isinstance(event, DegradationChanged) else None
+            # degrading service contains the damage; reverting it is not a new stage
+            stage = ResponseStage.CONTAINMENT if isinstance(event, DegradationChanged) and event.new_level != "none" else None
             for inc in self.store.open_incidents():
                 m.note(inc.incident_id, by="recovery", kind=type(event).__name__, message=text, stage=stage)
         elif isinstance(event, ResponseEscalated):
