@@ -467,3 +467,19 @@ def test_a_rule_incident_recovers_when_its_count_clears(tmp_path):
     clock.advance(61)
     system.tick(now=clock())
     assert system.store.get(inc.incident_id).status is IncidentStatus.RESOLVED
+
+
+def test_same_root_cause_merges_into_one_incident(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock)
+    m = system.manager
+    a, _ = m.signal(Signal("ttft", "ttft", IncidentSeverity.HIGH, IncidentType.PERFORMANCE_DEGRADATION, clock(), correlation_id="sla:ttft"))
+    b, _ = m.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, clock(), correlation_id="sla:errors"))
+    assert a.incident_id != b.incident_id
+    ctx.events.publish([RootCauseFound("ttft", "e1", clock(), "ttft", "kv_cache_pressure", "resource", 0.9, None),
+                        RootCauseFound("errors", "e2", clock(), "errors", "kv_cache_pressure", "resource", 0.8, None)])
+    ctx.events.drain()
+    merged = system.store.get(b.incident_id)
+    assert merged.status is IncidentStatus.RESOLVED and merged.labels["merged_into"] == a.incident_id
+    again, what = m.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, clock() + 10))
+    assert what == "joined" and again.incident_id == a.incident_id

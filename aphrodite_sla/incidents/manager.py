@@ -80,6 +80,9 @@ class IncidentManager:
             if existing is not None:
                 return self._join(existing, sig), "joined"
             recent = self.store.latest_with(sig.fingerprint)
+            target = self.store.get(recent.labels["merged_into"]) if recent is not None and "merged_into" in recent.labels else None
+            if target is not None and target.is_open:  # merged by root cause: its signals join the survivor
+                return self._join(target, sig), "joined"
             if (recent is not None and recent.status is IncidentStatus.RESOLVED and recent.resolved_at is not None
                     and sig.at - recent.resolved_at <= self.flap_window_s):
                 return self._reopen(recent, sig), "reopened"

@@ -307,6 +307,21 @@ class IncidentSystem:
         self.manager.change(inc.incident_id, by="rca", action="root_cause",
                             message=f"root cause: {event.cause} ({event.category}, confidence {event.confidence:.0%})", status=status,
                             stage=ResponseStage.INVESTIGATION, notify="updated", root_cause=event.cause, root_cause_detail=detail)
+        if event.cause != "insufficient_evidence":
+            self._merge_same_root_cause(inc.incident_id, event.cause)
+
+    def _merge_same_root_cause(self, incident_id: str, cause: str) -> None:
+        """One root cause, one incident: an older open incident with the same cause absorbs this
+        one (resolved as merged; its later signals join the survivor)."""
+        survivor = next((i for i in self.store.open_incidents(full=False) if i.root_cause == cause and i.incident_id != incident_id), None)
+        if survivor is None:
+            return
+        merged = self.manager.get(incident_id)
+        self.manager.note(survivor.incident_id, by="rca", kind="merged", message=f"{incident_id} ({merged.title}) has the same root cause {cause}",
+                          stage=ResponseStage.INVESTIGATION)
+        self.manager.change(incident_id, by="rca", action="merged", message=f"merged into {survivor.incident_id}: same root cause {cause}",
+                            status=IncidentStatus.RESOLVED, notify="resolved", resolved_at=self.clock(), resolved_by="rca",
+                            resolution_notes=f"merged into {survivor.incident_id}", labels={**merged.labels, "merged_into": survivor.incident_id})
 
     # -- the tick (each evaluation) ---------------------------------------------------------------
     def tick(self, snapshot: MonitorSnapshot | None = None, now: float | None = None) -> None:
