@@ -483,3 +483,27 @@ def test_same_root_cause_merges_into_one_incident(tmp_path):
     assert merged.status is IncidentStatus.RESOLVED and merged.labels["merged_into"] == a.incident_id
     again, what = m.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, clock() + 10))
     assert what == "joined" and again.incident_id == a.incident_id
+
+
+def test_approve_and_deny_risky_actions_through_the_incident(tmp_path):
+    from aphrodite_sla.recovery.model import RecoveryAction
+
+    clock = ManualClock(T0)
+    cfg = SLAConfig(thresholds=(lat_sla(),), api_token=TOKEN, incident_response={"store_path": str(tmp_path / "a.db")})
+    ctx = MonitorContext.build(cfg, clock=clock)
+    system = ctx.attach_incidents()
+    system.start()
+    inc, _ = system.manager.signal(_sig("fp-risky", at=clock()))
+    book = ctx.recovery.engine.approvals
+    first = book.request("exec-1", RecoveryAction.SERVICE_RESTART, fingerprint="fp-risky", episode="e")
+    second = book.request("exec-2", RecoveryAction.SERVICE_RESTART, fingerprint="fp-risky", episode="e")
+    ctx.events.drain()
+    assert system.store.get(inc.incident_id).pending_approvals == (first.request_id, second.request_id)
+    status, body = call(system, "POST", f"/api/incidents/{inc.incident_id}/approvals/{first.request_id}/approve", {"by": "lead"})
+    assert status == 200 and body["state"] == "approved" and book.get(first.request_id).approved
+    assert call(system, "POST", f"/api/incidents/{inc.incident_id}/approvals/{second.request_id}/deny", {"by": "lead", "reason": "no"})[0] == 200
+    assert call(system, "POST", f"/api/incidents/{inc.incident_id}/approvals/apr-unknown/approve", {})[0] == 404
+    ctx.events.drain()
+    after = system.store.get(inc.incident_id)
+    assert after.pending_approvals == ()
+    assert [t.actor for t in after.timeline if t.kind == "approval"] == ["lead", "lead"]
