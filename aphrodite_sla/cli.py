@@ -128,11 +128,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     try:
         if args.compare:
             result, _ = compare_recovery(scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed,
-                                         live=live, approve_after_s=approve, config=config)
+                                         live=live, approve_after_s=approve, config=config, incidents_db=args.incidents_db)
         else:
             result = run_simulation(
                 scenario, duration_s=args.duration, speed=args.speed, port=args.port, seed=args.seed, live=live,
-                recovery=args.recovery, approve_after_s=approve, config=config,
+                recovery=args.recovery, approve_after_s=approve, config=config, incidents_db=args.incidents_db,
             )
     except OSError as err:
         print(f"aphrodite-sla simulate: cannot serve on 127.0.0.1:{args.port}: {err} (try --port 0)", file=sys.stderr)
@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--approve-after", type=float, default=30.0,
                      help="engine seconds after which the simulated on-call approves a risky action (default 30)")
     sim.add_argument("--never-approve", action="store_true", help="nobody approves: risky actions are denied at their timeout")
+    sim.add_argument("--incidents-db", default=None, metavar="PATH",
+                     help="run incident response on this SQLite store; ends with a post-mortem per incident")
     live = sim.add_mutually_exclusive_group()
     live.add_argument("--live", dest="live", action="store_true", default=None, help="live terminal view (default: on a TTY)")
     live.add_argument("--no-live", dest="live", action="store_false", help="no live view")
@@ -329,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-events-per-second", type=float, default=1 / 60,
                         help="minimum traffic over the long window before a burn-rate alert may fire (default 1/60)")
     export.set_defaults(func=_cmd_rules)
+    from aphrodite_sla.incidents.cli import register_incident_commands, register_rule_commands
+
+    register_rule_commands(rules_sub)  # incident detection rules: list, show, enable, disable, update, create, test
+    register_incident_commands(sub)
     th = sub.add_parser("thresholds", help="list the active SLAs (from the configuration), or a built-in set")
     th.add_argument("--set", choices=("serving", "seed"), default=None, help="list a built-in set instead")
     th.set_defaults(func=_cmd_thresholds)

@@ -92,6 +92,9 @@ class SLAConfig:
     hooks: Mapping[str, Any] = field(default_factory=dict)  # action -> {"argv": [...]} or {"url": ...} (file only)
     # the fast page rules: the [page_rules] table of the file (sla/page_rules.py); APHRODITE_SLA_PAGE_RULES=false turns them off
     page_rules: PageRulesConfig = field(default_factory=PageRulesConfig)
+    incidents: bool = True  # the incident system (aphrodite_sla.incidents) with the runtime
+    incidents_db: str = ""  # the incident store: a SQLite path or a database URL (wins over incident_response's)
+    incident_response: Mapping[str, Any] = field(default_factory=dict)  # the seed's section (file only; incidents.config validates)
 
     def __post_init__(self) -> None:
         for name, (low, high) in RANGES.items():
@@ -111,9 +114,17 @@ class SLAConfig:
             raise ConfigError(f"SLAConfig.page_rules: must be a PageRulesConfig, got {type(self.page_rules).__name__}")
         if not isinstance(self.hooks, Mapping):
             raise ConfigError(f"SLAConfig.hooks: must be a table of action -> hook, got {type(self.hooks).__name__}")
-        for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla", "auto_rollback", "self_healing"):
+        for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla", "auto_rollback", "self_healing",
+                     "incidents"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"SLAConfig.{name}: must be true or false, got {getattr(self, name)!r}")
+        if self.incident_response:
+            from aphrodite_sla.incidents.config import IncidentConfigError, parse_incident_config
+
+            try:
+                parse_incident_config(self.incident_response)
+            except IncidentConfigError as err:
+                raise ConfigError(str(err)) from None
         if self.sla_set not in SLA_SETS:
             raise ConfigError(f"SLAConfig.sla_set: must be one of {', '.join(SLA_SETS)}, got {self.sla_set!r}")
         known = {t.metric_name for t in (*builtin_thresholds(self.sla_set), *self.thresholds)}
@@ -135,7 +146,8 @@ def builtin_thresholds(sla_set: str) -> list[SLAThreshold]:
     return serving_thresholds() if sla_set == "serving" else default_thresholds()
 
 
-_SCALARS = {f.name: f.type for f in fields(SLAConfig) if f.name not in ("thresholds", "disabled_slas", "hooks", "page_rules")}
+_SCALARS = {f.name: f.type for f in fields(SLAConfig)
+            if f.name not in ("thresholds", "disabled_slas", "hooks", "page_rules", "incident_response")}
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
@@ -176,14 +188,25 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{ENV_FILE}={path}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
-    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
+    suffix = path.suffix.lower()
+    kind = "JSON" if suffix == ".json" else "YAML" if suffix in (".yaml", ".yml") else "TOML"
     try:
-        data = json.loads(text) if kind == "JSON" else _toml().loads(text)
+        data = json.loads(text) if kind == "JSON" else _yaml(path).safe_load(text) if kind == "YAML" else _toml().loads(text)
     except ValueError as err:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ConfigError(f"{ENV_FILE}={path}: not valid {kind}: {err}") from None
+    except Exception as err:  # yaml.YAMLError (the seed's configuration is YAML)
         raise ConfigError(f"{ENV_FILE}={path}: not valid {kind}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{ENV_FILE}={path}: the top level must be a table/object")
     return data
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        raise ConfigError(f"{ENV_FILE}={path}: a YAML file needs PyYAML (pip install pyyaml), or use TOML/JSON") from None
+    return yaml
 
 
 def _toml() -> Any:
@@ -234,10 +257,14 @@ def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
                     values["page_rules"] = PageRulesConfig.from_mapping(raw)
                 except (TypeError, ValueError) as err:
                     raise ConfigError(f"{source}: {err}") from None
+            elif key == "incident_response":
+                if not isinstance(raw, Mapping):
+                    raise ConfigError(f"{source}: incident_response: must be a table")
+                values["incident_response"] = dict(raw)
             elif key in _SCALARS:
                 values[key] = _convert(key, raw, source)
             else:
-                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks", "page_rules"])
+                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks", "page_rules", "incident_response"])
                 raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_FILE:

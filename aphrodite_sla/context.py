@@ -12,7 +12,7 @@ the process runtime: ``aphrodite_sla.runtime.get_runtime().context``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.config import SLAConfig
@@ -30,6 +30,7 @@ from aphrodite_sla.sla.manager import SLAManager
 from aphrodite_sla.snapshot import MonitorSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.incidents.service import IncidentSystem
     from aphrodite_sla.recovery.service import RecoverySystem
 
 
@@ -46,6 +47,7 @@ class MonitorContext:
     config_error: str | None = None
     model_name: str = ""
     recovery: RecoverySystem | None = None
+    incidents: IncidentSystem | None = None
 
     @classmethod
     def build(cls, config: SLAConfig | None = None, *, clock: Clock = system_clock, config_error: str | None = None,
@@ -80,6 +82,17 @@ class MonitorContext:
             ctx.recovery = RecoverySystem(ctx, clock=clock)
             endpoints.recovery = ctx.recovery
         return ctx
+
+    def attach_incidents(self, *, clock: Clock | None = None, config: Any = None) -> IncidentSystem:
+        """Build the incident system on this context's stream (its store opened and migrated;
+        ``start()`` subscribes). Attached on demand: opening a database is the runtime's choice."""
+        from aphrodite_sla.incidents.service import IncidentSystem
+
+        if self.incidents is None:
+            self.incidents = IncidentSystem.for_context(self, clock=clock, config=config)
+            self.endpoints.incidents = self.incidents
+            self.recorder.outcome_listener = self.incidents.record_engine_event  # the detection rules' engine feed
+        return self.incidents
 
     def set_model_name(self, name: str) -> None:
         """The served model (a constant label of our metrics), known once an engine reports it."""

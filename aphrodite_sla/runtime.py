@@ -49,6 +49,7 @@ class SLARuntime:
         self.exporter: Any = None
         self.collector: Any = None
         self.recovery_collector: Any = None
+        self.incident_collector: Any = None
         self._mirror: Subscription | None = None
         self._lock = threading.Lock()
         reset_in_child(self)
@@ -99,25 +100,34 @@ class SLARuntime:
             ctx = self.context
             if self.config.numba_cache_dir:  # read when the kernels load, on the evaluator thread
                 os.environ.setdefault("APHRODITE_SLA_NUMBA_CACHE_DIR", self.config.numba_cache_dir)
+            self._attach_incidents()
             try:
                 if self.config.exporter_port:  # first: the part most likely to fail (a busy port)
                     from aphrodite_sla.export.server import start_exporter
+                    from aphrodite_sla.incidents.api import combined_handler
 
                     self.exporter, port, registry = start_exporter(
                         ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
                         config_error=self.info.config_error, endpoints=ctx.endpoints if ctx.recovery is not None else None,
-                        api=ctx.recovery.api.handle if ctx.recovery is not None else None,
+                        api=combined_handler(ctx.incidents.api if ctx.incidents is not None else None,
+                                             ctx.recovery.api.handle if ctx.recovery is not None else None),
                     )
                     if ctx.recovery is not None:
                         from aphrodite_sla.export.recovery_collector import RecoveryCollector
 
                         registry.register(RecoveryCollector(ctx.recovery.metrics_view, model_name=ctx.model_name))
+                    if ctx.incidents is not None:
+                        from aphrodite_sla.incidents.metrics import IncidentCollector
+
+                        registry.register(IncidentCollector(ctx.incidents.metrics_view, model_name=ctx.model_name))
                     logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
                 self._register_collector()
                 ctx.manager.start_monitoring()
                 ctx.stall.start()
                 if ctx.recovery is not None:
                     ctx.recovery.start()
+                if ctx.incidents is not None:
+                    ctx.incidents.start()
                 if self.config.system_sampler:
                     from aphrodite_sla.integrations.system import SystemSampler
 
@@ -127,6 +137,16 @@ class SLARuntime:
                 self._stop_parts(timeout=5.0)
                 raise
             self.info.started = True
+
+    def _attach_incidents(self) -> None:
+        """The incident system (its store opened), unless switched off; a store that cannot be
+        opened is logged and leaves the engine serving without incidents."""
+        if not self.config.incidents or self.context.incidents is not None or self.config.incident_response.get("enabled") is False:
+            return
+        try:
+            self.context.attach_incidents()
+        except Exception:
+            logger.exception("aphrodite-sla: the incident store could not be opened; incidents are off")
 
     def _register_collector(self) -> None:
         """Put our families on the engine's own ``/metrics``: prometheus_client's default registry,
@@ -154,6 +174,14 @@ class SLARuntime:
                 REGISTRY.register(self.recovery_collector)
             except ValueError:
                 logger.warning("aphrodite-sla: recovery collector already registered on the default registry")
+        if ctx.incidents is not None and self.incident_collector is None:
+            from aphrodite_sla.incidents.metrics import IncidentCollector
+
+            self.incident_collector = IncidentCollector(ctx.incidents.metrics_view, model_name=ctx.model_name)
+            try:
+                REGISTRY.register(self.incident_collector)
+            except ValueError:
+                logger.warning("aphrodite-sla: incident collector already registered on the default registry")
         if multiprocess_mode() and self._mirror is None:
             # the engine's /metrics then reads metric files only: mirror every published snapshot
             mirror = MultiprocessMirror(self.collector, ctx.self_metrics)
@@ -190,8 +218,18 @@ class SLARuntime:
             except KeyError:
                 pass
             self.recovery_collector = None
+        if self.incident_collector is not None:
+            from prometheus_client import REGISTRY
+
+            try:
+                REGISTRY.unregister(self.incident_collector)
+            except KeyError:
+                pass
+            self.incident_collector = None
         if self.context.recovery is not None:
             self.context.recovery.stop(timeout)
+        if self.context.incidents is not None:
+            self.context.incidents.stop()
         if self._mirror is not None:
             self.context.events.unsubscribe(self._mirror)
             self._mirror = None

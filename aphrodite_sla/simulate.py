@@ -161,6 +161,7 @@ def run_simulation(
     print_summary: bool = True,
     config: SLAConfig | None = None,
     thresholds: Sequence[SLAThreshold] | None = None,
+    incidents_db: str | None = None,
 ) -> SimulationResult:
     """Run ``scenario`` (a catalogue name, or a :class:`Scenario` such as
     :func:`~aphrodite_sla.sim.scenarios.trace_scenario` builds) for ``duration_s`` engine seconds
@@ -174,7 +175,8 @@ def run_simulation(
     ``advisory`` (record what it would do) or ``off``; risky actions are approved by a simulated
     on-call ``approve_after_s`` engine seconds after they are requested (None: denied at timeout).
     ``config``: the SLA configuration (see :func:`simulation_config`); ``thresholds``: SLAs that
-    replace the simulated model's (shorthand for a ``config`` with those thresholds)."""
+    replace the simulated model's (shorthand for a ``config`` with those thresholds). ``incidents_db``:
+    run the incident system on this SQLite file and end with a post-mortem per incident."""
     if not isinstance(scenario, Scenario):
         scenario = get_scenario(scenario)
     if duration_s is not None:
@@ -208,6 +210,11 @@ def run_simulation(
             signals.append(sig)
 
     manager.subscribe(on_event, name="simulate")  # every violation (stalls too), warning, regression
+    incidents = None
+    if incidents_db:
+        from aphrodite_sla.incidents import simulation as sim_incidents
+
+        incidents = sim_incidents.attach(runtime.context, incidents_db)
     logger = (step_logger or _stat_logger)(runtime)
 
     exporter_port = None
@@ -228,9 +235,15 @@ def run_simulation(
             engine_metrics.record(sched, it)
 
         registry.register(RecoveryCollector(system.metrics_view, model_name=model_name))
+        from aphrodite_sla.incidents.api import combined_handler
+
+        if incidents is not None:
+            from aphrodite_sla.incidents.metrics import IncidentCollector
+
+            registry.register(IncidentCollector(incidents.metrics_view, model_name=model_name))
         runtime.context.set_model_name(model_name)
-        server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry,
-                                                  endpoints=runtime.context.endpoints, api=system.api.handle)
+        server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry, endpoints=runtime.context.endpoints,
+                                                  api=combined_handler(incidents.api if incidents else None, system.api.handle))
         out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
 
     interval = config.evaluation_interval_s
@@ -300,6 +313,10 @@ def run_simulation(
     )
     if print_summary:
         _print_summary(result, out)
+    if incidents is not None:
+        from aphrodite_sla.incidents.simulation import finish
+
+        finish(incidents, out)
     return result
 
 
@@ -495,11 +512,12 @@ def compare_recovery(
     """Run ``scenario`` (a name or a :class:`Scenario`) twice with one seed — recovery acting, then recovery off — and print
     each fault's MTTD and MTTR side by side: recovery must shorten the impact, not just run."""
     kwargs.pop("recovery", None)
+    incidents_db = kwargs.pop("incidents_db", None)  # the acting run's incidents only
     port = kwargs.pop("port", None)
     live = kwargs.pop("live", False)
     name = scenario.name if isinstance(scenario, Scenario) else scenario
     out(f"run 1 of 2: {name} with recovery acting on the simulated engine")
-    acted = run_simulation(scenario, recovery="act", port=port, live=live, out=out, print_summary=False, **kwargs)
+    acted = run_simulation(scenario, recovery="act", port=port, live=live, out=out, print_summary=False, incidents_db=incidents_db, **kwargs)
     out(f"run 2 of 2: {name}, same seed, recovery off (the baseline)")
     baseline = run_simulation(scenario, recovery="off", port=None, live=False, out=out, print_summary=False, **kwargs)
     _print_summary(acted, out, baseline)

@@ -27,6 +27,7 @@ SCRIPTS = [
     "bench_notify.py",
     "bench_page_rules.py",
     "bench_false_pages.py",
+    "bench_incidents.py",
 ]
 
 

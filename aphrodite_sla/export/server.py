@@ -303,7 +303,7 @@ def start_exporter(
         endpoints.registry = registry
     prefixes: tuple[str, ...] = ()
     if api is not None:
-        prefixes += ("/api/auto-recovery",)
+        prefixes += ("/api/auto-recovery", "/api/incidents")
     if endpoints.history is not None:  # a day of points: rendered when asked, not pushed every half second
         prefixes += (HISTORY_PATH,)
     forward = _forwarder(endpoints, api) if prefixes else None

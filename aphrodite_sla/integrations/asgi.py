@@ -207,6 +207,10 @@ class SLAMiddleware:
             if response is not None:
                 await self.endpoints.asgi_send(response, send)
                 return
+        incidents = getattr(self._context, "incidents", None)
+        if incidents is not None and path.startswith("/api/") and incidents.api.owns(path):
+            await _serve_api(incidents.api, scope, path, receive, send, in_thread=True)  # the store blocks: off the loop
+            return
         api = self.recovery_api
         if api is not None and path.startswith(API_PREFIX) and api.owns(path):
             await _serve_api(api, scope, path, receive, send)
@@ -446,7 +450,7 @@ async def _answer(rejection: Rejection, send: Send) -> None:
     await send(dict(rejection.body))
 
 
-async def _serve_api(api: RecoveryApi, scope: Scope, path: str, receive: Receive, send: Send) -> None:
+async def _serve_api(api: Any, scope: Scope, path: str, receive: Receive, send: Send, *, in_thread: bool = False) -> None:
     """Answer a recovery API call: read the (bounded) body, route it; the handlers only read copies
     or flip thread-safe switches, and hand slow work to the recovery loop, so this never waits on
     recovery."""
@@ -464,7 +468,8 @@ async def _serve_api(api: RecoveryApi, scope: Scope, path: str, receive: Receive
             break
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-    response = api.handle(ApiRequest(scope.get("method", "GET"), path, query, headers, body))
+    request = ApiRequest(scope.get("method", "GET"), path, query, headers, body)
+    response = await asyncio.to_thread(api.handle, request) if in_thread else api.handle(request)
     start = {"type": "http.response.start", "status": response.status,
              "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers]}
     await send(start)

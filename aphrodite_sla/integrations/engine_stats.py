@@ -18,6 +18,7 @@ import math
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -190,6 +191,9 @@ class EngineStatsRecorder:
         self.max_staged_steps = int(max_staged_steps)
         self.throughput_interval_s = float(throughput_interval_s)
         self.stall_detector = stall_detector
+        # called off the hot path (at flush) with "request_error" / "request_aborted" /
+        # "quality_check_failure" / "slow_request" per finished request: the incident rules' feed
+        self.outcome_listener: Callable[[str], Any] | None = None
         self._counters = RecorderCounters()
         self._clock = manager.clock
         # Steps as (time, sequence number, scheduler stats, iteration stats, engine index). The
@@ -382,6 +386,22 @@ class EngineStatsRecorder:
                 self._extract_finished(req, add)
         self._throughput(now, gen_tokens if math.isfinite(gen_tokens) else 0.0, sched, add)
 
+    def _tell_outcome(self, reason: str, corrupted: bool, ttft_ms: float) -> None:
+        listener = self.outcome_listener
+        if listener is None:
+            return
+        try:
+            if reason in _ERROR_REASONS:
+                listener("request_error")
+            elif reason in _ABORT_REASONS:
+                listener("request_aborted")
+            if corrupted:
+                listener("quality_check_failure")
+            if math.isfinite(ttft_ms) and ttft_ms > self.objectives.ttft_ms:
+                listener("slow_request")
+        except Exception:  # the listener's failure is its own
+            self._counters.record_errors += 1
+
     def _extract_finished(self, req: Any, add: Any) -> None:
         reason = _reason_name(getattr(req, "finish_reason", ""))
         failed = reason in _ERROR_REASONS or (self.objectives.abort_is_error and reason in _ABORT_REASONS)
@@ -400,6 +420,8 @@ class EngineStatsRecorder:
         add("request_error_percent", 100.0 if failed else 0.0)
         add("finished_requests", 1.0)
         ttft = queued + prefill
+        if self.outcome_listener is not None:
+            self._tell_outcome(reason, bool(getattr(req, "is_corrupted", False)), ttft)
         met = (
             not failed
             and math.isfinite(ttft)
