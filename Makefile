@@ -19,7 +19,6 @@ demo: $(STAMP)
 	rm -rf $(dir $(DEMO_INCIDENTS))postmortems $(DEMO_INCIDENTS)*
 	$(PY) -m aphrodite_sla.cli simulate --scenario mixed --compare --incidents-db $(DEMO_INCIDENTS)
 	$(PY) -m aphrodite_sla.cli incidents list --store $(DEMO_INCIDENTS) --limit 100
-	$(PY) -m aphrodite_sla.cli notify demo --database $(VENV)/demo-notifications.db
 
 test: $(STAMP) lint
 	$(PY) -m pytest

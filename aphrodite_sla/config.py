@@ -125,6 +125,9 @@ class SLAConfig:
                 parse_incident_config(self.incident_response)
             except IncidentConfigError as err:
                 raise ConfigError(str(err)) from None
+            from aphrodite_sla.notify.config import NotificationsConfig
+
+            NotificationsConfig.from_mapping(self.incident_response.get("notifications"))  # ConfigError naming the key
         if self.sla_set not in SLA_SETS:
             raise ConfigError(f"SLAConfig.sla_set: must be one of {', '.join(SLA_SETS)}, got {self.sla_set!r}")
         known = {t.metric_name for t in (*builtin_thresholds(self.sla_set), *self.thresholds)}

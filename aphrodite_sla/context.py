@@ -11,6 +11,7 @@ the process runtime: ``aphrodite_sla.runtime.get_runtime().context``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -83,13 +84,14 @@ class MonitorContext:
             endpoints.recovery = ctx.recovery
         return ctx
 
-    def attach_incidents(self, *, clock: Clock | None = None, config: Any = None) -> IncidentSystem:
+    def attach_incidents(self, *, clock: Clock | None = None, config: Any = None,
+                         notifier_env: Mapping[str, str] | None = None) -> IncidentSystem:
         """Build the incident system on this context's stream (its store opened and migrated;
         ``start()`` subscribes). Attached on demand: opening a database is the runtime's choice."""
         from aphrodite_sla.incidents.service import IncidentSystem
 
         if self.incidents is None:
-            self.incidents = IncidentSystem.for_context(self, clock=clock, config=config)
+            self.incidents = IncidentSystem.for_context(self, clock=clock, config=config, notifier_env=notifier_env)
             self.endpoints.incidents = self.incidents
             self.recorder.outcome_listener = self.incidents.record_engine_event  # the detection rules' engine feed
         return self.incidents

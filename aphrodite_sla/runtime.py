@@ -49,7 +49,7 @@ class SLARuntime:
         self.exporter: Any = None
         self.collector: Any = None
         self.recovery_collector: Any = None
-        self.incident_collector: Any = None
+        self.incident_collectors: list[Any] = []
         self._mirror: Subscription | None = None
         self._lock = threading.Lock()
         reset_in_child(self)
@@ -117,9 +117,8 @@ class SLARuntime:
 
                         registry.register(RecoveryCollector(ctx.recovery.metrics_view, model_name=ctx.model_name))
                     if ctx.incidents is not None:
-                        from aphrodite_sla.incidents.metrics import IncidentCollector
-
-                        registry.register(IncidentCollector(ctx.incidents.metrics_view, model_name=ctx.model_name))
+                        for incident_collector in ctx.incidents.collectors(ctx.model_name):
+                            registry.register(incident_collector)
                     logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
                 self._register_collector()
                 ctx.manager.start_monitoring()
@@ -174,14 +173,13 @@ class SLARuntime:
                 REGISTRY.register(self.recovery_collector)
             except ValueError:
                 logger.warning("aphrodite-sla: recovery collector already registered on the default registry")
-        if ctx.incidents is not None and self.incident_collector is None:
-            from aphrodite_sla.incidents.metrics import IncidentCollector
-
-            self.incident_collector = IncidentCollector(ctx.incidents.metrics_view, model_name=ctx.model_name)
-            try:
-                REGISTRY.register(self.incident_collector)
-            except ValueError:
-                logger.warning("aphrodite-sla: incident collector already registered on the default registry")
+        if ctx.incidents is not None and not self.incident_collectors:
+            self.incident_collectors = ctx.incidents.collectors(ctx.model_name)
+            for incident_collector in self.incident_collectors:
+                try:
+                    REGISTRY.register(incident_collector)
+                except ValueError:
+                    logger.warning("aphrodite-sla: incident collector already registered on the default registry")
         if multiprocess_mode() and self._mirror is None:
             # the engine's /metrics then reads metric files only: mirror every published snapshot
             mirror = MultiprocessMirror(self.collector, ctx.self_metrics)
@@ -218,14 +216,15 @@ class SLARuntime:
             except KeyError:
                 pass
             self.recovery_collector = None
-        if self.incident_collector is not None:
+        if self.incident_collectors:
             from prometheus_client import REGISTRY
 
-            try:
-                REGISTRY.unregister(self.incident_collector)
-            except KeyError:
-                pass
-            self.incident_collector = None
+            for incident_collector in self.incident_collectors:
+                try:
+                    REGISTRY.unregister(incident_collector)
+                except KeyError:
+                    pass
+            self.incident_collectors = []
         if self.context.recovery is not None:
             self.context.recovery.stop(timeout)
         if self.context.incidents is not None:

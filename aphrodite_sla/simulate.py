@@ -238,9 +238,8 @@ def run_simulation(
         from aphrodite_sla.incidents.api import combined_handler
 
         if incidents is not None:
-            from aphrodite_sla.incidents.metrics import IncidentCollector
-
-            registry.register(IncidentCollector(incidents.metrics_view, model_name=model_name))
+            for incident_collector in incidents.collectors(model_name):
+                registry.register(incident_collector)
         runtime.context.set_model_name(model_name)
         server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry, endpoints=runtime.context.endpoints,
                                                   api=combined_handler(incidents.api if incidents else None, system.api.handle))

@@ -13,9 +13,11 @@ from aphrodite_sla import ManualClock, SLAThreshold, Statistic
 from aphrodite_sla.config import ConfigError, SLAConfig, load_config
 from aphrodite_sla.context import MonitorContext
 from aphrodite_sla.events import (
+    AnomalyDetected,
     ApprovalRequested,
     BreakerStateChanged,
     IncidentChanged,
+    PageRaised,
     RootCauseFound,
     ViolationRaised,
     ViolationResolved,
@@ -35,6 +37,7 @@ from aphrodite_sla.incidents.rules import DetectionRule, RuleEngine, RuleError, 
 from aphrodite_sla.incidents.schema import SCHEMA_VERSION, SchemaError
 from aphrodite_sla.incidents.store import IncidentStore, Retention
 from aphrodite_sla.recovery.api_routing import ApiRequest
+from aphrodite_sla.sla.threshold import SLAStatus
 
 T0 = 1_700_000_000.0
 TOKEN = "s3cret"
@@ -167,7 +170,7 @@ def test_flapping_sla_opens_one_incident(tmp_path):
     ctx.manager.subscribe(raised.append, ViolationRaised, name="raised")
     for cycle in range(6):
         drive(ctx, clock, 1000.0 if cycle % 2 == 0 else 10.0, 60)
-    assert len(raised) == 3  # three violation episodes ...
+    assert len([e for e in raised if not isinstance(e, PageRaised)]) == 3  # three violation episodes (and a page) ...
     page = system.store.page()
     assert page.total == 1  # ... one incident
     inc = system.store.get(page.items[0].incident_id)
@@ -273,7 +276,7 @@ def test_stages_recovery_rca_and_auto_resolve_write_a_postmortem(tmp_path):
     assert mid.root_cause == "kv_cache_pressure" and mid.pending_approvals == ("req-1",) and mid.status is IncidentStatus.INVESTIGATING
     drive(ctx, clock, 10.0, 60)  # back within bounds: monitoring
     assert system.store.get(inc.incident_id).status is IncidentStatus.MONITORING
-    drive(ctx, clock, 10.0, 130)  # within bounds for the configured time: resolved
+    drive(ctx, clock, 10.0, 190)  # within bounds for the configured time after the last episode (the page's) ended: resolved
     done = system.store.get(inc.incident_id)
     assert done.status is IncidentStatus.RESOLVED and done.resolved_by == "auto"
     stages = [t.stage for t in done.timeline if t.kind == "stage"]
@@ -507,3 +510,29 @@ def test_approve_and_deny_risky_actions_through_the_incident(tmp_path):
     after = system.store.get(inc.incident_id)
     assert after.pending_approvals == ()
     assert [t.actor for t in after.timeline if t.kind == "approval"] == ["lead", "lead"]
+
+
+def _anomaly(sla: str = "lat_p95", at: float = T0) -> AnomalyDetected:
+    status = SLAStatus(sla, Statistic.P95, 150.0, 120.0, False, False, None, 50, 10, 0.0, 100.0, 0.9, 4.0, at)
+    return AnomalyDetected("anomaly-fp", "anomaly-fp-1", at, status, 0.9, "level_shift")
+
+
+def test_a_warning_joins_its_slas_incident_but_opens_none_by_default(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, changes = build(tmp_path, clock)
+    system.on_event(_anomaly(at=clock()))
+    assert system.store.page().total == 0 and not changes  # a warning alone: no incident, no notification
+    drive(ctx, clock, 1000.0, 60)  # the SLA is violated: an incident opens
+    assert system.store.page().total == 1
+    before = system.store.get(system.store.page().items[0].incident_id).event_count
+    system.on_event(_anomaly(at=clock()))
+    assert system.store.page().total == 1
+    assert system.store.get(system.store.page().items[0].incident_id).event_count == before + 1  # joined
+
+
+def test_warnings_open_incidents_when_configured(tmp_path):
+    clock = ManualClock(T0)
+    _ctx, system, _ = build(tmp_path, clock, detection={"open_on_warnings": True})
+    system.on_event(_anomaly(at=clock()))
+    page = system.store.page()
+    assert page.total == 1 and page.items[0].severity is IncidentSeverity.LOW

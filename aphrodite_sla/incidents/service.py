@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,11 @@ from aphrodite_sla.incidents.stats import incident_statistics
 from aphrodite_sla.incidents.store import IncidentStore
 
 if TYPE_CHECKING:  # pragma: no cover
+    from prometheus_client.registry import Collector
+
     from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.notify.local_receivers import LocalReceivers
+    from aphrodite_sla.notify.notifier import Notifier
     from aphrodite_sla.snapshot import MonitorSnapshot
 
 logger = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ class IncidentSystem:
 
     def __init__(self, config: IncidentConfig, store: IncidentStore, *, clock: Callable[[], float], events: Any = None,
                  recovery: Any = None, memory_threshold_percent: float = 85.0, disk_threshold_percent: float = 90.0,
-                 api_token: str | None = None) -> None:
+                 api_token: str | None = None, notifier: Notifier | None = None) -> None:
         from aphrodite_sla.incidents.api import IncidentApi
 
         self.config = config
@@ -105,6 +109,8 @@ class IncidentSystem:
         self._lock = threading.Lock()
         self._view = IncidentMetricsView(levels=len(self.policy.levels))
         self.api = IncidentApi(self, api_token)
+        self.notifier = notifier  # delivers our IncidentChanged events (aphrodite_sla.notify)
+        self.local_receivers: LocalReceivers | None = None  # receivers a simulation started for us; closed with us
         reset_in_child(self)
 
     def _reset_after_fork(self) -> None:
@@ -112,9 +118,10 @@ class IncidentSystem:
 
     @classmethod
     def for_context(cls, context: MonitorContext, *, clock: Callable[[], float] | None = None,
-                    config: IncidentConfig | None = None) -> IncidentSystem:
+                    config: IncidentConfig | None = None, notifier_env: Mapping[str, str] | None = None) -> IncidentSystem:
         """Incidents on ``context``'s stream, configured by its ``incident_response`` section
-        (or ``config``)."""
+        (or ``config``); the notifier reads its secrets from ``notifier_env`` (default: the
+        process environment)."""
         cfg = context.config
         config = config or parse_incident_config(getattr(cfg, "incident_response", None))
         where = getattr(cfg, "incidents_db", "")  # APHRODITE_SLA_INCIDENTS_DB: a path or a database URL
@@ -122,9 +129,15 @@ class IncidentSystem:
             config = replace(config, database_url=where) if "://" in where else replace(config, store_path=where, database_url="")
         clock = clock or context.manager.clock
         store = IncidentStore(config.url, replica=config.replica, clock=clock)
+        from aphrodite_sla.notify.config import NotificationsConfig
+        from aphrodite_sla.notify.notifier import build_notifier
+
+        # the outbox lives in the incident store's database (one file, one backup, one fleet database)
+        notifier = build_notifier(NotificationsConfig.from_mapping(config.notifications).with_env(notifier_env), context.events,
+                                  store.engine, env=notifier_env)
         return cls(config, store, clock=clock, events=context.events, recovery=context.recovery,
                    memory_threshold_percent=cfg.memory_threshold_percent, disk_threshold_percent=cfg.disk_threshold_percent,
-                   api_token=cfg.api_token or None)
+                   api_token=cfg.api_token or None, notifier=notifier)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> int:
@@ -133,6 +146,8 @@ class IncidentSystem:
         with self._lock:
             if self._subscription is None and self.events is not None:
                 self._subscription = self.events.subscribe(self.on_event, *STREAM_EVENTS, name="incidents", queue_size=4096)
+        if self.notifier is not None:  # first: it must be subscribed to receive the re-published changes
+            self.notifier.start()
         return self.manager.republish_open(
             lambda i: self.policy.receivers(i.escalation_level) if i.last_change in ("escalated", "reminder") else ())
 
@@ -141,10 +156,27 @@ class IncidentSystem:
             sub, self._subscription = self._subscription, None
         if sub is not None and self.events is not None:
             self.events.unsubscribe(sub)
+        if self.notifier is not None:
+            self.notifier.stop()
+
+    def collectors(self, model_name: str = "") -> list[Collector]:
+        """The Prometheus collectors of incidents and (when present) their notifications."""
+        from aphrodite_sla.incidents.metrics import IncidentCollector
+
+        found: list[Collector] = [IncidentCollector(self.metrics_view, model_name=model_name)]
+        if self.notifier is not None:
+            from aphrodite_sla.export.notification_collector import NotificationCollector
+
+            notifier = self.notifier
+            found.append(NotificationCollector(lambda: notifier.stats, model_name))
+        return found
 
     def close(self) -> None:
         self.stop()
         self.store.close()
+        if self.local_receivers is not None:
+            self.local_receivers.stop()
+            self.local_receivers = None
 
     # -- engine events (any thread, O(1)) ---------------------------------------------------------
     def record_engine_event(self, kind: str, at: float | None = None, count: int = 1) -> bool:
@@ -170,6 +202,8 @@ class IncidentSystem:
             self._violation(event, type_for_sla(event.violation.metric_name), f"SLA {event.violation.metric_name} violated")
         elif isinstance(event, ViolationResolved):
             self._recovered(event)
+        elif isinstance(event, (AnomalyDetected, RegressionDetected)) and not self._warning_counts(event):
+            return
         elif isinstance(event, AnomalyDetected):
             sla = event.status.metric_name
             self.manager.signal(Signal(event.fingerprint, f"anomaly in {sla}", IncidentSeverity.LOW, type_for_sla(sla), event.occurred_at,
@@ -182,6 +216,11 @@ class IncidentSystem:
                                        labels={"sla": event.sla}))
         else:
             self._response_event(event)
+
+    def _warning_counts(self, event: AnomalyDetected | RegressionDetected) -> bool:
+        """A warning opens an incident only when configured to; otherwise it joins its SLA's open one."""
+        sla = event.status.metric_name if isinstance(event, AnomalyDetected) else event.sla
+        return self.config.detection.open_on_warnings or self._incident_for(event, sla) is not None
 
     def _violation(self, event: ViolationRaised | ViolationEscalated, kind: IncidentType, title: str) -> None:
         v = event.violation

@@ -23,18 +23,31 @@ from aphrodite_sla.incidents.model import IncidentStatus
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
     from aphrodite_sla.incidents.service import IncidentSystem
+    from aphrodite_sla.notify.local_receivers import LocalReceivers
 
 SIM_AUTO_RESOLVE_S = 120.0
+NOTIFY_WAIT_S = 30.0  # how long the end of a simulation waits for the outbox to deliver
 ACK_AFTER_S = 60.0  # the simulated on-call acknowledges an incident this many engine seconds after it opened
 
 
 def attach(context: MonitorContext, db_path: str | Path) -> IncidentSystem:
+    """The incident system on ``db_path``. Without a ``notifications`` section in the
+    configuration, its notifications go to local Slack-, PagerDuty- and webhook-shaped receivers
+    and an SMTP server started here on 127.0.0.1 (``finish`` stops them), so a simulation shows
+    the whole path from fault to delivered page."""
     path = Path(db_path).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     base = parse_incident_config(context.config.incident_response)
+    receivers: LocalReceivers | None = None
+    if not base.notifications:
+        from aphrodite_sla.notify.local_receivers import LocalReceivers
+
+        receivers = LocalReceivers.start()
+        base = replace(base, notifications=receivers.notifications_config())
     config = replace(base, store_path=str(path), database_url="", replica=base.replica or "simulator", auto_resolution=True,
                      auto_resolve_after_seconds=min(base.auto_resolve_after_seconds, SIM_AUTO_RESOLVE_S))
-    system = context.attach_incidents(config=config)
+    system = context.attach_incidents(config=config, notifier_env=receivers.env if receivers is not None else None)
+    system.local_receivers = receivers
     system.start()
     clock = context.manager.clock
 
@@ -72,5 +85,27 @@ def finish(system: IncidentSystem, out: Callable[[str], None] = print) -> dict[s
         out(f"  {incident.incident_id}  {incident.severity.value:<8} {incident.incident_type.value:<24} MTTD {mttd:>5}  MTTR {mttr:>6}  "
             f"{incident.title}" + (f" (root cause: {incident.root_cause})" if incident.root_cause else ""))
     out(f"read them back: aphrodite-sla incidents list --store {db}")
+    _report_notifications(system, system.local_receivers, out)
     system.close()
     return stats
+
+
+def _report_notifications(system: IncidentSystem, receivers: LocalReceivers | None, out: Callable[[str], None]) -> None:
+    """Wait (briefly) for the outbox to drain, print what was delivered where, stop the local receivers."""
+    notifier = system.notifier
+    try:
+        if notifier is None:
+            return
+        delivered = notifier.wait_delivered(NOTIFY_WAIT_S)
+        rows = notifier.outbox.notifications()
+        by_receiver: dict[str, dict[str, int]] = {}
+        for n in rows:
+            counts = by_receiver.setdefault(n.receiver, {})
+            counts[n.status.value] = counts.get(n.status.value, 0) + 1
+        out(f"notifications: {len(rows)} in the outbox ({'all settled' if delivered else 'some still pending'}): " + ", ".join(
+            f"{name} " + "/".join(f"{k} {v}" for k, v in sorted(c.items())) for name, c in sorted(by_receiver.items())))
+        if receivers is not None:
+            out(f"  local receivers got: Slack {len(receivers.slack.bodies())}, PagerDuty {len(receivers.pagerduty.bodies())}, "
+                f"webhook {len(receivers.webhook.bodies())}, e-mail {len(receivers.smtp.messages)}")
+    finally:
+        system.stop()  # the notifier first, then (close) the receivers it was delivering to
