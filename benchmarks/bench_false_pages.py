@@ -79,6 +79,7 @@ class RunOutcome:
     history: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
     unexplained: list[str] = field(default_factory=list)
+    warnings: dict[str, int] = field(default_factory=dict)  # anomaly warnings by "sla/kind"
 
 
 def replayed(trace: Any) -> Any:
@@ -98,6 +99,7 @@ def simulate(name: str, trace: Any, duration_s: float, thresholds: tuple[SLAThre
     counts = {"pages": 0, "tickets": 0, "sustained": 0, "violations": 0, "anomalies": 0}
     ends: list[float] = []
     values: dict[str, list[float]] = {}
+    warnings: dict[str, int] = {}
 
     def count(event: Any) -> None:
         if isinstance(event, PageRaised):
@@ -108,6 +110,8 @@ def simulate(name: str, trace: Any, duration_s: float, thresholds: tuple[SLAThre
                 counts["sustained"] += 1
         if isinstance(event, AnomalyDetected):
             counts["anomalies"] += 1
+            key = f"{event.status.metric_name}/{event.kind}"
+            warnings[key] = warnings.get(key, 0) + 1
 
     def step_logger(runtime: Any) -> Any:
         box["manager"] = runtime.manager
@@ -128,7 +132,7 @@ def simulate(name: str, trace: Any, duration_s: float, thresholds: tuple[SLAThre
     scenario = trace_scenario(trace, faults, name=name, duration_s=duration_s, engine=ENGINE)
     result = run_simulation(scenario, recovery="off", config=config, print_summary=False, seed=seed, out=lambda _s: None,
                             step_logger=step_logger, on_evaluation=on_evaluation)
-    out = RunOutcome(name, result.engine_s, result.wall_s, result.steps, result.arrived, counts)
+    out = RunOutcome(name, result.engine_s, result.wall_s, result.steps, result.arrived, counts, warnings=warnings)
     if history:
         n = len(ends)
         out.history = {sla: (ends, v + [math.nan] * (n - len(v))) for sla, v in values.items()}
@@ -207,6 +211,8 @@ def main() -> int:
     print(f"   pages: {c['pages']} (target 0)   tickets: {c['tickets']}   sustained violations: {c['sustained']} (target 0)   "
           f"violations of any rule (incident openers): {c['violations']} (target 0)")
     print(f"   anomaly warnings: {c['anomalies']} = {per_8h:.2f} per 8 h per engine (target < 1; the detector is issue 14 part 1's)")
+    if day.warnings:
+        print("      by SLA/kind: " + ", ".join(f"{k} {v}" for k, v in sorted(day.warnings.items(), key=lambda kv: -kv[1])))
     for line in day.unexplained[:10]:
         print(f"      {line}")
     print("\nonset to page (fault at 600 s of a 20-minute stretch of today's trace, recovery off); baseline: the seed's "

@@ -33,6 +33,24 @@ from aphrodite_sla.store.metric_store import MetricStore
 ANOMALY_REARM_FRACTION = 0.5
 
 
+# Changes without a direction: a noisier or a stuck series is news whichever way the SLA points.
+UNSIGNED_CHANGES = frozenset({"variance_change", "flatline"})
+
+
+def toward_bound(explanation: object, *, upper: bool) -> bool:
+    """Whether an anomaly moves the SLA's statistic toward its bound (up for a maximum, down for a
+    minimum). Why: an SLA's anomaly warning is an early warning of a breach; latency falling at
+    night or goodput rising is a change, but not one that threatens the SLA, and warning on it
+    is what made healthy days ring (the score itself stays exported either way)."""
+    kind = getattr(explanation, "kind", "")
+    if kind in UNSIGNED_CHANGES:
+        return True
+    z = getattr(explanation, "z", 0.0)
+    if not isinstance(z, float) or not math.isfinite(z) or z == 0.0:
+        return True  # a detector that does not say: warn, as before
+    return z > 0.0 if upper else z < 0.0
+
+
 @dataclass(eq=False)
 class SLAState:
     """Evaluation state of one SLA (owned by the evaluator)."""
@@ -259,9 +277,9 @@ class Evaluator:
         state.status = status
         # one warning per episode: it ends once the score falls below a share of the level
         if score is not None:
-            if not state.anomalous and score >= self.anomaly_alert_score:
+            explanation = getattr(state.detector, "last_explanation", None)
+            if not state.anomalous and score >= self.anomaly_alert_score and toward_bound(explanation, upper=state.upper):
                 state.anomalous = True
-                explanation = getattr(state.detector, "last_explanation", None)
                 kind = getattr(explanation, "kind", None) or getattr(explanation, "component", "")
                 fp = state.anomaly_fingerprint
                 events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, score, str(kind)))
@@ -273,4 +291,4 @@ class Evaluator:
         self.lock = threading.Lock()
 
 
-__all__ = ["ANOMALY_REARM_FRACTION", "QUANTILE_STATISTICS", "Evaluator", "SLAState"]
+__all__ = ["ANOMALY_REARM_FRACTION", "QUANTILE_STATISTICS", "Evaluator", "SLAState", "toward_bound"]
