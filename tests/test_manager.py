@@ -16,6 +16,7 @@ from aphrodite_sla import (
     ViolationSeverity,
     create_production_sla_manager,
 )
+from aphrodite_sla.events import SnapshotPublished
 from aphrodite_sla.sla.page_rules import PageRulesConfig
 
 T0 = 1_700_000_000.0
@@ -368,3 +369,32 @@ def test_watched_quantiles_are_exact_and_share_the_slas_selection_pass():
     assert mgr.watched_quantiles()["other"][1] == 0
     with pytest.raises(ValueError, match="unsupported"):
         mgr.watch_quantiles("lat", (0.42,), 60)
+
+
+def test_anomaly_warning_only_when_the_change_points_toward_the_bound():
+    warnings: dict[str, list] = {}
+    # (SLA, direction, healthy level, a level further from the bound): a maximum of 120, a minimum of 80
+    for name, direction, healthy, away in (("max", Direction.UPPER, 80.0, 40.0), ("min", Direction.LOWER, 120.0, 180.0)):
+        clock = ManualClock(T0)
+        mgr = SLAManager([latency_sla(metric_name=name, direction=direction)], clock=clock, regression_interval_s=math.inf)
+        rng = np.random.default_rng(5)
+        got = warnings.setdefault(name, [])
+        mgr.register_anomaly_callback(got.append)
+        run(mgr, clock, 1200, lambda t, level=healthy: level + rng.normal(0, 1.0))
+        scores: list[float] = []
+        mgr.subscribe(lambda e, sla=name: scores.append(e.snapshot.statuses[sla].anomaly_score or 0.0), SnapshotPublished)
+        run(mgr, clock, 60, lambda t, level=away: level + rng.normal(0, 1.0))  # away from the bound
+        mgr.events.drain()
+        assert max(scores) >= 0.5  # the change is scored all the same ...
+    assert warnings == {"max": [], "min": []}  # ... but warns nobody
+
+
+def test_toward_bound_reads_the_signed_explanation():
+    from aphrodite_sla.sla.anomaly import AnomalyExplanation
+    from aphrodite_sla.sla.evaluator import toward_bound
+
+    up, down = AnomalyExplanation(kind="level_shift", z=5.0), AnomalyExplanation(kind="level_shift", z=-5.0)
+    assert toward_bound(up, upper=True) and not toward_bound(down, upper=True)
+    assert toward_bound(down, upper=False) and not toward_bound(up, upper=False)
+    assert toward_bound(AnomalyExplanation(kind="variance_change", z=-3.0), upper=True)  # unsigned kinds warn either way
+    assert toward_bound(None, upper=True)  # a detector without an explanation warns as before
