@@ -35,20 +35,32 @@ ANOMALY_REARM_FRACTION = 0.5
 
 # Changes without a direction: a noisier or a stuck series is news whichever way the SLA points.
 UNSIGNED_CHANGES = frozenset({"variance_change", "flatline"})
+# A signed change warns when it closes at least this share of the gap between what the detector
+# expected and the SLA's bound. Why: a warning is an early warning of a *breach*; latency that
+# jumps from 40 to 45 ms under an 80 ms bound is unusual but threatens nothing, and such changes
+# (load following the daily curve, bursts) were most of a healthy day's warnings.
+ANOMALY_HEADROOM_SHARE = 0.5
 
 
-def toward_bound(explanation: object, *, upper: bool) -> bool:
-    """Whether an anomaly moves the SLA's statistic toward its bound (up for a maximum, down for a
-    minimum). Why: an SLA's anomaly warning is an early warning of a breach; latency falling at
-    night or goodput rising is a change, but not one that threatens the SLA, and warning on it
-    is what made healthy days ring (the score itself stays exported either way)."""
+def toward_bound(explanation: object, *, upper: bool, bound: float = math.nan) -> bool:
+    """Whether an anomaly threatens the SLA: it moves the statistic toward its bound (up for a
+    maximum, down for a minimum) by at least ``ANOMALY_HEADROOM_SHARE`` of the headroom the
+    detector's expectation had. Latency falling at night, goodput rising, or a small rise far
+    below the bound are changes, not early warnings (their score stays exported either way)."""
     kind = getattr(explanation, "kind", "")
     if kind in UNSIGNED_CHANGES:
         return True
     z = getattr(explanation, "z", 0.0)
     if not isinstance(z, float) or not math.isfinite(z) or z == 0.0:
         return True  # a detector that does not say: warn, as before
-    return z > 0.0 if upper else z < 0.0
+    if (z < 0.0) if upper else (z > 0.0):
+        return False
+    value, expected = getattr(explanation, "value", math.nan), getattr(explanation, "expected", math.nan)
+    if not all(isinstance(x, float) and math.isfinite(x) for x in (value, expected, bound)):
+        return True
+    headroom = bound - expected if upper else expected - bound
+    moved = value - expected if upper else expected - value
+    return headroom <= 0.0 or moved >= ANOMALY_HEADROOM_SHARE * headroom
 
 
 @dataclass(eq=False)
@@ -278,7 +290,7 @@ class Evaluator:
         # one warning per episode: it ends once the score falls below a share of the level
         if score is not None:
             explanation = getattr(state.detector, "last_explanation", None)
-            if not state.anomalous and score >= self.anomaly_alert_score and toward_bound(explanation, upper=state.upper):
+            if not state.anomalous and score >= self.anomaly_alert_score and toward_bound(explanation, upper=state.upper, bound=state.bound):
                 state.anomalous = True
                 kind = getattr(explanation, "kind", None) or getattr(explanation, "component", "")
                 fp = state.anomaly_fingerprint
@@ -291,4 +303,4 @@ class Evaluator:
         self.lock = threading.Lock()
 
 
-__all__ = ["ANOMALY_REARM_FRACTION", "QUANTILE_STATISTICS", "Evaluator", "SLAState", "toward_bound"]
+__all__ = ["ANOMALY_HEADROOM_SHARE", "ANOMALY_REARM_FRACTION", "QUANTILE_STATISTICS", "Evaluator", "SLAState", "toward_bound"]
