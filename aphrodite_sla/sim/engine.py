@@ -525,9 +525,8 @@ class EngineSimulator:
         cold_until = self._pc_reset_at + self.prefix_rewarm_s
         accepted = rejected = shed = dead = sum_p = sum_o = 0
         output_mult, thrash_p = self._output_mult, self._thrash_p
-        for t, prompt, output, prefix in arrivals:
-            if output_mult != 1.0 and output > 0:
-                output = max(1, int(round(output * output_mult)))
+        for t, prompt, drawn_output, prefix in arrivals:
+            output = max(1, int(round(drawn_output * output_mult))) if output_mult != 1.0 and drawn_output > 0 else drawn_output
             sum_p += prompt
             sum_o += output
             if admit is not None and not admit():

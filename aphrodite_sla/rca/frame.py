@@ -1,0 +1,105 @@
+"""From the monitor's raw series to one aligned frame: a value per graph node per time bin.
+
+Why bins: the series arrive at different rates (per step, per request, per sampler tick); scoring,
+onset detection and correlation need them on one grid. Counts become rates (a bin with no sample
+of a count is zero: nothing happened), gauges and per-request values become means (a bin with no
+sample is missing: NaN, never invented).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from aphrodite_sla.rca.graph import GRAPH, Agg, Node
+
+# (times, values) of a store series between t0 and t1, or None when it is not recorded
+SeriesReader = Callable[[str, float, float], "tuple[np.ndarray, np.ndarray] | None"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """``values[name]`` has one entry per bin; ``times`` are the bins' end times."""
+
+    times: np.ndarray
+    bin_s: float
+    values: Mapping[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def store_reader(store: object) -> SeriesReader:
+    """Reads a ``MetricStore``'s rings (copies; never holds a lock the writers need)."""
+
+    def read(name: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray] | None:
+        buf = store.buffer(name)  # type: ignore[attr-defined]
+        if buf is None:
+            return None
+        return buf.window(t0, t1)  # type: ignore[no-any-return]
+
+    return read
+
+
+def mapping_reader(series: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> SeriesReader:
+    def read(name: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray] | None:
+        got = series.get(name)
+        if got is None:
+            return None
+        t, v = np.asarray(got[0], dtype=float), np.asarray(got[1], dtype=float)
+        keep = (t > t0) & (t <= t1)
+        return t[keep], v[keep]
+
+    return read
+
+
+def _binned(t: np.ndarray, v: np.ndarray, t0: float, bin_s: float, n: int, agg: Agg) -> np.ndarray:
+    finite = np.isfinite(v) & np.isfinite(t)
+    t, v = t[finite], v[finite]
+    idx = np.floor((t - t0) / bin_s).astype(np.int64)
+    ok = (idx >= 0) & (idx < n)
+    idx, v = idx[ok], v[ok]
+    sums = np.bincount(idx, weights=v, minlength=n)[:n]
+    if agg is Agg.RATE:
+        return sums / bin_s
+    if agg is Agg.EVENT:
+        return sums
+    counts = np.bincount(idx, minlength=n)[:n].astype(float)
+    out = np.full(n, np.nan)
+    have = counts > 0
+    if agg is Agg.LAST:
+        out[idx] = v  # later samples overwrite earlier ones (times are ordered)
+        return out
+    out[have] = sums[have] / counts[have]
+    return out
+
+
+def node_values(node: Node, read: SeriesReader, t0: float, t1: float, bin_s: float, n: int) -> np.ndarray | None:
+    """The node's binned series, or None if any of its series is not recorded at all."""
+    parts = []
+    for name in node.series:
+        got = read(name, t0, t1)
+        if got is None or len(got[0]) == 0:
+            return None
+        parts.append(_binned(got[0], got[1], t0, bin_s, n, node.agg))
+    if node.combine == "ratio":
+        num, den = parts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(den > 0, 100.0 * num / den, np.nan)
+        return np.asarray(out, dtype=float)
+    if node.combine == "diff":
+        return np.clip(parts[0] - parts[1], 0.0, None)
+    return parts[0]
+
+
+def build_frame(read: SeriesReader, t0: float, t1: float, bin_s: float = 5.0, nodes: tuple[Node, ...] = GRAPH) -> Frame:
+    """Every node that has data between ``t0`` and ``t1`` on a grid of ``bin_s`` bins."""
+    n = max(0, int(np.floor((t1 - t0) / bin_s)))
+    times = t0 + bin_s * (np.arange(n) + 1.0)
+    values: dict[str, np.ndarray] = {}
+    for node in nodes:
+        got = node_values(node, read, t0, t0 + n * bin_s, bin_s, n)
+        if got is not None:
+            values[node.name] = got
+    return Frame(times, bin_s, values)

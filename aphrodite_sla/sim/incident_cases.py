@@ -1,0 +1,209 @@
+"""Labelled incidents for RCA: a fault injected into the simulated engine, the series a monitor
+would have recorded, and the ground truth (cause, root metric, category).
+
+Why through the simulator: the effects reach the symptoms through the engine's mechanics (queue,
+batch, KV blocks, preemption, step time), so a cause is only found if its propagation is
+understood. Per step the same numbers the engine-stats recorder extracts are kept (one value per
+step or per finished request); host and GPU samplers are played once a second from the
+simulator's state (other processes' CPU and GPU memory, the throttle flag, process memory), with
+sampling noise. Deployments and configuration changes are events, as a deployment tracker sees.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aphrodite_sla.sim.config import Scenario
+from aphrodite_sla.sim.engine import EngineSimulator
+from aphrodite_sla.sim.faults import Fault, FaultKind
+from aphrodite_sla.sim.stats import FinishReason
+from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, PoissonArrivals, Workload
+
+# cause -> (fault kind, root graph node, category, violated SLI series, magnitudes (low..high))
+CAUSE_FAULTS: dict[str, tuple[FaultKind, str, str, str, tuple[float, ...]]] = {
+    "traffic_surge": (FaultKind.TRAFFIC_SURGE, "arrival_rate", "application", "ttft_ms", (5.0, 6.0, 7.0)),
+    "long_prompt_flood": (FaultKind.PROMPT_LENGTH_SHIFT, "prompt_tokens_per_request", "application", "ttft_ms", (5.0, 6.0, 8.0)),
+    "long_output_flood": (FaultKind.OUTPUT_LENGTH_SHIFT, "output_tokens_per_request", "application", "request_latency_ms", (2.5, 3.5, 5.0)),
+    "kv_cache_exhaustion": (FaultKind.KV_EXHAUSTION, "kv_cache_usage_percent", "infrastructure", "ttft_ms", (6.0, 9.0, 12.0)),
+    "slow_decode_after_deployment": (FaultKind.BAD_DEPLOYMENT, "deployments", "application", "itl_ms", (1.6, 2.0, 2.6)),
+    "gpu_throttling": (FaultKind.GPU_THROTTLING, "gpu_throttled", "infrastructure", "itl_ms", (1.6, 2.0, 2.6)),
+    "engine_stall": (FaultKind.STALL, "engine_stalled", "application", "ttft_ms", (1.0,)),
+    "engine_error_burst": (FaultKind.ERROR_BURST, "engine_error_percent", "application", "request_error_percent", (0.1, 0.2, 0.35)),
+    "client_error_burst": (FaultKind.CLIENT_ERROR_BURST, "client_error_percent", "network", "request_abort_percent", (0.1, 0.2, 0.35)),
+    "memory_leak": (FaultKind.MEMORY_LEAK, "process_memory_bytes", "infrastructure", "process_rss_bytes", (2.0, 4.0, 8.0)),
+    "prefix_cache_thrash": (FaultKind.PREFIX_CACHE_THRASH, "prefix_cache_hit_percent", "resource_contention", "ttft_ms", (0.7, 0.85, 1.0)),
+    "cpu_noisy_neighbour": (FaultKind.CPU_NOISY_NEIGHBOUR, "host_cpu_other_percent", "resource_contention", "itl_ms", (1.6, 2.0, 2.6)),
+    "gpu_memory_neighbour": (FaultKind.GPU_MEMORY_NEIGHBOUR, "gpu_memory_other_percent", "resource_contention", "ttft_ms", (6.0, 9.0, 12.0)),
+    "bad_configuration": (FaultKind.BAD_CONFIGURATION, "config_changes", "configuration", "ttft_ms", (8.0, 16.0, 32.0)),
+}
+HEALTHY = "healthy"
+# harmless changes put into healthy windows (and beside faults): a deployment that changes nothing
+DISTRACTORS = ("none", "harmless_deployment", "mild_rate_wobble")
+
+
+@dataclass(frozen=True)
+class IncidentCase:
+    cause: str  # a key of CAUSE_FAULTS, or "healthy"
+    seed: int
+    magnitude: float = 1.0
+    ramp_s: float = 0.0
+    load: str = "poisson"  # poisson | bursty | diurnal
+    rate: float = 20.0
+    distractor: str = "none"
+    baseline_s: float = 240.0
+    incident_s: float = 90.0
+
+    @property
+    def fault_at(self) -> float:
+        return self.baseline_s
+
+
+@dataclass
+class CaseData:
+    case: IncidentCase
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    sli: str = ""
+    root_node: str = ""
+    category: str = ""
+    start_time: float = 0.0
+
+    @property
+    def onset_time(self) -> float:
+        return self.start_time + self.case.fault_at
+
+    @property
+    def end_time(self) -> float:
+        return self.start_time + self.case.baseline_s + self.case.incident_s
+
+
+def _workload(case: IncidentCase) -> Workload:
+    if case.load == "bursty":
+        arrivals: object = BurstyArrivals(rate_on=case.rate * 1.6, rate_off=case.rate * 0.6, mean_on_s=20.0, mean_off_s=30.0)
+    elif case.load == "diurnal":
+        arrivals = DiurnalArrivals(mean_rate=case.rate, amplitude=0.3, period_s=1200.0)
+    else:
+        arrivals = PoissonArrivals(case.rate)
+    return Workload(arrivals=arrivals, prefix_hit_fraction=0.7, shared_prefix_tokens=384)  # type: ignore[arg-type]
+
+
+def _faults(case: IncidentCase) -> tuple[Fault, ...]:
+    out: list[Fault] = []
+    dur = case.incident_s + 60.0
+    if case.cause != HEALTHY:
+        kind = CAUSE_FAULTS[case.cause][0]
+        kw: dict[str, object] = {}
+        if kind is FaultKind.BAD_DEPLOYMENT:
+            kw["error_fraction"] = 0.0
+        ramp = case.ramp_s if kind not in (FaultKind.STALL,) else 0.0
+        duration = 30.0 if kind is FaultKind.STALL else dur
+        out.append(Fault(kind, case.fault_at, duration, case.magnitude, ramp_s=ramp, **kw))  # type: ignore[arg-type]
+    if case.distractor == "harmless_deployment":
+        out.append(Fault(FaultKind.BAD_DEPLOYMENT, max(30.0, case.fault_at - 100.0), dur, 1.0, error_fraction=0.0))
+    elif case.distractor == "mild_rate_wobble":
+        out.append(Fault(FaultKind.TRAFFIC_SURGE, case.fault_at, dur, 1.15))
+    return tuple(out)
+
+
+def simulate_case(case: IncidentCase) -> CaseData:
+    """Run the case and collect the series (store names, as the recorder and samplers name them)."""
+    scenario = Scenario(f"rca-{case.cause}", "RCA case", case.baseline_s + case.incident_s,
+                        workload=_workload(case), faults=_faults(case))
+    sim = EngineSimulator(scenario, seed=case.seed)
+    rng = np.random.default_rng(case.seed + 7919)
+    cols: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+
+    def add(name: str, t: float, v: float) -> None:
+        c = cols[name]
+        c[0].append(t)
+        c[1].append(v)
+
+    next_sample = [sim.clock() + 1.0]
+    deployments = [0]
+    configs = [0]
+    tp = [sim.clock(), 0.0]
+
+    def on_step(sched: object, it: object) -> None:
+        now = float(it.iteration_timestamp)  # type: ignore[attr-defined]
+        add("kv_cache_usage_percent", now, 100.0 * sched.kv_cache_usage)  # type: ignore[attr-defined]
+        add("num_running_reqs", now, sched.num_running_reqs)  # type: ignore[attr-defined]
+        add("num_waiting_reqs", now, sched.num_waiting_reqs)  # type: ignore[attr-defined]
+        pc = sched.prefix_cache_stats  # type: ignore[attr-defined]
+        add("prefix_cache_queries", now, pc.queries)
+        add("prefix_cache_hits", now, pc.hits)
+        add("preemptions", now, it.num_preempted_reqs)  # type: ignore[attr-defined]
+        ttfts = it.time_to_first_tokens_iter  # type: ignore[attr-defined]
+        add("requests_started", now, len(ttfts))
+        for v in ttfts:
+            add("ttft_ms", now, 1000.0 * v)
+        itl = it.inter_token_latencies_iter  # type: ignore[attr-defined]
+        if itl:
+            add("itl_ms", now, 1000.0 * float(np.mean(itl)))
+        tp[1] += it.num_generation_tokens  # type: ignore[attr-defined]
+        for r in it.finished_requests:  # type: ignore[attr-defined]
+            add("request_latency_ms", now, 1000.0 * r.e2e_latency)
+            add("queue_time_ms", now, 1000.0 * r.queued_time)
+            add("request_prompt_tokens", now, r.num_prompt_tokens)
+            add("request_output_tokens", now, r.num_generation_tokens)
+            add("request_error_percent", now, 100.0 if r.finish_reason is FinishReason.ERROR else 0.0)
+            add("request_abort_percent", now, 100.0 if r.finish_reason is FinishReason.ABORT else 0.0)
+            if r.num_generation_tokens > 1:
+                add("tpot_ms", now, 1000.0 * r.mean_time_per_output_token)
+
+    def on_tick(s: EngineSimulator) -> None:
+        now = s.clock()
+        while now >= next_sample[0]:
+            t = next_sample[0]
+            next_sample[0] += 1.0
+            add("engine_stalled", t, 1.0 if s.stalled else 0.0)
+            add("gpu_throttled", t, 1.0 if s.gpu_clock_ratio < 0.999 else 0.0)
+            proc = 12.0 + rng.normal(0, 1.5)
+            add("process_cpu_percent", t, max(0.0, proc))
+            add("system_cpu_percent", t, max(0.0, proc + s.host_cpu_other_percent + rng.normal(0, 2.0)))
+            add("gpu_memory_other_percent", t, max(0.0, s.gpu_memory_other_percent + abs(rng.normal(0, 0.3))))
+            add("process_rss_bytes", t, s.memory_bytes + rng.normal(0, 8 * 2**20))
+            if now - tp[0] >= 1.0:
+                add("tokens_per_second", t, tp[1] / (now - tp[0]))
+                tp[0], tp[1] = now, 0.0
+            if s.deployments > deployments[0]:
+                add("deployment_events", t, float(s.deployments - deployments[0]))
+                deployments[0] = s.deployments
+            if s.config_changes > configs[0]:
+                add("config_change_events", t, float(s.config_changes - configs[0]))
+                configs[0] = s.config_changes
+
+    start = sim.clock()
+    sim.run(on_step=on_step, on_tick=on_tick)
+    data = CaseData(case, start_time=start)
+    # events that never happened are still series (a tracker that saw no deployment says 0)
+    for name in ("deployment_events", "config_change_events"):
+        cols[name][0].insert(0, start + 0.5)
+        cols[name][1].insert(0, 0.0)
+    data.series = {k: (np.asarray(t), np.asarray(v)) for k, (t, v) in cols.items()}
+    if case.cause == HEALTHY:
+        data.sli, data.root_node, data.category = "ttft_ms", "", ""
+    else:
+        _, data.root_node, data.category, data.sli, _ = CAUSE_FAULTS[case.cause]
+    if not math.isfinite(data.end_time):
+        raise ValueError("case end must be finite")
+    return data
+
+
+def case_grid(per_cause: int, healthy: int, seed0: int = 0) -> list[IncidentCase]:
+    """``per_cause`` cases per cause across intensities, step/ramp shapes, load profiles and
+    distractors, plus ``healthy`` windows (with harmless changes in some)."""
+    loads = ("poisson", "bursty", "diurnal")
+    out: list[IncidentCase] = []
+    s = seed0
+    for cause, (_, _, _, _, mags) in CAUSE_FAULTS.items():
+        for i in range(per_cause):
+            s += 1
+            out.append(IncidentCase(cause, s, magnitude=mags[i % len(mags)], ramp_s=(0.0 if i % 2 == 0 else 45.0),
+                                    load=loads[(i // 2) % 3], rate=(20.0, 28.0)[(i // 6) % 2],
+                                    distractor=DISTRACTORS[(i // 3) % 3] if cause not in ("slow_decode_after_deployment",) else "none"))
+    for i in range(healthy):
+        s += 1
+        out.append(IncidentCase(HEALTHY, s, load=loads[i % 3], distractor=DISTRACTORS[i % 3]))
+    return out
