@@ -112,6 +112,10 @@ class SLARuntime:
                         from aphrodite_sla.export.recovery_collector import RecoveryCollector
 
                         registry.register(RecoveryCollector(ctx.recovery.metrics_view, model_name=ctx.model_name))
+                    if ctx.rca is not None:
+                        from aphrodite_sla.export.rca_collector import RCACollector
+
+                        registry.register(RCACollector(ctx.rca.metrics_view, model_name=ctx.model_name))
                     logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
                 self._register_collector()
                 ctx.manager.start_monitoring()

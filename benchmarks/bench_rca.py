@@ -41,12 +41,12 @@ def main() -> None:
     for case in case_grid(args.per_cause, args.healthy):
         data = simulate_case(case)
         detect = data.onset_time + DETECTION_DELAY_S
-        frame = build_frame(mapping_reader(data.series), data.start_time, detect + BIN_S, BIN_S)
+        frame = build_frame(mapping_reader(data.series), data.window_start, detect + BIN_S, BIN_S)
         sli = SERIES_TO_NODE.get(data.sli, data.sli)
         t0 = time.perf_counter()
         a = engine.analyze_frame(frame, sli, len(frame) - 2)
         runtimes.append(time.perf_counter() - t0)
-        onset_bin = int((data.onset_time - data.start_time) / BIN_S)
+        onset_bin = int((data.onset_time - data.window_start) / BIN_S)
         shifted = []
         for shift in (-60, 120):
             b = engine.analyze_frame(frame, sli, len(frame) - 2, onset_index=onset_bin + shift // int(BIN_S))

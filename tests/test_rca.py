@@ -25,7 +25,7 @@ def test_change_point_finds_a_step():
 
 
 def _analyse(data, sli):
-    frame = build_frame(mapping_reader(data.series), data.start_time, data.onset_time + 65.0, 5.0)
+    frame = build_frame(mapping_reader(data.series), data.window_start, data.onset_time + 65.0, 5.0)
     return RCAEngine(with_diagnostics=False).analyze_frame(frame, sli, len(frame) - 2)
 
 

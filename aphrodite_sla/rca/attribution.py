@@ -21,6 +21,10 @@ from aphrodite_sla.rca.scoring import Deviation, deviation, robust_scale
 ANOMALY_THRESHOLD = 3.0
 DESCENDANT_DISCOUNT = 0.25
 EVENT_LEAD_BINS = 24  # an event up to this many bins before the onset can explain it
+# A cause moves before its symptom (a stall before the TTFT of the requests it held; a surge
+# before the queue it builds): the incident window of every metric starts this many bins before
+# the SLI's onset, and the baseline ends there. It also absorbs an onset estimated late.
+GUARD_BINS = 6
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class NodeScore:
     score: float  # the attribution score (after graph discounting)
     anomalous: bool
     candidate: bool
+    dominated: bool = False  # an anomalous ancestor cause explains it
 
 
 def _residual(name: str, frame: Frame, onset: int, end: int, dev: Deviation, anomalous: set[str]) -> float:
@@ -75,12 +80,13 @@ def _reaches(start: str, target: str, anomalous: set[str], frame: Frame) -> bool
 
 def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeScore]:
     """Scores every node of ``frame``; ``end`` is one past the last incident bin."""
+    onset = max(3, onset - GUARD_BINS)
     devs: dict[str, Deviation | None] = {}
     for name, values in frame.values.items():
         node = NODES[name]
         if node.agg is Agg.EVENT:
             continue
-        devs[name] = deviation(node, values[:onset], values[onset:end], values[:end])
+        devs[name] = deviation(node, values[:onset], values[onset:end])
     anomalous = {n for n, d in devs.items() if d is not None and d.total >= ANOMALY_THRESHOLD}
     events = {n for n, v in frame.values.items() if NODES[n].agg is Agg.EVENT
               and np.nansum(v[max(0, onset - EVENT_LEAD_BINS):end]) > 0}
@@ -105,14 +111,19 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
             best = max(best, abs(cs.deviation.score))
         out[ev] = NodeScore(ev, None, best, best, best >= ANOMALY_THRESHOLD, False)
     candidates = {n for n in causes if out[n].anomalous and _reaches(n, sli, anomalous, frame)}
+    own: dict[str, float] = {}
+    for name in candidates:
+        ns = out[name]
+        own[name] = ns.residual if NODES[name].agg is Agg.EVENT else max(
+            0.0, min(ns.deviation.total if ns.deviation else 0.0, max(ns.residual, ANOMALY_THRESHOLD)))
     final: dict[str, NodeScore] = {}
     for name, ns in out.items():
         if name in candidates:
-            base = ns.residual if NODES[name].agg is Agg.EVENT else max(0.0, min(ns.deviation.total if ns.deviation else 0.0,
-                                                                                  max(ns.residual, ANOMALY_THRESHOLD)))
-            if ancestors(name) & candidates:
-                base *= DESCENDANT_DISCOUNT
-            final[name] = NodeScore(name, ns.deviation, ns.residual, base, True, True)
+            base = own[name]
+            above = ancestors(name) & candidates
+            if above:  # the root-most wins: a descendant ranks below every anomalous ancestor cause
+                base = min(base * DESCENDANT_DISCOUNT, DESCENDANT_DISCOUNT * min(own[a] for a in above))
+            final[name] = NodeScore(name, ns.deviation, ns.residual, base, True, True, dominated=bool(above))
         else:
             weak = ns.deviation.total if (ns.deviation is not None and NODES[name].role is Role.CAUSE) else 0.0
             final[name] = NodeScore(name, ns.deviation, ns.residual, min(weak, ANOMALY_THRESHOLD) * 0.01, ns.anomalous, False)

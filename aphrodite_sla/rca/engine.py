@@ -125,8 +125,9 @@ class RCAEngine:
         cands = [s for s in ranked if s.candidate and s.name in BY_ROOT_NODE]
         if not cands and not reasons:
             reasons.append("no anomalous metric with a path to the SLI can be a cause (only symptoms moved)")
-        top = cands[0].score if cands else 0.0
-        second = cands[1].score if len(cands) > 1 else 0.0
+        roots = [s for s in cands if not s.dominated]
+        top = roots[0].score if roots else 0.0
+        second = roots[1].score if len(roots) > 1 else 0.0
         raw = raw_confidence(top, second) if cands and not reasons else 0.0
         confidence = self.calibration(raw) if self.calibration.fitted else raw
         if cands and not reasons and confidence < self.min_confidence:

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 
 from aphrodite_sla.rca.graph import GRAPH, Agg, Node
+
+CPU_COUNT = os.cpu_count() or 1
 
 # (times, values) of a store series between t0 and t1, or None when it is not recorded
 SeriesReader = Callable[[str, float, float], "tuple[np.ndarray, np.ndarray] | None"]
@@ -76,13 +80,26 @@ def _binned(t: np.ndarray, v: np.ndarray, t0: float, bin_s: float, n: int, agg: 
 
 
 def node_values(node: Node, read: SeriesReader, t0: float, t1: float, bin_s: float, n: int) -> np.ndarray | None:
-    """The node's binned series, or None if any of its series is not recorded at all."""
+    """The node's binned series (from its first recorded alternative), or None if none is recorded."""
+    for names, agg in ((node.series, node.agg), *node.fallback):
+        parts = _read_all(names, agg, read, t0, t1, bin_s, n)
+        if parts is not None:
+            return _combine(node, parts)
+    return None
+
+
+def _read_all(names: tuple[str, ...], agg: Agg, read: SeriesReader, t0: float, t1: float, bin_s: float,
+              n: int) -> list[np.ndarray] | None:
     parts = []
-    for name in node.series:
+    for name in names:
         got = read(name, t0, t1)
         if got is None or len(got[0]) == 0:
             return None
-        parts.append(_binned(got[0], got[1], t0, bin_s, n, node.agg))
+        parts.append(_binned(got[0], got[1], t0, bin_s, n, agg))
+    return parts
+
+
+def _combine(node: Node, parts: list[np.ndarray]) -> np.ndarray:
     if node.combine == "ratio":
         num, den = parts
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -90,6 +107,9 @@ def node_values(node: Node, read: SeriesReader, t0: float, t1: float, bin_s: flo
         return np.asarray(out, dtype=float)
     if node.combine == "diff":
         return np.clip(parts[0] - parts[1], 0.0, None)
+    if node.combine == "host_minus_process":
+        # system CPU is a percent of the host; a process's psutil percent is per core
+        return np.clip(parts[0] - parts[1] / CPU_COUNT, 0.0, None)
     return parts[0]
 
 

@@ -50,25 +50,32 @@ class Node:
     parents: tuple[str, ...] = ()
     role: Role = Role.SYMPTOM
     bound: float | None = None  # a saturating resource's limit (percent)
-    combine: str = ""  # "ratio" | "diff" for two-series nodes
+    combine: str = ""  # "ratio" | "diff" | "host_minus_process" (system CPU less the process's) for two-series nodes
     floor: float = 0.0  # the smallest scale a deviation is measured in (units of the metric)
     trend: bool = False  # leaks and drifts: scored by a slope test too
+    # read when ``series`` is not recorded: (series, aggregation), e.g. the admitted-request rate
+    # where the offered arrival rate is not measured
+    fallback: tuple[tuple[tuple[str, ...], Agg], ...] = ()
 
 
 GRAPH: tuple[Node, ...] = (
     # -- exogenous: load and its mix ------------------------------------------------------------
-    Node("arrival_rate", ("requests_started",), Agg.RATE, +1, role=Role.CAUSE, floor=0.5),
-    Node("prompt_tokens_per_request", ("request_prompt_tokens",), Agg.MEAN, +1, role=Role.CAUSE, floor=16.0),
-    Node("output_tokens_per_request", ("request_output_tokens",), Agg.MEAN, +1, role=Role.CAUSE, floor=8.0),
-    Node("prefix_cache_hit_percent", ("prefix_cache_hits", "prefix_cache_queries"), Agg.RATE, -1, role=Role.CAUSE,
-         combine="ratio", floor=2.0),
+    # offered load where the front door measures it (arrival_*), else what the engine admitted and finished
+    Node("arrival_rate", ("arrival_rate_rps",), Agg.MEAN, +1, role=Role.CAUSE, floor=0.5,
+         fallback=((("requests_started",), Agg.RATE),)),
+    Node("prompt_tokens_per_request", ("arrival_prompt_tokens_mean",), Agg.MEAN, +1, role=Role.CAUSE, floor=16.0,
+         fallback=((("request_prompt_tokens",), Agg.MEAN),)),
+    Node("output_tokens_per_request", ("arrival_output_tokens_mean",), Agg.MEAN, +1, role=Role.CAUSE, floor=8.0,
+         fallback=((("request_output_tokens",), Agg.MEAN),)),
+    Node("prefix_cache_hit_percent", ("prefix_cache_hits", "prefix_cache_queries"), Agg.RATE, -1,
+         ("prompt_tokens_per_request",), Role.CAUSE, combine="ratio", floor=2.0),
     # -- events ------------------------------------------------------------------------------------
     Node("deployments", ("deployment_events",), Agg.EVENT, +1, role=Role.CAUSE),
     Node("config_changes", ("config_change_events",), Agg.EVENT, +1, role=Role.CAUSE),
     # -- the host and the GPU ----------------------------------------------------------------------
     Node("gpu_throttled", ("gpu_throttled",), Agg.MEAN, +1, role=Role.CAUSE, floor=0.05),
     Node("host_cpu_other_percent", ("system_cpu_percent", "process_cpu_percent"), Agg.MEAN, +1, role=Role.CAUSE,
-         combine="diff", bound=100.0, floor=3.0),
+         combine="host_minus_process", bound=100.0, floor=3.0),
     Node("gpu_memory_other_percent", ("gpu_memory_other_percent",), Agg.MEAN, +1, role=Role.CAUSE, bound=100.0, floor=2.0),
     Node("process_memory_bytes", ("process_rss_bytes",), Agg.LAST, +1, role=Role.CAUSE, floor=64.0 * 2**20, trend=True),
     # -- errors by who caused them -------------------------------------------------------------------
@@ -77,7 +84,7 @@ GRAPH: tuple[Node, ...] = (
     # -- the engine's state ----------------------------------------------------------------------------
     Node("engine_stalled", ("engine_stalled",), Agg.MEAN, +1, role=Role.CAUSE, floor=0.05),
     Node("running_requests", ("num_running_reqs",), Agg.MEAN, +1,
-         ("arrival_rate", "output_tokens_per_request", "config_changes"), floor=2.0),
+         ("arrival_rate", "output_tokens_per_request", "config_changes", "engine_stalled"), floor=2.0),
     Node("kv_cache_usage_percent", ("kv_cache_usage_percent",), Agg.MEAN, +1,
          ("running_requests", "prompt_tokens_per_request", "output_tokens_per_request", "gpu_memory_other_percent",
           "arrival_rate"), Role.CAUSE, bound=100.0, floor=3.0),
@@ -108,12 +115,12 @@ NODES: dict[str, Node] = {n.name: n for n in GRAPH}
 # An SLA (or any recorded series) is attached to the node that reads the same series.
 SERIES_TO_NODE: dict[str, str] = {}
 for _n in GRAPH:
-    for _s in _n.series:
+    for _s in (*_n.series, *(x for alt, _ in _n.fallback for x in alt)):
         SERIES_TO_NODE.setdefault(_s, _n.name)
 SERIES_TO_NODE.update({"itl_ms": "itl_ms", "request_error_percent": "engine_error_percent",
                        "http_error_percent": "engine_error_percent", "http_request_latency_ms": "request_latency_ms",
                        "http_time_to_first_byte_ms": "ttft_ms", "goodput_requests": "goodput_percent",
-                       "engine_seconds_without_progress": "engine_stalled"})
+                       "engine_seconds_without_progress": "engine_stalled", "process_memory_mb": "process_memory_bytes"})
 
 
 def children_of(name: str) -> tuple[str, ...]:
@@ -157,4 +164,4 @@ def validate(nodes: Iterable[Node] = GRAPH) -> None:
 
 def store_series() -> set[str]:
     """Every store series the graph reads."""
-    return {s for n in GRAPH for s in n.series}
+    return {s for n in GRAPH for s in n.series} | {s for n in GRAPH for alt, _ in n.fallback for s in alt}

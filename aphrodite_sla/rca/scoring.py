@@ -6,7 +6,8 @@
   percentile of the signed values, so an onset estimated up to half a window late or early still
   scores the change.
 * Slope test for leaks and drifts (scipy.stats.linregress): a significant trend in the bad
-  direction over the whole window, in baseline scales per window.
+  direction over the incident window, in baseline scales per window (a leak that has only just
+  begun has a small level shift but a clear slope).
 * Saturation for bounded resources: how far into the top 10% of its bound the incident level is.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def robust_scale(baseline: np.ndarray, floor: float) -> float:
     return max(iqr, floor, 0.02 * abs(med), 1e-12)
 
 
-def deviation(node: Node, baseline: np.ndarray, incident: np.ndarray, window: np.ndarray | None = None) -> Deviation | None:
+def deviation(node: Node, baseline: np.ndarray, incident: np.ndarray) -> Deviation | None:
     """None when either side has too few finite values to say anything."""
     b = baseline[np.isfinite(baseline)]
     x = incident[np.isfinite(incident)]
@@ -55,8 +56,8 @@ def deviation(node: Node, baseline: np.ndarray, incident: np.ndarray, window: np
     signed = node.bad * (x - med) / scale
     score = float(np.percentile(signed, INCIDENT_QUANTILE))
     slope_score = 0.0
-    if node.trend and window is not None:
-        slope_score = trend_score(window, node.bad, scale)
+    if node.trend:
+        slope_score = trend_score(incident, node.bad, scale)
     sat = 0.0
     if node.bound is not None:
         level = float(np.percentile(x, INCIDENT_QUANTILE))
@@ -69,7 +70,7 @@ def trend_score(window: np.ndarray, bad: int, scale: float) -> float:
     """The window's linear trend in the bad direction, in scales per window, if significant."""
     y = np.asarray(window, dtype=float)
     ok = np.isfinite(y)
-    if ok.sum() < 8 or np.ptp(y[ok]) == 0:
+    if ok.sum() < 6 or np.ptp(y[ok]) == 0:
         return 0.0
     x = np.nonzero(ok)[0].astype(float)
     fit = stats.linregress(x, y[ok])

@@ -3,10 +3,9 @@ would have recorded, and the ground truth (cause, root metric, category).
 
 Why through the simulator: the effects reach the symptoms through the engine's mechanics (queue,
 batch, KV blocks, preemption, step time), so a cause is only found if its propagation is
-understood. Per step the same numbers the engine-stats recorder extracts are kept (one value per
-step or per finished request); host and GPU samplers are played once a second from the
-simulator's state (other processes' CPU and GPU memory, the throttle flag, process memory), with
-sampling noise. Deployments and configuration changes are events, as a deployment tracker sees.
+understood. Per step the same numbers the engine-stats recorder extracts are kept under its series
+names (one value per step or per finished request; ``itl_ms`` as the step's mean); host and GPU
+samplers are played once a second by :class:`~aphrodite_sla.sim.host_signals.HostSignals`.
 """
 from __future__ import annotations
 
@@ -19,8 +18,9 @@ import numpy as np
 from aphrodite_sla.sim.config import Scenario
 from aphrodite_sla.sim.engine import EngineSimulator
 from aphrodite_sla.sim.faults import Fault, FaultKind
+from aphrodite_sla.sim.host_signals import HostSignals
 from aphrodite_sla.sim.stats import FinishReason
-from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, PoissonArrivals, Workload
+from aphrodite_sla.sim.workload import BurstyArrivals, DiurnalArrivals, LengthDist, PoissonArrivals, Workload
 
 # cause -> (fault kind, root graph node, category, violated SLI series, magnitudes (low..high))
 CAUSE_FAULTS: dict[str, tuple[FaultKind, str, str, str, tuple[float, ...]]] = {
@@ -33,7 +33,7 @@ CAUSE_FAULTS: dict[str, tuple[FaultKind, str, str, str, tuple[float, ...]]] = {
     "engine_stall": (FaultKind.STALL, "engine_stalled", "application", "ttft_ms", (1.0,)),
     "engine_error_burst": (FaultKind.ERROR_BURST, "engine_error_percent", "application", "request_error_percent", (0.1, 0.2, 0.35)),
     "client_error_burst": (FaultKind.CLIENT_ERROR_BURST, "client_error_percent", "network", "request_abort_percent", (0.1, 0.2, 0.35)),
-    "memory_leak": (FaultKind.MEMORY_LEAK, "process_memory_bytes", "infrastructure", "process_rss_bytes", (2.0, 4.0, 8.0)),
+    "memory_leak": (FaultKind.MEMORY_LEAK, "process_memory_bytes", "infrastructure", "process_rss_bytes", (4.0, 8.0, 16.0)),
     "prefix_cache_thrash": (FaultKind.PREFIX_CACHE_THRASH, "prefix_cache_hit_percent", "resource_contention", "ttft_ms", (0.7, 0.85, 1.0)),
     "cpu_noisy_neighbour": (FaultKind.CPU_NOISY_NEIGHBOUR, "host_cpu_other_percent", "resource_contention", "itl_ms", (1.6, 2.0, 2.6)),
     "gpu_memory_neighbour": (FaultKind.GPU_MEMORY_NEIGHBOUR, "gpu_memory_other_percent", "resource_contention", "ttft_ms", (6.0, 9.0, 12.0)),
@@ -53,8 +53,9 @@ class IncidentCase:
     load: str = "poisson"  # poisson | bursty | diurnal
     rate: float = 20.0
     distractor: str = "none"
-    baseline_s: float = 240.0
+    baseline_s: float = 300.0
     incident_s: float = 90.0
+    warmup_s: float = 60.0  # the simulator starts empty: its first minute is not a baseline
 
     @property
     def fault_at(self) -> float:
@@ -69,6 +70,11 @@ class CaseData:
     root_node: str = ""
     category: str = ""
     start_time: float = 0.0
+
+    @property
+    def window_start(self) -> float:
+        """Where an analysis window may start (after the simulator's warm-up)."""
+        return self.start_time + self.case.warmup_s
 
     @property
     def onset_time(self) -> float:
@@ -86,6 +92,11 @@ def _workload(case: IncidentCase) -> Workload:
         arrivals = DiurnalArrivals(mean_rate=case.rate, amplitude=0.3, period_s=1200.0)
     else:
         arrivals = PoissonArrivals(case.rate)
+    if case.cause == "prefix_cache_thrash":
+        # a thrash matters where prompts share a long prefix (a long system prompt): losing it
+        # multiplies the prefill work
+        return Workload(arrivals=arrivals, prompt=LengthDist(3072.0, 0.15), prefix_hit_fraction=0.9,  # type: ignore[arg-type]
+                        shared_prefix_tokens=2900)
     return Workload(arrivals=arrivals, prefix_hit_fraction=0.7, shared_prefix_tokens=384)  # type: ignore[arg-type]
 
 
@@ -112,7 +123,6 @@ def simulate_case(case: IncidentCase) -> CaseData:
     scenario = Scenario(f"rca-{case.cause}", "RCA case", case.baseline_s + case.incident_s,
                         workload=_workload(case), faults=_faults(case))
     sim = EngineSimulator(scenario, seed=case.seed)
-    rng = np.random.default_rng(case.seed + 7919)
     cols: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
 
     def add(name: str, t: float, v: float) -> None:
@@ -121,8 +131,6 @@ def simulate_case(case: IncidentCase) -> CaseData:
         c[1].append(v)
 
     next_sample = [sim.clock() + 1.0]
-    deployments = [0]
-    configs = [0]
     tp = [sim.clock(), 0.0]
 
     def on_step(sched: object, it: object) -> None:
@@ -152,27 +160,24 @@ def simulate_case(case: IncidentCase) -> CaseData:
             if r.num_generation_tokens > 1:
                 add("tpot_ms", now, 1000.0 * r.mean_time_per_output_token)
 
+    host = HostSignals(case.seed)
+
     def on_tick(s: EngineSimulator) -> None:
         now = s.clock()
         while now >= next_sample[0]:
             t = next_sample[0]
             next_sample[0] += 1.0
-            add("engine_stalled", t, 1.0 if s.stalled else 0.0)
-            add("gpu_throttled", t, 1.0 if s.gpu_clock_ratio < 0.999 else 0.0)
-            proc = 12.0 + rng.normal(0, 1.5)
-            add("process_cpu_percent", t, max(0.0, proc))
-            add("system_cpu_percent", t, max(0.0, proc + s.host_cpu_other_percent + rng.normal(0, 2.0)))
-            add("gpu_memory_other_percent", t, max(0.0, s.gpu_memory_other_percent + abs(rng.normal(0, 0.3))))
-            add("process_rss_bytes", t, s.memory_bytes + rng.normal(0, 8 * 2**20))
+            arrived = s.take_arrival_stats()  # the offered load, as the front door sees it
+            add("arrival_rate_rps", t, float(arrived.count))
+            if arrived.count:
+                add("arrival_prompt_tokens_mean", t, arrived.prompt_tokens / arrived.count)
+                add("arrival_output_tokens_mean", t, arrived.output_tokens / arrived.count)
+            for name, value in host.sample(s).items():
+                if value or not name.endswith("_events"):
+                    add(name, t, value)
             if now - tp[0] >= 1.0:
                 add("tokens_per_second", t, tp[1] / (now - tp[0]))
                 tp[0], tp[1] = now, 0.0
-            if s.deployments > deployments[0]:
-                add("deployment_events", t, float(s.deployments - deployments[0]))
-                deployments[0] = s.deployments
-            if s.config_changes > configs[0]:
-                add("config_change_events", t, float(s.config_changes - configs[0]))
-                configs[0] = s.config_changes
 
     start = sim.clock()
     sim.run(on_step=on_step, on_tick=on_tick)
