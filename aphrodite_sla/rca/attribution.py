@@ -128,3 +128,17 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
             weak = ns.deviation.total if (ns.deviation is not None and NODES[name].role is Role.CAUSE) else 0.0
             final[name] = NodeScore(name, ns.deviation, ns.residual, min(weak, ANOMALY_THRESHOLD) * 0.01, ns.anomalous, False)
     return final
+
+
+def robust_ranking(frame: Frame, onset: int, end: int) -> list[str]:
+    """Plain robust scoring without the graph (BARO): cause nodes by their signed deviation (a
+    baseline in the benchmark; events cannot be scored this way)."""
+    onset = max(3, onset - GUARD_BINS)
+    scored = []
+    for name, values in frame.values.items():
+        node = NODES[name]
+        if node.agg is Agg.EVENT or node.role is not Role.CAUSE:
+            continue
+        dev = deviation(node, values[:onset], values[onset:end])
+        scored.append((dev.total if dev is not None else -np.inf, name))
+    return [name for _, name in sorted(scored, reverse=True)]

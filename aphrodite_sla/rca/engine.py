@@ -23,8 +23,10 @@ from aphrodite_sla.rca.causes import BY_ROOT_NODE, CAUSES, INSUFFICIENT_EVIDENCE
 from aphrodite_sla.rca.correlation import correlations
 from aphrodite_sla.rca.frame import Frame, SeriesReader, build_frame
 from aphrodite_sla.rca.graph import NODES, SERIES_TO_NODE
+from aphrodite_sla.rca.history import NodeHistory
 from aphrodite_sla.rca.model import LeadingIndicator, RCAAnalysis, Recommendation, RootCause
 from aphrodite_sla.rca.onset import find_onset
+from aphrodite_sla.rca.scoring import deviation
 
 BIN_S = 5.0
 LOOKBACK_S = 3600.0  # the seed's 60-minute window (as far as the rings reach)
@@ -32,6 +34,9 @@ LEAD_LOOKBACK_S = 1800.0  # the seed's 30-minute lookback for leading indicators
 MIN_BASELINE_BINS = 6
 MIN_CONFIDENCE = 0.35
 ERROR_NODES = ("engine_error_percent", "client_error_percent")
+# The SLA already confirmed the violation (on its own statistic, often a tail quantile); the
+# binned mean only has to show that the SLI moved at all in the incident window.
+SLI_THRESHOLD = 1.5
 
 
 def _fmt(x: float) -> str:
@@ -46,7 +51,7 @@ class RCAEngine:
     def __init__(self, reader: SeriesReader | None = None, *, clock: Clock = system_clock, bin_s: float = BIN_S,
                  lookback_s: float = LOOKBACK_S, calibration: Calibration | None = None,
                  min_confidence: float = MIN_CONFIDENCE, engine_state: Callable[[], dict[str, Any]] | None = None,
-                 with_diagnostics: bool = True) -> None:
+                 with_diagnostics: bool = True, keep_history: bool = False) -> None:
         self.reader = reader
         self.clock = clock
         self.bin_s = float(bin_s)
@@ -55,6 +60,8 @@ class RCAEngine:
         self.min_confidence = float(min_confidence)
         self.engine_state = engine_state
         self.with_diagnostics = with_diagnostics
+        # an hour of binned nodes kept after each evaluation (``RCAService`` updates it)
+        self.history = NodeHistory(reader, self.bin_s, self.lookback_s) if (reader is not None and keep_history) else None
 
     # -- the seed's API ---------------------------------------------------------------------------
     async def analyze_incident(self, violation: Any, recovery_execution: Any = None) -> RCAAnalysis:
@@ -76,9 +83,17 @@ class RCAEngine:
             analysis = self._insufficient(sli, detected_at, ["no series reader: the RCA engine is not attached to a monitor"])
         else:
             try:
-                end = detected_at + self.bin_s
-                frame = build_frame(self.reader, end - self.lookback_s, end, self.bin_s)
-                analysis = self.analyze_frame(frame, sli, len(frame) - 2)
+                # everything up to now: an analysis made after the detection (the service waits a
+                # little) sees the incident's first bins as well
+                until = max(detected_at, float(self.clock()))
+                end = until + self.bin_s
+                if self.history is not None:
+                    frame = self.history.frame(end)
+                else:
+                    frame = build_frame(self.reader, end - self.lookback_s, end, self.bin_s)
+                # the last complete bin (one that ends at or before ``until``)
+                detect = int(np.searchsorted(frame.times, until, side="right")) - 1
+                analysis = self.analyze_frame(frame, sli, detect if detect >= 0 else len(frame) - 1)
             except Exception as exc:  # never an exception to the caller: a reason in the report
                 analysis = self._insufficient(sli, detected_at, [f"analysis failed: {type(exc).__name__}: {exc}"])
         if self.with_diagnostics:
@@ -118,8 +133,9 @@ class RCAEngine:
         if np.isfinite(base).sum() < MIN_BASELINE_BINS:
             return self._insufficient(sli, detected_at, [f"the SLI has fewer than {MIN_BASELINE_BINS} finite baseline bins (gaps or NaN runs)"])
         scores = attribute(frame, sli, onset_index, end)
-        sli_score = scores.get(sli)
-        if sli_score is None or sli_score.deviation is None or sli_score.deviation.total < ANOMALY_THRESHOLD:
+        # the SLI's own change is measured from the onset on (no guard: a short incident must not be diluted)
+        sli_dev = deviation(NODES[sli], y[:onset_index], y[onset_index:end]) if sli in scores else None
+        if sli_dev is None or sli_dev.total < SLI_THRESHOLD:
             reasons.append(f"the SLI {sli} did not change between the baseline and the incident window")
         ranked = sorted(scores.values(), key=lambda s: -s.score)
         cands = [s for s in ranked if s.candidate and s.name in BY_ROOT_NODE]
@@ -235,4 +251,5 @@ def create_production_rca_engine(context: Any = None, **kwargs: Any) -> RCAEngin
 
     if context is None:
         return RCAEngine(**kwargs)
+    kwargs.setdefault("keep_history", True)
     return RCAEngine(store_reader(context.manager.store), clock=context.manager.clock, **kwargs)

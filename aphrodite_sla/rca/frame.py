@@ -61,7 +61,7 @@ def mapping_reader(series: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Serie
 def _binned(t: np.ndarray, v: np.ndarray, t0: float, bin_s: float, n: int, agg: Agg) -> np.ndarray:
     finite = np.isfinite(v) & np.isfinite(t)
     t, v = t[finite], v[finite]
-    idx = np.floor((t - t0) / bin_s).astype(np.int64)
+    idx = np.ceil((t - t0) / bin_s).astype(np.int64) - 1  # bin k holds (t0 + k*bin_s, t0 + (k+1)*bin_s]
     ok = (idx >= 0) & (idx < n)
     idx, v = idx[ok], v[ok]
     sums = np.bincount(idx, weights=v, minlength=n)[:n]
@@ -80,7 +80,8 @@ def _binned(t: np.ndarray, v: np.ndarray, t0: float, bin_s: float, n: int, agg: 
 
 
 def node_values(node: Node, read: SeriesReader, t0: float, t1: float, bin_s: float, n: int) -> np.ndarray | None:
-    """The node's binned series (from its first recorded alternative), or None if none is recorded."""
+    """The node's binned series (from its first alternative that is recorded here, with samples in
+    this window or not: a source never switches from one window to the next), or None."""
     for names, agg in ((node.series, node.agg), *node.fallback):
         parts = _read_all(names, agg, read, t0, t1, bin_s, n)
         if parts is not None:
@@ -93,7 +94,7 @@ def _read_all(names: tuple[str, ...], agg: Agg, read: SeriesReader, t0: float, t
     parts = []
     for name in names:
         got = read(name, t0, t1)
-        if got is None or len(got[0]) == 0:
+        if got is None:  # not recorded here at all: try the next alternative
             return None
         parts.append(_binned(got[0], got[1], t0, bin_s, n, agg))
     return parts

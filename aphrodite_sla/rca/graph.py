@@ -56,6 +56,7 @@ class Node:
     # read when ``series`` is not recorded: (series, aggregation), e.g. the admitted-request rate
     # where the offered arrival rate is not measured
     fallback: tuple[tuple[tuple[str, ...], Agg], ...] = ()
+    incident_quantile: float = 75.0  # the incident level; 100 for rare binary states (a stall of any length counts)
 
 
 GRAPH: tuple[Node, ...] = (
@@ -82,7 +83,7 @@ GRAPH: tuple[Node, ...] = (
     Node("engine_error_percent", ("request_error_percent",), Agg.MEAN, +1, ("deployments",), Role.CAUSE, floor=1.0),
     Node("client_error_percent", ("request_abort_percent",), Agg.MEAN, +1, role=Role.CAUSE, floor=1.0),
     # -- the engine's state ----------------------------------------------------------------------------
-    Node("engine_stalled", ("engine_stalled",), Agg.MEAN, +1, role=Role.CAUSE, floor=0.05),
+    Node("engine_stalled", ("engine_stalled",), Agg.MEAN, +1, role=Role.CAUSE, floor=0.05, incident_quantile=100.0),
     Node("running_requests", ("num_running_reqs",), Agg.MEAN, +1,
          ("arrival_rate", "output_tokens_per_request", "config_changes", "engine_stalled"), floor=2.0),
     Node("kv_cache_usage_percent", ("kv_cache_usage_percent",), Agg.MEAN, +1,

@@ -3,7 +3,7 @@
 * Robust signed deviation (BARO): (incident level - baseline median) / baseline IQR, signed by the
   metric's bad direction. Medians and IQRs because a few outliers in the baseline must not hide a
   change; signed because a metric that got better is not a cause. The incident level is the 75th
-  percentile of the signed values, so an onset estimated up to half a window late or early still
+  percentile of the signed values (per node: ``Node.incident_quantile``), so an onset estimated up to half a window late or early still
   scores the change.
 * Slope test for leaks and drifts (scipy.stats.linregress): a significant trend in the bad
   direction over the incident window, in baseline scales per window (a leak that has only just
@@ -20,7 +20,6 @@ from scipy import stats
 
 from aphrodite_sla.rca.graph import Node
 
-INCIDENT_QUANTILE = 75.0
 SLOPE_ALPHA = 0.001
 
 
@@ -54,15 +53,15 @@ def deviation(node: Node, baseline: np.ndarray, incident: np.ndarray) -> Deviati
     med = float(np.median(b))
     scale = robust_scale(b, node.floor)
     signed = node.bad * (x - med) / scale
-    score = float(np.percentile(signed, INCIDENT_QUANTILE))
+    score = float(np.percentile(signed, node.incident_quantile))
     slope_score = 0.0
     if node.trend:
         slope_score = trend_score(incident, node.bad, scale)
     sat = 0.0
     if node.bound is not None:
-        level = float(np.percentile(x, INCIDENT_QUANTILE))
+        level = float(np.percentile(x, node.incident_quantile))
         sat = min(1.0, max(0.0, (level - 0.9 * node.bound) / (0.1 * node.bound)))
-        sat = sat if level > float(np.percentile(b, INCIDENT_QUANTILE)) else 0.0
+        sat = sat if score >= 1.0 else 0.0  # a resource that was as full before is not what changed
     return Deviation(score, med, float(np.median(x)), scale, slope_score, sat)
 
 

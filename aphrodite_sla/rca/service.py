@@ -5,7 +5,8 @@ milliseconds; on its own subscription thread it never delays the evaluator, the 
 loop or another subscriber. On every ``ViolationRaised`` (stalls and fast pages included: they are
 subclasses) it analyses the episode and publishes ``RootCauseFound``. It also records the events
 the causal graph needs as series: deployments (``DeploymentEvent`` "tracked") and configuration
-changes, so "what changed just before?" is answerable from the same rings.
+changes, so "what changed just before?" is answerable from the same rings. A violation is
+analysed ``settle_s`` after its detection (see :data:`SETTLE_S`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import threading
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from aphrodite_sla.events import DeploymentEvent, RootCauseFound, ViolationRaised
+from aphrodite_sla.events import DeploymentEvent, RootCauseFound, SnapshotPublished, ViolationRaised
 from aphrodite_sla.rca.engine import RCAEngine, create_production_rca_engine
 from aphrodite_sla.rca.model import RCAAnalysis
 from aphrodite_sla.rca.stats import CONFIDENCE_BUCKETS, DURATION_BUCKETS, RCAMetricsView, cumulative
@@ -29,13 +30,20 @@ CONFIG_CHANGE_SERIES = "config_change_events"
 EVENT_WINDOW_S = 3600.0
 KEPT_ANALYSES = 64
 KEPT_SAMPLES = 1000
+# A violation is analysed this long after its detection (at the first evaluation past it): a stall
+# or a fast page is raised at the very start of an incident, when the window holds a bin or two of
+# it; 30 s more give every metric a few incident bins (and RCA is still minutes ahead of a person).
+SETTLE_S = 30.0
+MAX_PENDING = 256
 
 
 class RCAService:
     """RCA for one ``MonitorContext``; subscribing is all it needs (no thread of its own)."""
 
-    def __init__(self, context: MonitorContext, *, engine: RCAEngine | None = None) -> None:
+    def __init__(self, context: MonitorContext, *, engine: RCAEngine | None = None, settle_s: float = SETTLE_S) -> None:
         self.context = context
+        self.settle_s = float(settle_s)
+        self._pending: deque[ViolationRaised] = deque()
         manager = context.manager
         self.engine = engine or create_production_rca_engine(context, engine_state=self._engine_state)
         for name in (DEPLOYMENT_SERIES, CONFIG_CHANGE_SERIES):
@@ -48,10 +56,23 @@ class RCAService:
         self._corr_total = 0
         self._lock = threading.Lock()
         self._view = RCAMetricsView()
-        self.subscription = manager.subscribe(self._on_violation, ViolationRaised, name="rca")
+        # one subscription for both: the history is updated in order with the violations
+        self.subscription = manager.subscribe(self._on_event, ViolationRaised, SnapshotPublished, name="rca")
         self.event_subscription = manager.subscribe(self._on_deployment, DeploymentEvent, name="rca-events")
 
     # -- reactions (on the subscriptions' threads) -----------------------------------------------------
+    def _on_event(self, event: ViolationRaised | SnapshotPublished) -> None:
+        if isinstance(event, ViolationRaised):
+            self._pending.append(event)
+            now = float(self.engine.clock())
+        else:
+            now = event.occurred_at
+            if self.engine.history is not None:
+                self.engine.history.update(now)
+        while self._pending and (self._pending[0].violation.detected_at + self.settle_s <= now
+                                 or len(self._pending) > MAX_PENDING):
+            self._on_violation(self._pending.popleft())
+
     def _on_violation(self, event: ViolationRaised) -> None:
         v = event.violation
         analysis = self.engine.analyze(v.source_metric or v.metric_name, v.detected_at,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -194,6 +194,49 @@ def simulate_case(case: IncidentCase) -> CaseData:
     if not math.isfinite(data.end_time):
         raise ValueError("case end must be finite")
     return data
+
+
+DETECTION_WINDOW_S = 60.0
+MAX_ESCALATIONS = 3
+
+
+def violated(data: CaseData, window_s: float = DETECTION_WINDOW_S) -> bool:
+    """Did the case's SLI break, as an SLA on it would see it (independent of any RCA method)?
+    Latency: p95 over the first ``window_s`` after the fault at least 1.3x the baseline's p95;
+    percentages: the mean up by 2 points; bytes: the median up by 128 MiB."""
+    got = data.series.get(data.sli)
+    if got is None:
+        return False
+    t, v = got
+    base = v[(t > data.window_start) & (t <= data.onset_time)]
+    inc = v[(t > data.onset_time) & (t <= data.onset_time + window_s)]
+    if len(base) < 5 or len(inc) < 3:
+        return len(base) >= 5 and data.sli == "ttft_ms"  # a stalled engine reports nothing: that is a breach
+    if data.sli.endswith("_percent"):
+        return float(np.mean(inc) - np.mean(base)) >= 2.0
+    if data.sli.endswith("_bytes"):
+        return float(np.median(inc) - np.median(base)) >= 128 * 2**20
+    return float(np.percentile(inc, 95)) >= 1.3 * float(np.percentile(base, 95))
+
+
+def simulate_incident(case: IncidentCase) -> CaseData:
+    """Like :func:`simulate_case`, but a fault that did not break its SLI (the engine had the
+    headroom to absorb it) is made stronger, up to :data:`MAX_ESCALATIONS` times: RCA runs on
+    violations, so its cases must be ones. Healthy windows are returned as they are."""
+    data = simulate_case(case)
+    tries = 0
+    while case.cause != HEALTHY and not violated(data) and tries < MAX_ESCALATIONS:
+        tries += 1
+        case = replace(case, magnitude=_stronger(case.cause, case.magnitude))
+        data = simulate_case(case)
+    return data
+
+
+def _stronger(cause: str, magnitude: float) -> float:
+    kind = CAUSE_FAULTS[cause][0]
+    if kind in (FaultKind.ERROR_BURST, FaultKind.CLIENT_ERROR_BURST, FaultKind.PREFIX_CACHE_THRASH):
+        return min(1.0, magnitude * 1.5)
+    return magnitude * 1.5
 
 
 def case_grid(per_cause: int, healthy: int, seed0: int = 0) -> list[IncidentCase]:
