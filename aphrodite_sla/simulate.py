@@ -18,8 +18,8 @@ from typing import Any
 from aphrodite_sla.clock import ManualClock
 from aphrodite_sla.config import RECOVERY_MODES, SLAConfig
 from aphrodite_sla.events import MonitorEvent, RootCauseFound
-from aphrodite_sla.rca.fault_truth import RootCauseSignal, rca_lines
 from aphrodite_sla.export.recovery_collector import RecoveryCollector
+from aphrodite_sla.rca.fault_truth import RootCauseSignal, rca_lines
 from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
 from aphrodite_sla.runtime import SLARuntime
 from aphrodite_sla.sim import EngineSimulator, FaultKind, Scenario, get_scenario

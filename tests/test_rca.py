@@ -61,3 +61,101 @@ def test_seed_api_without_context_reports_insufficient_evidence():
 
     a = asyncio.run(create_production_rca_engine(with_diagnostics=False).analyze_incident(V()))
     assert a.insufficient_evidence and a.recommendations
+
+
+# -- the service on a real monitor context ------------------------------------------------------------
+def _violation(detected_at: float):
+    from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic, ViolationSeverity
+
+    return SLAViolation(
+        metric_name="itl_p99", source_metric="itl_ms", statistic=Statistic.P99, direction=Direction.UPPER, observed_value=15.0,
+        bound=12.0, target_value=10.0, severity=ViolationSeverity.MAJOR, window_seconds=60.0, first_breach_time=detected_at - 20,
+        detected_at=detected_at, sustained_ratio=0.9, evaluation_points=10, sample_count=400,
+    )
+
+
+def test_service_names_the_cause_of_a_violation_and_publishes_it():
+    from aphrodite_sla.clock import ManualClock
+    from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.events import RootCauseFound, ViolationRaised
+    from aphrodite_sla.export.rca_collector import RCACollector
+
+    clock = ManualClock(1_700_000_000.0)
+    ctx = MonitorContext.build(clock=clock, with_recovery=False)
+    assert ctx.rca is not None
+    m = ctx.manager
+    for name in ("gpu_throttled", "system_cpu_percent", "process_cpu_percent"):
+        m.register_metric(name, 600.0, 1.0)
+    found: list[RootCauseFound] = []
+    m.subscribe(found.append, RootCauseFound, name="test")
+    rng = np.random.default_rng(1)
+    t0 = clock()
+    fault_at = t0 + 400.0
+    violation_raised = False
+    while clock() - t0 < 480.0:
+        clock.advance(0.5)
+        now = clock()
+        slow = now >= fault_at
+        m.record_measurement("itl_ms", (15.0 if slow else 10.0) + rng.normal(0, 0.3))
+        m.record_measurement("num_running_reqs", 40.0 + rng.normal(0, 2))
+        m.record_measurement("kv_cache_usage_percent", 35.0 + rng.normal(0, 1))
+        m.record_measurement("gpu_throttled", 1.0 if slow else 0.0)
+        m.record_measurement("system_cpu_percent", 20.0 + rng.normal(0, 1))
+        m.record_measurement("process_cpu_percent", 12.0)
+        if int(now * 2) % 10 == 0:  # every 5 s
+            m.evaluate(now)
+        if not violation_raised and now >= fault_at + 30.0:
+            violation_raised = True
+            m.events.publish([ViolationRaised("fp", "ep-1", now, _violation(now))])
+    assert m.events.drain(10.0)
+    assert found, "no RootCauseFound"
+    ev = found[0]
+    assert ev.cause == "gpu_throttling" and ev.category == "infrastructure" and ev.episode == "ep-1", ev.analysis.scores
+    assert ctx.rca.analysis("ep-1") is ev.analysis
+    assert ev.analysis.diagnostics["processes"]["by_cpu"]  # psutil's top processes
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    reg = CollectorRegistry()
+    reg.register(RCACollector(ctx.rca.metrics_view, model_name="m"))
+    text = generate_latest(reg).decode()
+    assert 'rca_analyses_total{category="infrastructure",cause="gpu_throttling",model_name="m"} 1.0' in text
+    assert "rca_duration_seconds_bucket" in text and "rca_correlations_found{" in text
+
+
+def test_report_renders_json_and_markdown():
+    import json
+
+    from aphrodite_sla.rca.report import to_json, to_markdown
+
+    a = _analyse(simulate_case(IncidentCase("gpu_throttling", 4, magnitude=2.0)), "itl_ms")
+    assert json.loads(to_json(a))["primary_root_cause"]["cause"] == "gpu_throttling"
+    md = to_markdown(a)
+    assert "gpu_throttling" in md and "Recommendations" in md
+
+
+def test_history_matches_a_direct_frame():
+    from aphrodite_sla.rca.history import NodeHistory
+
+    t = np.arange(0.5, 900.0, 0.5)
+    series = {"itl_ms": (t, 10.0 + np.sin(t / 30.0)), "gpu_throttled": (t, (t > 600).astype(float))}
+    reader = mapping_reader(series)
+    hist = NodeHistory(reader, 5.0, 3600.0)
+    for now in range(300, 900, 5):  # the first update reaches back 300 s
+        hist.update(float(now))
+    frame = hist.frame(900.0)
+    direct = build_frame(reader, 0.0, 900.0, 5.0)
+    assert np.allclose(frame.times, direct.times)
+    assert np.allclose(frame.values["step_time_ms"], direct.values["step_time_ms"], equal_nan=True)
+
+
+def test_correlations_are_corrected_for_multiple_comparisons():
+    from aphrodite_sla.rca.correlation import correlations
+
+    rng = np.random.default_rng(3)
+    sli = rng.normal(size=200)
+    series = {f"noise{i}": rng.normal(size=200) for i in range(30)}
+    series["moves_with"] = sli * 2 + rng.normal(0, 0.1, 200)
+    out = correlations(sli, series)
+    assert out[0].metric == "moves_with" and out[0].significant
+    assert sum(c.significant for c in out) <= 2  # 30 noise series: BH keeps the false discoveries down
+    assert all(c.p_adjusted >= min(c.pearson_p, 1.0) or c.p_adjusted >= c.spearman_p for c in out)

@@ -7,14 +7,17 @@ sample is missing: NaN, never invented).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aphrodite_sla.rca.graph import GRAPH, Agg, Node
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.store.metric_store import MetricStore
 
 CPU_COUNT = os.cpu_count() or 1
 
@@ -34,14 +37,14 @@ class Frame:
         return len(self.times)
 
 
-def store_reader(store: object) -> SeriesReader:
+def store_reader(store: MetricStore) -> SeriesReader:
     """Reads a ``MetricStore``'s rings (copies; never holds a lock the writers need)."""
 
     def read(name: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray] | None:
-        buf = store.buffer(name)  # type: ignore[attr-defined]
+        buf = store.buffer(name)
         if buf is None:
             return None
-        return buf.window(t0, t1)  # type: ignore[no-any-return]
+        return buf.window(t0, t1)
 
     return read
 
