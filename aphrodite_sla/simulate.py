@@ -18,6 +18,7 @@ from typing import Any
 from aphrodite_sla.clock import ManualClock
 from aphrodite_sla.config import RECOVERY_MODES, SLAConfig
 from aphrodite_sla.events import MonitorEvent, RootCauseFound
+from aphrodite_sla.export.rca_collector import RCACollector
 from aphrodite_sla.export.recovery_collector import RecoveryCollector
 from aphrodite_sla.rca.fault_truth import RootCauseSignal, rca_lines
 from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
@@ -235,6 +236,8 @@ def run_simulation(
             engine_metrics.record(sched, it)
 
         registry.register(RecoveryCollector(system.metrics_view, model_name=model_name))
+        if runtime.context.rca is not None:
+            registry.register(RCACollector(runtime.context.rca.metrics_view, model_name=model_name))
         runtime.context.set_model_name(model_name)
         server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry,
                                                   endpoints=runtime.context.endpoints, api=system.api.handle)
