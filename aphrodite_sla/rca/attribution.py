@@ -110,12 +110,15 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
                 continue
             best = max(best, abs(cs.deviation.score))
         out[ev] = NodeScore(ev, None, best, best, best >= ANOMALY_THRESHOLD, False)
-    candidates = {n for n in causes if out[n].anomalous and _reaches(n, sli, anomalous, frame)}
+    # a cause whose anomalous parents explain it (its residual is normal) is not a root: the change
+    # came from above (e.g. a KV cache filled by a batch that grew because every step got slower)
+    candidates = {n for n in causes if out[n].anomalous and out[n].residual >= ANOMALY_THRESHOLD
+                  and _reaches(n, sli, anomalous, frame)}
     own: dict[str, float] = {}
     for name in candidates:
         ns = out[name]
         own[name] = ns.residual if NODES[name].agg is Agg.EVENT else max(
-            0.0, min(ns.deviation.total if ns.deviation else 0.0, max(ns.residual, ANOMALY_THRESHOLD)))
+            0.0, min(ns.deviation.total if ns.deviation else 0.0, ns.residual))
     final: dict[str, NodeScore] = {}
     for name, ns in out.items():
         if name in candidates:
