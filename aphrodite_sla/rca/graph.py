@@ -89,7 +89,8 @@ GRAPH: tuple[Node, ...] = (
     Node("kv_cache_usage_percent", ("kv_cache_usage_percent",), Agg.MEAN, +1,
          ("running_requests", "prompt_tokens_per_request", "output_tokens_per_request", "gpu_memory_other_percent",
           "arrival_rate"), Role.CAUSE, bound=100.0, floor=3.0),
-    Node("preemptions_per_s", ("preemptions",), Agg.RATE, +1, ("kv_cache_usage_percent",), Role.CAUSE, floor=0.05),
+    # floor: a storm is at least one preemption every two seconds (a few in a busy minute are normal)
+    Node("preemptions_per_s", ("preemptions",), Agg.RATE, +1, ("kv_cache_usage_percent",), Role.CAUSE, floor=0.5),
     Node("step_time_ms", ("itl_ms",), Agg.MEAN, +1,
          ("gpu_throttled", "host_cpu_other_percent", "deployments", "running_requests", "prompt_tokens_per_request",
           "prefix_cache_hit_percent", "arrival_rate", "engine_stalled", "preemptions_per_s"), Role.CAUSE, floor=0.5),
