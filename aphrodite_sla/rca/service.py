@@ -35,6 +35,9 @@ KEPT_SAMPLES = 1000
 # it; 30 s more give every metric a few incident bins (and RCA is still minutes ahead of a person).
 SETTLE_S = 30.0
 MAX_PENDING = 256
+# The history is extended this often (the rings hold at least a minute of every series; an
+# analysis reads the bins since the last extension from the rings directly).
+HISTORY_EVERY_S = 15.0
 
 
 class RCAService:
@@ -44,6 +47,7 @@ class RCAService:
         self.context = context
         self.settle_s = float(settle_s)
         self._pending: deque[ViolationRaised] = deque()
+        self._history_at = -float("inf")
         manager = context.manager
         self.engine = engine or create_production_rca_engine(context, engine_state=self._engine_state)
         for name in (DEPLOYMENT_SERIES, CONFIG_CHANGE_SERIES):
@@ -67,7 +71,8 @@ class RCAService:
             now = float(self.engine.clock())
         else:
             now = event.occurred_at
-            if self.engine.history is not None:
+            if self.engine.history is not None and now - self._history_at >= HISTORY_EVERY_S:
+                self._history_at = now
                 self.engine.history.update(now)
         while self._pending and (self._pending[0].violation.detected_at + self.settle_s <= now
                                  or len(self._pending) > MAX_PENDING):
