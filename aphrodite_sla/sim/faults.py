@@ -75,6 +75,13 @@ memory_leak          restart, sleep          leaked memory is released (``memory
 kv_exhaustion        reset_prefix_cache      the missing KV blocks are pinned by stale prefix
                                              cache entries / fragmentation that a reset frees
 bad_deployment       rollback                only rolling the deployment back removes it
+bad_configuration    rollback                the configuration change is reverted with the
+                                             deployment-rollback hook
+output_length_shift, (none)                  the clients' traffic and other processes on the
+client_error_burst,                          host or GPU: no engine action clears them
+prefix_cache_thrash,
+cpu_noisy_neighbour,
+gpu_memory_neighbour
 latency_spike,       (none)                  external causes (the GPU, the host, the clients):
 gpu_throttling,                              no engine action clears them; load reduction
 throughput_collapse,                         (admission shedding) only mitigates their impact
