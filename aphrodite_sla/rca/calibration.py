@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 
 def raw_confidence(top: float, second: float) -> float:
@@ -31,6 +30,8 @@ class Calibration:
         y = np.asarray(correct, dtype=float)
         if len(x) < 10:
             return self
+        from scipy.optimize import isotonic_regression
+
         order = np.argsort(x)
         fit = isotonic_regression(y[order], increasing=True)
         self.xs, self.ys, self.fitted = x[order], np.asarray(fit.x), True

@@ -9,7 +9,6 @@ import math
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from aphrodite_sla.rca.model import Correlation
 
@@ -17,6 +16,8 @@ ALPHA = 0.05
 
 
 def correlations(sli: np.ndarray, series: dict[str, np.ndarray], alpha: float = ALPHA) -> list[Correlation]:
+    from scipy import stats  # loaded on the first analysis, never by building a monitor
+
     rows: list[tuple[str, float, float, float, float]] = []
     for name, values in series.items():
         ok = np.isfinite(sli) & np.isfinite(values)

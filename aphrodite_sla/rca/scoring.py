@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from aphrodite_sla.rca.graph import Node
 
@@ -71,6 +70,8 @@ def trend_score(window: np.ndarray, bad: int, scale: float) -> float:
     ok = np.isfinite(y)
     if ok.sum() < 6 or np.ptp(y[ok]) == 0:
         return 0.0
+    from scipy import stats  # loaded on the first analysis, never by building a monitor
+
     x = np.nonzero(ok)[0].astype(float)
     fit = stats.linregress(x, y[ok])
     if not (math.isfinite(fit.pvalue) and fit.pvalue < SLOPE_ALPHA) or fit.slope * bad <= 0:
