@@ -32,6 +32,7 @@ from aphrodite_sla.snapshot import MonitorSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.incidents.service import IncidentSystem
+    from aphrodite_sla.rca.service import RCAService
     from aphrodite_sla.recovery.service import RecoverySystem
 
 
@@ -49,10 +50,11 @@ class MonitorContext:
     model_name: str = ""
     recovery: RecoverySystem | None = None
     incidents: IncidentSystem | None = None
+    rca: RCAService | None = None
 
     @classmethod
     def build(cls, config: SLAConfig | None = None, *, clock: Clock = system_clock, config_error: str | None = None,
-              model_name: str = "", with_recovery: bool = True) -> MonitorContext:
+              model_name: str = "", with_recovery: bool = True, with_rca: bool = True) -> MonitorContext:
         """The SLAs of ``config`` (``config.active_thresholds()``), the engine recorder, the stall
         detector, the HTTP series, the exported windows and (``with_recovery``) the recovery system
         on its event stream, started with the runtime."""
@@ -82,6 +84,10 @@ class MonitorContext:
 
             ctx.recovery = RecoverySystem(ctx, clock=clock)
             endpoints.recovery = ctx.recovery
+        if with_rca:  # RCA on every violation, on its own subscription thread
+            from aphrodite_sla.rca.service import RCAService
+
+            ctx.rca = RCAService(ctx)
         return ctx
 
     def attach_incidents(self, *, clock: Clock | None = None, config: Any = None,

@@ -119,6 +119,10 @@ class SLARuntime:
                     if ctx.incidents is not None:
                         for incident_collector in ctx.incidents.collectors(ctx.model_name):
                             registry.register(incident_collector)
+                    if ctx.rca is not None:
+                        from aphrodite_sla.export.rca_collector import RCACollector
+
+                        registry.register(RCACollector(ctx.rca.metrics_view, model_name=ctx.model_name))
                     logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
                 self._register_collector()
                 ctx.manager.start_monitoring()

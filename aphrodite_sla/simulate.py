@@ -17,8 +17,10 @@ from typing import Any
 
 from aphrodite_sla.clock import ManualClock
 from aphrodite_sla.config import RECOVERY_MODES, SLAConfig
-from aphrodite_sla.events import MonitorEvent
+from aphrodite_sla.events import MonitorEvent, RootCauseFound
+from aphrodite_sla.export.rca_collector import RCACollector
 from aphrodite_sla.export.recovery_collector import RecoveryCollector
+from aphrodite_sla.rca.fault_truth import RootCauseSignal, rca_lines
 from aphrodite_sla.recovery.model import ExecutionStatus, RecoveryExecution
 from aphrodite_sla.runtime import SLARuntime
 from aphrodite_sla.sim import EngineSimulator, FaultKind, Scenario, get_scenario
@@ -34,6 +36,8 @@ from aphrodite_sla.sim.attribution import (
     signal_of,
     time_to_recover,
 )
+from aphrodite_sla.sim.host_signals import SERIES as HOST_SERIES
+from aphrodite_sla.sim.host_signals import HostSignals
 from aphrodite_sla.sim.recovery_driver import SimulatedFrontDoor, SimulationRecoveryDriver
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
 
@@ -110,6 +114,7 @@ class SimulationResult:
     arrived: int = 0
     recovery_busy_timeouts: int = 0  # evaluations after which recovery did not settle in time (0 expected)
     remedied: dict[str, str] = field(default_factory=dict)  # "kind@start" -> the remedy that ended the fault early
+    root_causes: list[RootCauseSignal] = field(default_factory=list)  # RCA's result for each violation
 
     def mttr_s(self, report: FaultReport) -> float | None:
         return time_to_recover(report, self.signals)
@@ -204,7 +209,11 @@ def run_simulation(
     start = clock()
     signals: list[Signal] = []
 
+    root_causes: list[RootCauseSignal] = []
+
     def on_event(event: MonitorEvent) -> None:
+        if isinstance(event, RootCauseFound):
+            root_causes.append(RootCauseSignal(event.occurred_at - start, event.sla, event.cause, event.confidence))
         sig = signal_of(event, start)
         if sig is not None:
             signals.append(sig)
@@ -240,6 +249,8 @@ def run_simulation(
         if incidents is not None:
             for incident_collector in incidents.collectors(model_name):
                 registry.register(incident_collector)
+        if runtime.context.rca is not None:
+            registry.register(RCACollector(runtime.context.rca.metrics_view, model_name=model_name))
         runtime.context.set_model_name(model_name)
         server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry, endpoints=runtime.context.endpoints,
                                                   api=combined_handler(incidents.api if incidents else None, system.api.handle))
@@ -263,6 +274,9 @@ def run_simulation(
             next_eval += interval
             manager.record_measurement("process_memory_mb", s.memory_bytes / 2**20)
             _record_arrivals(manager, s, t, t - last_arrivals)  # before the evaluation, so its RCA sees this interval
+            for name, value in host.sample(s).items():  # what the host/GPU samplers would read (for RCA)
+                if name != "engine_stalled":  # the stall detector records its own
+                    manager.record_measurement(name, value, t)
             last_arrivals = t
             manager.evaluate(t)  # returns once subscribers have the events: signals are in order
             if driver is not None:
@@ -277,6 +291,9 @@ def run_simulation(
                     time.sleep(ahead)
 
     manager.register_metric("process_memory_mb", 600.0, 1.0, unit="MB")
+    host = HostSignals(seed)
+    for name, unit in HOST_SERIES:
+        manager.register_metric(name, 600.0, 1.0, unit=unit)
     for name, unit in ARRIVAL_SERIES:
         manager.register_metric(name, 600.0, 1.0 / interval, unit=unit)
     try:
@@ -309,6 +326,7 @@ def run_simulation(
         [_relative(e, start) for e in reversed(system.engine.history())], list(sim.remedies_applied),
         sim.rejected_by_admission, summary.arrived + sim.rejected_by_admission, driver.busy_timeouts if driver is not None else 0,
         {_key(e.fault.kind.value, e.start_time - start): e.remedy.value for e in sim.fault_log if e.remedy is not None},
+        root_causes,
     )
     if print_summary:
         _print_summary(result, out)
@@ -454,6 +472,10 @@ def _print_summary(result: SimulationResult, out: Callable[[str], None], baselin
         out(f"recovery: {len(runs)} executions ({', '.join(f'{k} {v}' for k, v in _count(e.status.value for e in runs).items()) or 'none'}), "
             f"{skipped} skipped (cooldown, concurrency); {result.shed_requests:,} of {result.arrived:,} requests turned away "
             f"(503 + Retry-After) while shedding or failing fast")
+    if result.root_causes:
+        out("root cause (RCA of each violation; the cause named most often for the violations of each fault):")
+        for line in rca_lines(result.root_causes, [(r.fault.name, r.fault.start_s, r.fault.end_s) for r in result.faults]):
+            out(line)
     out("")
     out("SLA compliance (evaluation points within bounds, last window):")
     for name, c in result.compliance.items():

@@ -596,10 +596,58 @@ def incident_response() -> dash_b.Dashboard:
     )
 
 
+def root_cause_analysis() -> dash_b.Dashboard:
+    """The seed's Root Cause Analysis dashboard: causes found (historical incident patterns),
+    hypothesis confidence distribution, correlations, recommendations, analysis time."""
+    conf_th = thresholds(("red", None), ("orange", 0.5), ("green", 0.8))
+    panels: list[Item] = [
+        row("Root causes"),
+        stat("Analyses", "Root-cause analyses over the dashboard's time range (increase of rca_analyses_total).",
+             targets((f"sum(increase(rca_analyses_total{{{SEL}}}[$__range]))", "analyses")), "none", w=6, h=4, decimals=0),
+        stat("Mean confidence", "Mean calibrated confidence of the primary cause over 1 hour (rca_confidence histogram).",
+             targets((f"sum(increase(rca_confidence_sum{{{SEL}}}[1h])) / sum(increase(rca_confidence_count{{{SEL}}}[1h]))", "confidence")),
+             "percentunit", w=6, h=4, th=conf_th),
+        stat("Correlations found", "Significant correlations (Benjamini-Hochberg corrected) in the latest analysis (rca_correlations_found).",
+             targets((f"max(rca_correlations_found{{{SEL}}})", "correlations")), "none", w=6, h=4, decimals=0),
+        stat("Insufficient evidence", "Analyses that named no cause over the time range (cause=\"insufficient_evidence\").",
+             targets((f"sum(increase(rca_analyses_total{{{SEL}, cause=\"insufficient_evidence\"}}[$__range])) or vector(0)", "none")),
+             "none", w=6, h=4, decimals=0, th=thresholds(("green", None), ("orange", 1))),
+        bargauge("Historical incident patterns", "Primary causes named over the dashboard's time range, by cause and category "
+                 "(increase of rca_analyses_total).",
+                 targets((f"sum by (cause, category) (increase(rca_analyses_total{{{SEL}}}[$__range]))", "{{category}}: {{cause}}"),
+                         instant=True), "short", min_=0, decimals=0),
+        timeseries("Analyses by category", "Analyses over 5 minutes by the seed's five categories (rca_analyses_total).",
+                   targets((f"sum by (category) (increase(rca_analyses_total{{{SEL}}}[5m]))", "{{category}}")),
+                   "short", bars=True, min_=0, decimals=0),
+        row("Hypotheses and recommendations"),
+        bargauge("Hypothesis confidence distribution", "How many primary causes were named at each calibrated confidence "
+                 "(cumulative buckets of rca_confidence over the time range).",
+                 targets((f"sum by (le) (increase(rca_confidence_bucket{{{SEL}}}[$__range]))", "<= {{le}}"), instant=True),
+                 "short", min_=0, decimals=0),
+        bargauge("Recommendations", "Recovery actions RCA recommended over the time range, by action (rca_recommendations_total).",
+                 targets((f"sum by (action) (increase(rca_recommendations_total{{{SEL}}}[$__range]))", "{{action}}"), instant=True),
+                 "short", min_=0, decimals=0),
+        timeseries("Correlations per analysis", "Significant correlations of metrics with the violated SLI in the latest analysis "
+                   "(reported, not used to pick the cause: symptoms correlate with each other).",
+                   targets((f"max by (instance) (rca_correlations_found{{{SEL}}})", "{{instance}}")), "short", min_=0, decimals=0),
+        timeseries("Analysis duration", "p50 and p95 of an analysis's duration over 5 minutes (rca_duration_seconds histogram).",
+                   targets(*[(f"histogram_quantile({q}, sum by (le) (rate(rca_duration_seconds_bucket{{{SEL}}}[5m])))", p)
+                             for q, p in (("0.5", "p50"), ("0.95", "p95"))]),
+                   "s", min_=0),
+    ]
+    return dashboard(
+        "aphrodite-sla-rca", "aphrodite-sla: root cause analysis",
+        "Root causes RCA named for SLA violations (cause, category, calibrated confidence), the distribution of confidence, "
+        "correlations with the violated SLI, recommended recovery actions and analysis time (aphrodite-sla rca).",
+        ["aphrodite-sla", "rca", "incidents"], panels, "sla_compliance_rate",
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dash_b.Dashboard]] = {
     "sla-compliance.json": sla_compliance,
     "engine-overview.json": engine_overview,
     "incident-response.json": incident_response,
+    "root-cause-analysis.json": root_cause_analysis,
 }
 
 

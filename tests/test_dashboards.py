@@ -24,7 +24,7 @@ from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "grafana"
-DASHBOARD_FILES = ("sla-compliance.json", "engine-overview.json", "incident-response.json")
+DASHBOARD_FILES = ("sla-compliance.json", "engine-overview.json", "incident-response.json", "root-cause-analysis.json")
 DS_UID = "${DS_PROMETHEUS}"
 # What Grafana substitutes at query time, for running the queries outside Grafana.
 SUBSTITUTIONS = {"$model_name": ".*", "$instance": ".*", "$__rate_interval": "1m", "$__range": "1h"}
@@ -117,7 +117,7 @@ def test_uids_are_unique_and_stable():
     assert len(set(uids.values())) == len(uids)
     # links and bookmarks use these: changing one breaks them
     assert uids == {"sla-compliance.json": "aphrodite-sla-compliance", "engine-overview.json": "aphrodite-sla-engine",
-                    "incident-response.json": "aphrodite-sla-incidents"}
+                    "incident-response.json": "aphrodite-sla-incidents", "root-cause-analysis.json": "aphrodite-sla-rca"}
 
 
 def test_import_format(dash):

@@ -419,7 +419,8 @@ IRREMEDIABLE = [k for k, r in DEFAULT_REMEDY.items() if not r]
 def test_external_faults_are_irremediable_by_default():
     assert set(IRREMEDIABLE) == {
         FaultKind.LATENCY_SPIKE, FaultKind.GPU_THROTTLING, FaultKind.THROUGHPUT_COLLAPSE, FaultKind.TRAFFIC_SURGE,
-        FaultKind.PROMPT_LENGTH_SHIFT,
+        FaultKind.PROMPT_LENGTH_SHIFT, FaultKind.OUTPUT_LENGTH_SHIFT, FaultKind.CLIENT_ERROR_BURST,
+        FaultKind.PREFIX_CACHE_THRASH, FaultKind.CPU_NOISY_NEIGHBOUR, FaultKind.GPU_MEMORY_NEIGHBOUR,
     }
 
 

@@ -48,7 +48,8 @@ def test_exporter_serves_sla_metrics_while_running():
     # engine would serve them beside ours.
     names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
     recovery = ("recovery_", "circuit_breaker_", "degradation_level", "monitoring_mode")  # the recovery collector's families
-    assert names and all(n.startswith(("sla_", "vllm:", *recovery)) for n in names)
+    assert names and all(n.startswith(("sla_", "vllm:", "rca_", *recovery)) for n in names)  # rca_: the RCA collector's
+    assert "rca_duration_seconds_count" in names and "rca_correlations_found" in names
     assert any(n.startswith("vllm:e2e_request_latency_seconds") for n in names)
     assert "aphrodite:" not in body
 

@@ -57,10 +57,15 @@ ENGINE_SERIES: tuple[tuple[str, float, float, str], ...] = (
     ("num_running_reqs", 300.0, 20.0, "requests"),
     ("num_waiting_reqs", 300.0, 20.0, "requests"),
     ("tokens_per_second", 300.0, 1.0, "tokens/s"),
+    # for root-cause analysis (aphrodite_sla.rca.graph): the load and its mix, and client aborts
+    ("requests_started", 300.0, 20.0, "requests"),  # first tokens per step: the admitted arrival rate
+    ("request_prompt_tokens", 300.0, 20.0, "tokens"),
+    ("request_output_tokens", 300.0, 20.0, "tokens"),
+    ("request_abort_percent", 300.0, 20.0, "%"),  # per finished request: 100 if its client aborted it
 )
 THINNED_SERIES = frozenset(
     {"ttft_ms", "itl_ms", "tpot_ms", "request_latency_ms", "queue_time_ms", "prefill_time_ms", "decode_time_ms",
-     "request_error_percent", "goodput_percent"}
+     "request_error_percent", "goodput_percent", "request_prompt_tokens", "request_output_tokens", "request_abort_percent"}
 )
 
 # Distinct engine indices counted by index; past this they share OTHER_ENGINES.
@@ -380,7 +385,9 @@ class EngineStatsRecorder:
             add("generation_tokens", gen_tokens)
             add("prompt_tokens", _num(it, "num_prompt_tokens", 0.0))
             add("preemptions", _num(it, "num_preempted_reqs", 0.0))
-            add_many("ttft_ms", _seq(it, "time_to_first_tokens_iter"), 1000.0)
+            first_tokens = _seq(it, "time_to_first_tokens_iter")
+            add("requests_started", float(len(first_tokens)))
+            add_many("ttft_ms", first_tokens, 1000.0)
             add_many("itl_ms", _seq(it, "inter_token_latencies_iter"), 1000.0)
             for req in _seq(it, "finished_requests"):
                 self._extract_finished(req, add)
@@ -418,6 +425,9 @@ class EngineStatsRecorder:
         if _num(req, "num_generation_tokens", 0.0) > 1:
             add("tpot_ms", tpot)  # undefined for single-token outputs
         add("request_error_percent", 100.0 if failed else 0.0)
+        add("request_abort_percent", 100.0 if reason in _ABORT_REASONS else 0.0)
+        add("request_prompt_tokens", _num(req, "num_prompt_tokens"))
+        add("request_output_tokens", _num(req, "num_generation_tokens"))
         add("finished_requests", 1.0)
         ttft = queued + prefill
         if self.outcome_listener is not None:

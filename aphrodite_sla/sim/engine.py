@@ -77,11 +77,16 @@ import numpy as np
 
 from aphrodite_sla.clock import ManualClock
 from aphrodite_sla.sim.config import Scenario
-from aphrodite_sla.sim.faults import Fault, FaultKind, Remedy
+from aphrodite_sla.sim.faults import CONFIG_CHANGE_KINDS, DEPLOYMENT_KINDS, Fault, FaultKind, Remedy
 from aphrodite_sla.sim.stats import FinishReason, StatsFactory
 from aphrodite_sla.sim.workload import ArrivalStream, _Chunked
 
 MIB = 1024 * 1024
+# What the simulated host and GPU samplers read (a modelling choice, stated): other processes use
+# this much host CPU at rest; the KV cache is this much of the GPU's memory, and a GPU-memory
+# neighbour holds the part of it the engine had to give up.
+HOST_CPU_OTHER_BASE_PERCENT = 10.0
+GPU_MEMORY_KV_PERCENT = 60.0
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
 UNPAUSED, PAUSED_NEW, PAUSED_ALL = 0, 1, 2  # vLLM's PauseState: queue new requests / also freeze running ones
@@ -339,7 +344,9 @@ class EngineSimulator:
         self._active: frozenset[int] = frozenset()
         self._remedied: dict[int, float] = {}  # fault index -> engine seconds when a remedy ended it
         self._leak_released: dict[int, float] = {}  # memory_leak index -> engine seconds its memory was last released
-        self._boundaries = sorted({b for f in self.faults for b in (f.start_s, f.end_s) if math.isfinite(b)})
+        self.deployments = 0  # deployments (and config changes) made so far: what a deployment tracker sees
+        self.config_changes = 0
+        self._boundaries = sorted({b for f in self.faults for b in (f.start_s, f.end_s, *f.ramp_boundaries()) if math.isfinite(b)})
         self._next_boundary = self._boundaries[0] if self._boundaries else math.inf
         self._set_modifiers()
 
@@ -347,12 +354,28 @@ class EngineSimulator:
 
     def _set_modifiers(self) -> None:
         step_mult = decode_mult = rate_mult = prompt_mult = kv_div = clock_div = 1.0
+        output_mult = cpu_mult = gpu_mem_mult = seqs_div = 1.0
+        abort_p = thrash_p = 0.0
         ok = 1.0 - self.workload.error_fraction
         stalled = False
+        el = self.elapsed_s
         for i in self._active:
             f = self.faults[i]
-            k, m = f.kind, f.magnitude
-            assert m is not None  # Fault.__post_init__ fills the kind's default
+            k, m = f.kind, f.magnitude_at(el)
+            if k is FaultKind.OUTPUT_LENGTH_SHIFT:
+                output_mult *= m
+            elif k is FaultKind.CLIENT_ERROR_BURST:
+                abort_p = 1.0 - (1.0 - abort_p) * (1.0 - m)
+            elif k is FaultKind.PREFIX_CACHE_THRASH:
+                thrash_p = 1.0 - (1.0 - thrash_p) * (1.0 - m)
+            elif k is FaultKind.CPU_NOISY_NEIGHBOUR:
+                step_mult *= m
+                cpu_mult *= m
+            elif k is FaultKind.GPU_MEMORY_NEIGHBOUR:
+                kv_div *= m
+                gpu_mem_mult *= m
+            elif k is FaultKind.BAD_CONFIGURATION:
+                seqs_div *= m
             if k is FaultKind.LATENCY_SPIKE:
                 step_mult *= m
             elif k is FaultKind.THROUGHPUT_COLLAPSE:
@@ -382,6 +405,14 @@ class EngineSimulator:
         self._stalled = stalled
         self.gpu_clock_ratio = 1.0 / clock_div
         cfg = self.config
+        self._output_mult = output_mult
+        self._abort_p = abort_p
+        self._thrash_p = thrash_p
+        self._max_seqs = max(1, int(cfg.max_num_seqs / seqs_div))
+        # what a host/GPU sampler would read (the neighbours' share): the engine's own CPU and GPU
+        # memory stay as they are; the other process's use is what moves
+        self.host_cpu_other_percent = HOST_CPU_OTHER_BASE_PERCENT + (100.0 - HOST_CPU_OTHER_BASE_PERCENT) * (1.0 - 1.0 / cpu_mult)
+        self.gpu_memory_other_percent = GPU_MEMORY_KV_PERCENT * (1.0 - 1.0 / gpu_mem_mult)
         self.kv_budget_blocks = max(cfg.min_blocks, min(cfg.num_gpu_blocks, int(cfg.num_gpu_blocks / kv_div)))
         self._pc_capacity = self.kv_budget_blocks * cfg.block_size // self._hash_bs
         pc = self._pc_blocks
@@ -394,6 +425,10 @@ class EngineSimulator:
         for i in sorted(active - self._active):
             self._log_index[i] = len(self.fault_log)
             self.fault_log.append(FaultEvent(self.faults[i], now, None))
+            if self.faults[i].kind in DEPLOYMENT_KINDS:
+                self.deployments += 1
+            elif self.faults[i].kind in CONFIG_CHANGE_KINDS:
+                self.config_changes += 1
         for i in sorted(self._active - active):
             j = self._log_index.pop(i)
             self.fault_log[j] = self.fault_log[j]._replace(end_time=now)
@@ -489,7 +524,9 @@ class EngineSimulator:
         admit = self._admit
         cold_until = self._pc_reset_at + self.prefix_rewarm_s
         accepted = rejected = shed = dead = sum_p = sum_o = 0
-        for t, prompt, output, prefix in arrivals:
+        output_mult, thrash_p = self._output_mult, self._thrash_p
+        for t, prompt, drawn_output, prefix in arrivals:
+            output = max(1, int(round(drawn_output * output_mult))) if output_mult != 1.0 and drawn_output > 0 else drawn_output
             sum_p += prompt
             sum_o += output
             if admit is not None and not admit():
@@ -524,6 +561,8 @@ class EngineSimulator:
             else:
                 r.hashes = None
                 cached = prefix if prefix < prompt else prompt - 1
+                if cached and thrash_p > 0.0 and self._u.next() < thrash_p:
+                    cached = 0  # evicted by competing prefixes (prefix_cache_thrash)
                 if cached and r.arrival < cold_until and self._u.next() * self.prefix_rewarm_s >= r.arrival - self._pc_reset_at:
                     cached = 0  # the shared prefix is not cached again yet after a reset
                 r.cached = cached - cached % bs
@@ -594,7 +633,7 @@ class EngineSimulator:
         p = self._error_p
         if u < p:
             reason = FinishReason.ERROR
-        elif u < (p := p + w.abort_fraction):
+        elif u < (p := p + w.abort_fraction + self._abort_p * (1.0 - p - w.abort_fraction)):
             reason = FinishReason.ABORT
         elif u < p + w.repetition_fraction:
             reason = FinishReason.REPETITION
@@ -1104,7 +1143,7 @@ class EngineSimulator:
         # 3. admit waiting requests (FIFO) unless this step preempted or the engine is paused
         pc_requests = pc_queries = pc_hits = 0
         if self.preemptions == preempted and not self._pause:
-            max_seqs = cfg.max_num_seqs
+            max_seqs = self._max_seqs
             while waiting and budget > 0 and len(running) < max_seqs:
                 r = waiting[0]
                 if r.hashes is not None and r.scheduled_ts == 0.0:

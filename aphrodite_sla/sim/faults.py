@@ -24,7 +24,24 @@ traffic_surge        arrival rate x ``magnitude``; on a trace, trace time runs  
 prompt_length_shift  prompt lengths x ``magnitude`` (the lognormal median moves)      2.0
 bad_deployment       step time x ``magnitude`` and ``error_fraction`` of requests     1.4
                      fail; meant to last (``duration_s=inf``): a persistent regression
+output_length_shift  output lengths (the requests' targets) x ``magnitude``           2.0
+client_error_burst   this fraction of requests is abandoned by its client (finish     0.2
+                     ABORT after part of its output): the clients' doing, not the
+                     engine's
+prefix_cache_thrash  this fraction of requests loses its shared-prefix cache hit     0.9
+                     (evicted by competing prefixes): more prefill work per request
+cpu_noisy_neighbour  another process takes host CPU: ``sim.host_cpu_other_percent``   1.5
+                     rises and every step (scheduling, detokenising) x ``magnitude``
+gpu_memory_neighbour another process holds GPU memory: usable KV blocks shrink to     1.5
+                     ``1/magnitude``, ``sim.gpu_memory_used_percent`` rises
+bad_configuration    a configuration change lowers ``max_num_seqs`` to               4.0
+                     ``1/magnitude`` (``sim.config_changes`` counts the change)
 ==================== =============================================================== =========
+
+``ramp_s``: the fault reaches its magnitude linearly over ``ramp_s`` seconds from its start (from
+the kind's neutral value: 1 for factors, 0 for fractions); 0 is a step change. ``deploys`` marks
+a fault that arrives with a deployment (``sim.deployments`` counts it), so ``bad_deployment``
+always does and a harmless deployment is ``Fault(..., magnitude=1.0)`` of that kind.
 
 Every kind applies to any workload (synthetic arrival processes and replayed traces alike): a
 trace scenario is a trace plus a list of faults (:func:`aphrodite_sla.sim.scenarios.trace_scenario`).
@@ -58,6 +75,13 @@ memory_leak          restart, sleep          leaked memory is released (``memory
 kv_exhaustion        reset_prefix_cache      the missing KV blocks are pinned by stale prefix
                                              cache entries / fragmentation that a reset frees
 bad_deployment       rollback                only rolling the deployment back removes it
+bad_configuration    rollback                the configuration change is reverted with the
+                                             deployment-rollback hook
+output_length_shift, (none)                  the clients' traffic and other processes on the
+client_error_burst,                          host or GPU: no engine action clears them
+prefix_cache_thrash,
+cpu_noisy_neighbour,
+gpu_memory_neighbour
 latency_spike,       (none)                  external causes (the GPU, the host, the clients):
 gpu_throttling,                              no engine action clears them; load reduction
 throughput_collapse,                         (admission shedding) only mitigates their impact
@@ -96,6 +120,12 @@ class FaultKind(str, enum.Enum):
     TRAFFIC_SURGE = "traffic_surge"
     PROMPT_LENGTH_SHIFT = "prompt_length_shift"
     BAD_DEPLOYMENT = "bad_deployment"
+    OUTPUT_LENGTH_SHIFT = "output_length_shift"
+    CLIENT_ERROR_BURST = "client_error_burst"
+    PREFIX_CACHE_THRASH = "prefix_cache_thrash"
+    CPU_NOISY_NEIGHBOUR = "cpu_noisy_neighbour"
+    GPU_MEMORY_NEIGHBOUR = "gpu_memory_neighbour"
+    BAD_CONFIGURATION = "bad_configuration"
 
     def __str__(self) -> str:
         return self.value
@@ -112,6 +142,12 @@ DEFAULT_MAGNITUDE: dict[FaultKind, float] = {
     FaultKind.TRAFFIC_SURGE: 2.0,
     FaultKind.PROMPT_LENGTH_SHIFT: 2.0,
     FaultKind.BAD_DEPLOYMENT: 1.4,
+    FaultKind.OUTPUT_LENGTH_SHIFT: 2.0,
+    FaultKind.CLIENT_ERROR_BURST: 0.2,
+    FaultKind.PREFIX_CACHE_THRASH: 0.9,
+    FaultKind.CPU_NOISY_NEIGHBOUR: 1.5,
+    FaultKind.GPU_MEMORY_NEIGHBOUR: 1.5,
+    FaultKind.BAD_CONFIGURATION: 4.0,
 }
 
 DEFAULT_REMEDY: dict[FaultKind, tuple[Remedy, ...]] = {
@@ -125,13 +161,24 @@ DEFAULT_REMEDY: dict[FaultKind, tuple[Remedy, ...]] = {
     FaultKind.TRAFFIC_SURGE: (),
     FaultKind.PROMPT_LENGTH_SHIFT: (),
     FaultKind.BAD_DEPLOYMENT: (Remedy.ROLLBACK,),
+    FaultKind.OUTPUT_LENGTH_SHIFT: (),
+    FaultKind.CLIENT_ERROR_BURST: (),
+    FaultKind.PREFIX_CACHE_THRASH: (),
+    FaultKind.CPU_NOISY_NEIGHBOUR: (),
+    FaultKind.GPU_MEMORY_NEIGHBOUR: (),
+    FaultKind.BAD_CONFIGURATION: (Remedy.ROLLBACK,),
 }
 
-_FRACTION_KINDS = frozenset({FaultKind.ERROR_BURST})
+_FRACTION_KINDS = frozenset({FaultKind.ERROR_BURST, FaultKind.CLIENT_ERROR_BURST, FaultKind.PREFIX_CACHE_THRASH})
 _MULTIPLIER_KINDS = frozenset({
     FaultKind.LATENCY_SPIKE, FaultKind.THROUGHPUT_COLLAPSE, FaultKind.KV_EXHAUSTION,
-    FaultKind.GPU_THROTTLING, FaultKind.BAD_DEPLOYMENT,
+    FaultKind.GPU_THROTTLING, FaultKind.BAD_DEPLOYMENT, FaultKind.CPU_NOISY_NEIGHBOUR,
+    FaultKind.GPU_MEMORY_NEIGHBOUR, FaultKind.BAD_CONFIGURATION,
 })
+# kinds that arrive with a deployment or a configuration change (an event the monitor can see)
+DEPLOYMENT_KINDS = frozenset({FaultKind.BAD_DEPLOYMENT})
+CONFIG_CHANGE_KINDS = frozenset({FaultKind.BAD_CONFIGURATION})
+RAMP_STEPS = 10  # a ramp is applied in this many equal steps
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,7 @@ class Fault:
     magnitude: float | None = None
     error_fraction: float = 0.02
     remedy: tuple[Remedy, ...] | None = None
+    ramp_s: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -175,7 +223,31 @@ class Fault:
             raise ValueError(f"{kind}: magnitude (MiB/s) must be >= 0, got {mag}")
         if not 0.0 <= self.error_fraction <= 1.0:
             raise ValueError(f"{kind}: error_fraction must be in [0, 1], got {self.error_fraction}")
+        if not (math.isfinite(self.ramp_s) and self.ramp_s >= 0):
+            raise ValueError(f"{kind}: ramp_s must be finite and >= 0, got {self.ramp_s}")
+        if kind in (FaultKind.TRAFFIC_SURGE, FaultKind.PROMPT_LENGTH_SHIFT, FaultKind.OUTPUT_LENGTH_SHIFT) and mag <= 0:
+            raise ValueError(f"{kind}: magnitude must be > 0, got {mag}")
         object.__setattr__(self, "remedy", _remedies(kind, self.remedy))
+
+    @property
+    def neutral(self) -> float:
+        """The magnitude that changes nothing (where a ramp starts)."""
+        return 0.0 if self.kind in _FRACTION_KINDS or self.kind is FaultKind.MEMORY_LEAK else 1.0
+
+    def magnitude_at(self, elapsed_s: float) -> float:
+        """The magnitude in force ``elapsed_s`` engine seconds from the simulator's start: along a
+        ramp, in :data:`RAMP_STEPS` equal steps; the full magnitude after it."""
+        mag = float(self.magnitude or 0.0)
+        if self.ramp_s <= 0 or elapsed_s >= self.start_s + self.ramp_s:
+            return mag
+        done = math.floor(max(0.0, elapsed_s - self.start_s) / self.ramp_s * RAMP_STEPS + 1e-9) + 1
+        return self.neutral + (mag - self.neutral) * min(1.0, done / RAMP_STEPS)
+
+    def ramp_boundaries(self) -> list[float]:
+        """Engine seconds at which a ramping fault's magnitude steps up."""
+        if self.ramp_s <= 0:
+            return []
+        return [self.start_s + self.ramp_s * k / RAMP_STEPS for k in range(1, RAMP_STEPS)]
 
     @property
     def end_s(self) -> float:
@@ -202,4 +274,4 @@ def _remedies(kind: FaultKind, remedy: object) -> tuple[Remedy, ...]:
     return tuple(r for r in Remedy if r in chosen)
 
 
-__all__ = ["DEFAULT_MAGNITUDE", "DEFAULT_REMEDY", "Fault", "FaultKind", "Remedy"]
+__all__ = ["CONFIG_CHANGE_KINDS", "DEFAULT_MAGNITUDE", "DEFAULT_REMEDY", "DEPLOYMENT_KINDS", "Fault", "FaultKind", "Remedy"]

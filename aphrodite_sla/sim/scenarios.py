@@ -103,6 +103,47 @@ SCENARIOS: dict[str, Scenario] = {
             faults=(Fault(K.BAD_DEPLOYMENT, 900.0, math.inf, 1.4, error_fraction=0.02),),
         ),
         Scenario(
+            "output_length_shift",
+            "Outputs become 2x longer (median 128 -> 256) for 10 minutes (600-1200 s): more decode "
+            "work per request, a bigger batch, higher KV usage and e2e latency.",
+            2400.0,
+            faults=(Fault(K.OUTPUT_LENGTH_SHIFT, 600.0, 600.0, 2.0),),
+        ),
+        Scenario(
+            "client_error_burst",
+            "20% of requests abandoned by their clients (finish ABORT) for 5 minutes (600-900 s).",
+            1800.0,
+            faults=(Fault(K.CLIENT_ERROR_BURST, 600.0, 300.0, 0.2),),
+        ),
+        Scenario(
+            "prefix_cache_thrash",
+            "90% of the shared-prefix cache hits lost for 10 minutes (600-1200 s) on a workload "
+            "whose prompts share a 384-token prefix: prefill work and TTFT rise.",
+            2400.0,
+            workload=Workload(prefix_hit_fraction=0.8, shared_prefix_tokens=384),
+            faults=(Fault(K.PREFIX_CACHE_THRASH, 600.0, 600.0, 0.9),),
+        ),
+        Scenario(
+            "cpu_noisy_neighbour",
+            "Another process takes host CPU for 10 minutes (600-1200 s): steps 1.5x longer.",
+            2400.0,
+            faults=(Fault(K.CPU_NOISY_NEIGHBOUR, 600.0, 600.0, 1.5),),
+        ),
+        Scenario(
+            "gpu_memory_neighbour",
+            "Another process holds GPU memory for 10 minutes (600-1200 s): usable KV blocks "
+            "shrink to 1/4.",
+            2400.0,
+            faults=(Fault(K.GPU_MEMORY_NEIGHBOUR, 600.0, 600.0, 4.0),),
+        ),
+        Scenario(
+            "bad_configuration",
+            "A configuration change at 600 s lowers max_num_seqs to 1/8 for 10 minutes: the queue "
+            "and TTFT grow while the KV cache is half empty.",
+            2400.0,
+            faults=(Fault(K.BAD_CONFIGURATION, 600.0, 600.0, 8.0),),
+        ),
+        Scenario(
             "diurnal",
             "No faults; the arrival rate follows a compressed day: 30 req/s mean, +-60%, one "
             "period per hour (peak 48 req/s at 900 s, trough 12 req/s at 2700 s).",

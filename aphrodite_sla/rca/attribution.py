@@ -1,0 +1,147 @@
+"""Graph-aware attribution: which anomalous node is the root cause (CIRCA-like).
+
+Each node is regressed on its observed parents over the baseline; its incident score is what the
+parents do not explain (the residual's robust deviation). A cause candidate must be anomalous, be
+able to act as a cause (``Role.CAUSE``), and have a path of anomalous nodes to the violated SLI.
+Among candidates the root-most wins: a candidate with an anomalous candidate ancestor is
+discounted (the ancestor explains it). Events (deployments, configuration changes) are scored by
+the changes of their children that no other anomalous cause explains. Symptoms are never
+candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aphrodite_sla.rca.frame import Frame
+from aphrodite_sla.rca.graph import NODES, Agg, Role, ancestors, children_of
+from aphrodite_sla.rca.scoring import Deviation, deviation, robust_scale
+
+ANOMALY_THRESHOLD = 3.0
+DESCENDANT_DISCOUNT = 0.25
+EVENT_LEAD_BINS = 24  # an event up to this many bins before the onset can explain it
+# A cause moves before its symptom (a stall before the TTFT of the requests it held; a surge
+# before the queue it builds): the incident window of every metric starts this many bins before
+# the SLI's onset, and the baseline ends there. It also absorbs an onset estimated late.
+GUARD_BINS = 6
+
+
+@dataclass(frozen=True)
+class NodeScore:
+    name: str
+    deviation: Deviation | None
+    residual: float
+    score: float  # the attribution score (after graph discounting)
+    anomalous: bool
+    candidate: bool
+    dominated: bool = False  # an anomalous ancestor cause explains it
+
+
+def _residual(name: str, frame: Frame, onset: int, end: int, dev: Deviation, anomalous: set[str]) -> float:
+    node = NODES[name]
+    parents = [p for p in node.parents if p in frame.values and NODES[p].agg is not Agg.EVENT and p in anomalous]
+    if not parents:
+        return dev.total
+    y = frame.values[name]
+    X = np.column_stack([frame.values[p] for p in parents])
+    base = slice(0, onset)
+    rows = np.isfinite(y[base]) & np.all(np.isfinite(X[base]), axis=1)
+    if rows.sum() < len(parents) + 3:
+        return dev.total
+    A = np.column_stack([X[base][rows], np.ones(int(rows.sum()))])
+    coef, *_ = np.linalg.lstsq(A, y[base][rows], rcond=None)
+    res_base = y[base][rows] - A @ coef
+    inc = slice(onset, end)
+    Xi = X[inc]
+    ok = np.isfinite(y[inc]) & np.all(np.isfinite(Xi), axis=1)
+    if ok.sum() < 2:
+        return dev.total
+    pred = np.column_stack([Xi[ok], np.ones(int(ok.sum()))]) @ coef
+    scale = robust_scale(res_base, node.floor)
+    signed = node.bad * (y[inc][ok] - pred - np.median(res_base)) / scale
+    return float(np.percentile(signed, 75.0))
+
+
+def _reaches(start: str, target: str, anomalous: set[str], frame: Frame) -> bool:
+    """A directed path from ``start`` to ``target`` through anomalous (or unobserved) nodes."""
+    if start == target:
+        return True
+    stack, seen = [start], {start}
+    while stack:
+        for child in children_of(stack.pop()):
+            if child == target:
+                return True
+            if child not in seen and (child in anomalous or child not in frame.values):
+                seen.add(child)
+                stack.append(child)
+    return False
+
+
+def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeScore]:
+    """Scores every node of ``frame``; ``end`` is one past the last incident bin."""
+    onset = max(3, onset - GUARD_BINS)
+    devs: dict[str, Deviation | None] = {}
+    for name, values in frame.values.items():
+        node = NODES[name]
+        if node.agg is Agg.EVENT:
+            continue
+        devs[name] = deviation(node, values[:onset], values[onset:end])
+    anomalous = {n for n, d in devs.items() if d is not None and d.total >= ANOMALY_THRESHOLD}
+    events = {n for n, v in frame.values.items() if NODES[n].agg is Agg.EVENT
+              and np.nansum(v[max(0, onset - EVENT_LEAD_BINS):end]) > 0}
+    anomalous |= events
+    causes = {n for n in anomalous if NODES[n].role is Role.CAUSE}
+    out: dict[str, NodeScore] = {}
+    for name, dev in devs.items():
+        resid = _residual(name, frame, onset, end, dev, anomalous) if dev is not None else 0.0
+        out[name] = NodeScore(name, dev, resid, 0.0, name in anomalous, False)
+    # causes that their own parents do not explain (a residual still anomalous)
+    unexplained = {n for n in causes if n in out and out[n].residual >= ANOMALY_THRESHOLD}
+    # events: the changes of their children that no other unexplained cause explains
+    for ev in events:
+        best = 0.0
+        for child in children_of(ev):
+            cs = out.get(child)
+            if cs is None or cs.deviation is None:
+                continue
+            others = (ancestors(child) & unexplained) - {ev}
+            if others:
+                continue
+            best = max(best, abs(cs.deviation.score))
+        out[ev] = NodeScore(ev, None, best, best, best >= ANOMALY_THRESHOLD, False)
+    # a cause whose anomalous parents explain it (its residual is normal) is not a root: the change
+    # came from above (e.g. a KV cache filled by a batch that grew because every step got slower)
+    candidates = {n for n in causes if out[n].anomalous and out[n].residual >= ANOMALY_THRESHOLD
+                  and _reaches(n, sli, anomalous, frame)}
+    own: dict[str, float] = {}
+    for name in candidates:
+        ns = out[name]
+        own[name] = ns.residual if NODES[name].agg is Agg.EVENT else max(
+            0.0, min(ns.deviation.total if ns.deviation else 0.0, ns.residual))
+    final: dict[str, NodeScore] = {}
+    for name, ns in out.items():
+        if name in candidates:
+            base = own[name]
+            above = ancestors(name) & candidates
+            if above:  # the root-most wins: a descendant ranks below every anomalous ancestor cause
+                base = min(base * DESCENDANT_DISCOUNT, DESCENDANT_DISCOUNT * min(own[a] for a in above))
+            final[name] = NodeScore(name, ns.deviation, ns.residual, base, True, True, dominated=bool(above))
+        else:
+            weak = ns.deviation.total if (ns.deviation is not None and NODES[name].role is Role.CAUSE) else 0.0
+            final[name] = NodeScore(name, ns.deviation, ns.residual, min(weak, ANOMALY_THRESHOLD) * 0.01, ns.anomalous, False)
+    return final
+
+
+def robust_ranking(frame: Frame, onset: int, end: int) -> list[str]:
+    """Plain robust scoring without the graph (BARO): cause nodes by their signed deviation (a
+    baseline in the benchmark; events cannot be scored this way)."""
+    onset = max(3, onset - GUARD_BINS)
+    scored = []
+    for name, values in frame.values.items():
+        node = NODES[name]
+        if node.agg is Agg.EVENT or node.role is not Role.CAUSE:
+            continue
+        dev = deviation(node, values[:onset], values[onset:end])
+        scored.append((dev.total if dev is not None else -np.inf, name))
+    return [name for _, name in sorted(scored, reverse=True)]

@@ -1,0 +1,161 @@
+"""RCA: the graph is valid, bad input gives insufficient evidence, injected causes are named."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from aphrodite_sla.rca import create_production_rca_engine
+from aphrodite_sla.rca.engine import RCAEngine
+from aphrodite_sla.rca.frame import build_frame, mapping_reader
+from aphrodite_sla.rca.graph import GRAPH, validate
+from aphrodite_sla.rca.onset import change_point
+from aphrodite_sla.sim.incident_cases import IncidentCase, simulate_case
+
+
+def test_graph_is_acyclic_and_parents_exist():
+    validate(GRAPH)
+
+
+def test_change_point_finds_a_step():
+    y = np.r_[np.full(40, 10.0), np.full(20, 30.0)] + np.random.default_rng(0).normal(0, 1, 60)
+    idx, stat = change_point(y, +1)
+    assert 38 <= idx <= 42 and stat > 5
+
+
+def _analyse(data, sli):
+    frame = build_frame(mapping_reader(data.series), data.window_start, data.onset_time + 65.0, 5.0)
+    return RCAEngine(with_diagnostics=False).analyze_frame(frame, sli, len(frame) - 2)
+
+
+@pytest.mark.parametrize("cause,sli,mag", [("kv_cache_exhaustion", "ttft_ms", 9.0), ("gpu_throttling", "itl_ms", 2.0),
+                                           ("bad_configuration", "ttft_ms", 16.0)])
+def test_injected_cause_is_named(cause, sli, mag):
+    a = _analyse(simulate_case(IncidentCase(cause, 11, magnitude=mag)), sli)
+    assert a.primary_root_cause.cause == cause, a.scores
+
+
+def test_healthy_window_has_no_confident_cause():
+    a = _analyse(simulate_case(IncidentCase("healthy", 5)), "ttft_ms")
+    assert a.insufficient_evidence and a.primary_root_cause.cause == "insufficient_evidence"
+
+
+@pytest.mark.parametrize("series", [
+    {},  # nothing recorded
+    {"ttft_ms": (np.arange(100.0), np.full(100, 5.0))},  # constant
+    {"ttft_ms": (np.arange(100.0), np.full(100, np.nan))},  # a NaN run
+    {"ttft_ms": (np.arange(8.0), np.arange(8.0))},  # too little history
+])
+def test_bad_input_gives_reasons_never_an_exception(series):
+    eng = RCAEngine(mapping_reader(series), clock=lambda: 100.0, with_diagnostics=False)
+    a = eng.analyze("ttft_ms", 99.0)
+    assert a.insufficient_evidence and a.insufficient_reasons
+    assert a.to_dict()["insufficient_evidence"] is True
+
+
+def test_seed_api_without_context_reports_insufficient_evidence():
+    class V:
+        source_metric = "ttft_ms"
+        detected_at = 10.0
+
+    a = asyncio.run(create_production_rca_engine(with_diagnostics=False).analyze_incident(V()))
+    assert a.insufficient_evidence and a.recommendations
+
+
+# -- the service on a real monitor context ------------------------------------------------------------
+def _violation(detected_at: float):
+    from aphrodite_sla.sla.threshold import Direction, SLAViolation, Statistic, ViolationSeverity
+
+    return SLAViolation(
+        metric_name="itl_p99", source_metric="itl_ms", statistic=Statistic.P99, direction=Direction.UPPER, observed_value=15.0,
+        bound=12.0, target_value=10.0, severity=ViolationSeverity.MAJOR, window_seconds=60.0, first_breach_time=detected_at - 20,
+        detected_at=detected_at, sustained_ratio=0.9, evaluation_points=10, sample_count=400,
+    )
+
+
+def test_service_names_the_cause_of_a_violation_and_publishes_it():
+    from aphrodite_sla.clock import ManualClock
+    from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.events import RootCauseFound, ViolationRaised
+    from aphrodite_sla.export.rca_collector import RCACollector
+
+    clock = ManualClock(1_700_000_000.0)
+    ctx = MonitorContext.build(clock=clock, with_recovery=False)
+    assert ctx.rca is not None
+    m = ctx.manager
+    for name in ("gpu_throttled", "system_cpu_percent", "process_cpu_percent"):
+        m.register_metric(name, 600.0, 1.0)
+    found: list[RootCauseFound] = []
+    m.subscribe(found.append, RootCauseFound, name="test")
+    rng = np.random.default_rng(1)
+    t0 = clock()
+    fault_at = t0 + 400.0
+    violation_raised = False
+    while clock() - t0 < 480.0:
+        clock.advance(0.5)
+        now = clock()
+        slow = now >= fault_at
+        m.record_measurement("itl_ms", (15.0 if slow else 10.0) + rng.normal(0, 0.3))
+        m.record_measurement("num_running_reqs", 40.0 + rng.normal(0, 2))
+        m.record_measurement("kv_cache_usage_percent", 35.0 + rng.normal(0, 1))
+        m.record_measurement("gpu_throttled", 1.0 if slow else 0.0)
+        m.record_measurement("system_cpu_percent", 20.0 + rng.normal(0, 1))
+        m.record_measurement("process_cpu_percent", 12.0)
+        if int(now * 2) % 10 == 0:  # every 5 s
+            m.evaluate(now)
+        if not violation_raised and now >= fault_at + 30.0:
+            violation_raised = True
+            m.events.publish([ViolationRaised("fp", "ep-1", now, _violation(now))])
+    assert m.events.drain(10.0)
+    assert found, "no RootCauseFound"
+    ev = found[0]
+    assert ev.cause == "gpu_throttling" and ev.category == "infrastructure" and ev.episode == "ep-1", ev.analysis.scores
+    assert ctx.rca.analysis("ep-1") is ev.analysis
+    assert ev.analysis.diagnostics["processes"]["by_cpu"]  # psutil's top processes
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    reg = CollectorRegistry()
+    reg.register(RCACollector(ctx.rca.metrics_view, model_name="m"))
+    text = generate_latest(reg).decode()
+    assert 'rca_analyses_total{category="infrastructure",cause="gpu_throttling",model_name="m"} 1.0' in text
+    assert "rca_duration_seconds_bucket" in text and "rca_correlations_found{" in text
+
+
+def test_report_renders_json_and_markdown():
+    import json
+
+    from aphrodite_sla.rca.report import to_json, to_markdown
+
+    a = _analyse(simulate_case(IncidentCase("gpu_throttling", 4, magnitude=2.0)), "itl_ms")
+    assert json.loads(to_json(a))["primary_root_cause"]["cause"] == "gpu_throttling"
+    md = to_markdown(a)
+    assert "gpu_throttling" in md and "Recommendations" in md
+
+
+def test_history_matches_a_direct_frame():
+    from aphrodite_sla.rca.history import NodeHistory
+
+    t = np.arange(0.5, 900.0, 0.5)
+    series = {"itl_ms": (t, 10.0 + np.sin(t / 30.0)), "gpu_throttled": (t, (t > 600).astype(float))}
+    reader = mapping_reader(series)
+    hist = NodeHistory(reader, 5.0, 3600.0)
+    for now in range(300, 900, 5):  # the first update reaches back 300 s
+        hist.update(float(now))
+    frame = hist.frame(900.0)
+    direct = build_frame(reader, 0.0, 900.0, 5.0)
+    assert np.allclose(frame.times, direct.times)
+    assert np.allclose(frame.values["step_time_ms"], direct.values["step_time_ms"], equal_nan=True)
+
+
+def test_correlations_are_corrected_for_multiple_comparisons():
+    from aphrodite_sla.rca.correlation import correlations
+
+    rng = np.random.default_rng(3)
+    sli = rng.normal(size=200)
+    series = {f"noise{i}": rng.normal(size=200) for i in range(30)}
+    series["moves_with"] = sli * 2 + rng.normal(0, 0.1, 200)
+    out = correlations(sli, series)
+    assert out[0].metric == "moves_with" and out[0].significant
+    assert sum(c.significant for c in out) <= 2  # 30 noise series: BH keeps the false discoveries down
+    assert all(c.p_adjusted >= min(c.pearson_p, 1.0) or c.p_adjusted >= c.spearman_p for c in out)
