@@ -51,7 +51,7 @@ def lat_sla() -> SLAThreshold:
 def build(tmp_path: Path, clock: ManualClock, **incident_response):
     cfg = SLAConfig(thresholds=(lat_sla(),), api_token=TOKEN,
                     incident_response={"store_path": str(tmp_path / "incidents.db"), **incident_response})
-    ctx = MonitorContext.build(cfg, clock=clock, with_recovery=False)
+    ctx = MonitorContext.build(cfg, clock=clock, with_recovery=False, with_rca=False)  # RCA's results are published by the tests
     changes: list[IncidentChanged] = []
     ctx.manager.subscribe(changes.append, IncidentChanged, name="test-changes")
     system = ctx.attach_incidents()
@@ -222,6 +222,29 @@ def test_rule_fires_once_and_rearms_below_hysteresis():
     for _ in range(10):
         engine.submit("request_error")
     assert [f.rule.name for f in engine.evaluate()] == ["error_burst"]
+
+
+def test_request_outcome_rules_need_a_share_of_the_traffic():
+    """At serving traffic the seed's absolute counts fire on a healthy engine: ten slow requests or
+    eight client aborts among 12,000 finished in five minutes are normal; a share of them is not."""
+    clock = ManualClock(T0)
+    engine = RuleEngine(clock=clock)
+    for k in range(300):  # 40 requests/s for 5 minutes, 12 slow and 10 aborted among them
+        clock.set(T0 + k + 1)
+        engine.submit("request_finished", count=40)
+        if k % 25 == 0:
+            engine.submit("slow_request")
+        if k % 30 == 0:
+            engine.submit("request_aborted")
+    assert engine.finished(300, clock()) == 12_000
+    assert engine.evaluate() == []  # healthy: 0.1% slow, 0.08% aborted
+    for _ in range(1300):  # now over 10% of the window's requests are slow
+        engine.submit("slow_request")
+    assert [f.rule.name for f in engine.evaluate()] == ["performance_degradation"]
+    quiet = RuleEngine(clock=clock)  # nothing counted as finished (a feeder without outcomes): the count alone decides
+    for _ in range(10):
+        quiet.submit("slow_request")
+    assert [f.rule.name for f in quiet.evaluate()] == ["performance_degradation"]
 
 
 def test_rule_events_are_bounded_and_bad_input_counted():

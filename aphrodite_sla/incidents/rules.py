@@ -7,6 +7,11 @@ minute" is a fact worth an incident on its own, at any traffic. Events come from
 detector, the system sampler (memory, disk) and the API; ``submit`` is an O(1) append under a lock
 and never raises, so feeders on any thread can call it.
 
+Traffic-relative guard: at LLM-serving traffic an absolute count alone fires on a healthy engine
+(ten slow requests or eight client aborts in five minutes are a normal minute at 40 requests/s),
+so the request-outcome rules also need their events to be ``min_share`` of the requests that
+finished in the window (``request_finished``, counted in one-second buckets, never per event).
+
 Flap suppression: a rule fires when its count reaches ``threshold`` and is then disarmed; it is
 re-armed only when the count falls to ``threshold * rearm_ratio`` or below (hysteresis), so a
 count hovering at the threshold fires once. A firing that comes back while its incident is open
@@ -25,8 +30,9 @@ from aphrodite_sla.events import fingerprint
 from aphrodite_sla.incidents.model import IncidentSeverity, IncidentType
 
 RULE_ALERT = "IncidentRule"
+REQUESTS_KIND = "request_finished"  # the denominator of the share guard (bucketed, not kept per event)
 EVENT_KINDS = ("request_error", "health_check_failure", "quality_check_failure", "request_aborted", "memory_high", "slow_request",
-               "disk_low")
+               "disk_low", REQUESTS_KIND)
 
 
 class RuleError(ValueError):
@@ -44,6 +50,7 @@ class DetectionRule:
     description: str = ""
     enabled: bool = True
     rearm_ratio: float = 0.5
+    min_share: float = 0.0  # the events must also be this share of the requests finished in the window (0: any count)
 
     def __post_init__(self) -> None:
         if not self.name or not all(ch.isalnum() or ch in "_-." for ch in self.name) or len(self.name) > 64:
@@ -58,6 +65,9 @@ class DetectionRule:
         r = self.rearm_ratio
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1:
             raise RuleError(f"{self.name}.rearm_ratio: must be in [0, 1), got {r!r}")
+        m = self.min_share
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m <= 1:
+            raise RuleError(f"{self.name}.min_share: must be in [0, 1], got {m!r}")
         if not isinstance(self.enabled, bool):
             raise RuleError(f"{self.name}.enabled: must be true or false, got {self.enabled!r}")
 
@@ -74,7 +84,8 @@ class DetectionRule:
     def from_dict(cls, data: Mapping[str, Any], *, base: DetectionRule | None = None) -> DetectionRule:
         """A rule from a mapping (the API, the CLI, the configuration); with ``base``, an update of
         it (only the given fields change). Unknown fields and bad values are ``RuleError``s."""
-        known = {"name", "event_kind", "threshold", "window_seconds", "severity", "incident_type", "description", "enabled", "rearm_ratio"}
+        known = {"name", "event_kind", "threshold", "window_seconds", "severity", "incident_type", "description", "enabled", "rearm_ratio",
+                 "min_share"}
         name = str(data.get("name", base.name if base else ""))
         unknown = sorted(set(data) - known)
         if unknown:
@@ -105,17 +116,20 @@ def builtin_rules() -> list[DetectionRule]:
     sev, typ = IncidentSeverity, IncidentType
     return [
         DetectionRule("error_burst", "request_error", 10, 300.0, sev.HIGH, typ.ERROR_BURST,
-                      "10 or more requests finished with an error within 5 minutes"),
+                      "10 or more requests finished with an error within 5 minutes (and >= 2% of those finished)",
+                      min_share=0.02),
         DetectionRule("service_down", "health_check_failure", 5, 60.0, sev.CRITICAL, typ.SERVICE_DOWN,
                       "5 or more failed health checks (engine stalled, inference breaker open) within 1 minute"),
         DetectionRule("quality_drop", "quality_check_failure", 5, 600.0, sev.MEDIUM, typ.QUALITY_DROP,
                       "5 or more corrupted outputs or failed output checks within 10 minutes"),
         DetectionRule("workflow_failure_spike", "request_aborted", 8, 300.0, sev.HIGH, typ.WORKFLOW_FAILURE,
-                      "8 or more aborted requests within 5 minutes"),
+                      "8 or more aborted requests within 5 minutes (and >= 5% of those finished: clients do cancel)",
+                      min_share=0.05),
         DetectionRule("memory_exhaustion", "memory_high", 3, 120.0, sev.CRITICAL, typ.MEMORY_EXHAUSTION,
                       "3 or more memory samples over the threshold within 2 minutes"),
         DetectionRule("performance_degradation", "slow_request", 10, 300.0, sev.MEDIUM, typ.PERFORMANCE_DEGRADATION,
-                      "10 or more requests over the TTFT objective within 5 minutes"),
+                      "10 or more requests over the TTFT objective within 5 minutes (and >= 10% of those finished)",
+                      min_share=0.10),
         DetectionRule("low_disk", "disk_low", 3, 300.0, sev.HIGH, typ.DISK_SPACE_LOW,
                       "3 or more disk samples over the threshold within 5 minutes"),
     ]
@@ -147,6 +161,7 @@ class RuleEngine:
         self.clock = clock
         self._rules: dict[str, DetectionRule] = {r.name: r for r in (builtin_rules() if rules is None else rules)}
         self._events: dict[str, deque[float]] = {}
+        self._finished: deque[list[float]] = deque()  # [second, count] buckets of finished requests
         self._armed: dict[str, bool] = {}
         self._fired: dict[str, int] = {}
         self.dropped = 0  # events refused (bad time) or pushed out by max_events
@@ -166,6 +181,13 @@ class RuleEngine:
             self.dropped += 1
             return False
         with self._lock:
+            if kind == REQUESTS_KIND:
+                second = math.floor(t)
+                if self._finished and self._finished[-1][0] == second:
+                    self._finished[-1][1] += n
+                else:
+                    self._finished.append([second, n])
+                return True
             q = self._events.get(kind)
             if q is None:
                 q = self._events[kind] = deque(maxlen=self.max_events)
@@ -180,6 +202,19 @@ class RuleEngine:
         for q in self._events.values():
             while q and q[0] < horizon:
                 q.popleft()
+        while self._finished and self._finished[0][0] < horizon - 1.0:
+            self._finished.popleft()
+
+    def finished(self, window_s: float, now: float) -> int:
+        """Requests finished within ``window_s`` before ``now`` (one-second resolution)."""
+        start = now - window_s
+        return int(sum(c for second, c in self._finished if second + 1.0 > start and second <= now))
+
+    def _share_ok(self, rule: DetectionRule, n: int, now: float, factor: float = 1.0) -> bool:
+        if rule.min_share <= 0.0:
+            return True
+        total = self.finished(rule.window_seconds, now)
+        return total <= 0 or n >= factor * rule.min_share * total  # no requests counted: the count alone decides
 
     def count(self, kind: str, window_s: float, now: float) -> tuple[int, float]:
         q = self._events.get(kind, ())
@@ -198,11 +233,11 @@ class RuleEngine:
                     continue
                 n, first = self.count(rule.event_kind, rule.window_seconds, now)
                 armed = self._armed.get(rule.name, True)
-                if armed and n >= rule.threshold:
+                if armed and n >= rule.threshold and self._share_ok(rule, n, now):
                     self._armed[rule.name] = False
                     self._fired[rule.name] = self._fired.get(rule.name, 0) + 1
                     out.append(RuleFiring(rule, n, first, now))
-                elif not armed and n <= rule.threshold * rule.rearm_ratio:
+                elif not armed and (n <= rule.threshold * rule.rearm_ratio or not self._share_ok(rule, n, now, rule.rearm_ratio)):
                     self._armed[rule.name] = True
                     self._rearmed.append(rule.name)
         return out

@@ -398,6 +398,7 @@ class EngineStatsRecorder:
         if listener is None:
             return
         try:
+            listener("request_finished")  # the share guard's denominator
             if reason in _ERROR_REASONS:
                 listener("request_error")
             elif reason in _ABORT_REASONS:
