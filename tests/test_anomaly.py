@@ -43,7 +43,7 @@ def feed(det: AnomalyDetector | WindowedZScoreDetector | WindowedGaussianDetecto
 
 def constant_then(value: float, n: int = 120) -> AnomalyDetector:
     det = AnomalyDetector()
-    feed(det, np.full(n, 3072.0))
+    feed(det, np.full(n, value))
     return det
 
 
@@ -52,7 +52,9 @@ def constant_then(value: float, n: int = 120) -> AnomalyDetector:
 
 def test_change_below_resolution_of_a_constant_series_is_not_an_anomaly():
     det = constant_then(3072.0)
-    assert det.update(3072.0 + 1e-6, S.T0 + STEP * 120) < ALERT  # 6 KB on 3 GB
+    score = det.update(3072.0 + 1e-6, S.T0 + STEP * 120)  # 6 KB on 3 GB
+    assert score < 0.01
+    assert det.last_explanation.kind == "none"
 
 
 @pytest.mark.parametrize("factor", [1.2, 0.8])
@@ -201,6 +203,21 @@ def test_recurring_spikes_stop_paging():
     x2 = x.copy()
     x2[3500] += 40.0  # much larger than the recurring kind: news
     assert feed(AnomalyDetector(season_seconds=None), x2)[3500] >= ALERT
+
+
+@pytest.mark.parametrize("event_memory", [None, 2000])
+def test_spikes_recurring_every_80_minutes_at_5_s_sampling_stop_paging(event_memory):
+    """A benign dip every ~80 minutes at 5 s sampling (1,000 samples apart): the spike memory must
+    span several of them, or every one pages (it did with a 2,000-sample memory)."""
+    rng = np.random.default_rng(12)
+    x = 100.0 + rng.normal(0.0, 1.0, 12_000)
+    x[600::1000] -= 15.0
+    kw = {} if event_memory is None else {"event_memory": event_memory}
+    alerts = len(S.alert_stream(feed(AnomalyDetector(season_seconds=None, **kw), x)[6000:]))
+    if event_memory is None:
+        assert alerts == 0
+    else:  # the shorter memory is the failure this test guards against
+        assert alerts >= 2
 
 
 # ----------------------------------------------------------------------------- seasonality

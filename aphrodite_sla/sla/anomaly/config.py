@@ -66,7 +66,7 @@ class AnomalyDetectorConfig:
     tail_quantile: float = 0.99  # the residual quantile matched to the Gaussian one (heavy tails)
     # -- memory of what is normal for this metric
     event_z: float = 4.0  # a tail-matched |z| this large is a spike event (their rate and size are learned)
-    event_memory: int = 2000  # samples over which spike events are counted (a few per day at 1/min)
+    event_memory: int = 5000  # samples over which spike events are counted: an hourly batch job recurs within it even at 5 s sampling
     min_events: int = 3  # spikes of a sign within the memory (or jumps to a level) before they are old news
     level_slots: int = 8  # levels jumped to that are remembered: more operating regimes than any metric has
     level_memory: int = 5000  # dwell and visits at a level decay with this time constant (samples)
