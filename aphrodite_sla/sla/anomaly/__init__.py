@@ -33,7 +33,7 @@ with cheap scalar statistics instead of a neural or tree model:
 
 Parts: ``transform`` (log or linear, resolution floor) -> ``seasonal`` (profiles) -> ``baseline``
 (robust one-step level and scale: the spike statistic) -> ``statistics`` (level shift, residual
-run, drift, variance change, flatline) with ``memory`` (recurring spikes, familiar levels) ->
+run, drift, variance change, spike density, flatline) with ``memory`` (recurring spikes, familiar levels) ->
 ``scoring`` (standardisation, score curve); ``detector`` composes them and ``config`` holds every
 constant with its reason. ``baselines`` has the classic windowed z-score and windowed Gaussian
 detectors it is measured against in ``benchmarks/bench_anomaly.py``. Importing this package
