@@ -33,8 +33,8 @@ with cheap scalar statistics instead of a neural or tree model:
 
 Parts: ``transform`` (log or linear, resolution floor) -> ``seasonal`` (profiles) -> ``baseline``
 (robust one-step level and scale: the spike statistic) -> ``statistics`` (level shift, residual
-run, drift, variance change, flatline) with ``memory`` (recurring spikes, familiar levels) ->
-``scoring`` (standardisation, score curve); ``detector`` composes them and ``config`` holds every
+run, drift, variance change, spike density, flatline) with ``memory`` (recurring spikes, familiar
+levels) -> ``scoring`` (standardisation, score curve); ``detector`` composes them and ``config`` holds every
 constant with its reason. ``baselines`` has the classic windowed z-score and windowed Gaussian
 detectors it is measured against in ``benchmarks/bench_anomaly.py``. Importing this package
 imports numpy only (no numba, no scipy); an update is plain scalar Python, a few microseconds.

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 
 __all__ = [
-    "DRIFT", "FLATLINE", "KINDS", "LEVEL_SHIFT", "NONE", "SEASONAL", "SPIKE", "VARIANCE_CHANGE", "WARMUP",
+    "DRIFT", "FLATLINE", "KINDS", "LEVEL_SHIFT", "NONE", "SEASONAL", "SPIKE", "SPIKE_DENSITY", "VARIANCE_CHANGE",
+    "WARMUP",
     "AnomalyDetectorConfig", "AnomalyExplanation",
 ]
 
@@ -16,9 +17,10 @@ VARIANCE_CHANGE = "variance_change"
 DRIFT = "drift"
 SEASONAL = "seasonal"
 FLATLINE = "flatline"
+SPIKE_DENSITY = "spike_density"
 NONE = "none"
 WARMUP = "warmup"
-KINDS = (SPIKE, LEVEL_SHIFT, VARIANCE_CHANGE, DRIFT, SEASONAL, FLATLINE, NONE, WARMUP)
+KINDS = (SPIKE, LEVEL_SHIFT, VARIANCE_CHANGE, DRIFT, SEASONAL, FLATLINE, SPIKE_DENSITY, NONE, WARMUP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class AnomalyDetectorConfig:
     drift_z: float = 5.0  # slow vs very slow level
     spread_z: float = 4.5  # short vs long residual scale (log ratio)
     flatline_z: float = 5.5  # a run of identical values against the series' own repeat rate
+    density_h: float = 9.0  # outlier-rate CUSUM (log-likelihood ratio): ~e^-9 odds on the learned rate
     combined_ratio: float = 1.33  # sqrt(sum of squared ratios) that alarms: statistics that agree
     # -- time constants of the change statistics (per sample)
     run_decay: float = 0.8  # residual run: ~5 samples of memory, as long as the baseline takes to follow
@@ -64,9 +67,14 @@ class AnomalyDetectorConfig:
     spread_ref_alpha: float = 0.002  # ... against a ~500-sample one
     norm_alpha: float = 0.002  # how fast each statistic learns its own (robust) spread (~500 samples)
     tail_quantile: float = 0.99  # the residual quantile matched to the Gaussian one (heavy tails)
+    density_z: float = 3.0  # |z| (floored scales, not tail-matched: the learned rate is the tail) that starts an outlier
+    density_alpha: float = 0.001  # its long-run outlier rate: ~1,000 samples of memory
+    density_recent_alpha: float = 0.02  # its recent rate (adopted when a denser regime is accepted)
+    density_gain: float = 10.0  # the alternative rate: this many times the learned one ...
+    density_min_rate: float = 0.08  # ... and at least this: 8 in 100 samples is a storm on any metric
     # -- memory of what is normal for this metric
     event_z: float = 4.0  # a tail-matched |z| this large is a spike event (their rate and size are learned)
-    event_memory: int = 2000  # samples over which spike events are counted (a few per day at 1/min)
+    event_memory: int = 5000  # samples over which spike events are counted: an hourly batch job recurs within it even at 5 s sampling
     min_events: int = 3  # spikes of a sign within the memory (or jumps to a level) before they are old news
     level_slots: int = 8  # levels jumped to that are remembered: more operating regimes than any metric has
     level_memory: int = 5000  # dwell and visits at a level decay with this time constant (samples)
@@ -87,7 +95,8 @@ class AnomalyDetectorConfig:
             raise ValueError(f"season_bins must be >= 2, got {self.season_bins}")
         if self.season_min_cycles < 1:
             raise ValueError(f"season_min_cycles must be >= 1, got {self.season_min_cycles}")
-        for name in ("spike_z", "level_z", "run_z", "drift_z", "spread_z", "flatline_z", "huber_c", "combined_ratio"):
+        for name in ("spike_z", "level_z", "run_z", "drift_z", "spread_z", "flatline_z", "density_h", "huber_c",
+                     "combined_ratio"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0.0):
                 raise ValueError(f"{name} must be positive, got {v}")
@@ -103,8 +112,11 @@ class AnomalyDetectorConfig:
             raise ValueError("event_memory, level_memory, level_slots and min_events must be >= 1")
         if not 0.0 <= self.run_decay < 1.0:
             raise ValueError(f"run_decay must be in [0, 1), got {self.run_decay}")
+        if not (self.density_gain > 1.0 and 0.0 < self.density_min_rate < 0.5 and self.density_z > 0.0):
+            raise ValueError("density_gain must be > 1, density_min_rate in (0, 0.5), density_z > 0")
         for name in ("season_cycle_weight", "fast_alpha", "scale_alpha", "level_alpha", "level_ref_alpha",
-                     "drift_alpha", "drift_ref_alpha", "spread_alpha", "spread_ref_alpha", "norm_alpha"):
+                     "drift_alpha", "drift_ref_alpha", "spread_alpha", "spread_ref_alpha", "norm_alpha",
+                     "density_alpha", "density_recent_alpha"):
             a = getattr(self, name)
             if not 0.0 < a <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {a}")
@@ -121,10 +133,12 @@ class AnomalyExplanation:
 
     ``kind`` names the change that set the score: ``spike``, ``level_shift``, ``variance_change``,
     ``drift``, ``seasonal`` (a level change that is wrong only for the time of day: the value is
-    inside the usual daily range), ``flatline`` (a stuck value); ``none`` when the score is
+    inside the usual daily range), ``flatline`` (a stuck value), ``spike_density`` (outliers
+    coming faster than the metric's own rate of them); ``none`` when the score is
     negligible (< 0.01) and ``warmup`` while learning. ``z`` is that statistic's signed
     Gaussian-equivalent z and ``ratio`` its multiple of its own alert threshold; the ``*_z``
-    fields give every statistic. ``expected`` is the one-step expectation in the metric's units;
+    fields give every statistic, ``density_llr`` the outlier-rate CUSUM (its threshold is
+    ``density_h``). ``expected`` is the one-step expectation in the metric's units;
     ``scale`` and ``seasonal_offset`` are in model space (log units when ``log_space``).
     """
 
@@ -143,6 +157,7 @@ class AnomalyExplanation:
     drift_z: float = 0.0
     variance_z: float = 0.0
     flatline_z: float = 0.0
+    density_llr: float = 0.0
 
     @property
     def component(self) -> str:

@@ -10,7 +10,8 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
    lands on a familiar level: the **spike** statistic.
 4. ``statistics``: **level shift** (fast level vs a delayed slow reference, and the leaky sum of
    residuals), **drift** (slow vs very slow level), **variance change** (short vs long residual
-   size), **flatline** (a stuck value).
+   size), **spike density** (outliers coming faster than the series' own rate of them),
+   **flatline** (a stuck value).
 5. ``scoring``: each statistic as a multiple of its own alert threshold; the strongest (or the
    combined evidence of several, when they agree) sets the score ``1 - 2 ** -(ratio ** 2)``:
    0.5 at the threshold.
@@ -40,6 +41,7 @@ from aphrodite_sla.sla.anomaly.config import (
     NONE,
     SEASONAL,
     SPIKE,
+    SPIKE_DENSITY,
     VARIANCE_CHANGE,
     WARMUP,
     AnomalyDetectorConfig,
@@ -51,6 +53,7 @@ from aphrodite_sla.sla.anomaly.seasonal import Seasonality
 from aphrodite_sla.sla.anomaly.statistics import (
     CAP,
     MIN_LONG,
+    ExceedanceRate,
     Flatline,
     LevelChange,
     ResidualRun,
@@ -78,10 +81,12 @@ class _Model:
     __slots__ = (
         "alarm",
         "base",
+        "cnt_density",
         "cnt_drift",
         "cnt_flat",
         "cnt_level",
         "cnt_spread",
+        "density",
         "drift",
         "dt",
         "flat",
@@ -109,6 +114,8 @@ class _Model:
         self.drift = LevelChange(cfg.drift_alpha, cfg.drift_ref_alpha, cfg.norm_alpha)
         self.spread = SpreadChange(cfg.spread_alpha, cfg.spread_ref_alpha, cfg.norm_alpha, cfg.persist - 1)
         self.flat = Flatline(cfg.flatline_min_run)
+        self.density = ExceedanceRate(cfg.density_alpha, cfg.density_recent_alpha, cfg.density_gain,
+                                      cfg.density_min_rate, gauss_two_sided_tail(cfg.density_z))
         self.spikes = OutlierEvents(cfg.event_memory, cfg.min_events)
         self.levels = LevelMemory(cfg.level_slots, cfg.level_memory, cfg.familiar_dwell, cfg.min_events)
         self.dt = 0.0  # typical sampling interval (EW of positive steps), seconds
@@ -120,6 +127,7 @@ class _Model:
         self.cnt_drift = 0.0
         self.cnt_spread = 0.0
         self.cnt_flat = 0.0
+        self.cnt_density = 0.0
 
 
 class AnomalyDetector:
@@ -157,7 +165,7 @@ class AnomalyDetector:
         self._k = (c.huber_c, c.event_z, c.spike_z, c.persist, 1.0 / c.spike_z, 1.0 / c.level_z, 1.0 / c.run_z,
                    1.0 / c.drift_z, 1.0 / c.spread_z, 1.0 / c.flatline_z, 1.0 / c.combined_ratio,
                    c.warmup + c.level_min_samples, c.warmup + c.drift_min_samples, c.warmup + c.spread_min_samples,
-                   c.relative_floor)
+                   c.relative_floor, c.density_z, 1.0 / c.density_h)
         self.reset()
 
     # -- public ---------------------------------------------------------------------------
@@ -174,7 +182,7 @@ class AnomalyDetector:
         self._last_t = math.nan
         # the strongest statistic, ratio, then the spike, level, drift, variance and flatline z,
         # the seasonal offset, level and scale, and the value in model space
-        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
     def n_samples(self) -> int:
@@ -188,7 +196,7 @@ class AnomalyDetector:
         if m is None:
             return AnomalyExplanation(kind=WARMUP if self._n_seen else NONE, value=self._last_x,
                                       timestamp=self._last_t)
-        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma, y = self._expl
+        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma, y, llr = self._expl
         season = m.season
         if kind is WARMUP:
             pass  # the model has just been built: nothing scored yet
@@ -203,6 +211,7 @@ class AnomalyDetector:
             score=self._last_score, kind=kind, z=z, ratio=ratio, value=self._last_x, timestamp=self._last_t,
             expected=m.transform.inverse(level + s_off), scale=sigma, seasonal_offset=s_off,
             log_space=m.transform.log_space, spike_z=zs, level_z=zl, drift_z=zd, variance_z=zv, flatline_z=zf,
+            density_llr=llr,
         )
 
     def update(self, value: float, timestamp: float) -> float:
@@ -296,7 +305,7 @@ class AnomalyDetector:
         """One sample through the model; returns its score (0 when not ``scored``). The parts'
         per-sample arithmetic, in order (see each part's module for what and why)."""
         (huber_c, event_z, spike_z, persist, inv_spike, inv_level, inv_run, inv_drift, inv_spread, inv_flat,
-         inv_comb, level_from, drift_from, spread_from, rel_floor) = self._k
+         inv_comb, level_from, drift_from, spread_from, rel_floor, density_z, inv_density) = self._k
         n = m.n + 1
         m.n = n
         learn = not m.alarm  # the parts learn from the previous sample unless it alarmed
@@ -396,6 +405,9 @@ class AnomalyDetector:
         spikes = m.spikes
         if recentred or spikes.run_sign or signed >= event_z or signed <= -event_z:
             spikes.observe(signed, event_z, n, recentred)
+        # -- outlier density (statistics.ExceedanceRate): the first sample of each outlier run,
+        # undiscounted, unless it lands on a familiar level (a regime switch)
+        rx = m.density.step(az >= density_z and b.run == 1 and not familiar, learn) * inv_density
         if recentred:
             self._new_level(m, d, cleaned, old_level, zs >= spike_z or familiar, sigma, n)
 
@@ -496,6 +508,8 @@ class AnomalyDetector:
             rd = (zd if zd >= 0.0 else -zd) * inv_drift
         if n >= spread_from:
             rv = zv * inv_spread
+        else:
+            rx = 0.0
         rf = zf * inv_flat
         if rl > best:
             best, kind = rl, LEVEL_SHIFT
@@ -505,6 +519,8 @@ class AnomalyDetector:
             best, kind = rv, VARIANCE_CHANGE
         if rf > best:
             best, kind = rf, FLATLINE
+        if rx > best:
+            best, kind = rx, SPIKE_DENSITY
         v = (rs * rs + rl * rl + rd * rd + rv * rv) * inv_comb * inv_comb
         if v > best * best:
             best = math.sqrt(v)
@@ -527,8 +543,8 @@ class AnomalyDetector:
                     lm.current = -1
             if season is not None:
                 season.learn(t, y, s_off)
-        if alarm or m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat:
-            self._adapt(m, rl, rd, rv, rf)
+        if alarm or m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat or m.cnt_density:
+            self._adapt(m, rl, rd, rv, rf, rx)
 
         if not n & 255:  # every 256 samples: the sampling interval (the seasonal base's rate follows it)
             self._interval(m, t, season)
@@ -536,7 +552,7 @@ class AnomalyDetector:
         if not scored:
             return 0.0
         # what ``last_explanation`` needs (it works out the rest only when asked)
-        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, b.level, sigma, y)
+        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, b.level, sigma, y, m.density.cusum)
         return 1.0 if best > 8.0 else 1.0 - math.exp(-_LN2 * best * best)  # scoring.score_of_ratio
 
     @staticmethod
@@ -581,7 +597,7 @@ class AnomalyDetector:
             if m.season is not None:
                 m.season.shift(delta)
 
-    def _adapt(self, m: _Model, rl: float, rd: float, rv: float, rf: float) -> None:
+    def _adapt(self, m: _Model, rl: float, rd: float, rv: float, rf: float, rx: float) -> None:
         """A statistic that keeps alarming (``adapt_samples``, counted leakily) accepts the new
         regime: the score is an onset signal, not a state."""
         adapt = self.config.adapt_samples
@@ -589,6 +605,7 @@ class AnomalyDetector:
         m.cnt_drift = _count(m.cnt_drift, rd)
         m.cnt_spread = _count(m.cnt_spread, rv)
         m.cnt_flat = _count(m.cnt_flat, rf)
+        m.cnt_density = _count(m.cnt_density, rx)
         if m.cnt_level >= adapt:
             m.run.accept()
             delta = m.level.accept()
@@ -607,3 +624,6 @@ class AnomalyDetector:
         if m.cnt_flat >= adapt:
             m.flat.accept()
             m.cnt_flat = 0.0
+        if m.cnt_density >= adapt:
+            m.density.accept()
+            m.cnt_density = 0.0

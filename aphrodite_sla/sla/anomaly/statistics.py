@@ -17,13 +17,18 @@ Gaussian-equivalent z, standardised by its own robust running spread (``scoring.
   a rising density of spikes, a pattern that no longer fits. It sees each residual
   ``persist - 1`` samples late, so the outliers of a level shift (which the baseline turns into a
   new level) count as ordinary, and only increases are scored.
+* ``ExceedanceRate``: a rising density of outliers. Each spike is judged by its size (and
+  discounted once its kind recurs), so moderate outliers that come ever faster page nowhere else;
+  a Bernoulli CUSUM on "a new outlier run starts here" against the series' own long-run rate of
+  them sees the rate, not the size, and a metric that is spiky by nature has a high learned rate.
 * ``Flatline``: a run of identical values, as unlikely as the series' own rate of exact repeats
   says it is (a continuous metric that repeats its last value five times is stuck; a counter of
   rare errors repeating 0 is not), except at the most extreme values seen (utilisation pinned at
   its 100 % bound is saturation, for the level statistics to judge).
 
-Each class holds its statistic's state and operations; ``LevelChange.step`` is its per-sample
-step, the other statistics' few lines are in ``detector.AnomalyDetector._step``. Learning from a
+Each class holds its statistic's state and operations; ``LevelChange.step`` and
+``ExceedanceRate.step`` are their per-sample steps, the other statistics' few lines are in
+``detector.AnomalyDetector._step``. Learning from a
 sample waits until the detector knows whether it alarmed: each sample first learns from the
 *previous* one if that did not alarm, then is scored; the arithmetic is the same as learning
 right after scoring. The spreads learn from every other sample at twice the rate
@@ -36,7 +41,8 @@ import math
 
 from aphrodite_sla.sla.anomaly.scoring import RunningSpread, ew_pair_sd
 
-__all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "Flatline", "LevelChange", "ResidualRun", "SpreadChange"]
+__all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "ExceedanceRate", "Flatline", "LevelChange",
+           "ResidualRun", "SpreadChange"]
 
 SPREAD_CLIP = 2.0  # spreads learn |values| clipped at this many spreads: ordinary values only
 WIDEN = 0.25  # an accepted change of size D makes D * WIDEN an ordinary value of its statistic
@@ -232,3 +238,68 @@ class Flatline:
 
     def accept(self) -> None:
         self.stuck_at = self.last
+
+
+class ExceedanceRate:
+    """A rising density of outliers: a Bernoulli CUSUM on "this sample starts an outlier" against
+    the series' own long-run rate ``p0`` of them (see the module docstring).
+
+    Each sample adds the log-likelihood ratio of a rate ``p1 = max(gain * p0, p_min)`` against
+    ``p0``: ``log(p1 / p0)`` for an outlier, ``log((1 - p1) / (1 - p0))`` (< 0) otherwise; the
+    sum is floored at 0, so it climbs only while outliers come faster than usual. Single spikes,
+    however large, add one step each (the spike statistic judges their size); a cluster of
+    moderate ones that no other statistic sees adds up. ``p0`` is learned from ordinary samples
+    only, and on ``accept`` rises to the recent rate ``p_recent``: a metric that has become
+    spikier stops paging for it."""
+
+    __slots__ = ("a_rate", "a_recent", "cusum", "gain", "hit", "n", "p0", "p_floor", "p_min", "p_recent",
+                 "step_hit", "step_miss")
+
+    def __init__(self, a_rate: float, a_recent: float, gain: float, p_min: float, p_start: float) -> None:
+        self.a_rate = a_rate
+        self.p_floor = 0.5 * p_start  # a series cleaner than Gaussian noise is not held to a rate near 0
+        self.a_recent = a_recent
+        self.gain = gain
+        self.p_min = p_min
+        self.p0 = p_start
+        self.p_recent = p_start
+        self.n = 0
+        self.cusum = 0.0
+        self.hit = 0.0  # the previous sample's indicator (to learn from)
+        self.step_hit = 0.0
+        self.step_miss = 0.0
+        self._steps()
+
+    def _steps(self) -> None:
+        p0 = self.p0
+        p1 = self.gain * p0
+        if p1 < self.p_min:
+            p1 = self.p_min
+        if p1 > 0.5:
+            p1 = 0.5
+        self.step_hit = math.log(p1 / p0) if p1 > p0 else 0.0
+        self.step_miss = math.log((1.0 - p1) / (1.0 - p0)) if p1 > p0 else 0.0
+
+    def step(self, hit: bool, learn: bool) -> float:
+        """One sample: learn ``p0`` from the previous indicator (``learn``: it did not alarm), then
+        the CUSUM after this one."""
+        if learn:
+            k = self.n + 1
+            self.n = k
+            p0 = self.p0 + self.a_rate * (self.hit - self.p0)
+            self.p0 = p0 if p0 > self.p_floor else self.p_floor
+            if not k & 15:  # the step sizes follow p0 (two logs) every 16 samples
+                self._steps()
+        h = 1.0 if hit else 0.0
+        self.hit = h
+        self.p_recent += self.a_recent * (h - self.p_recent)
+        c = self.cusum + (self.step_hit if hit else self.step_miss)
+        c = c if c > 0.0 else 0.0
+        self.cusum = c
+        return c
+
+    def accept(self) -> None:
+        if self.p_recent > self.p0:
+            self.p0 = self.p_recent
+        self.cusum = 0.0
+        self._steps()
