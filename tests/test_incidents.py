@@ -559,3 +559,20 @@ def test_warnings_open_incidents_when_configured(tmp_path):
     system.on_event(_anomaly(at=clock()))
     page = system.store.page()
     assert page.total == 1 and page.items[0].severity is IncidentSeverity.LOW
+
+
+def test_insufficient_evidence_is_a_note_never_a_root_cause(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock)
+    drive(ctx, clock, 1000.0, 60)
+    inc = system.store.page().items[0]
+    fp = inc.fingerprint
+    ctx.events.publish([RootCauseFound(fp, "ep", clock(), "lat_p95", "insufficient_evidence", "unknown", 0.0, None)])
+    ctx.events.drain()
+    assert system.store.get(inc.incident_id).root_cause in (None, "")  # not a cause: not merged with other such incidents
+    ctx.events.publish([RootCauseFound(fp, "ep", clock(), "lat_p95", "kv_cache_exhaustion", "resource_contention", 0.9, None),
+                        RootCauseFound(fp, "ep", clock(), "lat_p95", "traffic_surge", "application", 0.4, None)])
+    ctx.events.drain()
+    got = system.store.get(inc.incident_id)
+    assert got.root_cause == "kv_cache_exhaustion"  # the weaker later analysis stays on the timeline only
+    assert sum(1 for t in got.timeline if "insufficient_evidence" in t.message or "traffic_surge" in t.message) == 2

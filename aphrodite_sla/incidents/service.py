@@ -343,11 +343,17 @@ class IncidentSystem:
             except Exception:  # RCA's report is shown when it can be; the cause is kept anyway
                 logger.debug("RCA analysis could not be serialised", exc_info=True)
         status = IncidentStatus.INVESTIGATING if inc.status in (IncidentStatus.DETECTED, IncidentStatus.ACKNOWLEDGED) else None
+        known = inc.root_cause_detail.get("confidence") if isinstance(inc.root_cause_detail, dict) and inc.root_cause else None
+        if event.cause == "insufficient_evidence" or (isinstance(known, (int, float)) and known >= event.confidence):
+            # not a cause (or a weaker one than the incident has): on the timeline, never as the incident's root cause
+            self.manager.note(inc.incident_id, by="rca", kind="root_cause",
+                              message=f"RCA of {event.sla}: {event.cause} ({event.category}, confidence {event.confidence:.0%})",
+                              stage=ResponseStage.INVESTIGATION, data=detail)
+            return
         self.manager.change(inc.incident_id, by="rca", action="root_cause",
                             message=f"root cause: {event.cause} ({event.category}, confidence {event.confidence:.0%})", status=status,
                             stage=ResponseStage.INVESTIGATION, notify="updated", root_cause=event.cause, root_cause_detail=detail)
-        if event.cause != "insufficient_evidence":
-            self._merge_same_root_cause(inc.incident_id, event.cause)
+        self._merge_same_root_cause(inc.incident_id, event.cause)
 
     def _merge_same_root_cause(self, incident_id: str, cause: str) -> None:
         """One root cause, one incident: an older open incident with the same cause absorbs this
