@@ -32,6 +32,9 @@ BIN_S = 5.0
 LOOKBACK_S = 3600.0  # the seed's 60-minute window (as far as the rings reach)
 LEAD_LOOKBACK_S = 1800.0  # the seed's 30-minute lookback for leading indicators
 MIN_BASELINE_BINS = 6
+# How far before the detection the onset may lie: the sustained rule needs ~5 minutes of a
+# 5-minute window, a slow ramp a few more; twice that bounds it.
+ONSET_SCAN_S = 900.0
 MIN_CONFIDENCE = 0.35
 ERROR_NODES = ("engine_error_percent", "client_error_percent")
 # The SLA already confirmed the violation (on its own statistic, often a tail quantile); the
@@ -125,7 +128,11 @@ class RCAEngine:
             for e in ERROR_NODES:
                 if e in frame.values and e != sli:
                     scan[e] = (frame.values[e], NODES[e].bad)
-            onset_index = find_onset(scan, detect_index, max(MIN_BASELINE_BINS, end - 12)).index
+            # the scan looks back ONSET_SCAN_S only: the rules detect within minutes of an onset, and
+            # an older, larger change (an earlier incident in the hour) must not be taken for this one
+            first = max(0, detect_index + 1 - int(round(ONSET_SCAN_S / frame.bin_s)))
+            onset_index = first + find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect_index - first,
+                                             max(MIN_BASELINE_BINS, end - 12) - first).index
         onset_index = int(min(max(onset_index, MIN_BASELINE_BINS), max(end - 2, MIN_BASELINE_BINS)))
         if end - onset_index < 2:
             end = min(n, onset_index + 2)
