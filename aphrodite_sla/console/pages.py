@@ -53,7 +53,7 @@ def layout(ctx: PageContext, title: str, current: str, body: Safe, live: str = "
     return Safe(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{h(title)} · aphrodite-sla console</title>
-<link rel="stylesheet" href="{h(ctx.url('/static/console.css'))}">
+<link rel="icon" href="data:,"><link rel="stylesheet" href="{h(ctx.url('/static/console.css'))}">
 <script src="{h(ctx.url('/static/console.js'))}" defer></script></head>
 <body data-refresh="{ctx.refresh_s:g}" data-live-url="{h(ctx.url('/fragment/' + live, query) if live else '')}">
 <a class="skip" href="#main">Skip to content</a>
@@ -148,7 +148,7 @@ def timeline_fragment(ctx: PageContext, flt: IncidentFilter, rows: list[views.Ti
     if not rows:
         return Safe(_notice_filters(flt) + tag("p", "No activity yet for these incidents.", class_="empty"))
     items = [Safe(f"<li>{time_tag(r.at)} {severity_badge(r.severity)} <a href=\"{h(ctx.url('/incidents/' + r.incident_id))}\">"
-                  f"{h(r.incident_id)}</a> <span class=\"kind\">{h(r.kind)}</span> <span class=\"actor\">by {h(r.actor)}</span>"
+                  f"{h(r.incident_id)}</a> <span class=\"title\">{h(r.title)}</span> — <span class=\"kind\">{h(r.kind)}</span> <span class=\"actor\">by {h(r.actor)}</span>"
                   f"<div class=\"msg\">{h(r.message)}</div></li>") for r in rows]
     return Safe(_notice_filters(flt) + tag("ol", items, class_="timeline"))
 
