@@ -248,7 +248,7 @@ def test_fault_in_the_simulator_appears_within_one_refresh(browser: Any, tmp_pat
         browser.get(server.url + "incidents?status=active")
         browser.execute_script("window.__no_reload = true")
         assert not store.open_incidents()
-        opened = _wait(lambda: store.open_incidents(), timeout=90, what="the simulator's incident")
+        opened = _wait(store.open_incidents, timeout=90, what="the simulator's incident")
         stored_at = time.monotonic()
         incident_id = opened[0].incident_id
         _wait(lambda: browser.find_elements(By.LINK_TEXT, incident_id), timeout=refresh_s + 1.5, what="the incident on the page")

@@ -74,7 +74,7 @@ class ConsoleApp:
         self.overall = SignInLimiter(settings.sign_in_attempts * 20, settings.sign_in_window_s, clock)
         self.actions = ConsoleActions(sources.incidents, sources.recovery, settings.token)
         self._flash: dict[str, tuple[bool, str]] = {}
-        self._static = {name: resources.files("aphrodite_sla.console").joinpath("static", name).read_bytes() for name in STATIC}
+        self._static = {name: resources.files("aphrodite_sla.console").joinpath(f"static/{name}").read_bytes() for name in STATIC}
 
     def owns(self, path: str) -> bool:
         p = self.settings.prefix
@@ -100,7 +100,8 @@ class ConsoleApp:
         if request.method == "POST":
             return self._post(request, path, session)
         if request.method not in ("GET", "HEAD"):
-            return _html(405, pages.error_page(self._context(session), 405, "Use GET to read and the page's forms to act."), (("Allow", "GET, POST"),))
+            page = pages.error_page(self._context(session), 405, "Use GET to read and the page's forms to act.")
+            return _html(405, page, (("Allow", "GET, POST"),))
         if path == "/sign-in":
             return self._sign_in_form(request, session)
         if session is None and not self.settings.anonymous_viewing:

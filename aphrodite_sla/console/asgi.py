@@ -5,6 +5,7 @@ awaits ``asyncio.to_thread`` and never renders or queries."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,7 +13,7 @@ from aphrodite_sla.console.app import CLIENT_HEADER, MAX_FORM_BYTES, ConsoleApp
 from aphrodite_sla.recovery.api_routing import ApiRequest
 
 
-async def serve_console(app: ConsoleApp, scope: dict[str, Any], path: str, receive: Any, send: Any) -> None:
+async def serve_console(app: ConsoleApp, scope: MutableMapping[str, Any], path: str, receive: Any, send: Any) -> None:
     body = b""
     while True:
         message = await receive()

@@ -62,7 +62,7 @@ def render_chart(chart: Chart) -> Safe:
     t1 = chart.end if chart.end is not None else max(t for t, _ in finite)
     if t1 <= t0:
         t1 = t0 + 1.0
-    lo = min(0.0, min(v for _, v in finite))
+    lo = min(0.0, *(v for _, v in finite))
     hi = max(v for _, v in finite)
     hi = hi * 1.1 if hi > 0 else 1.0
     if hi <= lo:

@@ -117,4 +117,4 @@ class IncidentFilter:
         key = {"detected": lambda i: i.detected_at, "updated": lambda i: i.updated_at, "title": lambda i: i.title.lower(),
                "id": lambda i: i.incident_id, "status": lambda i: STATUSES.index(i.status.value),
                "severity": lambda i: (i.severity.rank, i.detected_at)}[self.sort]
-        return sorted(out, key=key, reverse=self.descending)  # type: ignore[no-any-return]
+        return sorted(out, key=key, reverse=self.descending)

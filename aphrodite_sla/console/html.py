@@ -35,8 +35,8 @@ def tag(name: str, body: Any = "", /, **attrs: Any) -> Safe:
     for key, value in attrs.items():
         if value is None or value is False:
             continue
-        key = key.rstrip("_").replace("_", "-")
-        rendered.append(f" {key}" if value is True else f' {key}="{h(value)}"')
+        attr = key.rstrip("_").replace("_", "-")
+        rendered.append(f" {attr}" if value is True else f' {attr}="{h(value)}"')
     if name in ("input", "meta", "link", "br"):
         return Safe(f"<{name}{''.join(rendered)}>")
     return Safe(f"<{name}{''.join(rendered)}>{h(body) if not isinstance(body, list) else join(body)}</{name}>")

@@ -25,7 +25,7 @@ def attach_console(context: MonitorContext, *, prefix: str = MOUNT_PREFIX, **ove
     configuration's ``dashboard.enabled`` is false)."""
     existing = getattr(context, _ATTR, None)
     if existing is not None:
-        return existing  # type: ignore[no-any-return]
+        return existing
     incidents = context.incidents
     if incidents is None or not incidents.config.dashboard.enabled:
         return None

@@ -83,7 +83,8 @@ def overview_fragment(ctx: PageContext, ov: views.Overview) -> Safe:
 <div class="card"><h2>Monitoring mode</h2><p class="big">{h(ov.mode)}</p></div>
 <div class="card"><h2>Active incidents</h2><p class="big"><a href="{h(ctx.url('/incidents', 'status=active'))}">{h(ov.open_total)}</a></p>
 <ul class="sevs">{sev_cells}</ul></div>
-<div class="card"><h2>MTTD / MTTA / MTTR</h2><p class="big">{h(minutes(ov.mttd_minutes))} / {h(minutes(ov.mtta_minutes))} / {h(minutes(ov.mttr_minutes))}</p>
+<div class="card"><h2>MTTD / MTTA / MTTR</h2><p class="big">{h(minutes(ov.mttd_minutes))} / {h(minutes(ov.mtta_minutes))}
+ / {h(minutes(ov.mttr_minutes))}</p>
 <p class="hint">over the incidents of the last 7 days</p></div></section>""")
     if ov.slas:
         rows = []
@@ -148,14 +149,16 @@ def timeline_fragment(ctx: PageContext, flt: IncidentFilter, rows: list[views.Ti
     if not rows:
         return Safe(_notice_filters(flt) + tag("p", "No activity yet for these incidents.", class_="empty"))
     items = [Safe(f"<li>{time_tag(r.at)} {severity_badge(r.severity)} <a href=\"{h(ctx.url('/incidents/' + r.incident_id))}\">"
-                  f"{h(r.incident_id)}</a> <span class=\"title\">{h(r.title)}</span> — <span class=\"kind\">{h(r.kind)}</span> <span class=\"actor\">by {h(r.actor)}</span>"
+                  f"{h(r.incident_id)}</a> <span class=\"title\">{h(r.title)}</span> — <span class=\"kind\">{h(r.kind)}</span>"
+                  f" <span class=\"actor\">by {h(r.actor)}</span>"
                   f"<div class=\"msg\">{h(r.message)}</div></li>") for r in rows]
     return Safe(_notice_filters(flt) + tag("ol", items, class_="timeline"))
 
 
 def metrics_fragment(ctx: PageContext, stats: dict[str, Any], trend: list[tuple[float, float]], now: float) -> Safe:
     rows = [("Total", stats.get("total")), ("Open", stats.get("open")), ("Resolved", stats.get("resolved")),
-            ("Acknowledged", stats.get("acknowledged")), ("Escalated", stats.get("escalated")), ("Resolved automatically", stats.get("auto_resolved")),
+            ("Acknowledged", stats.get("acknowledged")), ("Escalated", stats.get("escalated")),
+            ("Resolved automatically", stats.get("auto_resolved")),
             ("MTTD", minutes(stats.get("mttd_minutes"))), ("MTTA", minutes(stats.get("mtta_minutes"))), ("MTTR", minutes(stats.get("mttr_minutes")))]
     table = join(Safe(f"<tr><th scope=\"row\">{h(k)}</th><td>{h('—' if v is None else v)}</td></tr>") for k, v in rows)
     by_type = stats.get("by_type") or {}
@@ -180,7 +183,8 @@ def incident_summary(ctx: PageContext, i: Incident) -> Safe:
     facts = [("Status", status_badge(i.status.value)), ("Severity", severity_badge(i.severity.value)), ("Type", h(i.incident_type.value)),
              ("Stage", h(i.stage)), ("Onset", time_tag(i.first_bad_at)), ("Detected", time_tag(i.detected_at)),
              ("Acknowledged", Safe(f"{time_tag(i.acknowledged_at)} {h(('by ' + i.acknowledged_by) if i.acknowledged_by else '')}")),
-             ("Assigned to", h(i.assigned_to or "nobody")), ("Resolved", Safe(f"{time_tag(i.resolved_at)} {h(('by ' + i.resolved_by) if i.resolved_by else '')}")),
+             ("Assigned to", h(i.assigned_to or "nobody")),
+             ("Resolved", Safe(f"{time_tag(i.resolved_at)} {h(('by ' + i.resolved_by) if i.resolved_by else '')}")),
              ("MTTD / MTTA / MTTR", h(f"{minutes(i.mttd_minutes)} / {minutes(i.mtta_minutes)} / {minutes(i.mttr_minutes)}")),
              ("Escalation level", h(f"L{i.escalation_level}")), ("Source", h(i.source or "—")), ("Labels", Safe(f"<ul class='labels'>{labels}</ul>"))]
     dl = join(Safe(f"<dt>{h(k)}</dt><dd>{v}</dd>") for k, v in facts)
@@ -198,7 +202,8 @@ def incident_timeline(i: Incident) -> Safe:
     audit = join(Safe(f"<tr><td>{time_tag(a.at)}</td><td>{h(a.actor)}</td><td>{h(a.action)}</td><td>{h(a.detail)}</td></tr>") for a in i.audit)
     return Safe(tag("ol", items, class_="timeline") + Safe(
         f"<details><summary>Audit trail ({len(i.audit)})</summary><div class=\"scroll\"><table><thead><tr><th scope=\"col\">When</th>"
-        f"<th scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">Detail</th></tr></thead><tbody>{audit}</tbody></table></div></details>"))
+        f"<th scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">Detail</th></tr></thead>"
+        f"<tbody>{audit}</tbody></table></div></details>"))
 
 
 def rca_section(i: Incident) -> Safe:
@@ -208,15 +213,16 @@ def rca_section(i: Incident) -> Safe:
     d = i.root_cause_detail or {}
     analysis = d.get("analysis") if isinstance(d.get("analysis"), dict) else {}
     conf = d.get("confidence")
+    conf_text = f"{conf:.0%}" if isinstance(conf, (int, float)) else str(conf)
     parts = [Safe(f"<p><strong>Primary cause:</strong> {h(i.root_cause)}"
-                  + (f" <span class=\"hint\">({h(d.get('category', ''))}, confidence {h(f'{conf:.0%}' if isinstance(conf, (int, float)) else conf)})</span>" if d else "")
+                  + (f" <span class=\"hint\">({h(d.get('category', ''))}, confidence {h(conf_text)})</span>" if d else "")
                   + "</p>")]
     for key, title in (("evidence", "Evidence"), ("leading_indicators", "Leading indicators"), ("hypotheses", "Other hypotheses"),
                        ("recommendations", "Recommendations")):
         value = analysis.get(key) if analysis else None
         if value:
             items = value if isinstance(value, list) else [value]
-            parts.append(Safe(f"<h3>{h(title)}</h3>") + tag("ul", [tag("li", _describe(v)) for v in items[:20]]))
+            parts.append(Safe(f"<h3>{h(title)}</h3>" + tag("ul", [tag("li", _describe(v)) for v in items[:20]])))
     return join(parts)
 
 
@@ -234,11 +240,17 @@ def executions_section(rows: list[Any], recovery_present: bool) -> Safe:
     out = []
     for e in rows:
         acts = join(tag("li", Safe(f"<code>{h(a.action.value)}</code> {h(a.outcome.value)}"
-                                   f"{' — verified: ' + h(a.verification) if a.verified else (' — not verified: ' + h(a.verification)) if a.verification else ''}"
+                                   f"{_verification(a)}"
                                    f"{' (rolled back)' if a.rolled_back else ''}")) for a in e.actions) or h("no action yet")
         out.append(Safe(f"<li><strong>{h(e.procedure_id)}</strong> {h(e.status.value)}{' (advisory)' if e.advisory else ''} "
                         f"started {time_tag(e.started_at)}{h(' — ' + e.reason) if e.reason else ''}<ul>{acts}</ul></li>"))
     return tag("ul", out, class_="executions")
+
+
+def _verification(a: Any) -> Safe:
+    if a.verified:
+        return Safe(" — verified: " + h(a.verification))
+    return Safe(" — not verified: " + h(a.verification)) if a.verification else Safe("")
 
 
 def approvals_section(ctx: PageContext, i: Incident, rows: list[views.ApprovalRow]) -> Safe:
@@ -287,7 +299,8 @@ def actions_section(ctx: PageContext, i: Incident, risky: frozenset[str], recove
 <p class="hint">Actions marked “needs approval” wait for a second decision below before they run.</p></form>""") if recovery_present else \
         tag("p", "Mitigation runs recovery actions; recovery is not running in this process.", class_="hint")
     ack = Safe("") if i.acknowledged_at is not None else Safe(
-        f'<form method="post" action="{h(base + "/acknowledge")}" class="inline">{csrf_input(ctx)}<button type="submit" class="primary">Acknowledge</button></form>')
+        f'<form method="post" action="{h(base + "/acknowledge")}" class="inline">{csrf_input(ctx)}'
+        '<button type="submit" class="primary">Acknowledge</button></form>')
     return Safe(f"""<div class="actions">{ack}
 <form method="post" action="{h(base + '/assign')}" class="inline">{csrf_input(ctx)}<label>Assign to <input name="assignee" required
  value="{h(i.assigned_to or ctx.who)}" size="12"></label> <button type="submit">Assign</button></form>
