@@ -98,6 +98,9 @@ def overview_fragment(ctx: PageContext, ov: views.Overview) -> Safe:
 <div class="scroll"><table><thead><tr><th scope="col">SLA</th><th scope="col">Value</th><th scope="col">Bound</th>
 <th scope="col">Compliance</th><th scope="col">State</th><th scope="col">Error-budget burn</th></tr></thead>
 <tbody>{join(rows)}</tbody></table></div></section>""")
+    elif ov.monitored:
+        slas = Safe('<section><h2>SLA compliance</h2><p class="empty">No SLA evaluation yet: the first arrives within one evaluation '
+                    "interval of the engine's first requests.</p></section>")
     else:
         slas = Safe('<section><h2>SLA compliance</h2><p class="empty">No SLA evaluations in this process. This console reads the '
                     "incident store only; open the engine's <code>/console</code> (or the exporter's) for live SLA compliance.</p></section>")

@@ -62,6 +62,7 @@ class Overview:
     mtta_minutes: float | None
     mttr_minutes: float | None
     evaluated_at: float | None
+    monitored: bool = False  # a monitor runs in this process (its snapshots are readable)
 
 
 def overview(src: ConsoleSources) -> Overview:
@@ -102,7 +103,7 @@ def overview(src: ConsoleSources) -> Overview:
         except Exception:
             logger.debug("monitoring mode unavailable", exc_info=True)
     return Overview(health, tuple(reasons), mode, tuple(slas), open_by, sum(open_by.values()), view.mttd_minutes, view.mtta_minutes,
-                    view.mttr_minutes, evaluated_at)
+                    view.mttr_minutes, evaluated_at, snap is not None)
 
 
 def incidents(src: ConsoleSources, flt: IncidentFilter) -> list[Incident]:
