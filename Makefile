@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+DEMO_INCIDENTS ?= demo-output/incidents.db
 demo: $(STAMP)
-	$(PY) -m aphrodite_sla.cli simulate --scenario mixed --compare
+	rm -rf $(dir $(DEMO_INCIDENTS))postmortems $(DEMO_INCIDENTS)*
+	$(PY) -m aphrodite_sla.cli simulate --scenario mixed --compare --incidents-db $(DEMO_INCIDENTS)
+	$(PY) -m aphrodite_sla.cli incidents list --store $(DEMO_INCIDENTS) --limit 100
 
 test: $(STAMP) lint
 	$(PY) -m pytest

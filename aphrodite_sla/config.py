@@ -90,6 +90,7 @@ class SLAConfig:
     api_token: str = field(default="", repr=False)  # bearer token of the REST API's mutations ("": mutations refused)
     hooks: Mapping[str, Any] = field(default_factory=dict)  # action -> {"argv": [...]} or {"url": ...} (file only)
     incidents: bool = True  # the incident system (aphrodite_sla.incidents) with the runtime
+    incidents_db: str = ""  # the incident store: a SQLite path or a database URL (wins over incident_response's)
     incident_response: Mapping[str, Any] = field(default_factory=dict)  # the seed's section (file only; incidents.config validates)
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ SCRIPTS = [
     "bench_breaker.py",
     "bench_recovery.py",
     "bench_recovery_mttr.py",
+    "bench_incidents.py",
 ]
 
 

@@ -500,6 +500,31 @@ DEGRADATION_LEVELS = {"0": ("none", "green"), "1": ("minimal", "yellow"), "2": (
                       "3": ("severe", "red"), "4": ("emergency", "dark-red")}
 
 
+def incident_panels() -> list[Item]:
+    """The incidents' row (aphrodite_sla.incidents.metrics): open incidents by severity, the
+    lifecycle, MTTD/MTTA/MTTR and escalations by level."""
+    sev_th = thresholds(("green", None), ("orange", 1))
+    return [
+        row("Incidents and escalation"),
+        stat("Open incidents", "Open incidents by severity (incidents_open), fleet total: a replica's store is shared on PostgreSQL, "
+             "so the largest replica's count is taken.", targets((f"max by (severity) (incidents_open{{{SEL}}})", "{{severity}}")),
+             "none", w=8, h=5, th=sev_th, decimals=0, text_mode=common.BigValueTextMode.VALUE_AND_NAME),
+        stat("MTTD / MTTA / MTTR", "Means over 30 days: first bad sample to detection, detection to acknowledgement, first bad sample "
+             "to resolution (incident_mttd/mtta/mttr_seconds).",
+             targets((f"max(incident_mttd_seconds{{{SEL}}})", "MTTD"), (f"max(incident_mtta_seconds{{{SEL}}})", "MTTA"),
+                     (f"max(incident_mttr_seconds{{{SEL}}})", "MTTR")),
+             "s", w=8, h=5, th=thresholds(("green", None), ("orange", 900), ("red", 3600)), text_mode=common.BigValueTextMode.VALUE_AND_NAME),
+        bargauge("Escalations by level", "Incident escalations over the dashboard's time range by level, L1 monitoring to L5 executive "
+                 "(increase of incident_escalations_total).",
+                 targets((f"sum by (level) (increase(incident_escalations_total{{{SEL}}}[$__range]))", "{{level}}"), instant=True),
+                 "short", w=8, h=5, min_=0, decimals=0),
+        timeseries("Open incidents by severity", "incidents_open over time, by severity (largest replica).",
+                   targets((f"max by (severity) (incidents_open{{{SEL}}})", "{{severity}}")), "none", min_=0, decimals=0),
+        timeseries("Incidents by status", "Incidents in the store by lifecycle status (incidents), detected to closed.",
+                   targets((f"max by (status) (incidents{{{SEL}}})", "{{status}}")), "none", min_=0, decimals=0),
+    ]
+
+
 def incident_response() -> dash_b.Dashboard:
     level_th = thresholds(("green", None), ("yellow", 1), ("orange", 2), ("red", 3), ("dark-red", 4))
     panels: list[Item] = [
@@ -561,6 +586,7 @@ def incident_response() -> dash_b.Dashboard:
                    targets((f"max by (instance) (recovery_desired_replicas{{{SEL}}})", "desired replicas ({{instance}})"),
                            (f"sum by (instance) (recovery_approvals_pending{{{SEL}}})", "approvals pending ({{instance}})")),
                    "short", min_=0, decimals=0),
+        *incident_panels(),
     ]
     return dashboard(
         "aphrodite-sla-incidents", "aphrodite-sla: incident response",

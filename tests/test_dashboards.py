@@ -213,7 +213,8 @@ def test_incident_response_panels():
         "histogram_quantile(0.95, sum by (le) (rate(recovery_duration_seconds_bucket{",
         "max by (service) (circuit_breaker_state{", "sum by (service) (increase(circuit_breaker_rejected_total{",
         "degradation_level{", "monitoring_mode{", "recovery_approvals_pending{", "increase(recovery_escalations_total{",
-        "recovery_desired_replicas{",
+        "recovery_desired_replicas{", "max by (severity) (incidents_open{", "incident_mttd_seconds{", "incident_mtta_seconds{",
+        "incident_mttr_seconds{", "sum by (level) (increase(incident_escalations_total{", "max by (status) (incidents{",
     ):
         assert needle in exprs, needle
     breaker = _panel("incident-response.json", "Circuit breaker state")

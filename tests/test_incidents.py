@@ -424,3 +424,86 @@ def test_a_malformed_event_is_counted_not_raised(tmp_path):
     system.on_event(ViolationResolved("nofp", "e", T0, None, T0))  # type: ignore[arg-type]
     assert system.errors == 1 and system.store.page().total == 0
 
+
+
+def test_restart_republishes_an_escalation_with_its_receivers(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock)
+    ctx.events.publish([BreakerStateChanged("b", "b", clock(), "model_inference", "closed", "open", "down")])
+    ctx.events.drain()
+    system.tick(now=clock())
+    ctx2, system2, changes2 = build(tmp_path, clock)
+    ctx2.events.drain()
+    assert [(c.change, c.receivers) for c in changes2] == [("escalated", ("monitoring",))]
+
+
+def test_incidents_db_from_the_environment(tmp_path):
+    cfg = load_config({"APHRODITE_SLA_INCIDENTS_DB": str(tmp_path / "env.db")})
+    ctx = MonitorContext.build(cfg, clock=ManualClock(T0), with_recovery=False)
+    system = ctx.attach_incidents()
+    assert Path(system.store.url.removeprefix("sqlite:///")) == tmp_path / "env.db" and (tmp_path / "env.db").exists()
+
+
+def test_same_type_within_the_correlation_window_joins(tmp_path):
+    clock = ManualClock(T0)
+    mgr = IncidentManager(IncidentStore.at_path(tmp_path / "x.db"), clock=clock, correlation_window_s=300)
+    a, _ = mgr.signal(_sig("p95", correlation_id="sla:p95"))
+    b, what = mgr.signal(_sig("p99", at=T0 + 60, correlation_id="sla:p99"))
+    assert what == "joined" and b.incident_id == a.incident_id
+    c, what = mgr.signal(_sig("p50", at=T0 + 400, correlation_id="sla:p50"))
+    assert what == "opened" and c.incident_id != a.incident_id
+
+
+def test_a_rule_incident_recovers_when_its_count_clears(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock, auto_resolution=True, auto_resolve_after_seconds=60)
+    for _ in range(10):
+        system.record_engine_event("request_error")
+    system.tick(now=clock())
+    inc = system.store.page().items[0]
+    clock.advance(301)  # the window emptied: the rule re-arms, the incident is monitored
+    system.tick(now=clock())
+    assert system.store.get(inc.incident_id).status is IncidentStatus.MONITORING
+    clock.advance(61)
+    system.tick(now=clock())
+    assert system.store.get(inc.incident_id).status is IncidentStatus.RESOLVED
+
+
+def test_same_root_cause_merges_into_one_incident(tmp_path):
+    clock = ManualClock(T0)
+    ctx, system, _ = build(tmp_path, clock)
+    m = system.manager
+    a, _ = m.signal(Signal("ttft", "ttft", IncidentSeverity.HIGH, IncidentType.PERFORMANCE_DEGRADATION, clock(), correlation_id="sla:ttft"))
+    b, _ = m.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, clock(), correlation_id="sla:errors"))
+    assert a.incident_id != b.incident_id
+    ctx.events.publish([RootCauseFound("ttft", "e1", clock(), "ttft", "kv_cache_pressure", "resource", 0.9, None),
+                        RootCauseFound("errors", "e2", clock(), "errors", "kv_cache_pressure", "resource", 0.8, None)])
+    ctx.events.drain()
+    merged = system.store.get(b.incident_id)
+    assert merged.status is IncidentStatus.RESOLVED and merged.labels["merged_into"] == a.incident_id
+    again, what = m.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, clock() + 10))
+    assert what == "joined" and again.incident_id == a.incident_id
+
+
+def test_approve_and_deny_risky_actions_through_the_incident(tmp_path):
+    from aphrodite_sla.recovery.model import RecoveryAction
+
+    clock = ManualClock(T0)
+    cfg = SLAConfig(thresholds=(lat_sla(),), api_token=TOKEN, incident_response={"store_path": str(tmp_path / "a.db")})
+    ctx = MonitorContext.build(cfg, clock=clock)
+    system = ctx.attach_incidents()
+    system.start()
+    inc, _ = system.manager.signal(_sig("fp-risky", at=clock()))
+    book = ctx.recovery.engine.approvals
+    first = book.request("exec-1", RecoveryAction.SERVICE_RESTART, fingerprint="fp-risky", episode="e")
+    second = book.request("exec-2", RecoveryAction.SERVICE_RESTART, fingerprint="fp-risky", episode="e")
+    ctx.events.drain()
+    assert system.store.get(inc.incident_id).pending_approvals == (first.request_id, second.request_id)
+    status, body = call(system, "POST", f"/api/incidents/{inc.incident_id}/approvals/{first.request_id}/approve", {"by": "lead"})
+    assert status == 200 and body["state"] == "approved" and book.get(first.request_id).approved
+    assert call(system, "POST", f"/api/incidents/{inc.incident_id}/approvals/{second.request_id}/deny", {"by": "lead", "reason": "no"})[0] == 200
+    assert call(system, "POST", f"/api/incidents/{inc.incident_id}/approvals/apr-unknown/approve", {})[0] == 404
+    ctx.events.drain()
+    after = system.store.get(inc.incident_id)
+    assert after.pending_approvals == ()
+    assert [t.actor for t in after.timeline if t.kind == "approval"] == ["lead", "lead"]

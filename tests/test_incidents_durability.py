@@ -32,7 +32,7 @@ WRITER = textwrap.dedent("""
     from aphrodite_sla.incidents.model import IncidentSeverity, IncidentType
     from aphrodite_sla.incidents.store import IncidentStore
     store = IncidentStore.at_path(sys.argv[1], replica="killed")
-    mgr = IncidentManager(store, clock=time.time)
+    mgr = IncidentManager(store, clock=time.time, correlation_window_s=0)  # every signal its own incident
     n = 0
     while True:
         inc, what = mgr.signal(Signal(f"fp-{n}", f"incident {n}", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, time.time()))
@@ -57,6 +57,7 @@ def test_sigkill_while_writing_loses_no_reported_incident(tmp_path):
     proc.send_signal(signal.SIGKILL)  # in the middle of its next write
     proc.wait(10)
     assert len(reported) >= 40, "the writer did not report enough incidents"
+    assert len(set(reported)) == len(reported)
     store = IncidentStore.at_path(db)
     for incident_id in reported:
         inc = store.get(incident_id)

@@ -73,7 +73,7 @@ def stack(tmp_path_factory) -> Stack:
     try:
         started = time.monotonic()
         sim, base_url, output = start_simulator("--scenario", SCENARIO, "--speed", str(SPEED), "--duration", str(DURATION_S),
-                                                "--no-live", *SIM_RECOVERY_ARGS)
+                                                "--no-live", *SIM_RECOVERY_ARGS, "--incidents-db", str(work / "incidents.db"))
         procs.append(sim)
         exporter_url = f"{base_url}/metrics"
         target = urllib.parse.urlparse(exporter_url).netloc

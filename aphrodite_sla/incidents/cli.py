@@ -118,7 +118,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)  # piped: no wrapping at 80 columns
 
 
 def _incident_rows(items: list[dict[str, Any]]) -> list[list[str]]:

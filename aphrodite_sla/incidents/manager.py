@@ -80,6 +80,9 @@ class IncidentManager:
             if existing is not None:
                 return self._join(existing, sig), "joined"
             recent = self.store.latest_with(sig.fingerprint)
+            target = self.store.get(recent.labels["merged_into"]) if recent is not None and "merged_into" in recent.labels else None
+            if target is not None and target.is_open:  # merged by root cause: its signals join the survivor
+                return self._join(target, sig), "joined"
             if (recent is not None and recent.status is IncidentStatus.RESOLVED and recent.resolved_at is not None
                     and sig.at - recent.resolved_at <= self.flap_window_s):
                 return self._reopen(recent, sig), "reopened"
@@ -255,12 +258,13 @@ class IncidentManager:
         except Exception:  # a broken subscriber must not undo a committed change
             logger.exception("aphrodite-sla incidents: publishing %s of %s failed", change, incident.incident_id)
 
-    def republish_open(self) -> int:
+    def republish_open(self, receivers_for: Callable[[Incident], tuple[str, ...]] | None = None) -> int:
         """Re-publish the last change of every open incident (start-up): a change committed just
-        before a crash is still notified (subscribers deduplicate)."""
+        before a crash is still notified (subscribers deduplicate). ``receivers_for`` gives an
+        escalation's receivers back."""
         count = 0
         for incident in self.store.open_incidents():
-            receivers: tuple[str, ...] = ()
+            receivers = receivers_for(incident) if receivers_for is not None else ()
             self._notify(incident, incident.last_change or "opened", receivers=receivers)
             count += 1
         return count

@@ -1,7 +1,7 @@
 """Prometheus families of incidents, read from one ``IncidentMetricsView`` per scrape.
 
-``incidents_open{severity}``, ``incidents{status}``, ``incident_mttd_minutes``,
-``incident_mtta_minutes``, ``incident_mttr_minutes`` (means over the last 30 days),
+``incidents_open{severity}``, ``incidents{status}``, ``incident_mttd_seconds``,
+``incident_mtta_seconds``, ``incident_mttr_seconds`` (means over the last 30 days),
 ``incident_escalations_total{level}``, ``incident_rule_events_dropped_total``.
 
 Why a view: a scrape of the engine's ``/metrics`` runs on its event loop, so it must not query the
@@ -56,12 +56,12 @@ class IncidentCollector(Collector):
         for st in IncidentStatus:
             status.add_metric([m, st.value], v.by_status.get(st.value, 0))
         yield status
-        for name, value, doc in (("incident_mttd_minutes", v.mttd_minutes, "Mean time to detect (first bad sample to detection), 30 days"),
-                                 ("incident_mtta_minutes", v.mtta_minutes, "Mean time to acknowledge, 30 days"),
-                                 ("incident_mttr_minutes", v.mttr_minutes, "Mean time to resolve (first bad sample to resolution), 30 days")):
+        for name, value, doc in (("incident_mttd_seconds", v.mttd_minutes, "Mean time to detect (first bad sample to detection), 30 days"),
+                                 ("incident_mtta_seconds", v.mtta_minutes, "Mean time to acknowledge, 30 days"),
+                                 ("incident_mttr_seconds", v.mttr_minutes, "Mean time to resolve (first bad sample to resolution), 30 days")):
             g = GaugeMetricFamily(name, doc, labels=["model_name"])
             if value is not None:
-                g.add_metric([m], value)
+                g.add_metric([m], value * 60.0)
             yield g
         esc = CounterMetricFamily("incident_escalations", "Incident escalations by level (this process)", labels=["model_name", "level"])
         for level in range(1, v.levels + 1):

@@ -150,6 +150,7 @@ class RuleEngine:
         self._armed: dict[str, bool] = {}
         self._fired: dict[str, int] = {}
         self.dropped = 0  # events refused (bad time) or pushed out by max_events
+        self._rearmed: list[str] = []  # rules whose count fell back below the hysteresis since the last take
         self._lock = threading.Lock()
 
     # -- events -----------------------------------------------------------------------------------
@@ -203,7 +204,14 @@ class RuleEngine:
                     out.append(RuleFiring(rule, n, first, now))
                 elif not armed and n <= rule.threshold * rule.rearm_ratio:
                     self._armed[rule.name] = True
+                    self._rearmed.append(rule.name)
         return out
+
+    def take_rearmed(self) -> list[str]:
+        """Rules that re-armed since the last call: their condition cleared (the incident recovers)."""
+        with self._lock:
+            names, self._rearmed = self._rearmed, []
+        return names
 
     def test(self, rule: DetectionRule, times: Iterable[float], now: float) -> bool:
         """Would ``rule`` fire on events at ``times`` (evaluated at ``now``)? (``rules test``.)"""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.events import (
@@ -70,6 +71,7 @@ STREAM_EVENTS = (ViolationRaised, ViolationEscalated, ViolationResolved, Anomaly
                  RecoveryFinished, ApprovalRequested, ApprovalDecided, BreakerStateChanged, DegradationChanged, MonitoringModeChanged,
                  ResponseEscalated, DeploymentEvent, RootCauseFound, SnapshotPublished)
 PURGE_EVERY_S = 3600.0
+VIEW_EVERY_S = 15.0  # the metrics view's statistics read the last 30 days: not at every evaluation
 
 
 class IncidentSystem:
@@ -98,6 +100,7 @@ class IncidentSystem:
         self.errors = 0
         self._last_tick = float("-inf")
         self._last_purge = float("-inf")
+        self._last_view = float("-inf")
         self._subscription: Any = None
         self._lock = threading.Lock()
         self._view = IncidentMetricsView(levels=len(self.policy.levels))
@@ -114,6 +117,9 @@ class IncidentSystem:
         (or ``config``)."""
         cfg = context.config
         config = config or parse_incident_config(getattr(cfg, "incident_response", None))
+        where = getattr(cfg, "incidents_db", "")  # APHRODITE_SLA_INCIDENTS_DB: a path or a database URL
+        if where:
+            config = replace(config, database_url=where) if "://" in where else replace(config, store_path=where, database_url="")
         clock = clock or context.manager.clock
         store = IncidentStore(config.url, replica=config.replica, clock=clock)
         return cls(config, store, clock=clock, events=context.events, recovery=context.recovery,
@@ -127,7 +133,8 @@ class IncidentSystem:
         with self._lock:
             if self._subscription is None and self.events is not None:
                 self._subscription = self.events.subscribe(self.on_event, *STREAM_EVENTS, name="incidents", queue_size=4096)
-        return self.manager.republish_open()
+        return self.manager.republish_open(
+            lambda i: self.policy.receivers(i.escalation_level) if i.last_change in ("escalated", "reminder") else ())
 
     def stop(self) -> None:
         with self._lock:
@@ -242,7 +249,8 @@ class IncidentSystem:
                 text = f"degradation {event.old_level} -> {event.new_level} by {event.changed_by}: {event.reason}"
             else:
                 text = f"monitoring mode {event.old_mode} -> {event.new_mode}: {event.reason}"
-            stage = ResponseStage.CONTAINMENT if isinstance(event, DegradationChanged) else None
+            # degrading service contains the damage; reverting it is not a new stage
+            stage = ResponseStage.CONTAINMENT if isinstance(event, DegradationChanged) and event.new_level != "none" else None
             for inc in self.store.open_incidents():
                 m.note(inc.incident_id, by="recovery", kind=type(event).__name__, message=text, stage=stage)
         elif isinstance(event, ResponseEscalated):
@@ -299,6 +307,21 @@ class IncidentSystem:
         self.manager.change(inc.incident_id, by="rca", action="root_cause",
                             message=f"root cause: {event.cause} ({event.category}, confidence {event.confidence:.0%})", status=status,
                             stage=ResponseStage.INVESTIGATION, notify="updated", root_cause=event.cause, root_cause_detail=detail)
+        if event.cause != "insufficient_evidence":
+            self._merge_same_root_cause(inc.incident_id, event.cause)
+
+    def _merge_same_root_cause(self, incident_id: str, cause: str) -> None:
+        """One root cause, one incident: an older open incident with the same cause absorbs this
+        one (resolved as merged; its later signals join the survivor)."""
+        survivor = next((i for i in self.store.open_incidents(full=False) if i.root_cause == cause and i.incident_id != incident_id), None)
+        if survivor is None:
+            return
+        merged = self.manager.get(incident_id)
+        self.manager.note(survivor.incident_id, by="rca", kind="merged", message=f"{incident_id} ({merged.title}) has the same root cause {cause}",
+                          stage=ResponseStage.INVESTIGATION)
+        self.manager.change(incident_id, by="rca", action="merged", message=f"merged into {survivor.incident_id}: same root cause {cause}",
+                            status=IncidentStatus.RESOLVED, notify="resolved", resolved_at=self.clock(), resolved_by="rca",
+                            resolution_notes=f"merged into {survivor.incident_id}", labels={**merged.labels, "merged_into": survivor.incident_id})
 
     # -- the tick (each evaluation) ---------------------------------------------------------------
     def tick(self, snapshot: MonitorSnapshot | None = None, now: float | None = None) -> None:
@@ -313,7 +336,15 @@ class IncidentSystem:
                                        rule.severity, rule.incident_type, now, first_bad_at=firing.first_at, correlation_id=f"rule:{rule.name}",
                                        description=rule.description, source=f"rule:{rule.name}", labels={"rule": rule.name},
                                        data={"count": firing.count}))
-        for incident in self.store.open_incidents():
+        for name in self.rules.take_rearmed():
+            cleared = self.rules.get(name)
+            inc = self.store.find_open(fingerprint=cleared.fingerprint) if cleared is not None else None
+            if cleared is not None and inc is not None and inc.recovered_at is None:
+                self.manager.change(inc.incident_id, by="rules", action="recovered",
+                                    message=f"{name}: the event count fell back below {cleared.threshold * cleared.rearm_ratio:g}",
+                                    status=IncidentStatus.MONITORING if inc.status is not IncidentStatus.MONITORING else None,
+                                    stage=ResponseStage.RECOVERY, notify="updated", recovered_at=now)
+        for incident in self.store.open_incidents(full=False):  # the fields decide; changes re-read the rest
             try:
                 self._advance(incident, now)
             except (TransitionError, KeyError) as err:  # changed meanwhile by a person or another replica
@@ -321,7 +352,9 @@ class IncidentSystem:
         if now - self._last_purge >= PURGE_EVERY_S:
             self._last_purge = now
             self.store.purge(self.config.retention, now)
-        self.refresh_view(now)
+        if now - self._last_view >= VIEW_EVERY_S:
+            self._last_view = now
+            self.refresh_view(now)
 
     # -- metrics ------------------------------------------------------------------------------------
     def metrics_view(self) -> IncidentMetricsView:

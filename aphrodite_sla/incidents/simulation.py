@@ -2,6 +2,9 @@
 simulated engine's monitor, on engine time, resolving by itself once the SLAs hold, and at the end
 a post-mortem for every incident (markdown files beside the database too).
 
+A simulated on-call acknowledges each incident a minute (engine time) after it opened, so the
+acknowledgement path and MTTA are exercised as the recovery driver exercises approvals.
+
 Why a separate helper: the simulator only calls ``attach`` and ``finish``; everything about how
 incidents run in a simulation (auto-resolution, the replica label, closing what is still open
 when the engine stops) stays here.
@@ -13,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aphrodite_sla.events import SnapshotPublished
 from aphrodite_sla.incidents.config import parse_incident_config
 from aphrodite_sla.incidents.model import IncidentStatus
 
@@ -21,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.incidents.service import IncidentSystem
 
 SIM_AUTO_RESOLVE_S = 120.0
+ACK_AFTER_S = 60.0  # the simulated on-call acknowledges an incident this many engine seconds after it opened
 
 
 def attach(context: MonitorContext, db_path: str | Path) -> IncidentSystem:
@@ -31,6 +36,15 @@ def attach(context: MonitorContext, db_path: str | Path) -> IncidentSystem:
                      auto_resolve_after_seconds=min(base.auto_resolve_after_seconds, SIM_AUTO_RESOLVE_S))
     system = context.attach_incidents(config=config)
     system.start()
+    clock = context.manager.clock
+
+    def simulated_oncall(_event: object) -> None:
+        now = clock()
+        for incident in system.store.open_incidents():
+            if incident.acknowledged_at is None and now - incident.detected_at >= ACK_AFTER_S:
+                system.manager.acknowledge(incident.incident_id, "simulated-oncall")
+
+    context.manager.subscribe(simulated_oncall, SnapshotPublished, name="simulated-oncall")
     return system
 
 

@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import and_, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import ColumnElement
 
 from aphrodite_sla.incidents import schema as s
@@ -209,11 +208,11 @@ class IncidentStore:
                                 .limit(limit).offset(offset)).mappings().all()
             return Page([self._incident(conn, r, False) for r in rows], total, offset, limit)
 
-    def open_incidents(self) -> list[Incident]:
+    def open_incidents(self, *, full: bool = True) -> list[Incident]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.incidents).where(s.incidents.c.status.in_(OPEN_STATUSES))
                                 .order_by(s.incidents.c.detected_at)).mappings().all()
-            return [self._incident(conn, r, True) for r in rows]
+            return [self._incident(conn, r, full) for r in rows]
 
     def all_incidents(self, *, since: float | None = None, full: bool = True) -> list[Incident]:
         with self.engine.connect() as conn:
@@ -310,9 +309,10 @@ def _row(incident: Incident) -> dict[str, Any]:
 
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # one connection per use (NullPool): a file database opened by several threads and processes,
-        # each connection set to WAL, FULL sync and foreign keys as it opens
-        engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False, "timeout": 30.0})
+        # a small pool of connections shared by our threads (other processes open their own), each
+        # set to WAL, FULL sync and foreign keys once, as it opens
+        engine = create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=False,
+                               connect_args={"check_same_thread": False, "timeout": 30.0})
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
