@@ -76,7 +76,7 @@ def _feed(series: object, detected_at: float) -> None:
 
     from aphrodite_sla.console.series import quantile_key
 
-    points = getattr(series, "_points")  # written directly: a day of snapshots is not rebuilt for a picture
+    points = series._points  # type: ignore[attr-defined]  # written directly: a day of snapshots is not rebuilt for a picture
     from collections import deque
 
     def put(key: str, at: float, value: float) -> None:

@@ -30,6 +30,11 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def _waits_for_pages(browser: Any) -> None:
+    browser.implicitly_wait(5)  # find_element waits for the page a click navigated to
+
+
 @pytest.fixture()
 def live(tmp_path: Path) -> Iterator[LiveConsole]:
     console = start_console(tmp_path)
@@ -90,18 +95,21 @@ def test_script_carrying_title_is_shown_as_text(browser: Any, live: LiveConsole)
         browser.get(live.url + path)
         assert browser.execute_script("return window.__pwned === undefined"), path
         assert "<script>window.__pwned = 1</script>" in browser.find_element(By.TAG_NAME, "main").text, path
+    browser.implicitly_wait(0)  # absent elements: no waiting
     assert not browser.find_elements(By.CSS_SELECTOR, "main img")
 
 
 def test_filters_from_the_url(browser: Any, live: LiveConsole) -> None:
     from selenium.webdriver.common.by import By
 
+    browser.implicitly_wait(0)  # absent rows: no waiting
     critical = _create(live, "critical api outage", "critical", component="api")
     low = _create(live, "low disk note", "low", component="disk")
     live.incidents.manager.resolve(low, "test", "done")
 
     def listed(query: str) -> set[str]:
         browser.get(live.url + "/incidents?" + query)
+        browser.find_element(By.ID, "live")
         return {a.text for a in browser.find_elements(By.CSS_SELECTOR, "table.incidents tbody td:first-child a")}
 
     assert listed("severity=critical") == {critical}
@@ -129,7 +137,7 @@ def test_acknowledge_mitigate_with_approval_and_resolve_from_the_browser(browser
     browser.get(live.url + f"/incidents/{incident_id}")
     browser.find_element(By.XPATH, "//button[normalize-space()='Acknowledge']").click()
     assert "acknowledged by alice" in browser.find_element(By.CSS_SELECTOR, ".flash").text
-    inc = store.get(incident_id)
+    inc = _wait(lambda: store.get(incident_id).acknowledged_at and store.get(incident_id), what="the acknowledgement")
     assert inc.acknowledged_by == "alice" and inc.status is IncidentStatus.ACKNOWLEDGED
 
     Select(browser.find_element(By.NAME, "action")).select_by_value("service_restart")
@@ -152,11 +160,12 @@ def test_acknowledge_mitigate_with_approval_and_resolve_from_the_browser(browser
 
     browser.find_element(By.NAME, "notes").send_keys("restarted serving; <b>fine</b> now")
     browser.find_element(By.XPATH, "//button[normalize-space()='Resolve']").click()
-    inc = store.get(incident_id)
+    inc = _wait(lambda: (i := store.get(incident_id)).status is IncidentStatus.RESOLVED and i, what="the resolution")
     assert inc.status is IncidentStatus.RESOLVED and inc.resolved_by == "alice"
     assert inc.resolution_notes == "restarted serving; <b>fine</b> now"
     main = browser.find_element(By.TAG_NAME, "main").text
     assert "Resolution notes: restarted serving; <b>fine</b> now" in main
+    browser.implicitly_wait(0)
     assert "Post-mortem" in main and not browser.find_elements(By.CSS_SELECTOR, ".markdown b")
     assert any(a.actor == "alice" for a in inc.audit)
     assert console_errors(browser) == []
@@ -168,7 +177,10 @@ def test_without_the_token_no_action_succeeds(browser: Any, live: LiveConsole) -
     incident_id = _create(live, "unowned incident", "medium")
     browser.delete_all_cookies()
     browser.get(live.url + f"/incidents/{incident_id}")
+    assert "Sign in with the API token" in browser.find_element(By.TAG_NAME, "main").text
+    browser.implicitly_wait(0)
     assert not browser.find_elements(By.XPATH, "//button[normalize-space()='Acknowledge']")
+    browser.implicitly_wait(5)
     assert "Sign in with the API token" in browser.find_element(By.TAG_NAME, "main").text
     _sign_in(browser, live, "mallory", token="not-the-token")
     assert "not this server's API token" in browser.find_element(By.CSS_SELECTOR, ".flash").text
@@ -244,6 +256,7 @@ def test_fault_in_the_simulator_appears_within_one_refresh(browser: Any, tmp_pat
         assert ready.wait(60), "the simulation did not start"
         server = started["server"]
         store = started["context"].incidents.store
+        browser.implicitly_wait(0)  # the timing below is the page's, not the driver's
         browser.get_log("browser")  # only this test's entries below
         browser.get(server.url + "incidents?status=active")
         browser.execute_script("window.__no_reload = true")

@@ -90,6 +90,8 @@ class ConsoleApp:
                                                "The engine is not affected; the log has the details."))
 
     def _route(self, request: ApiRequest) -> Response:
+        if not self.owns(request.path):
+            return _html(404, pages.error_page(self._context(None), 404, f"The console is under {self.settings.prefix}/."))
         path = request.path[len(self.settings.prefix):] or "/"
         if path.startswith("/static/"):
             name = path[len("/static/"):]

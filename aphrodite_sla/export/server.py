@@ -240,7 +240,7 @@ class ProcessExporter:
             try:
                 response = api(ApiRequest(method, path, dict(parse_qsl(query)), headers, body))
                 extra = [(k, v) for k, v in response.headers if k.lower() not in _BASE_HEADERS]
-                reply = (response.status, response.content_type, response.body, extra)
+                reply: tuple[Any, ...] = (response.status, response.content_type, response.body, extra)
             except Exception as err:  # pragma: no cover - the router answers its own errors
                 reply = (500, "application/json", json.dumps({"error": f"internal error: {type(err).__name__}"}).encode())
             try:
