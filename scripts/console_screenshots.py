@@ -36,6 +36,8 @@ def main() -> int:
                                incident_type=IncidentType.ERROR_BURST, description="", by="monitor", labels={"component": "api"})
         m.acknowledge(done.incident_id, "alice")
         live.incidents.resolve(done.incident_id, "alice", "reset the prefix cache; errors back under 0.1%")
+        _evaluate(live.context.manager)
+        live.incidents.refresh_view()
         series = live.app.sources.series
         assert series is not None
         _feed(series, critical.detected_at)
@@ -70,6 +72,19 @@ def main() -> int:
     return 0
 
 
+def _evaluate(manager: object) -> None:
+    """A few evaluations of the default SLAs on generated samples (TTFT over its 2 s bound)."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        manager.record_batch("ttft_ms", rng.lognormal(np.log(2600), 0.2, 200))  # type: ignore[attr-defined]
+        manager.record_batch("tpot_ms", rng.lognormal(np.log(40), 0.2, 200))  # type: ignore[attr-defined]
+        manager.record_batch("request_error_percent", np.where(rng.random(200) < 0.001, 100.0, 0.0))  # type: ignore[attr-defined]
+        manager.evaluate()  # type: ignore[attr-defined]
+        time.sleep(0.3)
+
+
 def _feed(series: object, detected_at: float) -> None:
     """SLI points around the incident, as the monitor's snapshots would leave them."""
     import math
@@ -82,6 +97,7 @@ def _feed(series: object, detected_at: float) -> None:
     def put(key: str, at: float, value: float) -> None:
         points.setdefault(key, deque(maxlen=17_280)).append((at, value))
 
+    points.clear()  # only the pictured incident's series
     onset = detected_at - 90
     for k in range(-120, 60):
         at = detected_at + 5 * k

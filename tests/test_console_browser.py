@@ -60,13 +60,32 @@ def _wait(predicate: Any, timeout: float = 10.0, what: str = "condition") -> Any
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _click_and_load(browser: Any, element: Any) -> None:
+    """Click a submit button and wait until the page it posts to has replaced this one."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = browser.find_element(By.TAG_NAME, "html")
+    for _ in range(5):
+        try:
+            (element() if callable(element) else element).click()
+            break
+        except StaleElementReferenceException:  # the live refresh replaced it: find it again
+            if not callable(element):
+                raise
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def _sign_in(browser: Any, live: LiveConsole, who: str = "alice", token: str = TOKEN) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(live.url + "/sign-in")
     browser.find_element(By.NAME, "who").send_keys(who)
     browser.find_element(By.NAME, "token").send_keys(token)
-    browser.find_element(By.CSS_SELECTOR, "form.signin button[type=submit]").click()
+    _click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "form.signin button[type=submit]"))
 
 
 def test_pages_load_without_console_errors(browser: Any, live: LiveConsole) -> None:
@@ -135,21 +154,21 @@ def test_acknowledge_mitigate_with_approval_and_resolve_from_the_browser(browser
     store = live.incidents.store
     _sign_in(browser, live, "alice")
     browser.get(live.url + f"/incidents/{incident_id}")
-    browser.find_element(By.XPATH, "//button[normalize-space()='Acknowledge']").click()
+    _click_and_load(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Acknowledge']"))
     assert "acknowledged by alice" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     inc = _wait(lambda: store.get(incident_id).acknowledged_at and store.get(incident_id), what="the acknowledgement")
     assert inc.acknowledged_by == "alice" and inc.status is IncidentStatus.ACKNOWLEDGED
 
     Select(browser.find_element(By.NAME, "action")).select_by_value("service_restart")
-    browser.find_element(By.XPATH, "//button[normalize-space()='Mitigate']").click()
+    _click_and_load(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Mitigate']"))
     assert "waits for approval" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert store.get(incident_id).status is IncidentStatus.MITIGATING
     # the approval step shows up on the page by itself (live refresh, no reload)
     browser.execute_script("window.__still_here = true")
-    approve = _wait(lambda: browser.find_elements(By.XPATH, "//button[starts-with(normalize-space(), 'Approve service_restart')]"),
+    _wait(lambda: browser.find_elements(By.XPATH, "//button[starts-with(normalize-space(), 'Approve service_restart')]"),
                     timeout=15, what="the approval step")
     assert browser.execute_script("return window.__still_here === true")
-    approve[0].click()
+    _click_and_load(browser, lambda: browser.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Approve service_restart')]"))
     assert "approved" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     recovery = live.context.recovery
     assert recovery is not None
@@ -159,7 +178,7 @@ def test_acknowledge_mitigate_with_approval_and_resolve_from_the_browser(browser
     assert any(k == "approval" and a == "alice" and "approved by alice" in m for k, a, m in timeline)
 
     browser.find_element(By.NAME, "notes").send_keys("restarted serving; <b>fine</b> now")
-    browser.find_element(By.XPATH, "//button[normalize-space()='Resolve']").click()
+    _click_and_load(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Resolve']"))
     inc = _wait(lambda: (i := store.get(incident_id)).status is IncidentStatus.RESOLVED and i, what="the resolution")
     assert inc.status is IncidentStatus.RESOLVED and inc.resolved_by == "alice"
     assert inc.resolution_notes == "restarted serving; <b>fine</b> now"

@@ -269,8 +269,9 @@ def approvals_section(ctx: PageContext, i: Incident, rows: list[views.ApprovalRo
 <form method="post" action="{h(base + '/deny')}" class="inline">{csrf_input(ctx)}<label class="sr">Reason
 <input name="reason" placeholder="reason (optional)"></label> <button type="submit">Deny</button></form>""")
         expires = time_tag(r.expires_at) if math.isfinite(r.expires_at) else h("—")
+        where = "" if r.linked else " (waiting on this engine, not linked to an incident)"
         out.append(Safe(f"<li class=\"approval\"><strong>{h(r.action or r.request_id)}</strong> <code>{h(r.request_id)}</code> "
-                        f"{h(r.detail)} — denied automatically at {expires}<div>{forms}</div></li>"))
+                        f"{h(r.detail)}{h(where)} — denied automatically at {expires}<div>{forms}</div></li>"))
     return tag("ul", out, class_="approvals")
 
 

@@ -199,9 +199,14 @@ class ApprovalRow:
 
 
 def pending_approvals(src: ConsoleSources, incident: Incident) -> list[ApprovalRow]:
+    """Actions waiting for a person: those recovery linked to this incident, and, while it is open,
+    the engine's other pending ones (a hand-run action carries no incident, and the person on call
+    must see every risky action waiting on this engine)."""
     rows: list[ApprovalRow] = []
     if src.recovery is not None:
         for req in src.recovery.engine.approvals.pending():
+            if not incident.is_open and req.request_id not in incident.pending_approvals:
+                continue
             rows.append(ApprovalRow(req.request_id, req.action.value, req.detail, req.requested_at, req.expires_at,
                                     req.request_id in incident.pending_approvals))
     known = {r.request_id for r in rows}
