@@ -54,14 +54,17 @@ def main() -> int:
             driver.find_element("xpath", "//button[normalize-space()='Mitigate']").click()
             time.sleep(1.0)
             shots = {"overview": "/", "incidents": "/incidents?status=active", "timeline": "/timeline", "metrics": "/metrics",
-                     "components": "/components", "incident": f"/incidents/{critical.incident_id}",
-                     "postmortem": f"/incidents/{done.incident_id}"}
+                     "components": "/components", "incident": f"/incidents/{critical.incident_id}"}
             for name, path in shots.items():
                 driver.get(live.url + path)
-                height = min(2400, driver.execute_script("return document.body.scrollHeight"))
+                height = min(1500, driver.execute_script("return document.body.scrollHeight"))  # small files for the README
                 driver.set_window_size(1200, max(700, height))
                 driver.save_screenshot(str(OUT / f"console-{name}.png"))
                 print(f"docs/screenshots/console-{name}.png")
+            driver.set_window_size(1200, 2400)
+            driver.get(live.url + f"/incidents/{done.incident_id}")
+            driver.find_element("css selector", ".markdown").screenshot(str(OUT / "console-postmortem.png"))
+            print("docs/screenshots/console-postmortem.png")
             driver.set_window_size(390, 844)  # a phone
             driver.get(live.url + f"/incidents/{critical.incident_id}")
             driver.save_screenshot(str(OUT / "console-incident-phone.png"))
