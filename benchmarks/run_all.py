@@ -25,6 +25,7 @@ SCRIPTS = [
     "bench_recovery.py",
     "bench_recovery_mttr.py",
     "bench_incidents.py",
+    "bench_console.py",
 ]
 
 

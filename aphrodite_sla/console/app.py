@@ -260,6 +260,8 @@ class ConsoleApp:
                 return _html(404, pages.error_page(self._context(session), 404, "No such action."))
             incident_id, request_id, verb = match.groups()
             outcome = self.actions.decide(incident_id, request_id, verb == "approve", who, form.get("reason", "")[:400])
+        if len(self._flash) >= 1000:  # bounded: sessions that never came back
+            self._flash.clear()
         self._flash[session.session_id] = (outcome.ok, outcome.message)
         return self._redirect(f"{self.settings.prefix}/incidents/{incident_id}")
 

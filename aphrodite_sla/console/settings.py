@@ -45,9 +45,12 @@ class ConsoleSettings:
         env = os.environ if environ is None else environ
         refresh = 30.0
         dashboard = getattr(incident_config, "dashboard", None)
+        anonymous = env.get(ANONYMOUS_VIEW_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
         if dashboard is not None:
             refresh = float(dashboard.refresh_interval_seconds)
-        anonymous = env.get(ANONYMOUS_VIEW_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+            configured = getattr(dashboard, "read_only_viewing", None)  # the dashboard: section's switch, where it has one
+            if isinstance(configured, bool):
+                anonymous = configured and anonymous
         values: dict[str, Any] = {"prefix": prefix, "token": token, "refresh_interval_s": refresh, "anonymous_viewing": anonymous}
         values.update(overrides)
         return cls(**values)
