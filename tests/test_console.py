@@ -270,3 +270,27 @@ def test_dashboard_command_serves_the_store(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_incident_page_shows_rca_and_notifications_when_present(live: LiveConsole) -> None:
+    from aphrodite_sla.console.notifications import Delivery
+
+    incident_id = _create(live, "slow tokens", "high")
+    page = _get(live.app, f"/incidents/{incident_id}").body.decode()
+    assert "No root-cause analysis for this incident yet" in page and "No notifier in this process" in page
+    live.incidents.manager.change(incident_id, by="rca", action="root_cause", message="root cause: <kv> pressure",
+                                  root_cause="KV-cache <pressure>", root_cause_detail={
+                                      "cause": "KV-cache <pressure>", "category": "capacity", "confidence": 0.82,
+                                      "analysis": {"evidence": [{"metric": "kv_cache_usage_percent", "correlation": 0.91}],
+                                                   "leading_indicators": ["kv_cache_usage_percent rose 40 s before the onset"]}})
+
+    class Outbox:
+        def deliveries(self, incident_id: str) -> list[Any]:
+            return [Delivery("slack", "#oncall <x>", "sent", 1.0e9, 1, ""), {"channel": "pagerduty", "receiver": "primary",
+                                                                             "status": "retrying", "attempts": 3, "error": "HTTP 503"}]
+
+    live.app.sources.notifications = Outbox()
+    page = _get(live.app, f"/incidents/{incident_id}").body.decode()
+    assert "KV-cache &lt;pressure&gt;" in page and "confidence 82%" in page and "capacity" in page
+    assert "Leading indicators" in page and "rose 40 s before the onset" in page and "correlation: 0.91" in page
+    assert "#oncall &lt;x&gt;" in page and "retrying" in page and "HTTP 503" in page
