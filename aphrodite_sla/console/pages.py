@@ -12,7 +12,7 @@ from typing import Any
 
 from aphrodite_sla.console import views
 from aphrodite_sla.console.charts import Chart, Line, render_chart
-from aphrodite_sla.console.filters import SEVERITIES, SORT_KEYS, STATUSES, IncidentFilter, component_of
+from aphrodite_sla.console.filters import COMPONENT_LABELS, SEVERITIES, SORT_KEYS, STATUSES, IncidentFilter
 from aphrodite_sla.console.html import Safe, h, join, minutes, severity_badge, status_badge, tag, time_tag
 from aphrodite_sla.console.markdown import render_markdown
 from aphrodite_sla.console.notifications import deliveries_of
@@ -138,7 +138,7 @@ def incidents_fragment(ctx: PageContext, flt: IncidentFilter, items: list[Incide
                     f"{h(label)}{h(arrow)}</a></th>")
     rows = []
     for i in items:
-        comp = ", ".join(dict.fromkeys(component_of(i))) or "—"
+        comp = ", ".join(dict.fromkeys(i.labels[k] for k in COMPONENT_LABELS if i.labels.get(k))) or i.source or "—"
         rows.append(Safe(f"<tr class=\"sevrow-{h(i.severity.value)}\"><td><a href=\"{h(ctx.url('/incidents/' + i.incident_id))}\">"
                          f"{h(i.incident_id)}</a></td><td class=\"title\">{h(i.title)}</td><td>{severity_badge(i.severity.value)}</td>"
                          f"<td>{status_badge(i.status.value)}</td><td>{h(comp)}</td><td>{time_tag(i.detected_at)}</td>"
