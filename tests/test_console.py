@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from aphrodite_sla.config import SLAConfig
 from aphrodite_sla.console.app import CLIENT_HEADER, CSP, ConsoleApp
 from aphrodite_sla.console.filters import IncidentFilter, parse_since
 from aphrodite_sla.console.html import h, tag
@@ -294,3 +295,21 @@ def test_incident_page_shows_rca_and_notifications_when_present(live: LiveConsol
     assert "KV-cache &lt;pressure&gt;" in page and "confidence 82%" in page and "capacity" in page
     assert "Leading indicators" in page and "rose 40 s before the onset" in page and "correlation: 0.91" in page
     assert "#oncall &lt;x&gt;" in page and "retrying" in page and "HTTP 503" in page
+
+
+def test_the_runtimes_exporter_serves_the_console(tmp_path: Path) -> None:
+    from aphrodite_sla.runtime import SLARuntime
+    from tests.tools import free_port
+
+    port = free_port()
+    runtime = SLARuntime(SLAConfig(exporter_port=port, incidents_db=str(tmp_path / "i.db"), api_token=TOKEN, system_sampler=False))
+    runtime.start()
+    try:
+        assert runtime.context.incidents is not None
+        runtime.context.incidents.manager.create_manual(title="from the runtime <i>", severity=IncidentSeverity.LOW,
+                                                        incident_type=IncidentType.ERROR_BURST, description="", by="t", labels={})
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/console/incidents", timeout=10) as response:
+            body = response.read().decode()
+        assert response.headers["Content-Security-Policy"] == CSP and "from the runtime &lt;i&gt;" in body
+    finally:
+        runtime.stop()
