@@ -293,3 +293,40 @@ def test_fault_in_the_simulator_appears_within_one_refresh(browser: Any, tmp_pat
         if "server" in started:
             started["server"].stop()
     assert not errors, errors
+
+
+def test_keyboard_only_and_phone_width(browser: Any, live: LiveConsole) -> None:
+    """Acknowledging with the keyboard alone (Tab to the button, Enter), and every page readable
+    at a phone's width without sideways scrolling of the page itself."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    incident_id = _create(live, "keyboard " + "long-title-" * 12, "critical", component="api")
+    _sign_in(browser, live, "kim")
+    browser.get(live.url + f"/incidents/{incident_id}")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    for _ in range(200):
+        active = browser.switch_to.active_element
+        if active.tag_name == "button" and active.text == "Acknowledge":
+            break
+        active.send_keys(Keys.TAB)
+    else:
+        raise AssertionError("the Acknowledge button is not reachable with Tab")
+    old = browser.find_element(By.TAG_NAME, "html")
+    active.send_keys(Keys.ENTER)
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
+    assert _wait(lambda: live.incidents.store.get(incident_id).acknowledged_by == "kim", what="the keyboard acknowledgement")
+    browser.set_window_size(390, 844)
+    try:
+        for path in ("/", "/incidents", "/timeline", "/metrics", "/components", f"/incidents/{incident_id}"):
+            browser.get(live.url + path)
+            overflow = browser.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, (path, overflow)
+    finally:
+        browser.set_window_size(1280, 900)
+    assert console_errors(browser) == []
