@@ -153,8 +153,9 @@ def components(src: ConsoleSources) -> list[Component]:
             out.append(Component("engine", "down" if stall.stalled else "ok",
                                  f"{stall.state.value}; {stall.running_requests} running, {stall.in_flight_requests} in flight"))
         h = snap.health
-        out.append(Component("evaluator", "degraded" if h.evaluation_failing or not h.evaluator_running else "ok",
-                             f"{h.evaluations} evaluations, last took {h.last_duration_s * 1000:.1f} ms"
+        state = "degraded" if h.evaluation_failing else "ok" if h.evaluations else "unknown"
+        driver = "" if h.evaluator_running else "; no background thread (the caller drives evaluations, as the simulator does)"
+        out.append(Component("evaluator", state, f"{h.evaluations} evaluations, last took {h.last_duration_s * 1000:.1f} ms{driver}"
                              + (f"; last error: {h.last_error}" if h.last_error else "")))
     rec = src.recovery
     if rec is None:
