@@ -209,9 +209,11 @@ def run_simulation(
             signals.append(sig)
 
     manager.subscribe(on_event, name="simulate")  # every violation (stalls too), warning, regression
-    from aphrodite_sla.incidents import simulation as sim_incidents
+    incidents = None
+    if incidents_db:
+        from aphrodite_sla.incidents import simulation as sim_incidents
 
-    incidents = sim_incidents.attach(runtime.context, incidents_db) if incidents_db else None
+        incidents = sim_incidents.attach(runtime.context, incidents_db)
     logger = (step_logger or _stat_logger)(runtime)
 
     exporter_port = None
@@ -310,7 +312,9 @@ def run_simulation(
     if print_summary:
         _print_summary(result, out)
     if incidents is not None:
-        sim_incidents.finish(incidents, out)
+        from aphrodite_sla.incidents.simulation import finish
+
+        finish(incidents, out)
     return result
 
 
