@@ -5,12 +5,18 @@ text and refuses ``javascript:``/``data:`` links by default; with ``html`` off, 
 title or note is shown as text."""
 from __future__ import annotations
 
-from markdown_it import MarkdownIt
+from functools import lru_cache
+from typing import Any
 
 from aphrodite_sla.console.html import Safe
 
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
+
+@lru_cache(maxsize=1)
+def _renderer() -> Any:
+    from markdown_it import MarkdownIt  # imported when a post-mortem is first shown, not with the engine
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
 
 
 def render_markdown(text: str) -> Safe:
-    return Safe(_MD.render(text or ""))
+    return Safe(_renderer().render(text or ""))
