@@ -19,6 +19,7 @@ demo: $(STAMP)
 	rm -rf $(dir $(DEMO_INCIDENTS))postmortems $(DEMO_INCIDENTS)*
 	$(PY) -m aphrodite_sla.cli simulate --scenario mixed --compare --incidents-db $(DEMO_INCIDENTS)
 	$(PY) -m aphrodite_sla.cli incidents list --store $(DEMO_INCIDENTS) --limit 100
+	@echo "incident console on these incidents: $(PY) -m aphrodite_sla.cli incidents dashboard --store $(DEMO_INCIDENTS) --port 8080"
 
 test: $(STAMP) lint
 	$(PY) -m pytest

@@ -335,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_rule_commands(rules_sub)  # incident detection rules: list, show, enable, disable, update, create, test
     register_incident_commands(sub)
+    from aphrodite_sla.console.cli import register_dashboard_command
+
+    register_dashboard_command(sub)  # incidents dashboard: the web console
     th = sub.add_parser("thresholds", help="list the active SLAs (from the configuration), or a built-in set")
     th.add_argument("--set", choices=("serving", "seed"), default=None, help="list a built-in set instead")
     th.set_defaults(func=_cmd_thresholds)

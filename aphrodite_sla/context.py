@@ -100,6 +100,9 @@ class MonitorContext:
             self.incidents = IncidentSystem.for_context(self, clock=clock, config=config, notifier_env=notifier_env)
             self.endpoints.incidents = self.incidents
             self.recorder.outcome_listener = self.incidents.record_engine_event  # the detection rules' engine feed
+            from aphrodite_sla.console.mount import attach_console
+
+            attach_console(self)  # the web console (/console), its SLI series from now on
         return self.incidents
 
     def set_model_name(self, name: str) -> None:

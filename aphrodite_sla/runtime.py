@@ -103,14 +103,18 @@ class SLARuntime:
             self._attach_incidents()
             try:
                 if self.config.exporter_port:  # first: the part most likely to fail (a busy port)
+                    from aphrodite_sla.console.mount import console_of
                     from aphrodite_sla.export.server import start_exporter
                     from aphrodite_sla.incidents.api import combined_handler
+
+                    console = console_of(ctx)  # the incident console, when incidents run
 
                     self.exporter, port, registry = start_exporter(
                         ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
                         config_error=self.info.config_error, endpoints=ctx.endpoints if ctx.recovery is not None else None,
                         api=combined_handler(ctx.incidents.api if ctx.incidents is not None else None,
                                              ctx.recovery.api.handle if ctx.recovery is not None else None),
+                        console=console.handle if console is not None else None,
                     )
                     if ctx.recovery is not None:
                         from aphrodite_sla.export.recovery_collector import RecoveryCollector
@@ -124,6 +128,8 @@ class SLARuntime:
 
                         registry.register(RCACollector(ctx.rca.metrics_view, model_name=ctx.model_name))
                     logger.info("aphrodite-sla: exporter on http://%s:%d/metrics", self.config.exporter_host, port)
+                    if console is not None:
+                        logger.info("aphrodite-sla: incident console on http://%s:%d/console/", self.config.exporter_host, port)
                 self._register_collector()
                 ctx.manager.start_monitoring()
                 ctx.stall.start()

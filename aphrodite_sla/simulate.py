@@ -253,8 +253,11 @@ def run_simulation(
             registry.register(RCACollector(runtime.context.rca.metrics_view, model_name=model_name))
         runtime.context.set_model_name(model_name)
         server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry, endpoints=runtime.context.endpoints,
-                                                  api=combined_handler(incidents.api if incidents else None, system.api.handle))
+                                                  api=combined_handler(incidents.api if incidents else None, system.api.handle),
+                                                  console=_console_handler(runtime))
         out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
+        if _console_handler(runtime) is not None:
+            out(f"incident console: http://127.0.0.1:{exporter_port}/console/")
 
     interval = config.evaluation_interval_s
     next_eval = start + interval
@@ -335,6 +338,13 @@ def run_simulation(
 
         finish(incidents, out)
     return result
+
+
+def _console_handler(runtime: SLARuntime) -> Any:
+    from aphrodite_sla.console.mount import console_of
+
+    console = console_of(runtime.context)
+    return console.handle if console is not None else None
 
 
 def _record_arrivals(manager: Any, sim: EngineSimulator, now: float, elapsed_s: float) -> None:

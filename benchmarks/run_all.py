@@ -28,6 +28,7 @@ SCRIPTS = [
     "bench_page_rules.py",
     "bench_false_pages.py",
     "bench_incidents.py",
+    "bench_console.py",
 ]
 
 

@@ -34,7 +34,7 @@ ENGINE_IMPORT_DEPS=(packaging prometheus_client pydantic regex numpy cbor2 psuti
   transformers aiohttp requests openai-harmony openai pillow pybase64 cachetools msgspec
   cloudpickle uvloop py-cpuinfo fastapi partial_json_parser llguidance)
 # Ours: runtime dependencies of aphrodite-sla (pyproject [project].dependencies) and test tools.
-OUR_DEPS=(numpy scipy numba prometheus-client psutil nvidia-ml-py sqlalchemy pytest pytest-asyncio hypothesis)
+OUR_DEPS=(numpy scipy numba prometheus-client psutil nvidia-ml-py sqlalchemy markdown-it-py pytest pytest-asyncio hypothesis)
 
 SPEC="vllm==$VLLM_VERSION aphrodite-engine==$APHRODITE_VERSION torch==$TORCH_VERSION(cpu) xgrammar==$XGRAMMAR_VERSION ${ENGINE_IMPORT_DEPS[*]} ${OUR_DEPS[*]}"
 ENGINE_STAMP="$DIR/.engines-installed"

@@ -111,6 +111,10 @@ API_TIMEOUT_S = 10.0  # an API call the engine's process does not answer in this
 MAX_API_BODY = 64 * 1024
 
 
+CLIENT_HEADER = "x-aphrodite-sla-client"  # as aphrodite_sla.console.app reads it
+_BASE_HEADERS = ("content-type", "content-length", "cache-control")  # written by the server process itself
+
+
 def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefixes: tuple[str, ...] = ()) -> None:
     """The server process: bind, report the port (or the error), then serve the latest responses
     the engine's process sends until it closes the pipe (or dies). Requests under ``api_prefixes``
@@ -124,7 +128,7 @@ def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefixes: 
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
 
-    def api_call(environ: dict[str, Any]) -> tuple[int, str, bytes]:
+    def api_call(environ: dict[str, Any]) -> tuple[Any, ...]:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -133,6 +137,7 @@ def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefixes: 
             return 413, "application/json", json.dumps({"error": f"body must be at most {MAX_API_BODY} bytes"}).encode()
         body = environ["wsgi.input"].read(length) if length else b""
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        headers[CLIENT_HEADER] = str(environ.get("REMOTE_ADDR", ""))  # the peer (the console's sign-in limit), never the client's word
         request = (environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", ""), headers, body)
         with api_lock:  # one call in flight on the pipe: low traffic, and replies cannot cross
             try:
@@ -146,8 +151,10 @@ def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefixes: 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
         found = responses.get(path)
+        extra: list[tuple[str, str]] = []
         if api_conn is not None and any(path == p or path.startswith(p + "/") for p in api_prefixes):
-            status, ctype, body = api_call(environ)
+            status, ctype, body, *more = api_call(environ)
+            extra = list(more[0]) if more else []  # the console's cookies, redirects and security headers
         elif found is None:
             status, ctype, body = 404, "application/json", json.dumps({"error": "not found", "paths": sorted(responses)}).encode()
         elif method not in ("GET", "HEAD"):
@@ -155,7 +162,7 @@ def _serve(conn: Any, host: str, port: int, api_conn: Any = None, api_prefixes: 
         else:
             status, ctype, body = found
         start_response(f"{status} {HTTPStatus(status).phrase}",
-                       [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+                       [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"), *extra])
         return [b"" if method == "HEAD" else body]
 
     server.set_app(app)
@@ -232,7 +239,8 @@ class ProcessExporter:
                 return
             try:
                 response = api(ApiRequest(method, path, dict(parse_qsl(query)), headers, body))
-                reply = (response.status, response.content_type, response.body)
+                extra = [(k, v) for k, v in response.headers if k.lower() not in _BASE_HEADERS]
+                reply: tuple[Any, ...] = (response.status, response.content_type, response.body, extra)
             except Exception as err:  # pragma: no cover - the router answers its own errors
                 reply = (500, "application/json", json.dumps({"error": f"internal error: {type(err).__name__}"}).encode())
             try:
@@ -279,13 +287,14 @@ class ProcessExporter:
 def start_exporter(
     manager: SLAManager, port: int, host: str = "127.0.0.1", *, model_name: str = "",
     registry: CollectorRegistry | None = None, config_error: str | None = None, api: ApiHandler | None = None,
-    endpoints: SLAEndpoints | None = None,
+    endpoints: SLAEndpoints | None = None, console: ApiHandler | None = None,
 ) -> tuple[ProcessExporter, int, CollectorRegistry]:
     """Serve ``manager``'s snapshots on ``host:port`` (port 0 picks a free one) from a server
     process (see the module docstring). Returns (exporter, port, registry); ``shutdown()`` then
     ``server_close()`` stop it. A busy port raises ``OSError``. ``api``: the recovery REST API's
     handler, served under ``/api/auto-recovery``; ``endpoints``: JSON endpoints of the caller's
-    (e.g. with recovery's sections), else built here."""
+    (e.g. with recovery's sections), else built here; ``console``: the incident console's handler,
+    served under ``/console``."""
     if not _is_loopback(host):
         logger.warning(
             "aphrodite-sla: exporter bound to %s: reachable beyond this machine (its endpoints are read-only, "
@@ -304,18 +313,22 @@ def start_exporter(
     prefixes: tuple[str, ...] = ()
     if api is not None:
         prefixes += ("/api/auto-recovery", "/api/incidents")
+    if console is not None:
+        prefixes += ("/console",)
     if endpoints.history is not None:  # a day of points: rendered when asked, not pushed every half second
         prefixes += (HISTORY_PATH,)
-    forward = _forwarder(endpoints, api) if prefixes else None
+    forward = _forwarder(endpoints, api, console) if prefixes else None
     exporter = ProcessExporter(endpoints, host, port, manager.self_metrics, api=forward, api_prefixes=prefixes)
     return exporter, exporter.server_port, registry
 
 
-def _forwarder(endpoints: SLAEndpoints, api: ApiHandler | None) -> ApiHandler:
+def _forwarder(endpoints: SLAEndpoints, api: ApiHandler | None, console: ApiHandler | None = None) -> ApiHandler:
     """What answers the calls the server process forwards: the history from the endpoints, the
     rest from the recovery API."""
 
     def forward(request: ApiRequest) -> Response:
+        if console is not None and (request.path == "/console" or request.path.startswith("/console/")):
+            return console(request)
         if request.path == HISTORY_PATH:
             response = endpoints.handle(request.method, request.path)
             if response is not None:

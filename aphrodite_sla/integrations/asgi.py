@@ -89,6 +89,7 @@ DEFAULT_SAMPLE_RATE_HZ = 50.0  # ring size = window × rate: 15 000 requests per
 ENGINE_CAPTURE_ATTEMPTS = 64
 
 
+CONSOLE_PREFIX = "/console"  # the incident console (aphrodite_sla.console), when incidents run
 API_PREFIX = "/api/auto-recovery"  # the recovery REST API (aphrodite_sla.recovery.api), answered here
 MAX_API_BODY = 64 * 1024
 
@@ -211,6 +212,15 @@ class SLAMiddleware:
         if incidents is not None and path.startswith("/api/") and incidents.api.owns(path):
             await _serve_api(incidents.api, scope, path, receive, send, in_thread=True)  # the store blocks: off the loop
             return
+        if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+            from aphrodite_sla.console.mount import console_of
+
+            console = console_of(self._context)
+            if console is not None:  # the incident console (its pages render on a worker thread)
+                from aphrodite_sla.console.asgi import serve_console
+
+                await serve_console(console, scope, path, receive, send)
+                return
         api = self.recovery_api
         if api is not None and path.startswith(API_PREFIX) and api.owns(path):
             await _serve_api(api, scope, path, receive, send)
