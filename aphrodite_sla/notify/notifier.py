@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -71,6 +72,17 @@ class Notifier:
         if self.events is not None and self._subscription is None:
             self._subscription = self.events.subscribe(self.on_event, IncidentChanged, name="notifier")
         self.dispatcher.start()
+
+    def deliveries(self, incident_id: str) -> list[dict[str, Any]]:
+        """What was sent about ``incident_id``, to which receiver, and its delivery state (the
+        console's notifications section reads this)."""
+        out = []
+        for n in self.outbox.of_incident(incident_id):
+            receiver = self.receivers.get(n.receiver)
+            out.append({"channel": receiver.config.kind if receiver is not None else n.receiver, "receiver": n.receiver,
+                         "state": f"{n.facts.change}: {n.status.value}", "at": n.delivered_at or n.created_at,
+                         "attempts": n.attempts, "detail": n.last_error})
+        return out
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.events is not None and self._subscription is not None:

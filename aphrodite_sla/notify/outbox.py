@@ -241,6 +241,12 @@ class Outbox:
         with self.engine.connect() as conn:
             return [_notification(r) for r in reversed(conn.execute(query).mappings().all())]
 
+    def of_incident(self, incident_id: str, limit: int = 500) -> list[Notification]:
+        """The rows of one incident, oldest first (the console's notifications section)."""
+        query = sa.select(outbox).where(outbox.c.incident_id == incident_id).order_by(outbox.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [_notification(r) for r in conn.execute(query).mappings().all()]
+
     def attempts_of(self, notification_id: int) -> list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(attempts).where(attempts.c.notification_id == notification_id).order_by(attempts.c.id))
