@@ -524,8 +524,10 @@ def test_traffic_surge_fault_on_a_trace_in_the_engine():
 
 def _trace_with(kind: FaultKind, magnitude: float | None = None):
     tr = poisson_trace(2400, 20.0, seed=9, prompt=(600.0, 0.7), output=(120.0, 0.6))
-    if kind is FaultKind.KV_EXHAUSTION:
+    if kind in (FaultKind.KV_EXHAUSTION, FaultKind.GPU_MEMORY_NEIGHBOUR):
         magnitude = 6.0  # this load needs ~a third of the 4096 blocks
+    elif kind is FaultKind.BAD_CONFIGURATION:
+        magnitude = 32.0  # ~60 sequences run at once here: max_num_seqs / 32 makes a queue
     faults = [Fault(kind, 40.0, math.inf if kind is FaultKind.BAD_DEPLOYMENT else 40.0, magnitude)]
     return trace_scenario(tr, faults, duration_s=100.0, engine=EngineConfig(num_gpu_blocks=4096))
 
@@ -561,6 +563,19 @@ def test_every_fault_kind_on_a_trace(kind, trace_baseline):
         assert count(arrivals) > 1.8 * count(base_arr)
     elif kind is FaultKind.PROMPT_LENGTH_SHIFT:
         assert np.median([f.num_prompt_tokens for f in during]) > 1.7 * np.median([f.num_prompt_tokens for f in base])
+    elif kind is FaultKind.OUTPUT_LENGTH_SHIFT:  # started during the fault: longer targets
+        started = lambda rows: [f.num_generation_tokens for t, f in rows if 45.0 <= t - f.e2e_latency < 80.0]
+        assert np.mean(started(fins)) > 1.3 * np.mean(started(base_fins))
+    elif kind is FaultKind.CLIENT_ERROR_BURST:  # the clients abandon requests; the engine does not fail them
+        assert sum(f.finish_reason is FinishReason.ABORT for f in during) > 0.05 * len(during)
+        assert not any(f.finish_reason is FinishReason.ERROR for f in during)
+    elif kind is FaultKind.PREFIX_CACHE_THRASH:  # shared prefixes stop hitting the cache
+        cached = lambda fs: sum(f.num_cached_tokens for f in fs) / max(1, sum(f.num_prompt_tokens for f in fs))
+        assert cached(during) < 0.5 * cached(base)
+    elif kind is FaultKind.CPU_NOISY_NEIGHBOUR:
+        assert e2e(during) > 1.2 * e2e(base), (kind, e2e(during), e2e(base))
+    elif kind in (FaultKind.GPU_MEMORY_NEIGHBOUR, FaultKind.BAD_CONFIGURATION):  # less KV / fewer sequences: a queue
+        assert e2e(during) > 1.3 * e2e(base), (kind, e2e(during), e2e(base))
     elif kind is FaultKind.STALL:
         assert not [t for t, _ in fins if 40.1 < t < 80.0] and len(base) > 500, "nothing finishes while stalled"
         assert sim.stall_ticks == pytest.approx(40.0 / sim.config.stall_tick_s, abs=2)
