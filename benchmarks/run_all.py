@@ -29,6 +29,7 @@ SCRIPTS = [
     "bench_false_pages.py",
     "bench_incidents.py",
     "bench_console.py",
+    "bench_rca.py",
 ]
 
 

@@ -278,7 +278,13 @@ def test_incident_page_shows_rca_and_notifications_when_present(live: LiveConsol
 
     incident_id = _create(live, "slow tokens", "high")
     page = _get(live.app, f"/incidents/{incident_id}").body.decode()
-    assert "No root-cause analysis for this incident yet" in page and "No notifier in this process" in page
+    assert "No root-cause analysis for this incident yet" in page
+    live.context.events.drain()  # the change reached the notifier's outbox ...
+    assert live.incidents.notifier.wait_delivered(10)  # ... and its (default: log) receiver
+    page = _get(live.app, f"/incidents/{incident_id}").body.decode()
+    assert "opened: delivered" in page and "No notifier in this process" not in page
+    live.app.sources.notifications = None
+    assert "No notifier in this process" in _get(live.app, f"/incidents/{incident_id}").body.decode()
     live.incidents.manager.change(incident_id, by="rca", action="root_cause", message="root cause: <kv> pressure",
                                   root_cause="KV-cache <pressure>", root_cause_detail={
                                       "cause": "KV-cache <pressure>", "category": "capacity", "confidence": 0.82,

@@ -398,9 +398,9 @@ def test_toward_bound_reads_the_signed_explanation():
     assert toward_bound(down, upper=False) and not toward_bound(up, upper=False)
     assert toward_bound(AnomalyExplanation(kind="variance_change", z=-3.0), upper=True)  # unsigned kinds warn either way
     assert toward_bound(None, upper=True)  # a detector without an explanation warns as before
-    # with the bound: only a change that closes half the headroom the expectation had warns
-    small = AnomalyExplanation(kind="level_shift", z=5.0, value=45.0, expected=40.0)
+    # with the bound: only a change that closes a quarter of the headroom the expectation had warns
+    small = AnomalyExplanation(kind="level_shift", z=5.0, value=42.0, expected=40.0)
     large = AnomalyExplanation(kind="level_shift", z=5.0, value=65.0, expected=40.0)
     assert not toward_bound(small, upper=True, bound=80.0) and toward_bound(large, upper=True, bound=80.0)
     drop = AnomalyExplanation(kind="level_shift", z=-5.0, value=60.0, expected=100.0)
-    assert toward_bound(drop, upper=False, bound=70.0) and not toward_bound(drop, upper=False, bound=10.0)
+    assert toward_bound(drop, upper=False, bound=70.0) and not toward_bound(drop, upper=False, bound=-100.0)

@@ -88,18 +88,23 @@ def start_prometheus(work: Path, config: str, diagnostics: Callable[[], str] = l
     prometheus = require_tool("prometheus")
     (work / "prometheus.yml").write_text(config)
     port = free_port()
-    log = work / "prometheus.log"
+    return _start_until_ready("prometheus", [
+        prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"], work, port, diagnostics)
+
+
+def _start_until_ready(name: str, argv: list[str], work: Path, port: int,
+                       diagnostics: Callable[[], str] = lambda: "") -> tuple[subprocess.Popen, str, Path]:
+    """Start ``argv`` (logging to ``work/<name>.log``) and wait up to 30 s for ``/-/ready`` on
+    ``port``; a process that exits or never answers fails the test with the log's tail."""
+    log = work / f"{name}.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h", "--log.level=info"],
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-        )
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"prometheus exited with {proc.returncode}:\n{diagnostics()}\n{log.read_text()[-3000:]}")
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{diagnostics()}\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
                 if resp.status == 200:
@@ -108,7 +113,7 @@ def start_prometheus(work: Path, config: str, diagnostics: Callable[[], str] = l
             pass
         if time.monotonic() > deadline:
             stop_process(proc)
-            pytest.fail(f"prometheus not ready within 30 s:\n{diagnostics()}\n{log.read_text()[-3000:]}")
+            pytest.fail(f"{name} not ready within 30 s:\n{diagnostics()}\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
 
 
@@ -125,28 +130,9 @@ def start_alertmanager(work: Path) -> tuple[subprocess.Popen, str, Path]:
     (work / "alertmanager.yml").write_text(
         "route:\n  receiver: 'null'\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n")
     port = free_port()
-    log = work / "alertmanager.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'am-data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=info"],
-            stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"alertmanager exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url, log
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            stop_process(proc)
-            pytest.fail(f"alertmanager not ready within 30 s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    return _start_until_ready("alertmanager", [
+        binary, f"--config.file={work / 'alertmanager.yml'}", f"--storage.path={work / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=info"], work, port)
 
 
 def incident_change(incident_id: str = "INC-1", change: str = "opened", *, severity: str = "critical", level: int = 0,

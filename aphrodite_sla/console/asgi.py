@@ -6,27 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aphrodite_sla.console.app import CLIENT_HEADER, MAX_FORM_BYTES, ConsoleApp
-from aphrodite_sla.recovery.api_routing import ApiRequest
+from aphrodite_sla.integrations.asgi import read_api_request
 
 
 async def serve_console(app: ConsoleApp, scope: MutableMapping[str, Any], path: str, receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        if message.get("type") != "http.request":
-            return  # the client went away
-        body += message.get("body", b"")
-        if len(body) > MAX_FORM_BYTES or not message.get("more_body", False):
-            break
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    request = await read_api_request(scope, path, receive, MAX_FORM_BYTES)
+    if request is None:
+        return
     client = scope.get("client")
-    headers[CLIENT_HEADER] = str(client[0]) if client else "unknown"
-    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-    request = ApiRequest(scope.get("method", "GET"), path, query, headers, body[: MAX_FORM_BYTES + 1])
+    request = replace(request, headers={**request.headers, CLIENT_HEADER: str(client[0]) if client else "unknown"})
     response = await asyncio.to_thread(app.handle, request)
     await send({"type": "http.response.start", "status": response.status,
                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]})

@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.context import MonitorContext
     from aphrodite_sla.export.endpoints import SLAEndpoints
     from aphrodite_sla.recovery.api import RecoveryApi
+    from aphrodite_sla.recovery.api_routing import ApiRequest
 
 logger = logging.getLogger(__name__)
 
@@ -460,10 +461,10 @@ async def _answer(rejection: Rejection, send: Send) -> None:
     await send(dict(rejection.body))
 
 
-async def _serve_api(api: Any, scope: Scope, path: str, receive: Receive, send: Send, *, in_thread: bool = False) -> None:
-    """Answer a recovery API call: read the (bounded) body, route it; the handlers only read copies
-    or flip thread-safe switches, and hand slow work to the recovery loop, so this never waits on
-    recovery."""
+async def read_api_request(scope: Scope, path: str, receive: Receive, max_body: int) -> ApiRequest | None:
+    """The request as our framework-neutral ``ApiRequest``: the body read up to ``max_body`` bytes
+    (past that the read stops: the handler sees an over-long body and refuses it), headers
+    lower-cased, the query string parsed; None when the client went away."""
     from urllib.parse import parse_qsl
 
     from aphrodite_sla.recovery.api_routing import ApiRequest
@@ -472,13 +473,22 @@ async def _serve_api(api: Any, scope: Scope, path: str, receive: Receive, send: 
     while True:
         message = await receive()
         if message.get("type") != "http.request":
-            return  # the client went away
+            return None  # the client went away
         body += message.get("body", b"")
-        if len(body) > MAX_API_BODY or not message.get("more_body", False):
+        if len(body) > max_body or not message.get("more_body", False):
             break
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-    request = ApiRequest(scope.get("method", "GET"), path, query, headers, body)
+    return ApiRequest(scope.get("method", "GET"), path, query, headers, body[: max_body + 1])
+
+
+async def _serve_api(api: Any, scope: Scope, path: str, receive: Receive, send: Send, *, in_thread: bool = False) -> None:
+    """Answer a recovery API call: read the (bounded) body, route it; the handlers only read copies
+    or flip thread-safe switches, and hand slow work to the recovery loop, so this never waits on
+    recovery."""
+    request = await read_api_request(scope, path, receive, MAX_API_BODY)
+    if request is None:
+        return
     response = await asyncio.to_thread(api.handle, request) if in_thread else api.handle(request)
     start = {"type": "http.response.start", "status": response.status,
              "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers]}

@@ -66,6 +66,7 @@ class Notifier:
         self.receivers = dict(receivers)
         self.dispatcher = dispatcher
         self._subscription: Subscription | None = None
+        self._unknown_logged: set[str] = set()  # receiver names already warned about
 
     def start(self) -> None:
         """Subscribe to incident changes and start delivering (rows left by an earlier process too)."""
@@ -118,8 +119,13 @@ class Notifier:
         so a level naming teams nobody configured still reaches someone."""
         names = [n for n in explicit if n in self.receivers]
         for name in explicit:
-            if name not in self.receivers:
-                self._drop("unknown_receiver", f"incident {facts.incident_id}: receiver {name!r} is not configured")
+            if name not in self.receivers:  # counted every time, logged once per name (escalation repeats it)
+                self.dispatcher.dropped["unknown_receiver"] += 1
+                if name not in self._unknown_logged:
+                    self._unknown_logged.add(name)
+                    logger.warning("aphrodite-sla: escalation receiver %r is not configured (incident %s): its changes go by "
+                                   "severity routing; configure it under incident_response.notifications.receivers", name,
+                                   facts.incident_id)
         if not names:
             names = list(self.config.route(facts.severity))
         return [n for n in names if n in self.receivers and self.receivers[n].wants(facts.change)]
