@@ -576,3 +576,21 @@ def test_insufficient_evidence_is_a_note_never_a_root_cause(tmp_path):
     got = system.store.get(inc.incident_id)
     assert got.root_cause == "kv_cache_exhaustion"  # the weaker later analysis stays on the timeline only
     assert sum(1 for t in got.timeline if "insufficient_evidence" in t.message or "traffic_surge" in t.message) == 2
+
+
+def test_remediation_settings_change_what_recovery_does():
+    from aphrodite_sla.recovery.model import RecoveryAction
+
+    def engine(**incident_response):
+        cfg = SLAConfig(thresholds=(lat_sla(),), recovery="act", incident_response=incident_response)
+        return MonitorContext.build(cfg, clock=ManualClock(T0), with_rca=False).recovery.engine
+
+    default = engine()
+    assert not default.advisory and default.require_approval is None and default.approvals.timeout_s == 300.0
+    assert engine(auto_remediation=False).advisory  # the seed's switch: recovery only advises
+    custom = engine(remediation={"require_approval_for": ["scale_up"], "safe_actions_only": False, "approval_timeout_seconds": 60})
+    assert custom.require_approval == frozenset({RecoveryAction.RESOURCE_SCALING}) and custom.approvals.timeout_s == 60.0
+    safe = engine(remediation={"require_approval_for": ["clear_cache"]})  # plus every risky action (safe_actions_only)
+    assert {RecoveryAction.CACHE_INVALIDATION, RecoveryAction.SERVICE_RESTART, RecoveryAction.DEPLOYMENT_ROLLBACK} <= safe.require_approval
+    with pytest.raises(ConfigError, match=r"remediation.require_approval_for\[0\]: unknown recovery action 'reboot_gpu'"):
+        SLAConfig(incident_response={"remediation": {"require_approval_for": ["reboot_gpu"]}})

@@ -183,6 +183,13 @@ def parse_incident_config(raw: Mapping[str, Any] | None) -> IncidentConfig:
             rem["safe_actions_only"] = _bool(f"{where}.safe_actions_only", r["safe_actions_only"])
         if "require_approval_for" in r:
             rem["require_approval_for"] = _strings(f"{where}.require_approval_for", r["require_approval_for"])
+            from aphrodite_sla.recovery.model import parse_action
+
+            for k, name in enumerate(rem["require_approval_for"]):
+                try:
+                    parse_action(name)
+                except ValueError as err:
+                    raise IncidentConfigError(f"{where}.require_approval_for[{k}]: {err}") from None
         if "approval_timeout_seconds" in r:
             rem["approval_timeout_seconds"] = _number(f"{where}.approval_timeout_seconds", r["approval_timeout_seconds"], 1, 86400)
         out["remediation"] = RemediationConfig(**rem)

@@ -32,6 +32,27 @@ class RecoveryAction(str, Enum):
         return self.value
 
 
+# The seeds' remediation names (incident_response.remediation.require_approval_for) for our actions.
+ACTION_ALIASES: dict[str, RecoveryAction] = {
+    "restart_service": RecoveryAction.SERVICE_RESTART, "restart": RecoveryAction.SERVICE_RESTART,
+    "rollback": RecoveryAction.DEPLOYMENT_ROLLBACK, "rollback_deployment": RecoveryAction.DEPLOYMENT_ROLLBACK,
+    "scale_up": RecoveryAction.RESOURCE_SCALING, "scale": RecoveryAction.RESOURCE_SCALING,
+    "clear_cache": RecoveryAction.CACHE_INVALIDATION, "restart_workflow": RecoveryAction.SERVICE_RESTART,
+}
+
+
+def parse_action(name: str) -> RecoveryAction:
+    """A recovery action by its value or a seed alias; ValueError naming the known ones."""
+    key = str(name).strip().lower()
+    if key in ACTION_ALIASES:
+        return ACTION_ALIASES[key]
+    try:
+        return RecoveryAction(key)
+    except ValueError:
+        known = sorted({a.value for a in RecoveryAction} | set(ACTION_ALIASES))
+        raise ValueError(f"unknown recovery action {name!r}; known: {', '.join(known)}") from None
+
+
 class ActionOutcome(str, Enum):
     """How one action ended."""
 

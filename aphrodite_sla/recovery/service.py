@@ -13,7 +13,7 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,7 @@ from aphrodite_sla.recovery.degradation import DegradationController, Degradatio
 from aphrodite_sla.recovery.deployment import Deployment, DeploymentMonitor
 from aphrodite_sla.recovery.hooks import HookContext, hooks_from_config
 from aphrodite_sla.recovery.metrics_view import BreakerView, RecoveryMetricsView, RecoveryView
-from aphrodite_sla.recovery.model import RecoveryAction
+from aphrodite_sla.recovery.model import ActionHandler, RecoveryAction, parse_action
 from aphrodite_sla.recovery.monitoring_mode import MonitoringMode
 from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor
@@ -50,6 +50,7 @@ from aphrodite_sla.recovery.target import RecoveryTarget, ScalingState
 from aphrodite_sla.sla.threshold import ViolationSeverity
 
 if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.config import SLAConfig
     from aphrodite_sla.context import MonitorContext
     from aphrodite_sla.recovery.engine import RecoveryEngine
 
@@ -103,12 +104,15 @@ class RecoverySystem:
             server, breakers=self.breakers, degradation=self.degradation, scaling=self.scaling, hooks=self.hooks,
             fleet_replicas=cfg.fleet_replicas, health_reset=self._reset_health, clock=self.clock,
         )
+        handlers = default_handlers()
+        remediation = remediation_settings(cfg, handlers)
         self.engine = RecoveryEngine(
-            default_handlers(), self.target, verifier=WindowVerifier(context.manager, min_samples=VERIFY_MIN_SAMPLES), events=events,
+            handlers, self.target, verifier=WindowVerifier(context.manager, min_samples=VERIFY_MIN_SAMPLES), events=events,
             clock=self.clock,
             max_concurrent=cfg.recovery_max_concurrent, global_cooldown_s=cfg.recovery_cooldown_s,
-            advisory=cfg.recovery == "advisory", approval_timeout_s=cfg.recovery_approval_timeout_s,
-            enabled=cfg.recovery != "off",
+            advisory=cfg.recovery == "advisory" or not remediation.automatic,
+            approval_timeout_s=remediation.approval_timeout_s or cfg.recovery_approval_timeout_s,
+            require_approval=remediation.require_approval, enabled=cfg.recovery != "off",
         )
         self.monitor = ProductionMonitor(context.manager, clock=self.clock, events=events, recovery_stats=self._recovery_stats)
         healing_on = cfg.self_healing if self_healing is None else self_healing
@@ -411,3 +415,33 @@ def create_production_recovery_engine(context: MonitorContext | None = None) -> 
         raise RuntimeError("this monitor was built without recovery (MonitorContext.build(with_recovery=False))")
     context.recovery.engine.start()
     return context.recovery.engine
+
+
+@dataclass(frozen=True)
+class RemediationSettings:
+    """What the seed's ``incident_response`` remediation settings ask of recovery (``None``: keep
+    recovery's own setting)."""
+
+    automatic: bool = True
+    approval_timeout_s: float | None = None
+    require_approval: frozenset[RecoveryAction] | None = None
+
+
+def remediation_settings(cfg: SLAConfig, handlers: Mapping[RecoveryAction, ActionHandler]) -> RemediationSettings:
+    """``incident_response.auto_remediation`` (false: recovery only advises) and ``remediation``:
+    ``require_approval_for`` (seed names or action values) plus, with ``safe_actions_only`` (the
+    default), every action whose handler is risky; ``approval_timeout_seconds``. Why here: one
+    configuration file, so the incident settings a user writes change what recovery does."""
+    raw = cfg.incident_response or {}
+    if "remediation" not in raw and "auto_remediation" not in raw:
+        return RemediationSettings()
+    from aphrodite_sla.incidents.config import parse_incident_config
+
+    parsed = parse_incident_config(raw)  # validated with the config already
+    rem = parsed.remediation
+    if "remediation" not in raw:
+        return RemediationSettings(automatic=parsed.auto_remediation)
+    required = {parse_action(n) for n in rem.require_approval_for}
+    if rem.safe_actions_only:
+        required |= {a for a, h in handlers.items() if getattr(h, "requires_approval", False)}
+    return RemediationSettings(parsed.auto_remediation, rem.approval_timeout_seconds, frozenset(required))
