@@ -522,6 +522,16 @@ def incident_panels() -> list[Item]:
                    targets((f"max by (severity) (incidents_open{{{SEL}}})", "{{severity}}")), "none", min_=0, decimals=0),
         timeseries("Incidents by status", "Incidents in the store by lifecycle status (incidents), detected to closed.",
                    targets((f"max by (status) (incidents{{{SEL}}})", "{{status}}")), "none", min_=0, decimals=0),
+        row("Notifications"),
+        bargauge("Notifications by receiver", "Notifications delivered and given up over the dashboard's time range, by receiver "
+                 "(increase of notifications_sent_total / notifications_failed_total, from the durable outbox).",
+                 targets((f"sum by (receiver) (increase(notifications_sent_total{{{SEL}}}[$__range]))", "{{receiver}} sent"),
+                         (f"sum by (receiver) (increase(notifications_failed_total{{{SEL}}}[$__range]))", "{{receiver}} failed"),
+                         instant=True),
+                 "short", w=12, min_=0, decimals=0),
+        timeseries("Notifications pending", "Outbox rows waiting for delivery or a retry, by receiver (notifications_pending): a "
+                   "receiver that is down shows here while the outbox keeps its notifications.",
+                   targets((f"max by (receiver) (notifications_pending{{{SEL}}})", "{{receiver}}")), "none", w=12, min_=0, decimals=0),
     ]
 
 

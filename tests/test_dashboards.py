@@ -215,6 +215,8 @@ def test_incident_response_panels():
         "degradation_level{", "monitoring_mode{", "recovery_approvals_pending{", "increase(recovery_escalations_total{",
         "recovery_desired_replicas{", "max by (severity) (incidents_open{", "incident_mttd_seconds{", "incident_mtta_seconds{",
         "incident_mttr_seconds{", "sum by (level) (increase(incident_escalations_total{", "max by (status) (incidents{",
+        "sum by (receiver) (increase(notifications_sent_total{", "sum by (receiver) (increase(notifications_failed_total{",
+        "max by (receiver) (notifications_pending{",
     ):
         assert needle in exprs, needle
     breaker = _panel("incident-response.json", "Circuit breaker state")
