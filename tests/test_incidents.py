@@ -497,7 +497,7 @@ def test_a_rule_incident_recovers_when_its_count_clears(tmp_path):
 
 def test_same_root_cause_merges_into_one_incident(tmp_path):
     clock = ManualClock(T0)
-    ctx, system, _ = build(tmp_path, clock)
+    ctx, system, _ = build(tmp_path, clock, detection={"group_window_seconds": 0})  # two incidents at once, then merged
     m = system.manager
     a, _ = m.signal(Signal("ttft", "ttft", IncidentSeverity.HIGH, IncidentType.PERFORMANCE_DEGRADATION, clock(), correlation_id="sla:ttft"))
     b, _ = m.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, clock(), correlation_id="sla:errors"))
@@ -594,3 +594,14 @@ def test_remediation_settings_change_what_recovery_does():
     assert {RecoveryAction.CACHE_INVALIDATION, RecoveryAction.SERVICE_RESTART, RecoveryAction.DEPLOYMENT_ROLLBACK} <= safe.require_approval
     with pytest.raises(ConfigError, match=r"remediation.require_approval_for\[0\]: unknown recovery action 'reboot_gpu'"):
         SLAConfig(incident_response={"remediation": {"require_approval_for": ["reboot_gpu"]}})
+
+
+def test_signals_of_one_fault_within_the_group_window_make_one_incident(tmp_path):
+    clock = ManualClock(T0)
+    mgr = IncidentManager(IncidentStore.at_path(tmp_path / "x.db"), clock=clock, group_window_s=120)
+    stall, _ = mgr.signal(Signal("stall", "engine stalled", IncidentSeverity.CRITICAL, IncidentType.DEADLOCK, T0))
+    down, what = mgr.signal(Signal("rule", "service_down", IncidentSeverity.CRITICAL, IncidentType.SERVICE_DOWN, T0 + 19))
+    slow, what2 = mgr.signal(Signal("lat", "latency", IncidentSeverity.CRITICAL, IncidentType.PERFORMANCE_DEGRADATION, T0 + 30))
+    assert (what, what2) == ("joined", "joined") and down.incident_id == slow.incident_id == stall.incident_id
+    later, what3 = mgr.signal(Signal("errors", "errors", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, T0 + 200))
+    assert what3 == "opened" and later.incident_id != stall.incident_id  # past the window: a problem of its own

@@ -32,7 +32,7 @@ WRITER = textwrap.dedent("""
     from aphrodite_sla.incidents.model import IncidentSeverity, IncidentType
     from aphrodite_sla.incidents.store import IncidentStore
     store = IncidentStore.at_path(sys.argv[1], replica="killed")
-    mgr = IncidentManager(store, clock=time.time, correlation_window_s=0)  # every signal its own incident
+    mgr = IncidentManager(store, clock=time.time, correlation_window_s=0, group_window_s=0)  # every signal its own incident
     n = 0
     while True:
         inc, what = mgr.signal(Signal(f"fp-{n}", f"incident {n}", IncidentSeverity.HIGH, IncidentType.ERROR_BURST, time.time()))

@@ -59,6 +59,7 @@ class DetectionConfig:
     max_events: int = 10_000
     flap_window_seconds: float = 600.0  # a resolved incident that fires again within this is reopened
     correlation_window_seconds: float = 300.0  # an open incident of the same type this recent absorbs a new signal
+    group_window_seconds: float = 120.0  # an open incident of any type this recent absorbs a new signal (one fault, many signals)
     # anomaly and regression warnings join an open incident of their SLA; true: they open one too.
     # Why off: a warning says "something changed", not "users are hurt" (issue 14: no incidents on a
     # healthy day); the pages and violations open incidents.
@@ -160,12 +161,13 @@ def parse_incident_config(raw: Mapping[str, Any] | None) -> IncidentConfig:
     if "detection" in top:
         where = f"{ROOT}.detection"
         d = _section(where, top["detection"], {"check_interval_seconds", "event_retention_seconds", "max_events", "flap_window_seconds",
-                                           "correlation_window_seconds", "rules", "open_on_warnings"})
+                                           "correlation_window_seconds", "group_window_seconds", "rules", "open_on_warnings"})
         det: dict[str, Any] = {}
         if "open_on_warnings" in d:
             det["open_on_warnings"] = _bool(f"{where}.open_on_warnings", d["open_on_warnings"])
         for key, (low, high) in {"check_interval_seconds": (0.1, 86400), "event_retention_seconds": (1, 7 * 86400),
-                                 "flap_window_seconds": (0, 86400), "correlation_window_seconds": (0, 86400)}.items():
+                                 "flap_window_seconds": (0, 86400), "correlation_window_seconds": (0, 86400),
+                                 "group_window_seconds": (0, 86400)}.items():
             if key in d:
                 det[key] = _number(f"{where}.{key}", d[key], low, high)
         if "max_events" in d:

@@ -55,12 +55,14 @@ class IncidentManager:
     publish, or nothing)."""
 
     def __init__(self, store: IncidentStore, *, clock: Callable[[], float], publish: Publisher | None = None,
-                 flap_window_s: float = 600.0, correlation_window_s: float = 300.0, url_prefix: str = "") -> None:
+                 flap_window_s: float = 600.0, correlation_window_s: float = 300.0, group_window_s: float = 120.0,
+                 url_prefix: str = "") -> None:
         self.store = store
         self.clock = clock
         self._publish = publish
         self.flap_window_s = flap_window_s
         self.correlation_window_s = correlation_window_s
+        self.group_window_s = group_window_s
         self.url_prefix = url_prefix
         self._lock = threading.RLock()  # one read-modify-write at a time in this process
 
@@ -69,14 +71,19 @@ class IncidentManager:
         """Open an incident for ``sig`` or join the one it belongs to. Joins, in order: the open
         incident with the same fingerprint, the open incident with the same correlation id, an open
         incident of the same type detected less than ``correlation_window_s`` ago (one fault
-        breaches p95 and p99, TTFT and goodput together), the same fingerprint resolved less than
-        ``flap_window_s`` ago (reopened: flapping input makes one incident). Returns the incident and what happened (opened | joined | reopened)."""
+        breaches p95 and p99, TTFT and goodput together), an open incident of any type detected less
+        than ``group_window_s`` ago (one fault shows as several signals at once: a stall is the stall,
+        failed health checks and a latency page within seconds; Alertmanager's group wait), the same
+        fingerprint resolved less than ``flap_window_s`` ago (reopened: flapping input makes one
+        incident). Returns the incident and what happened (opened | joined | reopened)."""
         with self._lock:
             existing = self.store.find_open(fingerprint=sig.fingerprint)
             if existing is None and sig.correlation_id:
                 existing = self.store.find_open(correlation_id=sig.correlation_id)
             if existing is None and self.correlation_window_s > 0:
                 existing = self.store.open_of_type(sig.incident_type.value, sig.at - self.correlation_window_s)
+            if existing is None and self.group_window_s > 0:
+                existing = self.store.open_of_type(None, sig.at - self.group_window_s)
             if existing is not None:
                 return self._join(existing, sig), "joined"
             recent = self.store.latest_with(sig.fingerprint)

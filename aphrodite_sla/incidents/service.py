@@ -96,7 +96,8 @@ class IncidentSystem:
         self.disk_threshold = disk_threshold_percent
         publish = (lambda e: events.publish([e])) if events is not None else None
         self.manager = IncidentManager(store, clock=clock, publish=publish, flap_window_s=config.detection.flap_window_seconds,
-                                      correlation_window_s=config.detection.correlation_window_seconds)
+                                      correlation_window_s=config.detection.correlation_window_seconds,
+                                      group_window_s=config.detection.group_window_seconds)
         self.rules = RuleEngine(rules_with_overrides(config.detection.rules, store.rules()), retention_s=config.detection.event_retention_seconds,
                                 max_events=config.detection.max_events, clock=clock)
         self.policy = EscalationPolicy(config.escalation)

@@ -172,12 +172,14 @@ class IncidentStore:
             row = conn.execute(select(s.incidents).where(and_(*conds)).order_by(s.incidents.c.detected_at.desc()).limit(1)).mappings().first()
             return None if row is None else self._incident(conn, row, True)
 
-    def open_of_type(self, incident_type: str, since: float) -> Incident | None:
-        """The newest open incident of ``incident_type`` detected at or after ``since``."""
+    def open_of_type(self, incident_type: str | None, since: float) -> Incident | None:
+        """The newest open incident of ``incident_type`` (None: of any type) detected at or after ``since``."""
         c = s.incidents.c
+        where = [c.status.in_(OPEN_STATUSES), c.detected_at >= since]
+        if incident_type is not None:
+            where.append(c.incident_type == incident_type)
         with self.engine.connect() as conn:
-            row = conn.execute(select(s.incidents).where(and_(c.status.in_(OPEN_STATUSES), c.incident_type == incident_type,
-                                                              c.detected_at >= since)).order_by(c.detected_at.desc()).limit(1)).mappings().first()
+            row = conn.execute(select(s.incidents).where(and_(*where)).order_by(c.detected_at.desc()).limit(1)).mappings().first()
             return None if row is None else self._incident(conn, row, True)
 
     def latest_with(self, fingerprint: str) -> Incident | None:
