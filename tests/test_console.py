@@ -154,6 +154,11 @@ def test_read_only_viewing_can_be_switched_off(tmp_path: Path) -> None:
     finally:
         live.stop()
     assert ConsoleSettings.from_config(environ={"APHRODITE_SLA_CONSOLE_ANONYMOUS_VIEW": "0"}).anonymous_viewing is False
+    from aphrodite_sla.incidents.config import parse_incident_config
+
+    closed = parse_incident_config({"dashboard": {"read_only_viewing": False}})  # the seed's dashboard: section
+    assert ConsoleSettings.from_config(closed, environ={}).anonymous_viewing is False
+    assert ConsoleSettings.from_config(parse_incident_config({}), environ={}).anonymous_viewing is True
 
 
 def test_csv_export_neutralises_formulas(live: LiveConsole) -> None:

@@ -79,6 +79,7 @@ class DashboardConfig:
     enabled: bool = True
     port: int = 8080
     refresh_interval_seconds: float = 30.0
+    read_only_viewing: bool = True  # the console's pages without signing in (actions always need the token)
 
 
 @dataclass(frozen=True)
@@ -203,10 +204,11 @@ def parse_incident_config(raw: Mapping[str, Any] | None) -> IncidentConfig:
         out["escalation"] = _escalation(top["escalation"])
     if "dashboard" in top:
         where = f"{ROOT}.dashboard"
-        b = _section(where, top["dashboard"], {"enabled", "port", "refresh_interval_seconds"})
+        b = _section(where, top["dashboard"], {"enabled", "port", "refresh_interval_seconds", "read_only_viewing"})
         dash: dict[str, Any] = {}
-        if "enabled" in b:
-            dash["enabled"] = _bool(f"{where}.enabled", b["enabled"])
+        for key in ("enabled", "read_only_viewing"):
+            if key in b:
+                dash[key] = _bool(f"{where}.{key}", b[key])
         if "port" in b:
             dash["port"] = _number(f"{where}.port", b["port"], 0, 65535, integer=True)
         if "refresh_interval_seconds" in b:
