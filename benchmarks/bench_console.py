@@ -22,11 +22,11 @@ from _common import fmt_ns, header, interleaved_medians
 
 from aphrodite_sla.config import SLAConfig
 from aphrodite_sla.console.mount import attach_console
-from aphrodite_sla.console.series import DEFAULT_POINTS, quantile_key
 from aphrodite_sla.context import MonitorContext
 from aphrodite_sla.incidents.config import parse_incident_config
 from aphrodite_sla.incidents.model import IncidentSeverity, IncidentType
 from aphrodite_sla.recovery.api_routing import ApiRequest
+from aphrodite_sla.sla.evaluation_history import DEFAULT_POINTS, quantile_key
 
 INCIDENTS = 500
 
@@ -45,12 +45,11 @@ def main() -> None:
         incidents.refresh_view()
         app = attach_console(context)
         assert app is not None and app.sources.series is not None
-        points = app.sources.series._points
-        from collections import deque
-
+        history = app.sources.series
         now = context.manager.clock()
         for key in [quantile_key("request_latency_ms", q) for q in (0.5, 0.95, 0.99)] + ["error_rate_percent", "tokens_per_second"]:
-            points[key] = deque(((now - 5.0 * i, 100.0 + i % 7) for i in range(DEFAULT_POINTS, 0, -1)), maxlen=DEFAULT_POINTS)
+            for i in range(DEFAULT_POINTS, 0, -1):  # a day of points
+                history.put(key, now - 5.0 * i, 100.0 + i % 7)
 
         def page(path: str, **query: str):
             request = ApiRequest("GET", "/console" + path, query, {}, b"")

@@ -92,15 +92,11 @@ def _feed(series: object, detected_at: float) -> None:
     """SLI points around the incident, as the monitor's snapshots would leave them."""
     import math
 
-    from aphrodite_sla.console.series import quantile_key
+    from aphrodite_sla.sla.evaluation_history import EvaluationHistory, quantile_key
 
-    points = series._points  # type: ignore[attr-defined]  # written directly: a day of snapshots is not rebuilt for a picture
-    from collections import deque
-
-    def put(key: str, at: float, value: float) -> None:
-        points.setdefault(key, deque(maxlen=17_280)).append((at, value))
-
-    points.clear()  # only the pictured incident's series
+    assert isinstance(series, EvaluationHistory)
+    put = series.put
+    series._points.clear()  # type: ignore[attr-defined]  # only the pictured incident's series (a day is not rebuilt for a picture)
     onset = detected_at - 90
     for k in range(-120, 60):
         at = detected_at + 5 * k

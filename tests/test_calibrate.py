@@ -455,6 +455,15 @@ def test_the_monitor_keeps_a_day_of_evaluations_and_serves_it():
     name = next(iter(body["slas"]))
     assert len(small.series(name)) == 3  # bounded: the newest max_points
     assert len(ctx.endpoints.history.series(name)) == 30
+    # the console's latency charts read the same history: window quantiles under their own keys,
+    # never in the SLA history calibration reads
+    from aphrodite_sla.sla.evaluation_history import quantile_key
+
+    p95 = ctx.endpoints.history.series(quantile_key("ttft_ms", 0.95))
+    assert len(p95) == 30 and p95[-1][1] >= p95[0][1] > 0  # the recorded TTFT rose from 100 to 129
+    assert not any(":" in key for key in body["slas"])
+    last = ctx.endpoints.history.last_at()
+    assert last is not None and ctx.endpoints.history.between(quantile_key("ttft_ms", 0.95), last - 10.0, last) == p95[-3:]
 
 
 def test_calibrate_from_the_running_monitor(tmp_path, monkeypatch):

@@ -1,16 +1,12 @@
 """The console of a running monitor: built once per ``MonitorContext`` with its incidents,
-recovery, snapshots and the SLI series, for the middleware (under ``/console``), the exporter and
-the simulator.
-
-Why attached when incidents attach: the charts need the series from before anyone opens a page,
-so the series subscriber starts with the incident system, not on the first request."""
+recovery, snapshots and the monitor's evaluation history (the SLI charts), for the middleware
+(under ``/console``), the exporter and the simulator."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.console.app import ConsoleApp
 from aphrodite_sla.console.notifications import find_source
-from aphrodite_sla.console.series import SliSeries
 from aphrodite_sla.console.settings import MOUNT_PREFIX, ConsoleSettings
 from aphrodite_sla.console.views import ConsoleSources
 
@@ -29,8 +25,8 @@ def attach_console(context: MonitorContext, *, prefix: str = MOUNT_PREFIX, **ove
     incidents = context.incidents
     if incidents is None or not incidents.config.dashboard.enabled:
         return None
-    series = SliSeries().attach(context.manager)
-    sources = ConsoleSources(incidents, context.recovery, context.manager.snapshot, series, find_source(incidents), context.manager.clock)
+    sources = ConsoleSources(incidents, context.recovery, context.manager.snapshot, context.endpoints.history, find_source(incidents),
+                             context.manager.clock)
     settings = ConsoleSettings.from_config(incidents.config, token=context.config.api_token, prefix=prefix, **overrides)
     app = ConsoleApp(sources, settings)
     setattr(context, _ATTR, app)

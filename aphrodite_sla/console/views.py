@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from aphrodite_sla.console.charts import Chart, Line, Marker
 from aphrodite_sla.console.filters import MAX_LISTED, IncidentFilter
 from aphrodite_sla.console.notifications import NotificationSource
-from aphrodite_sla.console.series import SliSeries, quantile_key
 from aphrodite_sla.incidents.model import Incident
+from aphrodite_sla.sla.evaluation_history import EvaluationHistory, quantile_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.incidents.service import IncidentSystem
@@ -34,7 +34,7 @@ class ConsoleSources:
     incidents: IncidentSystem
     recovery: RecoverySystem | None = None
     snapshot: Callable[[], Any] | None = None
-    series: SliSeries | None = None
+    series: EvaluationHistory | None = None
     notifications: NotificationSource | None = None
     clock: Callable[[], float] = time.time
 
