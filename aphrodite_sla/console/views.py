@@ -96,12 +96,7 @@ def overview(src: ConsoleSources) -> Overview:
         reasons.append(f"{open_by['critical']} critical incident(s) open")
     elif health in ("healthy", "unknown") and sum(open_by.values()):
         health = "degraded" if health == "healthy" else health
-    mode = "—"
-    if src.recovery is not None:
-        try:
-            mode = str(src.recovery.mode_status()["mode"])
-        except Exception:
-            logger.debug("monitoring mode unavailable", exc_info=True)
+    mode = src.recovery.view.metrics.monitoring_mode if src.recovery is not None else "—"
     return Overview(health, tuple(reasons), mode, tuple(slas), open_by, sum(open_by.values()), view.mttd_minutes, view.mtta_minutes,
                     view.mttr_minutes, evaluated_at, snap is not None)
 
@@ -161,21 +156,14 @@ def components(src: ConsoleSources) -> list[Component]:
     if rec is None:
         out.append(Component("recovery engine", "off", "recovery is not running in this process"))
     else:
-        try:
-            status = rec.recovery_status()
-            out.append(Component("recovery engine", "ok" if status["enabled"] else "off",
-                                 f"mode {status['mode']}, {'advisory' if status['advisory'] else 'acting'}, {status['active']} running, "
-                                 f"{len(rec.engine.approvals.pending())} waiting for approval"))
-            for name, st in sorted(rec.breakers.statuses().items()):
-                state = st.state.value
-                out.append(Component(f"breaker {name}", "ok" if state == "closed" else "degraded" if state == "half_open" else "down", state))
-            deg = rec.degradation.status()
-            level = str(deg.get("level", "none"))
-            out.append(Component("degradation", "ok" if level == "none" else "degraded",
-                                 f"level {level}" + (f" since {deg.get('reason')}" if deg.get("reason") else "")))
-            out.append(Component("monitoring mode", "ok", str(rec.mode_status()["mode"])))
-        except Exception as err:  # a component's status must not take the page down
-            out.append(Component("recovery engine", "unknown", f"status unavailable: {type(err).__name__}"))
+        m = rec.view.metrics  # the published view: no recovery lock taken, nothing computed here
+        out.append(Component("recovery engine", "off" if m.mode == "off" else "ok",
+                             f"{m.mode}, {m.active} running, {m.approvals_pending} waiting for approval"))
+        for name, b in sorted(m.breakers.items()):
+            out.append(Component(f"breaker {name}", "ok" if b.state == "closed" else "degraded" if b.state == "half_open" else "down",
+                                 b.state))
+        out.append(Component("degradation", "ok" if m.degradation_name == "none" else "degraded", f"level {m.degradation_name}"))
+        out.append(Component("monitoring mode", "ok", m.monitoring_mode))
     notifier = src.notifications
     out.append(Component("notifier / outbox", "ok" if notifier is not None else "off",
                          "delivering" if notifier is not None else "no notifier in this process (notifications are not configured here)"))
