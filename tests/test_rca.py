@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,12 @@ from aphrodite_sla.sim.incident_cases import IncidentCase, simulate_case
 
 
 def test_graph_is_acyclic_and_parents_exist():
-    validate(GRAPH)
+    validate(GRAPH)  # raises on the written-down graph if it is broken ...
+    a = GRAPH[0]
+    with pytest.raises(ValueError, match="unknown parent"):  # ... and does catch the faults it checks for
+        validate([replace(a, parents=("no_such_metric",))])
+    with pytest.raises(ValueError, match="cycle"):
+        validate([replace(a, name="x", parents=("y",)), replace(a, name="y", parents=("x",))])
 
 
 def test_change_point_finds_a_step():
