@@ -121,3 +121,41 @@ def test_level_reference_judges_a_shift_against_the_level_before_it():
             det.update(v, S.T0 + 60.0 * (600 + i))
         refs[delay] = det._m.level.ref - start
     assert abs(refs[60]) < 0.2 and refs[0] > 0.35  # 1.5 * (1 - 0.99 ** 40) = 0.5 without the delay
+
+
+# ----------------------------------------------------------------------------- persistent evidence
+
+
+def test_persistent_evidence_adds_up_held_ratios_once_per_episode():
+    from aphrodite_sla.sla.anomaly.statistics import PersistentEvidence
+
+    ev = PersistentEvidence(floor=0.4, decay=0.97, h=8.0)
+    held = [ev.step(0.8) for _ in range(40)]
+    first = next(i for i, r in enumerate(held) if r >= 1.0)
+    assert 20 <= first <= 35  # ~30 samples at 0.8 of a threshold
+    ev.alarmed()
+    assert ev.step(0.9) == 0.0  # the episode has been reported: blocked while it lasts ...
+    assert ev.step(0.3) == 0.0  # ... until the ratio falls below the floor
+    assert ev.step(0.8) > 0.0
+    quiet = PersistentEvidence(floor=0.4, decay=0.97, h=8.0)
+    assert max(quiet.step(0.6) for _ in range(5000)) < 1.0  # hovering below 0.64 never adds up
+    brief = PersistentEvidence(floor=0.4, decay=0.97, h=8.0)
+    burst = [brief.step(0.95) for _ in range(8)] + [brief.step(0.3) for _ in range(100)]
+    assert max(burst) < 1.0 and burst[-1] < 0.05  # a brief excursion is forgotten
+
+
+def test_a_shift_below_every_threshold_alarms_by_persistent_evidence():
+    """A 0.8 sd step on Gaussian noise holds the level statistic below its threshold; held for
+    dozens of samples it alarms, and the stretch before it stays quiet."""
+    found = {True: 0, False: 0}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        x = 50.0 + rng.standard_normal(1500)
+        x[1000:] += 0.8
+        for with_evidence in (True, False):
+            det = AnomalyDetector(season_seconds=None, **({} if with_evidence else {"evidence_h": 1e9}))
+            out = np.array([det.update(v, S.T0 + 60.0 * i) for i, v in enumerate(x.tolist())])
+            assert out[400:1000].max() < 0.5
+            found[with_evidence] += bool(out[1000:1080].max() >= 0.5)
+    assert found[True] == 6
+    assert found[False] <= 4  # without it, a third of them go unseen within 80 samples

@@ -56,6 +56,9 @@ class AnomalyDetectorConfig:
     flatline_z: float = 5.5  # a run of identical values against the series' own repeat rate
     density_h: float = 9.0  # outlier-rate CUSUM (log-likelihood ratio): ~e^-9 odds on the learned rate
     combined_ratio: float = 1.33  # sqrt(sum of squared ratios) that alarms: statistics that agree
+    evidence_floor: float = 0.4  # persistent evidence: ratios above this add up (healthy medians are ~0.25) ...
+    evidence_decay: float = 0.97  # ... leaking over ~30 samples (a brief excursion is forgotten) ...
+    evidence_h: float = 8.0  # ... alarming at this sum: ~30 samples at 0.8 of a threshold, never below 0.64
     # -- time constants of the change statistics (per sample)
     run_decay: float = 0.8  # residual run: ~5 samples of memory, as long as the baseline takes to follow
     level_alpha: float = 0.1  # level shift: ~10-sample level ...
@@ -96,7 +99,7 @@ class AnomalyDetectorConfig:
         if self.season_min_cycles < 1:
             raise ValueError(f"season_min_cycles must be >= 1, got {self.season_min_cycles}")
         for name in ("spike_z", "level_z", "run_z", "drift_z", "spread_z", "flatline_z", "density_h", "huber_c",
-                     "combined_ratio"):
+                     "combined_ratio", "evidence_h"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0.0):
                 raise ValueError(f"{name} must be positive, got {v}")
@@ -112,6 +115,9 @@ class AnomalyDetectorConfig:
             raise ValueError("event_memory, level_memory, level_slots and min_events must be >= 1")
         if not 0.0 <= self.run_decay < 1.0:
             raise ValueError(f"run_decay must be in [0, 1), got {self.run_decay}")
+        if not (0.0 <= self.evidence_decay < 1.0 and 0.0 < self.evidence_floor < 1.0):
+            raise ValueError(f"evidence_decay must be in [0, 1) and evidence_floor in (0, 1), got "
+                             f"{self.evidence_decay}, {self.evidence_floor}")
         if not (self.density_gain > 1.0 and 0.0 < self.density_min_rate < 0.5 and self.density_z > 0.0):
             raise ValueError("density_gain must be > 1, density_min_rate in (0, 0.5), density_z > 0")
         for name in ("season_cycle_weight", "fast_alpha", "scale_alpha", "level_alpha", "level_ref_alpha",
@@ -138,8 +144,10 @@ class AnomalyExplanation:
     negligible (< 0.01) and ``warmup`` while learning. ``z`` is that statistic's signed
     Gaussian-equivalent z and ``ratio`` its multiple of its own alert threshold; the ``*_z``
     fields give every statistic, ``density_llr`` the outlier-rate CUSUM (its threshold is
-    ``density_h``). ``expected`` is the one-step expectation in the metric's units;
-    ``scale`` and ``seasonal_offset`` are in model space (log units when ``log_space``).
+    ``density_h``), ``evidence`` the persistent sub-threshold evidence as a multiple of its alarm
+    level (when it sets the score, ``kind`` is the statistic whose ratio added up). ``expected``
+    is the one-step expectation in the metric's units; ``scale`` and ``seasonal_offset`` are in
+    model space (log units when ``log_space``).
     """
 
     score: float = 0.0
@@ -158,6 +166,7 @@ class AnomalyExplanation:
     variance_z: float = 0.0
     flatline_z: float = 0.0
     density_llr: float = 0.0
+    evidence: float = 0.0
 
     @property
     def component(self) -> str:

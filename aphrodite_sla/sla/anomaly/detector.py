@@ -56,6 +56,7 @@ from aphrodite_sla.sla.anomaly.statistics import (
     ExceedanceRate,
     Flatline,
     LevelChange,
+    PersistentEvidence,
     ResidualRun,
     SpreadChange,
 )
@@ -89,6 +90,7 @@ class _Model:
         "density",
         "drift",
         "dt",
+        "evidence",
         "flat",
         "last_alarm",
         "last_t",
@@ -118,6 +120,7 @@ class _Model:
                                       cfg.density_min_rate, gauss_two_sided_tail(cfg.density_z))
         self.spikes = OutlierEvents(cfg.event_memory, cfg.min_events)
         self.levels = LevelMemory(cfg.level_slots, cfg.level_memory, cfg.familiar_dwell, cfg.min_events)
+        self.evidence = PersistentEvidence(cfg.evidence_floor, cfg.evidence_decay, cfg.evidence_h)
         self.dt = 0.0  # typical sampling interval (EW of positive steps), seconds
         self.last_t = math.nan  # time of the last interval measurement
         self.n = 0  # samples through the model (the warm-up replay included)
@@ -182,7 +185,7 @@ class AnomalyDetector:
         self._last_t = math.nan
         # the strongest statistic, ratio, then the spike, level, drift, variance and flatline z,
         # the seasonal offset, level and scale, and the value in model space
-        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     @property
     def n_samples(self) -> int:
@@ -196,7 +199,7 @@ class AnomalyDetector:
         if m is None:
             return AnomalyExplanation(kind=WARMUP if self._n_seen else NONE, value=self._last_x,
                                       timestamp=self._last_t)
-        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma, y, llr = self._expl
+        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma, y, llr, evidence = self._expl
         season = m.season
         if kind is WARMUP:
             pass  # the model has just been built: nothing scored yet
@@ -211,7 +214,7 @@ class AnomalyDetector:
             score=self._last_score, kind=kind, z=z, ratio=ratio, value=self._last_x, timestamp=self._last_t,
             expected=m.transform.inverse(level + s_off), scale=sigma, seasonal_offset=s_off,
             log_space=m.transform.log_space, spike_z=zs, level_z=zl, drift_z=zd, variance_z=zv, flatline_z=zf,
-            density_llr=llr,
+            density_llr=llr, evidence=evidence,
         )
 
     def update(self, value: float, timestamp: float) -> float:
@@ -513,21 +516,30 @@ class AnomalyDetector:
         rf = zf * inv_flat
         if rl > best:
             best, kind = rl, LEVEL_SHIFT
-        if rd > best:
-            best, kind = rd, DRIFT
         if rv > best:
             best, kind = rv, VARIANCE_CHANGE
+        v = (rs * rs + rl * rl + rd * rd + rv * rv) * inv_comb * inv_comb
+        if v > best * best:
+            best = math.sqrt(v)
+        # -- persistent evidence (statistics.PersistentEvidence) of these: the kind is the
+        # statistic whose sub-threshold ratio has added up. Not of the drift statistic (a
+        # 50-sample level: its values are correlated for that long, and a wandering metric holds it
+        # near its threshold for as long, as one piece of evidence), nor of the outlier-rate and
+        # flatline statistics (they add up evidence already)
+        re = m.evidence.step(best)
+        if re > best:
+            best = re
+        if rd > best:
+            best, kind = rd, DRIFT
         if rf > best:
             best, kind = rf, FLATLINE
         if rx > best:
             best, kind = rx, SPIKE_DENSITY
-        v = (rs * rs + rl * rl + rd * rd + rv * rv) * inv_comb * inv_comb
-        if v > best * best:
-            best = math.sqrt(v)
         alarm = best >= 1.0
         m.alarm = alarm
         if alarm:
             m.last_alarm = n
+            m.evidence.alarmed()
         else:
             lm = m.levels  # dwell at the current remembered level (memory.LevelMemory.age)
             lm.tick += 1
@@ -552,7 +564,7 @@ class AnomalyDetector:
         if not scored:
             return 0.0
         # what ``last_explanation`` needs (it works out the rest only when asked)
-        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, b.level, sigma, y, m.density.cusum)
+        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, b.level, sigma, y, m.density.cusum, re)
         return 1.0 if best > 8.0 else 1.0 - math.exp(-_LN2 * best * best)  # scoring.score_of_ratio
 
     @staticmethod
