@@ -168,7 +168,7 @@ class AnomalyDetector:
         self._k = (c.huber_c, c.event_z, c.spike_z, c.persist, 1.0 / c.spike_z, 1.0 / c.level_z, 1.0 / c.run_z,
                    1.0 / c.drift_z, 1.0 / c.spread_z, 1.0 / c.flatline_z, 1.0 / c.combined_ratio,
                    c.warmup + c.level_min_samples, c.warmup + c.drift_min_samples, c.warmup + c.spread_min_samples,
-                   c.relative_floor, c.density_z, 1.0 / c.density_h)
+                   c.relative_floor, c.density_z, 1.0 / c.density_h, c.evidence_floor)
         self.reset()
 
     # -- public ---------------------------------------------------------------------------
@@ -308,7 +308,7 @@ class AnomalyDetector:
         """One sample through the model; returns its score (0 when not ``scored``). The parts'
         per-sample arithmetic, in order (see each part's module for what and why)."""
         (huber_c, event_z, spike_z, persist, inv_spike, inv_level, inv_run, inv_drift, inv_spread, inv_flat,
-         inv_comb, level_from, drift_from, spread_from, rel_floor, density_z, inv_density) = self._k
+         inv_comb, level_from, drift_from, spread_from, rel_floor, density_z, inv_density, ev_floor) = self._k
         n = m.n + 1
         m.n = n
         learn = not m.alarm  # the parts learn from the previous sample unless it alarmed
@@ -526,9 +526,12 @@ class AnomalyDetector:
         # 50-sample level: its values are correlated for that long, and a wandering metric holds it
         # near its threshold for as long, as one piece of evidence), nor of the outlier-rate and
         # flatline statistics (they add up evidence already)
-        re = m.evidence.step(best)
-        if re > best:
-            best = re
+        ev = m.evidence
+        re = 0.0
+        if best > ev_floor or ev.evidence:
+            re = ev.step(best)
+            if re > best:
+                best = re
         if rd > best:
             best, kind = rd, DRIFT
         if rf > best:

@@ -60,6 +60,7 @@ CAP = 3.0  # |z| is capped here before it enters the spread statistic: one heavy
 # chance clusters of t(4)-tailed latency residuals paged as variance changes
 MIN_LONG = 0.4  # the spread statistic's reference mean |z| is at least half the Gaussian 0.8
 SPREAD_EVERY = 2  # the statistics' spreads learn from every other sample (at twice the rate)
+_EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
 
 
 class LevelChange:
@@ -321,30 +322,33 @@ class PersistentEvidence:
     module docstring): ``evidence = decay * evidence + max(0, ratio - floor)``, alarming at
     ``h``. With ``floor`` 0.4, ``decay`` 0.97 and ``h`` 8, a ratio of 0.8 held for about 30
     samples alarms (0.95 for 19); ratios that hover below 0.64 never do, and the leak forgets a
-    brief excursion within a few dozen samples. After any alarm of the detector it is ``blocked`` until the
-    strongest ratio falls below ``floor``: the episode has been reported."""
+    brief excursion within a few dozen samples. After any alarm of the detector it is blocked
+    (``evidence`` < 0) until the strongest ratio falls below ``floor``: the episode has been
+    reported. ``evidence`` is exactly 0 while there is nothing to add up, so that the detector
+    calls ``step`` only when ``ratio > floor or evidence`` (most samples skip it)."""
 
-    __slots__ = ("blocked", "decay", "evidence", "floor", "inv_h")
+    __slots__ = ("decay", "evidence", "floor", "inv_h")
 
     def __init__(self, floor: float, decay: float, h: float) -> None:
         self.floor = floor
         self.decay = decay
         self.inv_h = 1.0 / h
         self.evidence = 0.0
-        self.blocked = False
 
     def step(self, ratio: float) -> float:
         """One sample's strongest ratio in; the evidence as a multiple of its alarm level out."""
         floor = self.floor
-        if self.blocked:
+        e = self.evidence
+        if e < 0.0:  # blocked: the episode goes on
             if ratio < floor:
-                self.blocked = False
+                self.evidence = 0.0
             return 0.0
-        e = self.evidence * self.decay + (ratio - floor if ratio > floor else 0.0)
+        e = e * self.decay + (ratio - floor if ratio > floor else 0.0)
+        if e < _EVIDENCE_GONE:
+            e = 0.0
         self.evidence = e
         return e * self.inv_h
 
     def alarmed(self) -> None:
         """The detector alarmed (on this or any statistic): start again after the episode."""
-        self.evidence = 0.0
-        self.blocked = True
+        self.evidence = -1.0
