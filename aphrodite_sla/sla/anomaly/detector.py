@@ -530,7 +530,7 @@ class AnomalyDetector:
         re = 0.0
         if best > ev_floor or ev.evidence:
             re = ev.step(best)
-            if re > best:
+            if re >= 1.0 and re > best:  # below its alarm level it is no news: the score stays the statistics'
                 best = re
         if rd > best:
             best, kind = rd, DRIFT
