@@ -19,7 +19,9 @@ with cheap scalar statistics instead of a neural or tree model:
    every change statistic is standardised by its own running spread, learned only from ordinary
    samples and robustly (a clipped mean absolute value, which neither outliers nor a slowly
    building anomaly can inflate: ``scoring``), and the one-step residual is tail-matched to the
-   metric's own 99th percentile (``baseline``). This is the anomaly-likelihood idea.
+   metric's own 99th percentile (``baseline``). This is the anomaly-likelihood idea; its other
+   half, judging a short run of raw scores together, is the persistent evidence that adds up
+   the fast statistics' sub-threshold ratios while they stay high (``statistics``).
 2. *Novelty, not distance*: what the metric has done before is not news. Outliers of a sign and
    size that keep recurring, and jumps to levels the metric keeps returning to, are discounted
    (``memory``); change statistics re-base once a new regime has persisted (``statistics``), and
@@ -33,10 +35,11 @@ with cheap scalar statistics instead of a neural or tree model:
 
 Parts: ``transform`` (log or linear, resolution floor) -> ``seasonal`` (profiles) -> ``baseline``
 (robust one-step level and scale: the spike statistic) -> ``statistics`` (level shift, residual
-run, drift, variance change, spike density, flatline) with ``memory`` (recurring spikes, familiar
-levels) -> ``scoring`` (standardisation, score curve); ``detector`` composes them and ``config`` holds every
-constant with its reason. ``baselines`` has the classic windowed z-score and windowed Gaussian
-detectors it is measured against in ``benchmarks/bench_anomaly.py``. Importing this package
+run, drift, variance change, spike density, flatline, persistent evidence) with ``memory``
+(recurring spikes, familiar levels) -> ``scoring`` (standardisation, score curve); ``detector``
+composes them and ``config`` holds every constant with its reason. ``baselines`` has the
+classic windowed z-score and windowed Gaussian detectors it is measured against in
+``benchmarks/bench_anomaly.py``. Importing this package
 imports numpy only (no numba, no scipy); an update is plain scalar Python, a few microseconds.
 """
 

@@ -13,8 +13,8 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
    size), **spike density** (outliers coming faster than the series' own rate of them),
    **flatline** (a stuck value).
 5. ``scoring``: each statistic as a multiple of its own alert threshold; the strongest (or the
-   combined evidence of several, when they agree) sets the score ``1 - 2 ** -(ratio ** 2)``:
-   0.5 at the threshold.
+   combined evidence of several, when they agree, or the **persistent evidence** of the fast
+   ones, when it alarms) sets the score ``1 - 2 ** -(ratio ** 2)``: 0.5 at the threshold.
 6. Learning that an alarm must not teach (references, spreads, scale, tail, profiles) waits while
    the detector alarms; a statistic that keeps alarming for ``adapt_samples`` accepts the new
    regime, and a jump to a new level that has already alarmed (or is a familiar kind) is accepted
