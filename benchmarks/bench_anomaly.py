@@ -35,10 +35,11 @@ Detections are counted two ways: the **alert stream** (what an operator is paged
 when the score reaches 0.5, re-armed once it has fallen below 0.25, exactly the SLA manager's
 hysteresis) and **raw samples** (every sample scoring >= 0.5 is a detection, as NAB counts).
 Also printed: windows detected, alerting samples (raw) or alerts (stream) per 1,000 samples
-outside windows, median delay from the onset to the first detection in a window (samples),
-microseconds per ``update`` (median over the series of each series' mean, gc off), and false
-alarms per hour (alert stream) on 24-hour healthy series sampled every 5 s after their first
-hour.
+outside windows, median delay from the onset to the first detection in a window (samples), a 90 %
+interval of the detector's score over resamplings of each half's series (how far apart the halves
+may be by chance), microseconds per ``update`` (median over the series of each series' mean, gc
+off), and false alarms per hour (alert stream) on 24-hour healthy series sampled every 5 s after
+their first hour.
 
 Baselines in the same run: the windowed z-score (``|z| > 2.5`` against the last 100 values) and a
 windowed Gaussian (tail probability of each value under a Gaussian fitted to the last 6,400
@@ -279,6 +280,23 @@ def alarms_per_hour(make: Callable[[], object], series_list: Sequence[LabelledSe
     return total_alerts / total_hours, per
 
 
+def bootstrap_interval(per_series: Sequence[tuple[str, Outcome]], draws: int = 2000,
+                       level: float = 0.9) -> tuple[float, float]:
+    """A ``level`` interval of a half's score over resamplings of its series (with replacement,
+    fixed seed): how far the score of a corpus this size moves with which series it happens to
+    hold, so how far apart two halves may be by chance. (Two detectors scored on the same series
+    differ by less by chance: their errors are on the same windows.)"""
+    raw = np.array([o.raw for _, o in per_series])
+    null = np.array([o.null for _, o in per_series])
+    perfect = np.array([o.perfect for _, o in per_series])
+    idx = np.random.default_rng(0).integers(0, raw.size, (draws, raw.size))
+    n = null[idx].sum(axis=1)
+    span = perfect[idx].sum(axis=1) - n
+    scores = 100.0 * (raw[idx].sum(axis=1) - n) / np.where(span > 0.0, span, 1.0)
+    lo, hi = np.quantile(scores, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(lo), float(hi)
+
+
 def fmt(o: Outcome) -> str:
     rate = 100.0 * o.detected / max(o.windows, 1)
     return (f"{o.score:7.1f} {o.detected:3d}/{o.windows:<3d} {rate:4.0f}% {o.fp_per_1000:8.2f} "
@@ -339,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     print("  score: NAB standard profile, 0 = never alerting, 100 = perfect; found: windows with a detection;")
     print("  FP/1000: alerts (stream) or alerting samples (raw) per 1,000 samples outside windows;")
     print("  delay: median samples from the onset to the first detection in its window.")
+    print("  AnomalyDetector alert-stream score, 90% interval over resamplings of the series: " + ", ".join(
+        "{} {:.1f}-{:.1f}".format(h, *bootstrap_interval(results[("AnomalyDetector", h)].per_series))
+        for h in halves))
 
     ours = [results[("AnomalyDetector", h)] for h in halves]
     us = statistics.median(t for r in ours for t in r.us)

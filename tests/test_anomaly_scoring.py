@@ -106,3 +106,16 @@ def test_corpus_is_deterministic_large_and_split_by_series():
         n = len(s.values)
         assert np.all(np.isfinite(s.values)) and np.all(np.diff(s.timestamps) > 0)
         assert all(B.PROBATION * n < a.onset < n for a in s.anomalies)
+
+
+def test_bootstrap_interval_brackets_the_score_and_is_zero_when_every_series_agrees():
+    s = series()
+    perfect = B.score_series(s, np.array([375, 775]))
+    missed = B.score_series(s, np.array([], dtype=np.int64))
+    same = [("a", perfect), ("b", perfect), ("c", perfect)]
+    assert B.bootstrap_interval(same) == pytest.approx((100.0, 100.0))
+    mixed = [(str(i), perfect if i % 2 else missed) for i in range(20)]
+    lo, hi = B.bootstrap_interval(mixed)
+    assert lo < total(*(o for _, o in mixed)).score < hi  # 50: half the windows caught perfectly
+    assert 0.0 < lo and hi < 100.0
+    assert B.bootstrap_interval(mixed) == (lo, hi)  # a fixed seed: the same run prints the same
