@@ -148,14 +148,25 @@ def test_a_shift_below_every_threshold_alarms_by_persistent_evidence():
     """A 0.8 sd step on Gaussian noise holds the level statistic below its threshold; held for
     dozens of samples it alarms, and the stretch before it stays quiet."""
     found = {True: 0, False: 0}
+    by_evidence = 0
     for seed in range(6):
         rng = np.random.default_rng(seed)
         x = 50.0 + rng.standard_normal(1500)
         x[1000:] += 0.8
         for with_evidence in (True, False):
             det = AnomalyDetector(season_seconds=None, **({} if with_evidence else {"evidence_h": 1e9}))
-            out = np.array([det.update(v, S.T0 + 60.0 * i) for i, v in enumerate(x.tolist())])
+            out = np.zeros(x.size)
+            first = None
+            for i, v in enumerate(x.tolist()):
+                out[i] = det.update(v, S.T0 + 60.0 * i)
+                if first is None and i >= 1000 and out[i] >= 0.5:
+                    first = det.last_explanation  # what set the first alarm, and of which kind
             assert out[400:1000].max() < 0.5
-            found[with_evidence] += bool(out[1000:1080].max() >= 0.5)
+            hit = bool(out[1000:1080].max() >= 0.5)
+            found[with_evidence] += hit
+            if with_evidence and hit and first is not None:
+                by_evidence += first.evidence >= 1.0 and first.ratio == first.evidence and \
+                    first.kind in ("level_shift", "drift")
     assert found[True] == 6
+    assert by_evidence >= 3  # most by the evidence that added up, named by the statistic that held
     assert found[False] <= 4  # without it, a third of them go unseen within 80 samples
