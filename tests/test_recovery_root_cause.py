@@ -270,3 +270,45 @@ def test_the_settings_are_validated_and_configurable():
 
     cfg = load_config({"APHRODITE_SLA_RECOVERY_USE_ROOT_CAUSE": "false", "APHRODITE_SLA_RECOVERY_ROOT_CAUSE_MIN_CONFIDENCE": "0.9"})
     assert cfg.recovery_use_root_cause is False and cfg.recovery_root_cause_min_confidence == 0.9
+
+
+# -- wired into the monitor: configuration, the API, the console ----------------------------------
+def test_the_recovery_system_wires_the_hook_from_the_configuration_and_serves_its_decisions():
+    import json
+
+    from aphrodite_sla.context import MonitorContext
+    from aphrodite_sla.recovery.api_routing import ApiRequest
+
+    ctx = MonitorContext.build(SLAConfig(system_sampler=False, recovery="act", recovery_root_cause_min_confidence=0.95),
+                               clock=ManualClock(T0), with_rca=False)
+    try:
+        hook = ctx.recovery.root_cause
+        assert hook.settings == RootCauseSettings(True, 0.95)
+        ctx.events.publish([found(analysis(confidence=0.9))])
+        assert ctx.events.drain(5.0)
+        answer = ctx.recovery.api.handle(ApiRequest("GET", "/api/auto-recovery/root-cause", {"limit": "5"}))
+        body = json.loads(answer.body)
+        assert answer.status == 200 and body["min_confidence"] == 0.95
+        assert body["decisions"][0]["cause"] == CAUSE and "below" in body["decisions"][0]["reason"]
+        assert ctx.recovery.overview()["root_cause"]["enabled"] is True
+    finally:
+        ctx.recovery.stop()
+    off = MonitorContext.build(SLAConfig(system_sampler=False, recovery_use_root_cause=False), clock=ManualClock(T0), with_rca=False)
+    try:
+        assert off.recovery.root_cause.settings.enabled is False
+    finally:
+        off.recovery.stop()
+
+
+def test_the_console_shows_why_a_root_cause_chose_the_procedure():
+    from dataclasses import replace
+
+    from aphrodite_sla.console.pages import executions_section
+    from aphrodite_sla.recovery.root_cause import basis_of
+
+    basis = replace(basis_of(found(analysis()), (A.DEPLOYMENT_ROLLBACK,)), decision="runs deployment_rollback")
+    run = replace(_run(f"rca_{CAUSE}", [A.DEPLOYMENT_ROLLBACK], ExecutionStatus.SUCCEEDED), root_cause=basis)
+    html = executions_section([run], True)
+    assert f"chosen by root cause {CAUSE} (application, confidence 92%): runs deployment_rollback" in html
+    assert "evidence: deployment 41 s before onset; step time 31 -&gt; 55 ms" in html
+    assert "chosen by" not in executions_section([_run("latency", [A.CACHE_INVALIDATION])], True)
