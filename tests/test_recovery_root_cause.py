@@ -312,3 +312,9 @@ def test_the_console_shows_why_a_root_cause_chose_the_procedure():
     assert f"chosen by root cause {CAUSE} (application, confidence 92%): runs deployment_rollback" in html
     assert "evidence: deployment 41 s before onset; step time 31 -&gt; 55 ms" in html
     assert "chosen by" not in executions_section([_run("latency", [A.CACHE_INVALIDATION])], True)
+
+
+def test_an_advisory_walk_is_not_a_try():
+    advised = _run("latency", [], ExecutionStatus.ADVISORY)
+    advised.actions.append(ActionResult(A.CACHE_INVALIDATION, ActionOutcome.ADVISORY, T0, 0.0, "would apply"))
+    assert plan_switch((A.CACHE_INVALIDATION,), [advised], None, ()).actions == (A.CACHE_INVALIDATION,)

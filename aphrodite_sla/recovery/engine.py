@@ -509,6 +509,9 @@ class RecoveryEngine:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 await asyncio.wait({task}, timeout=CANCEL_GRACE_S + ladder.timeout_seconds)
+            if task is None or task.done():  # (it may have ended on its own just before the cancel)
+                with self._lock:
+                    self._superseded.pop(running.execution_id, None)
             for request in self.approvals.pending():
                 if request.execution_id == running.execution_id:
                     try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.events import RootCauseFound
 from aphrodite_sla.recovery.model import (
+    ActionOutcome,
     ExecutionStatus,
     RecoveryAction,
     RecoveryExecution,
@@ -105,7 +106,9 @@ def plan_switch(ladder: Iterable[RecoveryAction], recent_runs: Iterable[Recovery
     if won is not None:
         return SwitchPlan(False, f"recovered already: {won.procedure_id} {won.reason}".strip())
     wanted = tuple(dict.fromkeys(ladder))
-    tried = {r.action for e in (*runs, *([running] if running is not None else [])) for r in e.actions}
+    # an advisory walk changed nothing: its "would apply" is not a try
+    tried = {r.action for e in (*runs, *([running] if running is not None else [])) for r in e.actions
+             if r.outcome is not ActionOutcome.ADVISORY}
     following: RecoveryAction | None = None
     if running is not None:
         done = len(running.actions)
