@@ -33,6 +33,7 @@ from tests.test_asgi import serve
 TOKEN = "rca-api-test-token"
 RCA = "/api/v1/rca"
 EPISODE = "ep-gpu"
+CAUSE = "gpu_throttling"  # what RCA names for this recording (test_rca's service test asserts the same)
 ITL_SLA = SLAThreshold("itl_p99", 20.0, 50.0, 5, statistic=Statistic.P99, source_metric="itl_ms", unit="ms")
 
 
@@ -67,7 +68,8 @@ def _context(token: str = TOKEN) -> MonitorContext:
             raised = True
             m.events.publish([ViolationRaised("fp-itl", EPISODE, now, _violation(now))])
     assert m.events.drain(10.0)
-    assert ctx.rca is not None and ctx.rca.analysis(EPISODE) is not None
+    found = ctx.rca.analysis(EPISODE) if ctx.rca is not None else None
+    assert found is not None and found.primary_root_cause.cause == CAUSE, "RCA itself (not its API) names another cause"
     return ctx
 
 
@@ -91,9 +93,9 @@ def test_listing_filters_and_pages(ctx: MonitorContext, engine_app: str) -> None
     with httpx.Client(base_url=engine_app, timeout=10) as c:
         page = c.get(f"{RCA}/analyses").json()
         row = next(r for r in page["analyses"] if r["episode"] == EPISODE)
-        assert row["sla"] == "itl_p99" and row["cause"] == "gpu_throttling" and row["category"] == "infrastructure"
+        assert row["sla"] == "itl_p99" and row["cause"] == CAUSE and row["category"] == "infrastructure"
         assert 0 < row["confidence"] <= 1 and row["recommendations"] and page["offset"] == 0
-        assert EPISODE in [r["episode"] for r in c.get(f"{RCA}/analyses", params={"cause": "gpu_throttling"}).json()["analyses"]]
+        assert EPISODE in [r["episode"] for r in c.get(f"{RCA}/analyses", params={"cause": CAUSE}).json()["analyses"]]
         assert c.get(f"{RCA}/analyses", params={"cause": "memory_leak"}).json()["total"] == 0
         assert c.get(f"{RCA}/analyses", params={"sla": "itl_p99"}).json()["total"] >= 1
         assert c.get(f"{RCA}/analyses", params={"since": row["analyzed_at"] + 1}).json()["total"] == 0
@@ -108,10 +110,10 @@ def test_listing_filters_and_pages(ctx: MonitorContext, engine_app: str) -> None
 def test_one_analysis_as_json_and_markdown(engine_app: str) -> None:
     with httpx.Client(base_url=engine_app, timeout=10) as c:
         report = c.get(f"{RCA}/analyses/{EPISODE}").json()
-        assert report["primary_root_cause"]["cause"] == "gpu_throttling" and report["sla_name"] == "itl_p99"
+        assert report["primary_root_cause"]["cause"] == CAUSE and report["sla_name"] == "itl_p99"
         assert report["primary_root_cause"]["evidence_for"] and "leading_indicators" in report and "diagnostics" in report
         md = c.get(f"{RCA}/analyses/{EPISODE}", params={"format": "markdown"}).json()["markdown"]
-        assert md.startswith("## Root cause analysis") and "**gpu_throttling**" in md and "Recommendations:" in md
+        assert md.startswith("## Root cause analysis") and f"**{CAUSE}**" in md and "Recommendations:" in md
         assert c.get(f"{RCA}/analyses/{EPISODE}", params={"format": "xml"}).status_code == 400
         missing = c.get(f"{RCA}/analyses/ep-nope")
         assert missing.status_code == 404 and "ep-nope" in missing.json()["error"]
@@ -171,7 +173,7 @@ def test_the_standalone_exporter_serves_it_and_openapi_lists_it(ctx: MonitorCont
                                      api=with_rca_routes(ctx.rca, combined_handler(None, None)))
     base = f"http://127.0.0.1:{port}"
     try:
-        page = json.loads(urllib.request.urlopen(f"{base}{RCA}/analyses?cause=gpu_throttling", timeout=10).read())
+        page = json.loads(urllib.request.urlopen(f"{base}{RCA}/analyses?cause={CAUSE}", timeout=10).read())
         assert EPISODE in [r["episode"] for r in page["analyses"]]
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(urllib.request.Request(f"{base}{RCA}/analyze", data=b'{"sla": "itl_p99"}', method="POST"), timeout=10)
@@ -193,14 +195,14 @@ def _cli(*argv: str) -> tuple[int, str, str]:
 
 def test_the_cli_lists_shows_and_analyses_with_the_incidents_exit_codes(engine_app: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("APHRODITE_SLA_API_TOKEN", raising=False)
-    code, out, _ = _cli("rca", "list", "--server", engine_app, "--json", "--cause", "gpu_throttling")
+    code, out, _ = _cli("rca", "list", "--server", engine_app, "--json", "--cause", CAUSE)
     assert code == 0 and EPISODE in [r["episode"] for r in json.loads(out)["analyses"]]
     code, out, _ = _cli("rca", "list", "--server", engine_app)
-    assert code == 0 and "gpu_throttling" in out
+    assert code == 0 and CAUSE in out
     code, out, _ = _cli("rca", "show", EPISODE, "--server", engine_app, "--markdown")
     assert code == 0 and out.startswith("## Root cause analysis")
     code, out, _ = _cli("rca", "show", EPISODE, "--server", engine_app)
-    assert code == 0 and "cause: gpu_throttling" in out and "recommended:" in out
+    assert code == 0 and f"cause: {CAUSE}" in out and "recommended:" in out
     assert _cli("rca", "show", "ep-nope", "--server", engine_app)[0] == 1
     assert _cli("rca", "list", "--server", engine_app, "--limit", "0")[0] == 2
     code, _, err = _cli("rca", "analyze", "itl_p99", "--server", engine_app)
