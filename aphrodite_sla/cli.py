@@ -335,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_rule_commands(rules_sub)  # incident detection rules: list, show, enable, disable, update, create, test
     register_incident_commands(sub)
+    from aphrodite_sla.rca.cli import register_rca_commands
+
+    register_rca_commands(sub)  # root-cause analyses of a running server
     from aphrodite_sla.console.cli import register_dashboard_command
 
     register_dashboard_command(sub)  # incidents dashboard: the web console

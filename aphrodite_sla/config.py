@@ -38,6 +38,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "recovery_cooldown_s": (0.0, 86_400.0),
     "recovery_approval_timeout_s": (1.0, 86_400.0),
     "recovery_max_concurrent": (1, 100),
+    "recovery_root_cause_min_confidence": (0.0, 1.0),
     "fleet_replicas": (1, 100_000),
     "max_replicas": (0, 100_000),
     "memory_threshold_percent": (1.0, 100.0),
@@ -80,6 +81,10 @@ class SLAConfig:
     recovery_max_concurrent: int = 5
     recovery_cooldown_s: float = 300.0  # no second recovery for the same SLA within this time
     recovery_approval_timeout_s: float = 300.0  # a risky action nobody approved in time is denied
+    # a confident RCA cause picks the procedure it recommends when that adds to what the SLA's ran
+    # (recovery/root_cause.py); 0.8: RCA's calibrated confidence is right ~4 times in 5 there
+    recovery_use_root_cause: bool = True
+    recovery_root_cause_min_confidence: float = 0.8
     fleet_replicas: int = 1  # > 1: a load balancer can move traffic away, so draining this replica is allowed
     max_replicas: int = 0  # RESOURCE_SCALING may raise the desired-replicas gauge up to this (0: no higher than fleet_replicas)
     degradation: str = "critical"  # the lowest violation severity that degrades service by itself, or "off"
@@ -115,7 +120,7 @@ class SLAConfig:
         if not isinstance(self.hooks, Mapping):
             raise ConfigError(f"SLAConfig.hooks: must be a table of action -> hook, got {type(self.hooks).__name__}")
         for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla", "auto_rollback", "self_healing",
-                     "incidents"):
+                     "incidents", "recovery_use_root_cause"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"SLAConfig.{name}: must be true or false, got {getattr(self, name)!r}")
         if self.incident_response:

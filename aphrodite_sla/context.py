@@ -88,6 +88,7 @@ class MonitorContext:
             from aphrodite_sla.rca.service import RCAService
 
             ctx.rca = RCAService(ctx)
+            endpoints.rca = ctx.rca  # its API's routes in /openapi.json
         return ctx
 
     def attach_incidents(self, *, clock: Clock | None = None, config: Any = None,

@@ -177,9 +177,16 @@ class EventStream:
                     sub.offer(event)
 
     def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued event has been delivered; False if ``timeout`` passed first."""
+        """Wait until every queued event has been delivered; False if ``timeout`` passed first.
+        Events a subscriber publishes while delivering (RCA's ``RootCauseFound``, recovery's
+        events) count too: passes repeat until one finds every subscriber idle."""
         deadline = time.monotonic() + timeout
-        return all(sub.wait_idle(deadline) for sub in self._subscriptions)
+        while True:
+            subs = self._subscriptions
+            if not all(sub.wait_idle(deadline) for sub in subs):
+                return False
+            if not any(sub.pending() for sub in subs):
+                return True
 
     def close(self) -> None:
         """Drop what is queued and let every delivery thread end (subscriptions are kept)."""

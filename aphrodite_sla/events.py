@@ -145,11 +145,13 @@ class SnapshotPublished(MonitorEvent):
 # -- what recovery did (published by the recovery components, for incidents and notifications) -------
 @dataclass(frozen=True)
 class RecoveryStarted(MonitorEvent):
-    """A procedure started for a violation episode (``fingerprint``/``episode`` are the violation's)."""
+    """A procedure started for a violation episode (``fingerprint``/``episode`` are the violation's).
+    ``reason``: why this procedure, when not the SLA's own (a root cause chose it)."""
 
     execution_id: str
     procedure_id: str
     sla: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)

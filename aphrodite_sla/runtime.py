@@ -106,14 +106,15 @@ class SLARuntime:
                     from aphrodite_sla.console.mount import console_of
                     from aphrodite_sla.export.server import start_exporter
                     from aphrodite_sla.incidents.api import combined_handler
+                    from aphrodite_sla.rca.api import with_rca_routes
 
                     console = console_of(ctx)  # the incident console, when incidents run
 
                     self.exporter, port, registry = start_exporter(
                         ctx.manager, self.config.exporter_port, self.config.exporter_host, model_name=ctx.model_name,
                         config_error=self.info.config_error, endpoints=ctx.endpoints if ctx.recovery is not None else None,
-                        api=combined_handler(ctx.incidents.api if ctx.incidents is not None else None,
-                                             ctx.recovery.api.handle if ctx.recovery is not None else None),
+                        api=with_rca_routes(ctx.rca, combined_handler(ctx.incidents.api if ctx.incidents is not None else None,
+                                                                      ctx.recovery.api.handle if ctx.recovery is not None else None)),
                         console=console.handle if console is not None else None,
                     )
                     if ctx.recovery is not None:

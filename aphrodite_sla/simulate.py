@@ -245,6 +245,7 @@ def run_simulation(
 
         registry.register(RecoveryCollector(system.metrics_view, model_name=model_name))
         from aphrodite_sla.incidents.api import combined_handler
+        from aphrodite_sla.rca.api import with_rca_routes
 
         if incidents is not None:
             for incident_collector in incidents.collectors(model_name):
@@ -253,7 +254,8 @@ def run_simulation(
             registry.register(RCACollector(runtime.context.rca.metrics_view, model_name=model_name))
         runtime.context.set_model_name(model_name)
         server, exporter_port, _ = start_exporter(manager, port, model_name=model_name, registry=registry, endpoints=runtime.context.endpoints,
-                                                  api=combined_handler(incidents.api if incidents else None, system.api.handle),
+                                                  api=with_rca_routes(runtime.context.rca,
+                                                                      combined_handler(incidents.api if incidents else None, system.api.handle)),
                                                   console=_console_handler(runtime))
         out(f"exporter: http://127.0.0.1:{exporter_port}/metrics")
         if _console_handler(runtime) is not None:

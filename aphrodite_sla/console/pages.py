@@ -246,8 +246,18 @@ def executions_section(rows: list[Any], recovery_present: bool) -> Safe:
                                    f"{_verification(a)}"
                                    f"{' (rolled back)' if a.rolled_back else ''}")) for a in e.actions) or h("no action yet")
         out.append(Safe(f"<li><strong>{h(e.procedure_id)}</strong> {h(e.status.value)}{' (advisory)' if e.advisory else ''} "
-                        f"started {time_tag(e.started_at)}{h(' — ' + e.reason) if e.reason else ''}<ul>{acts}</ul></li>"))
+                        f"started {time_tag(e.started_at)}{h(' — ' + e.reason) if e.reason else ''}"
+                        f"{_chosen_by(e)}<ul>{acts}</ul></li>"))
     return tag("ul", out, class_="executions")
+
+
+def _chosen_by(e: Any) -> Safe:
+    """Why a root cause's procedure ran (recovery.root_cause), with the evidence RCA gave."""
+    basis = getattr(e, "root_cause", None)
+    if basis is None:
+        return Safe("")
+    evidence = "; ".join(basis.evidence)
+    return Safe(f"<br>chosen by {h(basis.summary())}{h(' — evidence: ' + evidence) if evidence else ''}")
 
 
 def _verification(a: Any) -> Safe:

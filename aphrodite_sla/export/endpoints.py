@@ -85,6 +85,7 @@ class SLAEndpoints:
         self.fail_on_critical_sla = fail_on_critical_sla
         self.recovery: Any = None  # a RecoverySystem: adds the breakers, degradation and mode (seed's fields)
         self.incidents: Any = None  # an IncidentSystem: its API's routes join /openapi.json
+        self.rca: Any = None  # an RCAService: its API's routes (/api/v1/rca) join /openapi.json
         self.history: Any = None  # an EvaluationHistory: serves HISTORY_PATH
         self.evaluation_interval_s = 5.0  # the spacing of the history's points
         # responses built once per published snapshot (and at most RENDER_TTL_S old): a flood of
@@ -226,6 +227,9 @@ class SLAEndpoints:
                 schema["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
             if self.incidents is not None:  # the incidents API (aphrodite_sla.incidents.api)
                 schema["paths"].update(self.incidents.api.openapi_paths())
+                schema["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+            if self.rca is not None:  # the RCA API (aphrodite_sla.rca.api)
+                schema["paths"].update(self.rca.api.openapi_paths())
                 schema["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
             return _json(200, schema)
         return Response(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))  # type: ignore[arg-type]

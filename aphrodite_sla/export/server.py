@@ -312,7 +312,7 @@ def start_exporter(
         endpoints.registry = registry
     prefixes: tuple[str, ...] = ()
     if api is not None:
-        prefixes += ("/api/auto-recovery", "/api/incidents")
+        prefixes += ("/api/auto-recovery", "/api/incidents", "/api/v1/rca")
     if console is not None:
         prefixes += ("/console",)
     if endpoints.history is not None:  # a day of points: rendered when asked, not pushed every half second

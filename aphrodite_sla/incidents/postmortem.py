@@ -9,6 +9,7 @@ incident; the people writing the review start from it and fill in the judgement 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aphrodite_sla.incidents.model import Incident
 
@@ -19,6 +20,28 @@ def _when(t: float | None) -> str:
 
 def _minutes(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} min"
+
+
+def _analysis_lines(analysis: dict[str, Any]) -> list[str]:
+    """The RCA report's substance (``RCAAnalysis.to_dict()``): the root metric and what it did,
+    the evidence for and against, the leading indicator, and the recommended recovery actions."""
+    out: list[str] = []
+    primary = analysis.get("primary_root_cause")
+    primary = primary if isinstance(primary, dict) else {}
+    if primary.get("metric"):
+        out.append(f"Root metric `{primary['metric']}`: {primary.get('description') or '—'}")
+    out += [f"- Evidence for: {e}" for e in (primary.get("evidence_for") or [])[:5]]
+    out += [f"- Evidence against: {e}" for e in (primary.get("evidence_against") or [])[:5]]
+    leads = [li for li in analysis.get("leading_indicators") or [] if isinstance(li, dict)]
+    if leads:
+        first = leads[0]
+        out.append(f"- Leading indicator: `{first.get('metric')}` moved {float(first.get('lead_s') or 0.0):.0f} s before the SLI")
+    for rec in (analysis.get("recommendations") or [])[:5]:
+        if isinstance(rec, dict):
+            out.append(f"- Recommendation: `{rec.get('action')}` — {rec.get('reason', '')}")
+        else:
+            out.append(f"- Recommendation: {rec}")
+    return out
 
 
 def render_postmortem(incident: Incident) -> str:
@@ -61,8 +84,7 @@ def render_postmortem(incident: Incident) -> str:
                      f"confidence {float(rca.get('confidence', 0.0)):.0%}).")
         analysis = rca.get("analysis")
         if isinstance(analysis, dict):
-            for rec in analysis.get("recommendations", [])[:5]:
-                lines.append(f"- Recommendation: {rec}")
+            lines += _analysis_lines(analysis)
     else:
         lines.append("No automated root-cause analysis was recorded for this incident: to be established by the review.")
     lines += [

@@ -256,9 +256,12 @@ class IncidentSystem:
             if inc is not None:
                 status = IncidentStatus.MITIGATING if inc.status in (IncidentStatus.DETECTED, IncidentStatus.ACKNOWLEDGED,
                                                                     IncidentStatus.INVESTIGATING) else None
-                m.change(inc.incident_id, by="recovery", action="recovery_started", message=f"procedure {event.procedure_id} started",
+                why = getattr(event, "reason", "")  # a root cause chose the procedure (recovery.root_cause)
+                m.change(inc.incident_id, by="recovery", action="recovery_started",
+                         message=f"procedure {event.procedure_id} started" + (f" — {why}" if why else ""),
                          status=status, stage=ResponseStage.CONTAINMENT, notify="mitigating" if status else None,
-                         data={"execution_id": event.execution_id}, mitigated_at=inc.mitigated_at or event.occurred_at)
+                         data={"execution_id": event.execution_id, **({"reason": why} if why else {})},
+                         mitigated_at=inc.mitigated_at or event.occurred_at)
         elif isinstance(event, RecoveryFinished):
             ex = event.execution
             inc = self._incident_for(event, ex.sla)
@@ -266,6 +269,8 @@ class IncidentSystem:
                 outcome = ex.status.value
                 failed = outcome == "failed"
                 actions = ", ".join(f"{a.action.value}={a.outcome.value}" for a in ex.actions) or "no action"
+                if outcome == "superseded":
+                    actions += f" ({ex.reason})"
                 m.note(inc.incident_id, by="recovery", kind="recovery_finished", message=f"recovery {outcome}: {actions}",
                        stage=ResponseStage.REMEDIATION, data={"execution_id": ex.execution_id, "status": outcome},
                        response_failed_at=event.occurred_at if failed else inc.response_failed_at)

@@ -213,6 +213,10 @@ class SLAMiddleware:
         if incidents is not None and path.startswith("/api/") and incidents.api.owns(path):
             await _serve_api(incidents.api, scope, path, receive, send, in_thread=True)  # the store blocks: off the loop
             return
+        rca = getattr(self._context, "rca", None)
+        if rca is not None and path.startswith("/api/v1/rca") and rca.api.owns(path):
+            await _serve_api(rca.api, scope, path, receive, send, in_thread=True)  # an analysis takes ~0.1 s: off the loop
+            return
         if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
             from aphrodite_sla.console.mount import console_of
 

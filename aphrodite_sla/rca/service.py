@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import OrderedDict, deque
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.events import DeploymentEvent, RootCauseFound, SnapshotPublished, ViolationRaised
@@ -35,9 +37,16 @@ KEPT_SAMPLES = 1000
 # it; 30 s more give every metric a few incident bins (and RCA is still minutes ahead of a person).
 SETTLE_S = 30.0
 MAX_PENDING = 256
+# An analysis asked for through the API waits this long for its worker (a slower one goes on and is
+# kept; the caller gets a timeout and finds it in the listing later).
+ON_DEMAND_TIMEOUT_S = 30.0
 # The history is extended this often (the rings hold at least a minute of every series; an
 # analysis reads the bins since the last extension from the rings directly).
 HISTORY_EVERY_S = 15.0
+
+
+class AnalysisBusy(RuntimeError):
+    """An on-demand analysis is already running (one at a time: the API answers 429)."""
 
 
 class RCAService:
@@ -53,6 +62,7 @@ class RCAService:
         for name in (DEPLOYMENT_SERIES, CONFIG_CHANGE_SERIES):
             manager.register_metric(name, EVENT_WINDOW_S, 1.0, unit="events")
         self._analyses: OrderedDict[str, RCAAnalysis] = OrderedDict()
+        self._sla_of: dict[str, str] = {}  # episode -> the SLA whose violation (or request) it analysed
         self._durations: deque[float] = deque(maxlen=KEPT_SAMPLES)
         self._confidences: deque[float] = deque(maxlen=KEPT_SAMPLES)
         self._counts: dict[tuple[str, str], int] = {}
@@ -60,6 +70,10 @@ class RCAService:
         self._corr_total = 0
         self._lock = threading.Lock()
         self._view = RCAMetricsView()
+        self._on_demand = threading.Lock()  # held while an on-demand analysis runs
+        from aphrodite_sla.rca.api import RCAApi
+
+        self.api = RCAApi(self, context.config.api_token or None)
         # one subscription for both: the history is updated in order with the violations
         self.subscription = manager.subscribe(self._on_event, ViolationRaised, SnapshotPublished, name="rca")
         self.event_subscription = manager.subscribe(self._on_deployment, DeploymentEvent, name="rca-events")
@@ -82,7 +96,7 @@ class RCAService:
         v = event.violation
         analysis = self.engine.analyze(v.source_metric or v.metric_name, v.detected_at,
                                        fingerprint=event.fingerprint, episode=event.episode)
-        self._remember(analysis)
+        self._remember(analysis, v.metric_name)
         p = analysis.primary_root_cause
         self.context.events.publish([RootCauseFound(event.fingerprint, event.episode, float(self.engine.clock()),
                                                     sla=v.metric_name, cause=p.cause, category=p.category,
@@ -107,16 +121,63 @@ class RCAService:
         with self._lock:
             return self._analyses.get(episode)
 
+    def sla_of(self, episode: str) -> str:
+        """The SLA an analysis was made for (its ``sla`` field is the SLI node it analysed)."""
+        with self._lock:
+            return self._sla_of.get(episode, "")
+
     def metrics_view(self) -> RCAMetricsView:
         return self._view
 
+    def sla_series(self, sla: str) -> str | None:
+        """The series an SLA is analysed over (its source metric), or None for an unknown SLA."""
+        threshold = self.context.manager.thresholds.get(sla)
+        if threshold is None:
+            return None
+        return threshold.source_metric or threshold.metric_name
+
+    def analyze_now(self, sla: str, *, by: str = "api", timeout_s: float = ON_DEMAND_TIMEOUT_S) -> RCAAnalysis:
+        """Analyse ``sla`` as if it had been detected now, on a worker thread of its own (never
+        the caller's loop), one at a time: ``AnalysisBusy`` while another runs, ``KeyError`` for an
+        unknown SLA, ``TimeoutError`` past ``timeout_s`` (the analysis goes on and is kept). The
+        result is kept and listed like the others; it publishes nothing (recovery acts on the
+        monitor's violations, not on a question someone asked)."""
+        series = self.sla_series(sla)
+        if series is None:
+            raise KeyError(sla)
+        if not self._on_demand.acquire(blocking=False):
+            raise AnalysisBusy("an on-demand analysis is running; try again when it has finished")
+        episode = f"manual-{uuid.uuid4().hex[:12]}"
+        future: Future[RCAAnalysis] = Future()
+
+        def work() -> None:
+            try:
+                analysis = self.engine.analyze(series, float(self.engine.clock()), episode=episode)
+                analysis.diagnostics["requested_by"] = by
+                self._remember(analysis, sla)
+                future.set_result(analysis)
+            except BaseException as exc:  # the engine reports its own failures; this is a bug of ours
+                future.set_exception(exc)
+            finally:
+                self._on_demand.release()
+
+        try:
+            threading.Thread(target=work, name="aphrodite-sla-rca-on-demand", daemon=True).start()
+        except BaseException:
+            self._on_demand.release()
+            raise
+        return future.result(timeout_s)
+
     # -- internals ----------------------------------------------------------------------------------------
-    def _remember(self, a: RCAAnalysis) -> None:
+    def _remember(self, a: RCAAnalysis, sla: str = "") -> None:
         p = a.primary_root_cause
         with self._lock:
-            self._analyses[a.episode or str(len(self._analyses))] = a
+            episode = a.episode or str(len(self._analyses))
+            self._analyses[episode] = a
+            self._sla_of[episode] = sla or a.sla
             while len(self._analyses) > KEPT_ANALYSES:
-                self._analyses.popitem(last=False)
+                old, _ = self._analyses.popitem(last=False)
+                self._sla_of.pop(old, None)
             self._durations.append(a.duration_s)
             self._confidences.append(p.confidence)
             key = (p.cause, p.category)

@@ -71,6 +71,11 @@ class RecoveryApi:
         def procedures(p: dict[str, str], b: dict[str, Any]) -> Any:
             return {"procedures": [p.to_dict() for p in s.engine.procedures()]}
 
+        def root_cause(p: dict[str, str], b: dict[str, Any]) -> Any:
+            hook = s.root_cause
+            return {"enabled": hook.settings.enabled, "min_confidence": hook.settings.min_confidence,
+                    "decisions": [d.to_dict() for d in hook.decisions(_limit(p))]}
+
         def set_enabled(on: bool) -> Any:
             def handler(p: dict[str, str], b: dict[str, Any]) -> Any:
                 (s.engine.enable if on else s.engine.disable)()
@@ -257,6 +262,8 @@ class RecoveryApi:
             Route("GET", "/active", active, "Recovery executions running or awaiting approval"),
             Route("GET", "/history", history, "Finished recovery executions, newest last", query=_LIMIT),
             Route("GET", "/procedures", procedures, "The recovery procedures and their action ladders"),
+            Route("GET", "/root-cause", root_cause, "What recovery did with each root cause RCA found (switched procedure or why not)",
+                  query=_LIMIT),
             Route("POST", "/enable", set_enabled(True), "Enable automated recovery", mutating=True, body=by),
             Route("POST", "/disable", set_enabled(False), "Disable automated recovery (detection goes on)", mutating=True, body=by),
             Route("POST", "/advisory", set_advisory, "Switch advisory (dry-run) mode on or off", mutating=True,

@@ -24,6 +24,11 @@ higher severity threshold than the one that started it — an escalation to CRIT
 through). Skipped executions (disabled, no procedure, concurrency limit, cooldown) are recorded
 as SKIPPED with the reason, in a small ring of their own, and not published. A fingerprint whose
 executions keep failing for ``escalate_after_s`` publishes one ``ResponseEscalated``.
+
+``switch_to_root_cause`` (called by ``root_cause.RootCauseHook`` on a confident ``RootCauseFound``)
+may stop the episode's running ladder (SUPERSEDED: its applied action is undone as on a stop, its
+pending approval denied) and run the cause's ladder in its place; the per-SLA cooldown is not
+applied to that switch (it is the same episode), every other rule is.
 """
 from __future__ import annotations
 
@@ -64,10 +69,12 @@ from aphrodite_sla.recovery.model import (
     RecoveryAction,
     RecoveryExecution,
     RecoveryProcedure,
+    RootCauseBasis,
     Undo,
 )
 from aphrodite_sla.recovery.procedures import default_procedures, effective_severity, select_procedure
 from aphrodite_sla.recovery.recovery_stats import RecoveryHistory, RecoveryStats, copy_execution
+from aphrodite_sla.recovery.root_cause import RootCauseDecision, plan_switch
 from aphrodite_sla.recovery.verification import Verification, Verifier
 from aphrodite_sla.sla.threshold import SLAViolation, ViolationRule, ViolationSeverity
 
@@ -76,6 +83,17 @@ T = TypeVar("T")
 
 CANCEL_GRACE_S = 1.0  # how long a cancelled apply may take to stop before it is abandoned
 RESOLVED_KEPT = 256  # resolved episodes remembered, so a mitigation verified after its episode resolved is undone at once
+EPISODES_KEPT = 256  # episodes whose violation is remembered, for a root cause that arrives later
+
+
+@dataclass(frozen=True)
+class _Episode:
+    """What recovery saw of a violation episode (a root-cause switch re-runs for it)."""
+
+    violation: SLAViolation
+    fingerprint: str
+    stalled: bool
+    procedure_id: str  # what its SLA selected ("" for none)
 
 
 @dataclass(frozen=True)
@@ -160,6 +178,9 @@ class RecoveryEngine:
         self._resolved: OrderedDict[str, None] = OrderedDict()
         self._failing_since: dict[str, float] = {}  # fingerprint -> trigger of its first failure in a row
         self._escalated: set[str] = set()
+        self._episodes: OrderedDict[str, _Episode] = OrderedDict()
+        self._running: dict[str, tuple[RecoveryProcedure, asyncio.Task[Any] | None]] = {}  # execution id -> its ladder, task
+        self._superseded: dict[str, str] = {}  # execution id -> why, set just before its task is cancelled
         self._subscriptions: list[tuple[EventStream, Subscription]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -377,7 +398,10 @@ class RecoveryEngine:
             return await run()
         return await asyncio.shield(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop)))
 
-    async def _execute(self, violation: SLAViolation, fp: str, episode: str, triggered_at: float, stalled: bool) -> RecoveryExecution:
+    async def _execute(self, violation: SLAViolation, fp: str, episode: str, triggered_at: float, stalled: bool, *,
+                       chosen: RecoveryProcedure | None = None, basis: RootCauseBasis | None = None) -> RecoveryExecution:
+        """One execution: ``chosen`` (a root cause's ladder, with ``basis``) or the procedure the
+        violation selects."""
         stalled = stalled or violation.rule is ViolationRule.STALL
         if not fp:
             fp = fingerprint(STALL_ALERT) if stalled else fingerprint(VIOLATION_ALERT, sla=violation.metric_name)
@@ -387,11 +411,16 @@ class RecoveryEngine:
         severity = effective_severity(violation, stalled)
         now = self.clock()
         with self._lock:
-            procedure = select_procedure(self._procedures.values(), violation, stalled)
-            skip = self._admission(procedure, sla, now)
+            procedure = chosen if chosen is not None else select_procedure(self._procedures.values(), violation, stalled)
+            if chosen is None and episode:
+                self._episodes[episode] = _Episode(violation, fp, stalled, procedure.procedure_id if procedure is not None else "")
+                self._episodes.move_to_end(episode)
+                while len(self._episodes) > EPISODES_KEPT:
+                    self._episodes.popitem(last=False)
+            skip = self._admission(procedure, sla, now, switch=chosen is not None)
             execution = RecoveryExecution(
                 _new_id("rec"), procedure.procedure_id if procedure is not None else "", sla, fp, episode, severity,
-                ExecutionStatus.RUNNING, now, triggered_at, advisory=self.advisory,
+                ExecutionStatus.RUNNING, now, triggered_at, advisory=self.advisory, root_cause=basis,
             )
             if skip is not None or procedure is None:
                 kind, reason = skip or ("no_procedure", "no procedure")
@@ -400,23 +429,113 @@ class RecoveryEngine:
                 self._changed()
                 return copy_execution(execution)
             self._active[execution.execution_id] = execution
+            self._running[execution.execution_id] = (procedure, asyncio.current_task())
             self._sla_last[sla] = (now, procedure.severity_threshold.rank)
             self._procedure_last[(procedure.procedure_id, sla)] = now
             self._changed()
-        self._publish(RecoveryStarted(fp, episode, now, execution.execution_id, procedure.procedure_id, sla))
+        self._publish(RecoveryStarted(fp, episode, now, execution.execution_id, procedure.procedure_id, sla,
+                                      reason=basis.summary() if basis is not None else ""))
         try:
             await self._ladder(execution, procedure, violation)
         except asyncio.CancelledError:
-            self._finish(execution, ExecutionStatus.FAILED, "cancelled (the recovery engine stopped)")
-            raise
+            with self._lock:
+                superseded = self._superseded.pop(execution.execution_id, None)
+            if superseded is None:
+                self._finish(execution, ExecutionStatus.FAILED, "cancelled (the recovery engine stopped)")
+                raise
+            self._finish(execution, ExecutionStatus.SUPERSEDED, superseded)  # stopped on purpose: the switch goes on
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)  # Python >= 3.11: the task goes on normally
+            if uncancel is not None:
+                uncancel()
         except Exception as exc:  # a bug of ours or a handler's that escaped: the run ends FAILED, it is not lost
             logger.exception("aphrodite-sla recovery: execution %s failed unexpectedly", execution.execution_id)
             self._finish(execution, ExecutionStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._running.pop(execution.execution_id, None)
         with self._lock:
             return copy_execution(execution)
 
-    def _admission(self, procedure: RecoveryProcedure | None, sla: str, now: float) -> tuple[str, str] | None:
-        """(kind, reason) why a run may not start now, or None. Called under the lock."""
+    async def switch_to_root_cause(self, episode: str, ladder: RecoveryProcedure, basis: RootCauseBasis, *,
+                                   on_decided: Callable[[RootCauseDecision], None] | None = None) -> RecoveryExecution | None:
+        """Run ``ladder`` (a confident root cause's) for ``episode`` when it adds to what the episode
+        tried and runs (``root_cause.plan_switch``): the episode's running ladder, if any, is
+        SUPERSEDED first. ``on_decided`` hears the decision before the new ladder runs. Returns the
+        new execution (finished), or None when nothing was started."""
+        now = self.clock()
+        running: RecoveryExecution | None = None
+        task: asyncio.Task[Any] | None = None
+        with self._lock:
+            seen = self._episodes.get(episode)
+            plan = None
+            if seen is None:
+                why = "recovery saw no violation of this episode"
+            elif episode in self._resolved:
+                why = "the episode resolved before its root cause was found"
+            elif not self.enabled:
+                why = "recovery is disabled"
+            else:
+                why = ""
+                sla = seen.violation.metric_name
+                same = next((e for e in self._active.values() if e.procedure_id == ladder.procedure_id), None)
+                # one cause, one ladder: its cooldown holds whichever SLA it ran for
+                last = max((t for (pid, _), t in self._procedure_last.items() if pid == ladder.procedure_id), default=None)
+                if same is not None:
+                    why = f"{ladder.procedure_id} is already running (for {same.sla})"
+                elif last is not None and now - last < ladder.cooldown_seconds:
+                    why = f"{ladder.procedure_id} ran {now - last:.0f} s ago (cooldown {ladder.cooldown_seconds:g} s)"
+                else:
+                    actives = list(self._active.values())
+                    running = (next((e for e in actives if e.episode == episode), None)
+                               or next((e for e in actives if e.sla == sla), None)
+                               or next((e for e in actives if seen.procedure_id and e.procedure_id == seen.procedure_id), None))
+                    since = now - self.global_cooldown_s
+                    runs = [e for e in (*self._history.recent(), *actives) if e.status is not ExecutionStatus.SKIPPED
+                            and e is not running and (e.episode == episode or e.started_at >= since)]
+                    ran = self._running.get(running.execution_id) if running is not None else None
+                    plan = plan_switch(ladder.actions, runs, running, ran[0].actions if ran is not None else (), episode=episode, sla=sla)
+                    why = plan.reason
+                    if plan.act and running is not None:
+                        task = ran[1] if ran is not None else None
+                        self._superseded[running.execution_id] = f"superseded by {ladder.procedure_id}: {basis.summary()}"
+        decided = RootCauseDecision(now, episode, seen.violation.metric_name if seen is not None else "", basis.cause, basis.confidence,
+                                    bool(plan is not None and plan.act), why, ladder.procedure_id if plan is not None and plan.act else "",
+                                    replaced_execution=running.execution_id if running is not None and plan is not None and plan.act else "")
+        if plan is None or not plan.act or seen is None:
+            if on_decided is not None:
+                on_decided(decided)
+            return None
+        if running is not None:
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                await asyncio.wait({task}, timeout=CANCEL_GRACE_S + ladder.timeout_seconds)
+            if task is None or task.done():  # (it may have ended on its own just before the cancel)
+                with self._lock:
+                    self._superseded.pop(running.execution_id, None)
+            for request in self.approvals.pending():
+                if request.execution_id == running.execution_id:
+                    try:
+                        self.approvals.deny(request.request_id, "recovery", f"superseded by {ladder.procedure_id}")
+                    except (KeyError, ValueError):
+                        pass  # decided meanwhile
+        basis = replace(basis, replaced_procedure=running.procedure_id if running is not None else seen.procedure_id,
+                        replaced_execution=running.execution_id if running is not None else "", decision=plan.reason)
+        chosen = replace(ladder, actions=plan.actions)
+        run = asyncio.ensure_future(self._execute(seen.violation, seen.fingerprint, episode, now, seen.stalled, chosen=chosen, basis=basis))
+        await asyncio.sleep(0)  # its admission runs first, so the decision can name the execution
+        with self._lock:
+            started = next((e for e in self._active.values() if e.episode == episode and e.procedure_id == chosen.procedure_id), None)
+        if on_decided is not None:
+            if started is not None:
+                on_decided(replace(decided, execution_id=started.execution_id))
+            else:  # admission refused it (the concurrency limit): recorded SKIPPED with the reason
+                skipped = run.result() if run.done() and not run.cancelled() and run.exception() is None else None
+                on_decided(replace(decided, acted=False, reason=f"{plan.reason}; not started: {skipped.reason if skipped else 'unknown'}"))
+        return await run
+
+    def _admission(self, procedure: RecoveryProcedure | None, sla: str, now: float, switch: bool = False) -> tuple[str, str] | None:
+        """(kind, reason) why a run may not start now, or None. Called under the lock. ``switch``:
+        a root cause's ladder for an episode recovery already answered (no per-SLA cooldown)."""
         if not self.enabled:
             return "disabled", "recovery is disabled"
         if procedure is None:
@@ -431,7 +550,8 @@ class RecoveryEngine:
         if last is not None and now - last < procedure.cooldown_seconds:
             return "cooldown", f"{procedure.procedure_id} ran for {sla} {now - last:.0f} s ago (cooldown {procedure.cooldown_seconds:g} s)"
         sla_last = self._sla_last.get(sla)
-        if sla_last is not None and now - sla_last[0] < self.global_cooldown_s and procedure.severity_threshold.rank <= sla_last[1]:
+        if (not switch and sla_last is not None and now - sla_last[0] < self.global_cooldown_s
+                and procedure.severity_threshold.rank <= sla_last[1]):
             return "cooldown", f"a recovery ran for {sla} {now - sla_last[0]:.0f} s ago (global cooldown {self.global_cooldown_s:g} s)"
         return None
 

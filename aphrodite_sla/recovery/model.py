@@ -79,6 +79,7 @@ class ExecutionStatus(str, Enum):
     ADVISORY = "advisory"  # dry-run mode: nothing was changed
     RESOLVED = "resolved"  # the violation ended before an action was verified: the rest of the ladder did not run
     SKIPPED = "skipped"  # disabled, cooldown, concurrency limit, below the severity threshold
+    SUPERSEDED = "superseded"  # stopped for the procedure a confident root cause recommends (``RootCauseBasis``)
 
     @property
     def finished(self) -> bool:
@@ -203,6 +204,27 @@ class RecoveryProcedure:
         return plain(asdict(self))
 
 
+@dataclass(frozen=True)
+class RootCauseBasis:
+    """Why an execution runs a root cause's procedure instead of (or after) the one its SLA
+    selected: RCA's primary cause, how sure it was, the evidence an operator can check, and what
+    it replaced. Kept on the execution, so the API, the console and the incident timeline show it."""
+
+    cause: str
+    category: str
+    confidence: float
+    metric: str = ""
+    description: str = ""
+    evidence: tuple[str, ...] = ()
+    recommended: tuple[RecoveryAction, ...] = ()
+    replaced_procedure: str = ""  # the SLA's procedure that was running (or ran) for the episode
+    replaced_execution: str = ""  # its execution, SUPERSEDED when it was still running
+    decision: str = ""  # why the switch: what the cause's ladder adds to what the episode already tried
+
+    def summary(self) -> str:
+        return f"root cause {self.cause} ({self.category}, confidence {self.confidence:.0%}): {self.decision}".rstrip(": ")
+
+
 @dataclass
 class RecoveryExecution:
     """One run of a procedure for one violation episode (mutable while it runs; the engine hands
@@ -221,6 +243,7 @@ class RecoveryExecution:
     actions: list[ActionResult] = field(default_factory=list)
     reason: str = ""  # why skipped / failed, or which action verified
     advisory: bool = False
+    root_cause: RootCauseBasis | None = None  # set when RCA's primary cause chose this procedure
 
     @property
     def duration_s(self) -> float | None:
@@ -247,5 +270,5 @@ def plain(value: Any) -> Any:
 
 __all__ = [
     "ActionHandler", "ActionOutcome", "ActionResult", "Applied", "ExecutionStatus", "Precheck", "RecoveryAction", "RecoveryExecution",
-    "RecoveryProcedure", "Undo",
+    "RecoveryProcedure", "RootCauseBasis", "Undo",
 ]

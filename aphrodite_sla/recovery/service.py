@@ -45,6 +45,7 @@ from aphrodite_sla.recovery.model import ActionHandler, RecoveryAction, parse_ac
 from aphrodite_sla.recovery.monitoring_mode import MonitoringMode
 from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor
+from aphrodite_sla.recovery.root_cause import RootCauseHook, RootCauseSettings
 from aphrodite_sla.recovery.self_healing import HealthThresholds, SelfHealing
 from aphrodite_sla.recovery.target import RecoveryTarget, ScalingState
 from aphrodite_sla.sla.threshold import ViolationSeverity
@@ -136,6 +137,12 @@ class RecoverySystem:
         self._tracked_configs: set[str] = set()
         context.manager.subscribe(self._on_event, ViolationRaised, ViolationEscalated, ViolationResolved, name="recovery-degradation")
         self.engine.attach(events)
+        # a confident RCA cause may choose the procedure (RootCauseFound on the stream; RCA never calls us)
+        self.root_cause = RootCauseHook(
+            self.engine, RootCauseSettings(cfg.recovery_use_root_cause, cfg.recovery_root_cause_min_confidence),
+            in_maintenance=lambda: self.monitor.mode is MonitoringMode.MAINTENANCE,
+        )
+        self.root_cause.attach(events)
         self._attached = True
         self._view = self._build_view()
         context.manager.subscribe(self._publish_view, *VIEW_EVENTS, name="recovery-view")
@@ -196,6 +203,7 @@ class RecoverySystem:
             attach, self._attached = not self._attached, True
         if attach:  # stopped before: stop() detached the engine from the stream
             self.engine.attach(self.context.events)
+            self.root_cause.attach(self.context.events)
         self.engine.start()
         self.monitor.start_monitoring()
         self.healing.start()
@@ -207,6 +215,7 @@ class RecoverySystem:
             started, self._started = self._started, False
             pool, self._pool = self._pool, None
             self._attached = False
+        self.root_cause.detach()
         self.engine.stop(timeout)  # its loop may run without start(): a violation or the API started it
         if not started:
             return
@@ -313,7 +322,8 @@ class RecoverySystem:
                 "circuit_breakers": {n: st.state.value for n, st in self.breakers.statuses().items()},
                 "degradation": self.degradation.status(),
                 "monitoring": self.mode_status(), "self_healing": self.healing.status(), "deployment": self.deployment_status(),
-                "approvals_pending": len(self.engine.approvals.pending()), "audit": [vars(a) for a in list(self._audit)[-20:]]}
+                "approvals_pending": len(self.engine.approvals.pending()), "audit": [vars(a) for a in list(self._audit)[-20:]],
+                "root_cause": self.root_cause.status()}
 
     def recovery_status(self) -> dict[str, Any]:
         return {"mode": self.mode, "enabled": self.engine.enabled, "advisory": self.engine.advisory,
