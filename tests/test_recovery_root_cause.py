@@ -145,8 +145,9 @@ async def test_a_confident_cause_supersedes_the_slas_ladder_and_runs_its_own(rig
     assert basis.replaced_procedure == "latency" and basis.replaced_execution == old.execution_id
     assert basis.evidence == ("deployment 41 s before onset", "step time 31 -> 55 ms") and basis.metric == "deployments"
     assert new.to_dict()["root_cause"]["cause"] == CAUSE  # what the API and the console show
-    started = [e for e in rig.recorder.of(RecoveryStarted) if e.procedure_id == f"rca_{CAUSE}"]
-    assert started and CAUSE in started[0].reason and "92%" in started[0].reason
+    # the recorder is a stream subscriber: its copy arrives on its own thread, after the run
+    started = await eventually(lambda: [e for e in rig.recorder.of(RecoveryStarted) if e.procedure_id == f"rca_{CAUSE}"])
+    assert CAUSE in started[0].reason and "92%" in started[0].reason
     decision = rig.hook.decisions()[0]
     assert decision.acted and decision.execution_id == new.execution_id and decision.replaced_execution == old.execution_id
 
@@ -176,7 +177,7 @@ async def test_approvals_still_gate_the_causes_risky_action(rigs):
     rig.stream.publish([found(analysis())])
     request = (await eventually(rig.engine.approvals.pending))[0]
     assert request.action is A.DEPLOYMENT_ROLLBACK and rig.rollback.applied == 0
-    assert any(e.request_id == request.request_id for e in rig.recorder.of(ApprovalRequested))
+    assert await eventually(lambda: any(e.request_id == request.request_id for e in rig.recorder.of(ApprovalRequested)))
     rig.engine.approvals.deny(request.request_id, "alice", "not now")
     new = (await eventually(lambda: rig.runs(f"rca_{CAUSE}")))[0]
     assert rig.rollback.applied == 0 and new.actions[0].outcome is ActionOutcome.DENIED and new.status is ExecutionStatus.FAILED
