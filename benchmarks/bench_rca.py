@@ -62,6 +62,8 @@ def hour_of_forty(engine: RCAEngine) -> float:
     from aphrodite_sla.rca.graph import GRAPH
 
     values = {node.name: rng.normal(100.0, 5.0, n) for node in GRAPH}
+    for i in range(40 - len(values)):  # series outside the graph (custom SLIs): correlated only
+        values[f"extra_series_{i}"] = rng.normal(50.0, 5.0, n)
     values["arrival_rate"][-30:] *= 3.0
     frame = Frame(np.arange(1, n + 1) * BIN_S, BIN_S, values)
     t0 = time.perf_counter()

@@ -21,6 +21,11 @@ from aphrodite_sla.rca.scoring import Deviation, deviation, robust_scale
 ANOMALY_THRESHOLD = 3.0
 DESCENDANT_DISCOUNT = 0.25
 EVENT_LEAD_BINS = 24  # an event up to this many bins before the onset can explain it
+# An event explains a change only if the change starts with it: a metric that stayed at its
+# baseline for QUIET_BINS bins after the event (EVENT_LAG_BINS allowed for the effect to show)
+# changed for another reason (a harmless deployment two minutes before an error burst).
+EVENT_LAG_BINS = 2
+QUIET_BINS = 4
 # A cause moves before its symptom (a stall before the TTFT of the requests it held; a surge
 # before the queue it builds): the incident window of every metric starts this many bins before
 # the SLI's onset, and the baseline ends there. It also absorbs an onset estimated late.
@@ -78,17 +83,34 @@ def _reaches(start: str, target: str, anomalous: set[str], frame: Frame) -> bool
     return False
 
 
+def _quiet_after(frame: Frame, event: str, child: str, onset: int, end: int) -> bool:
+    """Did ``child`` stay at its baseline for a while after the latest ``event`` before the onset
+    (then the event is not what changed it)? Events after the onset are never ruled out this way."""
+    counts = np.nan_to_num(frame.values[event][max(0, onset - EVENT_LEAD_BINS):end])
+    hits = np.nonzero(counts > 0)[0] + max(0, onset - EVENT_LEAD_BINS)
+    before = hits[hits < onset]
+    if len(before) == 0:
+        return False
+    e = int(before[-1])
+    values = frame.values[child]
+    after = values[e + 1 + EVENT_LAG_BINS:onset]
+    if np.isfinite(after).sum() < QUIET_BINS:
+        return False
+    dev = deviation(NODES[child], values[:e], after)
+    return dev is not None and dev.total < ANOMALY_THRESHOLD
+
+
 def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeScore]:
     """Scores every node of ``frame``; ``end`` is one past the last incident bin."""
     onset = max(3, onset - GUARD_BINS)
     devs: dict[str, Deviation | None] = {}
     for name, values in frame.values.items():
-        node = NODES[name]
-        if node.agg is Agg.EVENT:
+        node = NODES.get(name)
+        if node is None or node.agg is Agg.EVENT:  # a series outside the graph is only correlated
             continue
         devs[name] = deviation(node, values[:onset], values[onset:end])
     anomalous = {n for n, d in devs.items() if d is not None and d.total >= ANOMALY_THRESHOLD}
-    events = {n for n, v in frame.values.items() if NODES[n].agg is Agg.EVENT
+    events = {n for n, v in frame.values.items() if n in NODES and NODES[n].agg is Agg.EVENT
               and np.nansum(v[max(0, onset - EVENT_LEAD_BINS):end]) > 0}
     anomalous |= events
     causes = {n for n in anomalous if NODES[n].role is Role.CAUSE}
@@ -98,7 +120,8 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
         out[name] = NodeScore(name, dev, resid, 0.0, name in anomalous, False)
     # causes that their own parents do not explain (a residual still anomalous)
     unexplained = {n for n in causes if n in out and out[n].residual >= ANOMALY_THRESHOLD}
-    # events: the changes of their children that no other unexplained cause explains
+    # events: the changes of their children that started with the event and that no other
+    # unexplained cause explains
     for ev in events:
         best = 0.0
         for child in children_of(ev):
@@ -106,7 +129,7 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
             if cs is None or cs.deviation is None:
                 continue
             others = (ancestors(child) & unexplained) - {ev}
-            if others:
+            if others or _quiet_after(frame, ev, child, onset, end):
                 continue
             best = max(best, abs(cs.deviation.score))
         out[ev] = NodeScore(ev, None, best, best, best >= ANOMALY_THRESHOLD, False)
@@ -139,8 +162,8 @@ def robust_ranking(frame: Frame, onset: int, end: int) -> list[str]:
     onset = max(3, onset - GUARD_BINS)
     scored = []
     for name, values in frame.values.items():
-        node = NODES[name]
-        if node.agg is Agg.EVENT or node.role is not Role.CAUSE:
+        node = NODES.get(name)
+        if node is None or node.agg is Agg.EVENT or node.role is not Role.CAUSE:
             continue
         dev = deviation(node, values[:onset], values[onset:end])
         scored.append((dev.total if dev is not None else -np.inf, name))

@@ -37,10 +37,14 @@ class Deviation:
 
 
 def robust_scale(baseline: np.ndarray, floor: float) -> float:
-    q75, q25 = np.nanpercentile(baseline, [75.0, 25.0])
-    iqr = float(q75 - q25)
-    med = float(np.nanmedian(baseline))
-    return max(iqr, floor, 0.02 * abs(med), 1e-12)
+    b = baseline[np.isfinite(baseline)]
+    if len(b) == 0:
+        return max(floor, 1e-12)
+    return _scale_of(*np.percentile(b, [25.0, 50.0, 75.0]), floor)
+
+
+def _scale_of(q25: float, med: float, q75: float, floor: float) -> float:
+    return max(float(q75 - q25), floor, 0.02 * abs(float(med)), 1e-12)
 
 
 def deviation(node: Node, baseline: np.ndarray, incident: np.ndarray) -> Deviation | None:
@@ -49,19 +53,20 @@ def deviation(node: Node, baseline: np.ndarray, incident: np.ndarray) -> Deviati
     x = incident[np.isfinite(incident)]
     if len(b) < 3 or len(x) < 2:
         return None
-    med = float(np.median(b))
-    scale = robust_scale(b, node.floor)
-    signed = node.bad * (x - med) / scale
-    score = float(np.percentile(signed, node.incident_quantile))
+    q25, med, q75 = (float(q) for q in np.percentile(b, [25.0, 50.0, 75.0]))
+    scale = _scale_of(q25, med, q75, node.floor)
+    x_q, x_med = (float(q) for q in np.percentile(x, [node.incident_quantile, 50.0] if node.bad > 0
+                                                      else [100.0 - node.incident_quantile, 50.0]))
+    score = node.bad * (x_q - med) / scale  # the signed values' quantile (a monotone map of x)
     slope_score = 0.0
     if node.trend:
         slope_score = trend_score(incident, node.bad, scale)
     sat = 0.0
     if node.bound is not None:
-        level = float(np.percentile(x, node.incident_quantile))
+        level = x_q if node.bad > 0 else float(np.percentile(x, node.incident_quantile))
         sat = min(1.0, max(0.0, (level - 0.9 * node.bound) / (0.1 * node.bound)))
         sat = sat if score >= 1.0 else 0.0  # a resource that was as full before is not what changed
-    return Deviation(score, med, float(np.median(x)), scale, slope_score, sat)
+    return Deviation(score, med, x_med, scale, slope_score, sat)
 
 
 def trend_score(window: np.ndarray, bad: int, scale: float) -> float:
