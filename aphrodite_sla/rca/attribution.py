@@ -120,18 +120,23 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
         out[name] = NodeScore(name, dev, resid, 0.0, name in anomalous, False)
     # causes that their own parents do not explain (a residual still anomalous)
     unexplained = {n for n in causes if n in out and out[n].residual >= ANOMALY_THRESHOLD}
-    # events: the changes of their children that started with the event and that no other
-    # unexplained cause explains
+    # events: the changes of their children that started with the event, as far as no other
+    # unexplained cause explains them
     for ev in events:
         best = 0.0
         for child in children_of(ev):
             cs = out.get(child)
             if cs is None or cs.deviation is None:
                 continue
-            others = (ancestors(child) & unexplained) - {ev}
-            if others or _quiet_after(frame, ev, child, onset, end):
+            if _quiet_after(frame, ev, child, onset, end):
                 continue
-            best = max(best, abs(cs.deviation.score))
+            others = (ancestors(child) & unexplained) - {ev}
+            if not others:
+                best = max(best, abs(cs.deviation.score))
+            elif cs.residual >= ANOMALY_THRESHOLD:
+                # other causes moved too, but they do not explain this child (a deployment made every
+                # step slower; the batch then outgrew the KV cache and preemptions followed)
+                best = max(best, cs.residual)
         out[ev] = NodeScore(ev, None, best, best, best >= ANOMALY_THRESHOLD, False)
     # a cause whose anomalous parents explain it (its residual is normal) is not a root: the change
     # came from above (e.g. a KV cache filled by a batch that grew because every step got slower)
