@@ -165,3 +165,39 @@ def test_correlations_are_corrected_for_multiple_comparisons():
     assert out[0].metric == "moves_with" and out[0].significant
     assert sum(c.significant for c in out) <= 2  # 30 noise series: BH keeps the false discoveries down
     assert all(c.p_adjusted >= min(c.pearson_p, 1.0) or c.p_adjusted >= c.spearman_p for c in out)
+
+
+def test_shipped_calibration_is_monotone_and_loaded_by_production():
+    """The table bench_rca.py --write-calibration fitted on the development half ships in the
+    package, is non-decreasing in the raw strength, maps into [0, 1], and is what the production
+    engine uses by default."""
+    from aphrodite_sla.rca import calibration_table as table
+    from aphrodite_sla.rca.calibration import shipped_calibration
+    from aphrodite_sla.rca.engine import create_production_rca_engine
+
+    assert len(table.RAW) >= 2 and len(table.RAW) == len(table.CALIBRATED)
+    assert all(b >= a for a, b in zip(table.RAW, table.RAW[1:]))
+    assert all(b >= a for a, b in zip(table.CALIBRATED, table.CALIBRATED[1:]))
+    assert all(0.0 <= y <= 1.0 for y in table.CALIBRATED)
+    cal = shipped_calibration()
+    assert cal.fitted
+    grid = np.linspace(0.0, 1.0, 101)
+    mapped = [cal(x) for x in grid]
+    assert all(b >= a for a, b in zip(mapped, mapped[1:]))
+    engine = create_production_rca_engine()
+    assert engine.calibration.fitted
+    assert np.allclose(engine.calibration.xs, table.RAW) and np.allclose(engine.calibration.ys, table.CALIBRATED)
+
+
+def test_calibration_knots_interpolate_like_the_full_fit():
+    from aphrodite_sla.rca.calibration import Calibration
+
+    rng = np.random.default_rng(3)
+    raw = rng.random(300)
+    correct = rng.random(300) < raw
+    full = Calibration().fit(raw, correct)
+    xs, ys = full.knots()
+    small = Calibration(np.asarray(xs), np.asarray(ys), fitted=True)
+    assert len(xs) < len(raw)
+    for x in np.linspace(0, 1, 57):
+        assert small(x) == pytest.approx(full(x), abs=1e-5)

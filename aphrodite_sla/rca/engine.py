@@ -18,7 +18,7 @@ import numpy as np
 from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.rca import diagnostics as diag
 from aphrodite_sla.rca.attribution import ANOMALY_THRESHOLD, NodeScore, attribute
-from aphrodite_sla.rca.calibration import Calibration, raw_confidence
+from aphrodite_sla.rca.calibration import Calibration, raw_confidence, shipped_calibration
 from aphrodite_sla.rca.causes import BY_ROOT_NODE, CAUSES, INSUFFICIENT_EVIDENCE, Cause
 from aphrodite_sla.rca.correlation import correlations
 from aphrodite_sla.rca.frame import Frame, SeriesReader, build_frame
@@ -35,6 +35,8 @@ MIN_BASELINE_BINS = 6
 # How far before the detection the onset may lie: the sustained rule needs ~5 minutes of a
 # 5-minute window, a slow ramp a few more; twice that bounds it.
 ONSET_SCAN_S = 900.0
+ONSET_SCANS_S = (120.0, 300.0, ONSET_SCAN_S)
+ONSET_MIN_SHIFT = 3.0  # a change of 3 pooled standard deviations between the two levels
 MIN_CONFIDENCE = 0.35
 ERROR_NODES = ("engine_error_percent", "client_error_percent")
 # The SLA already confirmed the violation (on its own statistic, often a tail quantile); the
@@ -59,7 +61,8 @@ class RCAEngine:
         self.clock = clock
         self.bin_s = float(bin_s)
         self.lookback_s = float(lookback_s)
-        self.calibration = calibration or Calibration()
+        # the table fitted on the benchmark's development half unless told otherwise
+        self.calibration = calibration if calibration is not None else shipped_calibration()
         self.min_confidence = float(min_confidence)
         self.engine_state = engine_state
         self.with_diagnostics = with_diagnostics
@@ -128,11 +131,16 @@ class RCAEngine:
             for e in ERROR_NODES:
                 if e in frame.values and e != sli:
                     scan[e] = (frame.values[e], NODES[e].bad)
-            # the scan looks back ONSET_SCAN_S only: the rules detect within minutes of an onset, and
-            # an older, larger change (an earlier incident in the hour) must not be taken for this one
-            first = max(0, detect_index + 1 - int(round(ONSET_SCAN_S / frame.bin_s)))
-            onset_index = first + find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect_index - first,
-                                             max(MIN_BASELINE_BINS, end - 12) - first).index
+            # the most recent clear change wins: the scan looks back 2 minutes, then 5, then
+            # ONSET_SCAN_S; an older, larger change (an earlier incident in the hour, a stall four
+            # minutes before a traffic surge) must not be taken for this one
+            for scan_s in ONSET_SCANS_S:
+                first = max(0, detect_index + 1 - int(round(scan_s / frame.bin_s)))
+                found = find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect_index - first,
+                                   max(MIN_BASELINE_BINS, end - 12) - first)
+                if found.statistic >= ONSET_MIN_SHIFT:
+                    break
+            onset_index = first + found.index
         onset_index = int(min(max(onset_index, MIN_BASELINE_BINS), max(end - 2, MIN_BASELINE_BINS)))
         if end - onset_index < 2:
             end = min(n, onset_index + 2)
