@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -176,14 +177,14 @@ def test_shipped_calibration_is_monotone_and_loaded_by_production():
     from aphrodite_sla.rca.engine import create_production_rca_engine
 
     assert len(table.RAW) >= 2 and len(table.RAW) == len(table.CALIBRATED)
-    assert all(b >= a for a, b in zip(table.RAW, table.RAW[1:]))
-    assert all(b >= a for a, b in zip(table.CALIBRATED, table.CALIBRATED[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(table.RAW))
+    assert all(b >= a for a, b in itertools.pairwise(table.CALIBRATED))
     assert all(0.0 <= y <= 1.0 for y in table.CALIBRATED)
     cal = shipped_calibration()
     assert cal.fitted
     grid = np.linspace(0.0, 1.0, 101)
     mapped = [cal(x) for x in grid]
-    assert all(b >= a for a, b in zip(mapped, mapped[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(mapped))
     engine = create_production_rca_engine()
     assert engine.calibration.fitted
     assert np.allclose(engine.calibration.xs, table.RAW) and np.allclose(engine.calibration.ys, table.CALIBRATED)

@@ -65,8 +65,8 @@ def correlations(sli: np.ndarray, series: dict[str, np.ndarray], alpha: float = 
     rs: list[float] = []
     rhos: list[float] = []
     ns: list[int] = []
-    for name, values in series.items():
-        values = np.asarray(values, dtype=float)
+    for name, raw in series.items():
+        values = np.asarray(raw, dtype=float)
         if len(values) != len(sli):
             continue
         ok = sli_ok & np.isfinite(values)

@@ -47,7 +47,8 @@ def robust_scale(baseline: np.ndarray, floor: float) -> float:
     b = baseline[np.isfinite(baseline)]
     if len(b) == 0:
         return max(floor, 1e-12)
-    return _scale_of(*np.percentile(b, [25.0, 50.0, 75.0]), floor)
+    q25, med, q75 = (float(q) for q in np.percentile(b, [25.0, 50.0, 75.0]))
+    return _scale_of(q25, med, q75, floor)
 
 
 def _scale_of(q25: float, med: float, q75: float, floor: float) -> float:
