@@ -74,3 +74,15 @@ def test_the_onset_is_the_latest_clear_change_not_the_largest_in_the_window():
     onset_bin = a.onset_at / BIN  # bin k ends at (k + 1) * BIN; onset_at is where the onset bin starts
     assert 170 <= onset_bin <= 180
     assert a.primary_root_cause.cause == "traffic_surge"
+
+
+def test_a_violation_belongs_to_the_latest_fault_started_before_its_detection():
+    from aphrodite_sla.rca.fault_truth import RootCauseSignal, rca_lines
+
+    faults = [("stall", 2400.0, 2445.0), ("traffic_surge", 2700.0, 3000.0)]
+    found = [RootCauseSignal(2460.0, "ttft_ms", "engine_stall", 0.9),
+             RootCauseSignal(2690.0, "request_latency_ms", "engine_stall", 0.8),  # before the surge began
+             RootCauseSignal(2760.0, "ttft_ms", "traffic_surge", 0.9)]
+    stall, surge = rca_lines(found, faults)
+    assert "engine_stall (2/2 violations" in stall and "MATCH" in stall
+    assert "traffic_surge (1/1 violations" in surge and "MATCH" in surge
