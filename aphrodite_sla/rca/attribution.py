@@ -25,6 +25,9 @@ EVENT_LEAD_BINS = 24  # an event up to this many bins before the onset can expla
 # baseline for QUIET_BINS bins after the event (EVENT_LAG_BINS allowed for the effect to show)
 # changed for another reason (a harmless deployment two minutes before an error burst).
 EVENT_LAG_BINS = 2
+# A descendant that crossed its threshold this many bins before an anomalous ancestor was not
+# caused by it (the ancestor does not dominate it).
+LEAD_BINS = 2
 QUIET_BINS = 4
 # A cause moves before its symptom (a stall before the TTFT of the requests it held; a surge
 # before the queue it builds): the incident window of every metric starts this many bins before
@@ -100,6 +103,21 @@ def _quiet_after(frame: Frame, event: str, child: str, onset: int, end: int) -> 
     return dev is not None and dev.total < ANOMALY_THRESHOLD
 
 
+def _first_crossing(values: np.ndarray, dev: Deviation | None, bad: int, onset: int, end: int) -> int | None:
+    """The first incident bin beyond ANOMALY_THRESHOLD baseline scales in the bad direction."""
+    if dev is None:
+        return None
+    z = bad * (values[onset:end] - dev.baseline) / dev.scale
+    hit = np.nonzero(np.nan_to_num(z, nan=-np.inf) > ANOMALY_THRESHOLD)[0]
+    return int(onset + hit[0]) if len(hit) else None
+
+
+def _leads(first: dict[str, int | None], name: str, ancestor: str) -> bool:
+    """Did ``name`` cross its threshold at least LEAD_BINS before ``ancestor`` did?"""
+    mine, theirs = first.get(name), first.get(ancestor)
+    return mine is not None and theirs is not None and mine + LEAD_BINS <= theirs
+
+
 def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeScore]:
     """Scores every node of ``frame``; ``end`` is one past the last incident bin."""
     onset = max(3, onset - GUARD_BINS)
@@ -147,11 +165,16 @@ def attribute(frame: Frame, sli: str, onset: int, end: int) -> dict[str, NodeSco
         ns = out[name]
         own[name] = ns.residual if NODES[name].agg is Agg.EVENT else max(
             0.0, min(ns.deviation.total if ns.deviation else 0.0, ns.residual))
+    first = {name: _first_crossing(frame.values[name], out[name].deviation, NODES[name].bad, onset, end)
+             for name in candidates if NODES[name].agg is not Agg.EVENT}
     final: dict[str, NodeScore] = {}
     for name, ns in out.items():
         if name in candidates:
             base = own[name]
-            above = ancestors(name) & candidates
+            # the root-most wins: a descendant ranks below every anomalous ancestor cause, unless it
+            # moved clearly before that ancestor (an effect does not precede its cause: slower steps
+            # that grew the batch until preemptions began are not explained by those preemptions)
+            above = {a for a in ancestors(name) & candidates if not _leads(first, name, a)}
             if above:  # the root-most wins: a descendant ranks below every anomalous ancestor cause
                 base = min(base * DESCENDANT_DISCOUNT, DESCENDANT_DISCOUNT * min(own[a] for a in above))
             final[name] = NodeScore(name, ns.deviation, ns.residual, base, True, True, dominated=bool(above))

@@ -22,7 +22,7 @@ from aphrodite_sla.rca.calibration import Calibration, raw_confidence, shipped_c
 from aphrodite_sla.rca.causes import BY_ROOT_NODE, CAUSES, INSUFFICIENT_EVIDENCE, Cause
 from aphrodite_sla.rca.correlation import correlations
 from aphrodite_sla.rca.frame import Frame, SeriesReader, build_frame
-from aphrodite_sla.rca.graph import NODES, SERIES_TO_NODE
+from aphrodite_sla.rca.graph import NODES, SERIES_TO_NODE, Node
 from aphrodite_sla.rca.history import NodeHistory
 from aphrodite_sla.rca.model import LeadingIndicator, RCAAnalysis, Recommendation, RootCause
 from aphrodite_sla.rca.onset import find_onset
@@ -38,6 +38,7 @@ ONSET_SCAN_S = 900.0
 ONSET_SCANS_S = (120.0, 300.0, ONSET_SCAN_S)
 ONSET_MIN_SHIFT = 3.0  # a change of 3 pooled standard deviations between the two levels
 MIN_CONFIDENCE = 0.35
+TAIL_BINS = 2  # bins kept after the SLI's last bad one
 ERROR_NODES = ("engine_error_percent", "client_error_percent")
 # The SLA already confirmed the violation (on its own statistic, often a tail quantile); the
 # binned mean only has to show that the SLI moved at all in the incident window.
@@ -48,6 +49,20 @@ def _fmt(x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     return f"{x:.3g}" if abs(x) < 1e5 else f"{x:.4g}"
+
+
+def _incident_end(y: np.ndarray, node: Node, onset: int, end: int) -> int:
+    """One past the SLI's last bad bin (plus TAIL_BINS), at most ``end``: a violation detected late
+    (a sustained rule fills its window minutes after a short incident) or analysed after recovery
+    ended the incident is judged on the bins where the SLI was bad, not diluted by recovered ones."""
+    dev = deviation(node, y[:onset], y[onset:end])
+    if dev is None:
+        return end
+    z = node.bad * (y[onset:end] - dev.baseline) / dev.scale
+    bad = np.nonzero(np.nan_to_num(z, nan=-np.inf) > ANOMALY_THRESHOLD)[0]
+    if len(bad) == 0:
+        return end
+    return int(min(end, max(onset + 2, onset + int(bad[-1]) + 1 + TAIL_BINS)))
 
 
 class RCAEngine:
@@ -102,6 +117,8 @@ class RCAEngine:
                 analysis = self.analyze_frame(frame, sli, detect if detect >= 0 else len(frame) - 1)
             except Exception as exc:  # never an exception to the caller: a reason in the report
                 analysis = self._insufficient(sli, detected_at, [f"analysis failed: {type(exc).__name__}: {exc}"])
+        if math.isfinite(detected_at):  # the violation's detection (the frame ends at the analysis)
+            analysis.detected_at = float(detected_at)
         if self.with_diagnostics:
             analysis.diagnostics.update(diag.collect(self.engine_state))
         analysis.fingerprint, analysis.episode = fingerprint, episode
@@ -147,6 +164,7 @@ class RCAEngine:
         base = y[:onset_index]
         if np.isfinite(base).sum() < MIN_BASELINE_BINS:
             return self._insufficient(sli, detected_at, [f"the SLI has fewer than {MIN_BASELINE_BINS} finite baseline bins (gaps or NaN runs)"])
+        end = _incident_end(y, NODES[sli], onset_index, end)
         scores = attribute(frame, sli, onset_index, end)
         # the SLI's own change is measured from the onset on (no guard: a short incident must not be diluted)
         sli_dev = deviation(NODES[sli], y[:onset_index], y[onset_index:end]) if sli in scores else None
