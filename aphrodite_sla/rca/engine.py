@@ -154,7 +154,7 @@ class RCAEngine:
             for scan_s in ONSET_SCANS_S:
                 first = max(0, detect_index + 1 - int(round(scan_s / frame.bin_s)))
                 found = find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect_index - first,
-                                   max(MIN_BASELINE_BINS, end - 12) - first)
+                                   max(MIN_BASELINE_BINS, end - 12) - first, {k: NODES[k].floor for k in scan})
                 if found.statistic >= ONSET_MIN_SHIFT:
                     break
             onset_index = first + found.index
