@@ -104,11 +104,14 @@ def _quiet_after(frame: Frame, event: str, child: str, onset: int, end: int) -> 
 
 
 def _first_crossing(values: np.ndarray, dev: Deviation | None, bad: int, onset: int, end: int) -> int | None:
-    """The first incident bin beyond ANOMALY_THRESHOLD baseline scales in the bad direction."""
+    """The first incident bin where the metric made half of its move (from the baseline median to
+    the incident median, and at least ANOMALY_THRESHOLD baseline scales in the bad direction): a
+    busy burst before the onset that nudged it past 3 scales is not when a 50-scale change happened."""
     if dev is None:
         return None
     z = bad * (values[onset:end] - dev.baseline) / dev.scale
-    hit = np.nonzero(np.nan_to_num(z, nan=-np.inf) > ANOMALY_THRESHOLD)[0]
+    level = max(ANOMALY_THRESHOLD, 0.5 * bad * (dev.incident - dev.baseline) / dev.scale)
+    hit = np.nonzero(np.nan_to_num(z, nan=-np.inf) > level)[0]
     return int(onset + hit[0]) if len(hit) else None
 
 
