@@ -86,3 +86,49 @@ def test_a_violation_belongs_to_the_latest_fault_started_before_its_detection():
     stall, surge = rca_lines(found, faults)
     assert "engine_stall (2/2 violations" in stall and "MATCH" in stall
     assert "traffic_surge (1/1 violations" in surge and "MATCH" in surge
+
+
+def test_an_incident_recovery_ended_is_judged_on_its_bad_bins_only():
+    """KV usage at its limit for 20 s, then a prefix-cache reset freed it; the violation is analysed
+    three minutes later (a sustained rule): the cause is the KV cache, not the preemptions that
+    were zero before and so look extreme in any window."""
+    rng = np.random.default_rng(4)
+    n = 200
+    kv = rng.normal(35.0, 5.0, n)
+    kv[160:164] = 98.0
+    preempt = np.zeros(n)
+    preempt[160:165] = [9.6, 7.6, 6.0, 5.8, 12.0]
+    ttft = rng.normal(17.0, 0.5, n)
+    ttft[160:164] = [779.0, 1493.0, 1490.0, 1721.0]
+    frame = _frame({"ttft_ms": ttft, "kv_cache_usage_percent": kv, "preemptions_per_s": preempt})
+    a = _engine().analyze_frame(frame, "ttft_ms", n - 1)
+    assert a.primary_root_cause.cause == "kv_cache_exhaustion"
+
+
+def test_slower_steps_that_grew_the_batch_into_preemptions_are_the_cause():
+    """The graph says preemptions slow steps (recomputation); here every step got slower first and
+    the KV cache filled and preempted only later: the effect cannot precede its cause."""
+    rng = np.random.default_rng(5)
+    n = 200
+    step = rng.normal(10.0, 0.2, n)
+    step[170:] *= 2.0
+    kv = rng.normal(35.0, 4.0, n)
+    kv[176:] = np.linspace(60.0, 98.0, n - 176)
+    preempt = np.zeros(n)
+    preempt[180:] = 3.0
+    ttft = rng.normal(20.0, 0.5, n)
+    ttft[170:] += 25.0
+    frame = _frame({"ttft_ms": ttft, "step_time_ms": step, "kv_cache_usage_percent": kv, "preemptions_per_s": preempt})
+    a = _engine().analyze_frame(frame, "ttft_ms", n - 1)
+    assert a.primary_root_cause.cause == "engine_slowdown"
+
+
+def test_the_onset_scan_ignores_a_tiny_step_of_a_flat_series():
+    from aphrodite_sla.rca.onset import change_point
+
+    flat = np.full(60, 100.0)
+    flat[52:] = 99.8  # goodput 0.2 points lower: in pooled standard deviations of a flat series, "huge"
+    _, stat = change_point(-flat, +1)
+    assert stat > 3.0
+    _, stat = change_point(-flat, +1, floor=2.0)
+    assert stat < 3.0
