@@ -4,9 +4,12 @@ Each node is regressed on its observed parents over the baseline; its incident s
 parents do not explain (the residual's robust deviation). A cause candidate must be anomalous, be
 able to act as a cause (``Role.CAUSE``), and have a path of anomalous nodes to the violated SLI.
 Among candidates the root-most wins: a candidate with an anomalous candidate ancestor is
-discounted (the ancestor explains it). Events (deployments, configuration changes) are scored by
-the changes of their children that no other anomalous cause explains. Symptoms are never
-candidates.
+discounted (the ancestor explains it) unless it made half of its move clearly before that
+ancestor did (an effect does not precede its cause; the graph has no edge back from slower steps
+to the batch they grow). Events (deployments, configuration changes) are scored by the changes of
+their children that started with the event (a child that stayed at its baseline after the event
+changed for another reason) and that no other anomalous cause explains (a child's residual when
+other causes moved too). Symptoms are never candidates.
 """
 from __future__ import annotations
 

@@ -1,5 +1,11 @@
 """``RCAEngine``: onset, scores, graph attribution, evidence, confidence, recommendations.
 
+The onset is the most recent clear change of the SLI or the error series (scans of 2, 5 and 15
+minutes before the detection); the incident window runs from it to the SLI's last bad bin (a
+violation a sustained rule raised minutes after a short incident, or one analysed after recovery
+ended it, is judged where the SLI was bad). Confidence is calibrated by the table shipped in
+``calibration_table.py`` unless the caller passes its own.
+
 Why one pass over one frame: every step reads the same aligned bins (``frame``), so an analysis of
 an hour of forty series is a few numpy operations per node (bench_rca.py measures it). Nothing
 here raises on bad data: gaps, constant series, NaN runs and short histories end in
