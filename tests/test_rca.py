@@ -202,3 +202,12 @@ def test_calibration_knots_interpolate_like_the_full_fit():
     assert len(xs) < len(raw)
     for x in np.linspace(0, 1, 57):
         assert small(x) == pytest.approx(full(x), abs=1e-5)
+
+
+def test_calibration_never_ships_certainty():
+    from aphrodite_sla.rca.calibration import Calibration
+
+    raw = np.linspace(0.3, 1.0, 50)
+    cal = Calibration().fit(raw, raw > 0.31)  # one wrong case at the bottom, 49 right
+    assert cal(1.0) == pytest.approx(50.0 / 51.0)
+    assert 0.0 < cal(0.3) < 0.5

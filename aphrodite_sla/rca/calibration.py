@@ -2,7 +2,8 @@
 cause right" by isotonic regression (scipy.optimize.isotonic_regression) fitted on labelled cases.
 
 Why isotonic: it assumes only that stronger evidence is not less often right; with no fit the raw
-strength is reported as is (and says so in ``fitted``).
+strength is reported as is (and says so in ``fitted``). Each fitted level is Laplace-smoothed, so
+a benchmark where every strong case was right does not ship a confidence of exactly 1.
 
 Production uses :func:`shipped_calibration`: the table in ``calibration_table.py``, fitted on the
 development half of ``benchmarks/bench_rca.py``'s simulated incidents and written by
@@ -24,6 +25,19 @@ def raw_confidence(top: float, second: float) -> float:
     return float((1.0 - np.exp(-top / 6.0)) * np.sqrt(margin))
 
 
+def _smoothed(correct: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """Each isotonic level (a block of cases with one fitted rate) as (right + 1) / (cases + 2)
+    (Laplace's rule), kept non-decreasing: 139 right of 139 says "about 99%", never "certain",
+    and a block of one wrong case is not "never right"."""
+    out = np.empty(len(fitted))
+    start = 0
+    for stop in [*(np.nonzero(np.diff(fitted) != 0)[0] + 1).tolist(), len(fitted)]:
+        block = correct[start:stop]
+        out[start:stop] = (block.sum() + 1.0) / (len(block) + 2.0)
+        start = stop
+    return np.maximum.accumulate(out)
+
+
 @dataclass
 class Calibration:
     xs: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0]))
@@ -39,7 +53,7 @@ class Calibration:
 
         order = np.argsort(x)
         fit = isotonic_regression(y[order], increasing=True)
-        self.xs, self.ys, self.fitted = x[order], np.asarray(fit.x), True
+        self.xs, self.ys, self.fitted = x[order], _smoothed(y[order], np.asarray(fit.x)), True
         return self
 
     def __call__(self, raw: float) -> float:
