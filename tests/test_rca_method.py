@@ -62,7 +62,7 @@ def test_a_deployment_the_errors_started_with_is_the_cause():
     assert a.primary_root_cause.cause == "slow_decode_after_deployment"
 
 
-def test_the_onset_is_the_latest_clear_change_not_the_largest_in_the_window():
+def test_the_onset_is_a_new_change_after_an_older_incident_recovered():
     rng = np.random.default_rng(3)
     n = 200
     ttft = rng.normal(20.0, 1.0, n)

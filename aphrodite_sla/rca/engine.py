@@ -1,7 +1,7 @@
 """``RCAEngine``: onset, scores, graph attribution, evidence, confidence, recommendations.
 
-The onset is the most recent clear change of the SLI or the error series (scans of 2, 5 and 15
-minutes before the detection); the incident window runs from it to the SLI's last bad bin (a
+The onset is the strongest change of the SLI or the error series in the 15 minutes before the
+detection, or a later clear change after the series had recovered from it; the incident window runs from it to the SLI's last bad bin (a
 violation a sustained rule raised minutes after a short incident, or one analysed after recovery
 ended it, is judged where the SLI was bad). Confidence is calibrated by the table shipped in
 ``calibration_table.py`` unless the caller passes its own.
@@ -31,7 +31,7 @@ from aphrodite_sla.rca.frame import Frame, SeriesReader, build_frame
 from aphrodite_sla.rca.graph import NODES, SERIES_TO_NODE, Node
 from aphrodite_sla.rca.history import NodeHistory
 from aphrodite_sla.rca.model import LeadingIndicator, RCAAnalysis, Recommendation, RootCause
-from aphrodite_sla.rca.onset import find_onset
+from aphrodite_sla.rca.onset import MIN_SEGMENT_BINS, find_onset
 from aphrodite_sla.rca.scoring import deviation
 
 BIN_S = 5.0
@@ -41,8 +41,8 @@ MIN_BASELINE_BINS = 6
 # How far before the detection the onset may lie: the sustained rule needs ~5 minutes of a
 # 5-minute window, a slow ramp a few more; twice that bounds it.
 ONSET_SCAN_S = 900.0
-ONSET_SCANS_S = (120.0, 300.0, ONSET_SCAN_S)
-ONSET_MIN_SHIFT = 3.0  # a change of 3 pooled standard deviations between the two levels
+ONSET_MIN_SHIFT = 3.0  # a later change: 3 pooled standard deviations between the two levels
+RECOVERED_BINS = 6  # the bins before a later change in which the series must be back to normal
 MIN_CONFIDENCE = 0.35
 TAIL_BINS = 2  # bins kept after the SLI's last bad one
 ERROR_NODES = ("engine_error_percent", "client_error_percent")
@@ -55,6 +55,36 @@ def _fmt(x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     return f"{x:.3g}" if abs(x) < 1e5 else f"{x:.4g}"
+
+
+def _onset(scan: dict[str, tuple[np.ndarray, int]], detect: int, fallback: int, bin_s: float) -> int:
+    """The strongest change of the scanned series in the ONSET_SCAN_S before the detection, or a
+    later clear change after that series had recovered from it (a new incident minutes after an
+    older one ended, e.g. a traffic surge after a stall). A later wiggle while the series is still
+    bad (shedding easing during a latency spike) is not a new onset."""
+    floors = {k: NODES[k].floor for k in scan}
+    first = max(0, detect + 1 - int(round(ONSET_SCAN_S / bin_s)))
+    found = find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect - first, fallback - first, floors)
+    onset = first + found.index
+    if not found.series:
+        return onset
+    values, bad = scan[found.series]
+    base = deviation(NODES[found.series], values[:onset], values[onset:detect + 1])
+    if base is None:
+        return onset
+    # where the series was back to normal for RECOVERED_BINS bins in a row (the older incident over)
+    z = np.nan_to_num(bad * (values[onset:detect + 1] - base.baseline) / base.scale, nan=0.0) < ANOMALY_THRESHOLD
+    run = np.convolve(z.astype(float), np.ones(RECOVERED_BINS), mode="valid")
+    calm = np.nonzero(run >= RECOVERED_BINS)[0]
+    if len(calm) == 0:
+        return onset
+    later = onset + int(calm[0])
+    if later >= detect - 2 * MIN_SEGMENT_BINS:
+        return onset
+    again = find_onset({k: (v[later:], b) for k, (v, b) in scan.items()}, detect - later, -1, floors)
+    if again.statistic < ONSET_MIN_SHIFT or again.index < 0:
+        return onset
+    return later + again.index
 
 
 def _incident_end(y: np.ndarray, node: Node, onset: int, end: int) -> int:
@@ -154,16 +184,7 @@ class RCAEngine:
             for e in ERROR_NODES:
                 if e in frame.values and e != sli:
                     scan[e] = (frame.values[e], NODES[e].bad)
-            # the most recent clear change wins: the scan looks back 2 minutes, then 5, then
-            # ONSET_SCAN_S; an older, larger change (an earlier incident in the hour, a stall four
-            # minutes before a traffic surge) must not be taken for this one
-            for scan_s in ONSET_SCANS_S:
-                first = max(0, detect_index + 1 - int(round(scan_s / frame.bin_s)))
-                found = find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect_index - first,
-                                   max(MIN_BASELINE_BINS, end - 12) - first, {k: NODES[k].floor for k in scan})
-                if found.statistic >= ONSET_MIN_SHIFT:
-                    break
-            onset_index = first + found.index
+            onset_index = _onset(scan, detect_index, max(MIN_BASELINE_BINS, end - 12), frame.bin_s)
         onset_index = int(min(max(onset_index, MIN_BASELINE_BINS), max(end - 2, MIN_BASELINE_BINS)))
         if end - onset_index < 2:
             end = min(n, onset_index + 2)

@@ -46,8 +46,14 @@ def change_point(values: np.ndarray, bad: int, min_segment: int = MIN_SEGMENT_BI
     best = int(np.argmax(gain))
     if not np.isfinite(gain[best]):
         return -1, 0.0
-    scale = max(float(sd[best]), floor, 1e-9 * max(1.0, abs(float(left_mean[best]))))
-    return int(pos[k[best]]), float(shift[best] / scale)
+    # the scale: the smaller of the pooled standard deviation and a robust one (1.4826 x the MAD
+    # of the residuals around the two levels): a 2.8 s TTFT spike inside a segment must not make a
+    # plateau at twice the baseline look like 0.6 standard deviations
+    split = int(k[best])
+    resid = np.concatenate([y[:split] - left_mean[best], y[split:] - right_mean[best]])
+    mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    scale = max(min(float(sd[best]), mad), floor, 1e-9 * max(1.0, abs(float(left_mean[best]))))
+    return int(pos[split]), float(shift[best] / scale)
 
 
 def find_onset(series: dict[str, tuple[np.ndarray, int]], end_index: int, fallback: int,
