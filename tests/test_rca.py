@@ -211,3 +211,21 @@ def test_calibration_never_ships_certainty():
     cal = Calibration().fit(raw, raw > 0.31)  # one wrong case at the bottom, 49 right
     assert cal(1.0) == pytest.approx(50.0 / 51.0)
     assert 0.0 < cal(0.3) < 0.5
+
+
+def test_write_table_round_trips(tmp_path):
+    import importlib.util
+
+    from aphrodite_sla.rca.calibration import Calibration, write_table
+
+    rng = np.random.default_rng(7)
+    raw = rng.random(200)
+    cal = Calibration().fit(raw, rng.random(200) < raw)
+    path = tmp_path / "table.py"
+    write_table(cal, "a note long enough to be wrapped " * 6, path)
+    spec = importlib.util.spec_from_file_location("table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (module.RAW, module.CALIBRATED) == cal.knots()
+    assert max(len(line) for line in path.read_text().splitlines()[:6]) <= 100
