@@ -3,5 +3,9 @@
 Isotonic fit of raw confidence -> P(primary cause right) on the development half (140 cases,
 seed0=0, 20 per cause) of bench_rca.py's simulated incidents; held-out calibration error 0.013.
 """
-RAW: tuple[float, ...] = (0.220402, 0.300658, 0.522361, 1.0)
-CALIBRATED: tuple[float, ...] = (0.25, 0.25, 0.992857, 0.992857)
+RAW: tuple[float, ...] = (
+    0.220402, 0.300658, 0.522361, 1.0,
+)
+CALIBRATED: tuple[float, ...] = (
+    0.25, 0.25, 0.992857, 0.992857,
+)
