@@ -213,7 +213,9 @@ def run_simulation(
 
     def on_event(event: MonitorEvent) -> None:
         if isinstance(event, RootCauseFound):
-            root_causes.append(RootCauseSignal(event.occurred_at - start, event.sla, event.cause, event.confidence))
+            detected = getattr(event.analysis, "detected_at", None)  # the violation's detection, not the analysis
+            at = detected if isinstance(detected, float) and math.isfinite(detected) else event.occurred_at
+            root_causes.append(RootCauseSignal(at - start, event.sla, event.cause, event.confidence))
         sig = signal_of(event, start)
         if sig is not None:
             signals.append(sig)

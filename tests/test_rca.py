@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -165,3 +166,66 @@ def test_correlations_are_corrected_for_multiple_comparisons():
     assert out[0].metric == "moves_with" and out[0].significant
     assert sum(c.significant for c in out) <= 2  # 30 noise series: BH keeps the false discoveries down
     assert all(c.p_adjusted >= min(c.pearson_p, 1.0) or c.p_adjusted >= c.spearman_p for c in out)
+
+
+def test_shipped_calibration_is_monotone_and_loaded_by_production():
+    """The table bench_rca.py --write-calibration fitted on the development half ships in the
+    package, is non-decreasing in the raw strength, maps into [0, 1], and is what the production
+    engine uses by default."""
+    from aphrodite_sla.rca import calibration_table as table
+    from aphrodite_sla.rca.calibration import shipped_calibration
+    from aphrodite_sla.rca.engine import create_production_rca_engine
+
+    assert len(table.RAW) >= 2 and len(table.RAW) == len(table.CALIBRATED)
+    assert all(b >= a for a, b in itertools.pairwise(table.RAW))
+    assert all(b >= a for a, b in itertools.pairwise(table.CALIBRATED))
+    assert all(0.0 <= y <= 1.0 for y in table.CALIBRATED)
+    cal = shipped_calibration()
+    assert cal.fitted
+    grid = np.linspace(0.0, 1.0, 101)
+    mapped = [cal(x) for x in grid]
+    assert all(b >= a for a, b in itertools.pairwise(mapped))
+    engine = create_production_rca_engine()
+    assert engine.calibration.fitted
+    assert np.allclose(engine.calibration.xs, table.RAW) and np.allclose(engine.calibration.ys, table.CALIBRATED)
+
+
+def test_calibration_knots_interpolate_like_the_full_fit():
+    from aphrodite_sla.rca.calibration import Calibration
+
+    rng = np.random.default_rng(3)
+    raw = rng.random(300)
+    correct = rng.random(300) < raw
+    full = Calibration().fit(raw, correct)
+    xs, ys = full.knots()
+    small = Calibration(np.asarray(xs), np.asarray(ys), fitted=True)
+    assert len(xs) < len(raw)
+    for x in np.linspace(0, 1, 57):
+        assert small(x) == pytest.approx(full(x), abs=1e-5)
+
+
+def test_calibration_never_ships_certainty():
+    from aphrodite_sla.rca.calibration import Calibration
+
+    raw = np.linspace(0.3, 1.0, 50)
+    cal = Calibration().fit(raw, raw > 0.31)  # one wrong case at the bottom, 49 right
+    assert cal(1.0) == pytest.approx(50.0 / 51.0)
+    assert 0.0 < cal(0.3) < 0.5
+
+
+def test_write_table_round_trips(tmp_path):
+    import importlib.util
+
+    from aphrodite_sla.rca.calibration import Calibration, write_table
+
+    rng = np.random.default_rng(7)
+    raw = rng.random(200)
+    cal = Calibration().fit(raw, rng.random(200) < raw)
+    path = tmp_path / "table.py"
+    write_table(cal, "a note long enough to be wrapped " * 6, path)
+    spec = importlib.util.spec_from_file_location("table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (module.RAW, module.CALIBRATED) == cal.knots()
+    assert max(len(line) for line in path.read_text().splitlines()) <= 100

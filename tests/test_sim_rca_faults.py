@@ -67,3 +67,15 @@ def test_cases_carry_ground_truth_and_break_their_sli(cause):
 def test_a_healthy_window_does_not_break_its_sli():
     data = simulate_case(IncidentCase("healthy", 2))
     assert not violated(data)
+
+
+def test_a_case_whose_baseline_the_engine_cannot_keep_up_with_is_rerun_at_a_lower_rate():
+    """Long shared-prefix prompts at a bursty 28 req/s overflow the KV cache before any fault (the
+    queue grows without bound): not a baseline an RCA case can start from."""
+    from aphrodite_sla.sim.incident_cases import IncidentCase, keeps_up, simulate_case, simulate_incident
+
+    case = IncidentCase("prefix_cache_thrash", 210, magnitude=0.7, ramp_s=45.0, load="bursty", rate=28.0)
+    assert not keeps_up(simulate_case(case))
+    data = simulate_incident(case)
+    assert data.case.rate < case.rate
+    assert keeps_up(data)

@@ -1,5 +1,11 @@
 """``RCAEngine``: onset, scores, graph attribution, evidence, confidence, recommendations.
 
+The onset is the strongest change of the SLI or the error series in the 15 minutes before the
+detection, or a later clear change after the series had recovered from it; the incident window runs from it to the SLI's last bad bin (a
+violation a sustained rule raised minutes after a short incident, or one analysed after recovery
+ended it, is judged where the SLI was bad). Confidence is calibrated by the table shipped in
+``calibration_table.py`` unless the caller passes its own.
+
 Why one pass over one frame: every step reads the same aligned bins (``frame``), so an analysis of
 an hour of forty series is a few numpy operations per node (bench_rca.py measures it). Nothing
 here raises on bad data: gaps, constant series, NaN runs and short histories end in
@@ -18,14 +24,14 @@ import numpy as np
 from aphrodite_sla.clock import Clock, system_clock
 from aphrodite_sla.rca import diagnostics as diag
 from aphrodite_sla.rca.attribution import ANOMALY_THRESHOLD, NodeScore, attribute
-from aphrodite_sla.rca.calibration import Calibration, raw_confidence
+from aphrodite_sla.rca.calibration import Calibration, raw_confidence, shipped_calibration
 from aphrodite_sla.rca.causes import BY_ROOT_NODE, CAUSES, INSUFFICIENT_EVIDENCE, Cause
 from aphrodite_sla.rca.correlation import correlations
 from aphrodite_sla.rca.frame import Frame, SeriesReader, build_frame
-from aphrodite_sla.rca.graph import NODES, SERIES_TO_NODE
+from aphrodite_sla.rca.graph import NODES, SERIES_TO_NODE, Node
 from aphrodite_sla.rca.history import NodeHistory
 from aphrodite_sla.rca.model import LeadingIndicator, RCAAnalysis, Recommendation, RootCause
-from aphrodite_sla.rca.onset import find_onset
+from aphrodite_sla.rca.onset import MIN_SEGMENT_BINS, find_onset
 from aphrodite_sla.rca.scoring import deviation
 
 BIN_S = 5.0
@@ -35,7 +41,10 @@ MIN_BASELINE_BINS = 6
 # How far before the detection the onset may lie: the sustained rule needs ~5 minutes of a
 # 5-minute window, a slow ramp a few more; twice that bounds it.
 ONSET_SCAN_S = 900.0
+ONSET_MIN_SHIFT = 3.0  # a later change: 3 pooled standard deviations between the two levels
+RECOVERED_BINS = 6  # the bins before a later change in which the series must be back to normal
 MIN_CONFIDENCE = 0.35
+TAIL_BINS = 2  # bins kept after the SLI's last bad one
 ERROR_NODES = ("engine_error_percent", "client_error_percent")
 # The SLA already confirmed the violation (on its own statistic, often a tail quantile); the
 # binned mean only has to show that the SLI moved at all in the incident window.
@@ -46,6 +55,50 @@ def _fmt(x: float) -> str:
     if not math.isfinite(x):
         return "n/a"
     return f"{x:.3g}" if abs(x) < 1e5 else f"{x:.4g}"
+
+
+def _onset(scan: dict[str, tuple[np.ndarray, int]], detect: int, fallback: int, bin_s: float) -> int:
+    """The strongest change of the scanned series in the ONSET_SCAN_S before the detection, or a
+    later clear change after that series had recovered from it (a new incident minutes after an
+    older one ended, e.g. a traffic surge after a stall). A later wiggle while the series is still
+    bad (shedding easing during a latency spike) is not a new onset."""
+    floors = {k: NODES[k].floor for k in scan}
+    first = max(0, detect + 1 - int(round(ONSET_SCAN_S / bin_s)))
+    found = find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect - first, fallback - first, floors)
+    onset = first + found.index
+    if not found.series:
+        return onset
+    values, bad = scan[found.series]
+    base = deviation(NODES[found.series], values[:onset], values[onset:detect + 1])
+    if base is None:
+        return onset
+    # where the series was back to normal for RECOVERED_BINS bins in a row (the older incident over)
+    z = np.nan_to_num(bad * (values[onset:detect + 1] - base.baseline) / base.scale, nan=0.0) < ANOMALY_THRESHOLD
+    run = np.convolve(z.astype(float), np.ones(RECOVERED_BINS), mode="valid")
+    calm = np.nonzero(run >= RECOVERED_BINS)[0]
+    if len(calm) == 0:
+        return onset
+    later = onset + int(calm[0])
+    if later >= detect - 2 * MIN_SEGMENT_BINS:
+        return onset
+    again = find_onset({k: (v[later:], b) for k, (v, b) in scan.items()}, detect - later, -1, floors)
+    if again.statistic < ONSET_MIN_SHIFT or again.index < 0:
+        return onset
+    return later + again.index
+
+
+def _incident_end(y: np.ndarray, node: Node, onset: int, end: int) -> int:
+    """One past the SLI's last bad bin (plus TAIL_BINS), at most ``end``: a violation detected late
+    (a sustained rule fills its window minutes after a short incident) or analysed after recovery
+    ended the incident is judged on the bins where the SLI was bad, not diluted by recovered ones."""
+    dev = deviation(node, y[:onset], y[onset:end])
+    if dev is None:
+        return end
+    z = node.bad * (y[onset:end] - dev.baseline) / dev.scale
+    bad = np.nonzero(np.nan_to_num(z, nan=-np.inf) > ANOMALY_THRESHOLD)[0]
+    if len(bad) == 0:
+        return end
+    return int(min(end, max(onset + 2, onset + int(bad[-1]) + 1 + TAIL_BINS)))
 
 
 class RCAEngine:
@@ -59,7 +112,8 @@ class RCAEngine:
         self.clock = clock
         self.bin_s = float(bin_s)
         self.lookback_s = float(lookback_s)
-        self.calibration = calibration or Calibration()
+        # the table fitted on the benchmark's development half unless told otherwise
+        self.calibration = calibration if calibration is not None else shipped_calibration()
         self.min_confidence = float(min_confidence)
         self.engine_state = engine_state
         self.with_diagnostics = with_diagnostics
@@ -99,6 +153,8 @@ class RCAEngine:
                 analysis = self.analyze_frame(frame, sli, detect if detect >= 0 else len(frame) - 1)
             except Exception as exc:  # never an exception to the caller: a reason in the report
                 analysis = self._insufficient(sli, detected_at, [f"analysis failed: {type(exc).__name__}: {exc}"])
+        if math.isfinite(detected_at):  # the violation's detection (the frame ends at the analysis)
+            analysis.detected_at = float(detected_at)
         if self.with_diagnostics:
             analysis.diagnostics.update(diag.collect(self.engine_state))
         analysis.fingerprint, analysis.episode = fingerprint, episode
@@ -128,17 +184,14 @@ class RCAEngine:
             for e in ERROR_NODES:
                 if e in frame.values and e != sli:
                     scan[e] = (frame.values[e], NODES[e].bad)
-            # the scan looks back ONSET_SCAN_S only: the rules detect within minutes of an onset, and
-            # an older, larger change (an earlier incident in the hour) must not be taken for this one
-            first = max(0, detect_index + 1 - int(round(ONSET_SCAN_S / frame.bin_s)))
-            onset_index = first + find_onset({k: (v[first:], bad) for k, (v, bad) in scan.items()}, detect_index - first,
-                                             max(MIN_BASELINE_BINS, end - 12) - first).index
+            onset_index = _onset(scan, detect_index, max(MIN_BASELINE_BINS, end - 12), frame.bin_s)
         onset_index = int(min(max(onset_index, MIN_BASELINE_BINS), max(end - 2, MIN_BASELINE_BINS)))
         if end - onset_index < 2:
             end = min(n, onset_index + 2)
         base = y[:onset_index]
         if np.isfinite(base).sum() < MIN_BASELINE_BINS:
             return self._insufficient(sli, detected_at, [f"the SLI has fewer than {MIN_BASELINE_BINS} finite baseline bins (gaps or NaN runs)"])
+        end = _incident_end(y, NODES[sli], onset_index, end)
         scores = attribute(frame, sli, onset_index, end)
         # the SLI's own change is measured from the onset on (no guard: a short incident must not be diluted)
         sli_dev = deviation(NODES[sli], y[:onset_index], y[onset_index:end]) if sli in scores else None

@@ -41,12 +41,20 @@ class RootCauseSignal:
 
 def rca_lines(root_causes: Sequence[RootCauseSignal], faults: Sequence[tuple[str, float, float | None]],
               grace_s: float = 600.0) -> list[str]:
-    """For each injected fault (kind, start, end): the causes RCA named for the violations raised
-    while it was active (or ``grace_s`` after), the most frequent first, against the expected one."""
+    """For each injected fault (kind, start, end): the causes RCA named for the violations detected
+    while it was active (or ``grace_s`` after), the most frequent first, against the expected one.
+    A violation belongs to one fault: the latest one that had started when it was detected (a
+    violation detected just before a traffic surge is the earlier stall's, whenever it is analysed)."""
     lines = []
+    starts = sorted(start for _, start, _ in faults)
+
+    def owner_start(at: float) -> float | None:
+        began = [s for s in starts if s <= at]
+        return began[-1] if began else None
+
     for kind, start, end in faults:
         stop = (end if end is not None else float("inf")) + grace_s
-        mine = [r for r in root_causes if start <= r.at_s <= stop]
+        mine = [r for r in root_causes if start <= r.at_s <= stop and owner_start(r.at_s) == start]
         expected = EXPECTED_CAUSE.get(FaultKind(kind), "?")
         if not mine:
             lines.append(f"  {kind:<20} expected {expected:<28} no RCA (no violation raised)")

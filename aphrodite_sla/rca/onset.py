@@ -21,9 +21,11 @@ class Onset:
     series: str  # which series set it
 
 
-def change_point(values: np.ndarray, bad: int, min_segment: int = MIN_SEGMENT_BINS) -> tuple[int, float]:
+def change_point(values: np.ndarray, bad: int, min_segment: int = MIN_SEGMENT_BINS, floor: float = 0.0) -> tuple[int, float]:
     """The best single split of ``values`` (NaNs ignored) into two levels with the later one
-    worse; returns (index of the first later bin, standardized shift), or (-1, 0.0)."""
+    worse; returns (index of the first later bin, standardized shift), or (-1, 0.0). The shift is
+    in pooled standard deviations, at least ``floor`` (the metric's smallest meaningful change: a
+    goodput of 100% that dips to 99.8% in one bin is not a change however flat it was)."""
     y = np.asarray(values, dtype=float)
     ok = np.isfinite(y)
     pos = np.nonzero(ok)[0]
@@ -44,16 +46,23 @@ def change_point(values: np.ndarray, bad: int, min_segment: int = MIN_SEGMENT_BI
     best = int(np.argmax(gain))
     if not np.isfinite(gain[best]):
         return -1, 0.0
-    scale = max(float(sd[best]), 1e-9 * max(1.0, abs(float(left_mean[best]))))
-    return int(pos[k[best]]), float(shift[best] / scale)
+    # the scale: the smaller of the pooled standard deviation and a robust one (1.4826 x the MAD
+    # of the residuals around the two levels): a 2.8 s TTFT spike inside a segment must not make a
+    # plateau at twice the baseline look like 0.6 standard deviations
+    split = int(k[best])
+    resid = np.concatenate([y[:split] - left_mean[best], y[split:] - right_mean[best]])
+    mad = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    scale = max(min(float(sd[best]), mad), floor, 1e-9 * max(1.0, abs(float(left_mean[best]))))
+    return int(pos[split]), float(shift[best] / scale)
 
 
-def find_onset(series: dict[str, tuple[np.ndarray, int]], end_index: int, fallback: int) -> Onset:
+def find_onset(series: dict[str, tuple[np.ndarray, int]], end_index: int, fallback: int,
+               floors: dict[str, float] | None = None) -> Onset:
     """The onset among ``series`` (name -> (values, bad direction)), scanned up to ``end_index``
     (the detection bin): the one with the strongest shift; ``fallback`` if none shifted."""
     best = Onset(fallback, 0.0, "")
     for name, (values, bad) in series.items():
-        idx, stat = change_point(values[: end_index + 1], bad)
+        idx, stat = change_point(values[: end_index + 1], bad, floor=(floors or {}).get(name, 0.0))
         if idx >= 0 and stat > best.statistic:
             best = Onset(idx, stat, name)
     return best

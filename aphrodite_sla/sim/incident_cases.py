@@ -219,11 +219,40 @@ def violated(data: CaseData, window_s: float = DETECTION_WINDOW_S) -> bool:
     return float(np.percentile(inc, 95)) >= 1.3 * float(np.percentile(base, 95))
 
 
+BASELINE_MAX_WAITING = 16.0
+BASELINE_RATE_STEP = 0.7
+MAX_RATE_REDUCTIONS = 3
+
+
+def keeps_up(data: CaseData) -> bool:
+    """Was the baseline healthy: did the engine keep up with its load before the fault (the 95th
+    percentile of the waiting queue at most :data:`BASELINE_MAX_WAITING` requests)? A window whose
+    queue already grows without bound is an incident before the fault: no RCA case can start there."""
+    got = data.series.get("num_waiting_reqs")
+    if got is None:
+        return True
+    t, v = got
+    base = v[(t > data.window_start) & (t <= data.onset_time)]
+    return len(base) == 0 or float(np.percentile(base, 95)) <= BASELINE_MAX_WAITING
+
+
 def simulate_incident(case: IncidentCase) -> CaseData:
-    """Like :func:`simulate_case`, but a fault that did not break its SLI (the engine had the
-    headroom to absorb it) is made stronger, up to :data:`MAX_ESCALATIONS` times: RCA runs on
-    violations, so its cases must be ones. Healthy windows are returned as they are."""
+    """Like :func:`simulate_case`, with two guards that make the case a labelled incident:
+
+    * a baseline the engine did not keep up with (its load beyond capacity: a shared-prefix
+      workload's long prompts at a bursty peak) is re-run at ``BASELINE_RATE_STEP`` x the rate, up
+      to :data:`MAX_RATE_REDUCTIONS` times: RCA explains a change from a healthy state;
+    * a fault that did not break its SLI (the engine had the headroom to absorb it) is made
+      stronger, up to :data:`MAX_ESCALATIONS` times: RCA runs on violations, so its cases must be
+      ones.
+
+    Healthy windows are returned as they are."""
     data = simulate_case(case)
+    reductions = 0
+    while not keeps_up(data) and reductions < MAX_RATE_REDUCTIONS:
+        reductions += 1
+        case = replace(case, rate=case.rate * BASELINE_RATE_STEP)
+        data = simulate_case(case)
     tries = 0
     while case.cause != HEALTHY and not violated(data) and tries < MAX_ESCALATIONS:
         tries += 1
