@@ -347,6 +347,25 @@ async def test_a_disabled_engine_records_a_skip(engines):
     assert h.applied == 1
 
 
+async def test_a_maintenance_window_holds_back_violation_driven_recovery_but_not_a_persons(engines):
+    stream = EventStream()
+    h = Handler(A.CACHE_INVALIDATION)
+    engine = engines([h], ScriptedVerifier(True), [procedure(h.action)])
+    engine.attach(stream)
+    maintenance = True
+    engine.in_maintenance = lambda: maintenance
+    stream.publish([ViolationRaised("fp1", "fp1-1", T0, violation())])
+    (ex,) = await eventually(engine.history)
+    assert ex.status is ExecutionStatus.SKIPPED and "maintenance window" in ex.reason and h.applied == 0
+    assert engine.stats().by_reason["maintenance"] == 1
+    # a person's execute_recovery is their decision: it runs in the window
+    assert (await engine.execute_recovery(violation("request_latency_p99"))).status is ExecutionStatus.SUCCEEDED
+    maintenance = False
+    stream.publish([ViolationRaised("fp2", "fp2-1", T0, violation("ttft_p95"))])
+    await eventually(lambda: any(e.sla == "ttft_p95" and e.status is ExecutionStatus.SUCCEEDED for e in engine.history()))
+    assert h.applied == 2
+
+
 async def test_a_violation_no_procedure_answers_is_skipped(engines):
     engine = engines([], ScriptedVerifier(True), [procedure(A.CACHE_INVALIDATION, slas=("ttft_p95",))])
     ex = await engine.execute_recovery(violation("custom_sla", ViolationSeverity.MINOR))

@@ -172,6 +172,9 @@ class RecoveryEngine:
             self.add_procedure(p)
         self._active: dict[str, RecoveryExecution] = {}
         self._history = RecoveryHistory(history_size)
+        # True while a maintenance window holds automated recovery back (the production monitor's
+        # mode; set by RecoverySystem, which owns the monitor)
+        self.in_maintenance: Callable[[], bool] = lambda: False
         self._sla_last: dict[str, tuple[float, int]] = {}  # sla -> (start of its last run, severity rank of that procedure)
         self._procedure_last: dict[tuple[str, str], float] = {}  # (procedure_id, sla) -> start of its last run
         self._kept: dict[str, list[_Kept]] = {}  # episode -> mitigations kept until it resolves
@@ -340,7 +343,7 @@ class RecoveryEngine:
         # On a delivery thread: schedule, never wait.
         violation: SLAViolation = event.violation  # type: ignore[attr-defined]
         stalled = isinstance(event, StallDetected)
-        coro = self._execute(violation, event.fingerprint, event.episode, event.occurred_at, stalled)
+        coro = self._execute(violation, event.fingerprint, event.episode, event.occurred_at, stalled, automated=True)
         self.submit(coro).add_done_callback(_log_failure)
 
     def _on_resolved(self, event: ViolationResolved) -> None:
@@ -399,9 +402,11 @@ class RecoveryEngine:
         return await asyncio.shield(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop)))
 
     async def _execute(self, violation: SLAViolation, fp: str, episode: str, triggered_at: float, stalled: bool, *,
-                       chosen: RecoveryProcedure | None = None, basis: RootCauseBasis | None = None) -> RecoveryExecution:
+                       chosen: RecoveryProcedure | None = None, basis: RootCauseBasis | None = None,
+                       automated: bool = False) -> RecoveryExecution:
         """One execution: ``chosen`` (a root cause's ladder, with ``basis``) or the procedure the
-        violation selects."""
+        violation selects. ``automated``: started by a violation on the stream (a maintenance
+        window holds those back; a person's ``execute_recovery`` is not)."""
         stalled = stalled or violation.rule is ViolationRule.STALL
         if not fp:
             fp = fingerprint(STALL_ALERT) if stalled else fingerprint(VIOLATION_ALERT, sla=violation.metric_name)
@@ -417,7 +422,7 @@ class RecoveryEngine:
                 self._episodes.move_to_end(episode)
                 while len(self._episodes) > EPISODES_KEPT:
                     self._episodes.popitem(last=False)
-            skip = self._admission(procedure, sla, now, switch=chosen is not None)
+            skip = self._admission(procedure, sla, now, switch=chosen is not None, automated=automated)
             execution = RecoveryExecution(
                 _new_id("rec"), procedure.procedure_id if procedure is not None else "", sla, fp, episode, severity,
                 ExecutionStatus.RUNNING, now, triggered_at, advisory=self.advisory, root_cause=basis,
@@ -533,11 +538,16 @@ class RecoveryEngine:
                 on_decided(replace(decided, acted=False, reason=f"{plan.reason}; not started: {skipped.reason if skipped else 'unknown'}"))
         return await run
 
-    def _admission(self, procedure: RecoveryProcedure | None, sla: str, now: float, switch: bool = False) -> tuple[str, str] | None:
+    def _admission(self, procedure: RecoveryProcedure | None, sla: str, now: float, switch: bool = False,
+                   automated: bool = False) -> tuple[str, str] | None:
         """(kind, reason) why a run may not start now, or None. Called under the lock. ``switch``:
-        a root cause's ladder for an episode recovery already answered (no per-SLA cooldown)."""
+        a root cause's ladder for an episode recovery already answered (no per-SLA cooldown);
+        ``automated``: started by a violation, which a maintenance window holds back (planned work
+        breaks SLAs on purpose: restarting or shedding in the middle of it only does harm)."""
         if not self.enabled:
             return "disabled", "recovery is disabled"
+        if automated and self.in_maintenance():
+            return "maintenance", "a maintenance window holds automated recovery back"
         if procedure is None:
             return "no_procedure", f"no procedure answers {sla} at this severity"
         if len(self._active) >= self.max_concurrent:

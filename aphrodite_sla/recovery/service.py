@@ -136,6 +136,7 @@ class RecoverySystem:
         self._started = False
         self._tracked_configs: set[str] = set()
         context.manager.subscribe(self._on_event, ViolationRaised, ViolationEscalated, ViolationResolved, name="recovery-degradation")
+        self.engine.in_maintenance = lambda: self.monitor.mode is MonitoringMode.MAINTENANCE
         self.engine.attach(events)
         # a confident RCA cause may choose the procedure (RootCauseFound on the stream; RCA never calls us)
         self.root_cause = RootCauseHook(
