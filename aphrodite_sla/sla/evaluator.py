@@ -210,7 +210,8 @@ class Evaluator:
                 new = result.budgets.get(name)
                 budgets[name] = state.budget.add(now, new.new - new.bad, new.bad) if new is not None else state.budget.status()
         pages = self.pages.evaluate(
-            now, ((s.threshold, s.budget, statuses[name].breached) for name, s in self._states.items() if name in statuses),
+            now, ((s.threshold, s.budget, statuses[name].breached, s._reading.value if s._reading is not None else math.nan)
+                  for name, s in self._states.items() if name in statuses),
             result.windows,
         )
         events.extend(pages)
