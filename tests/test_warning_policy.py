@@ -115,3 +115,15 @@ def test_warning_rules_configuration(tmp_path):
                 {"confirm_s": 7200.0}):
         with pytest.raises(ValueError, match="warning_rules"):
             WarningRulesConfig(**bad)
+
+
+def test_an_expectation_already_beyond_the_bound_must_hold_beyond_the_bound():
+    # a noisy 5-second p95 whose expectation (85) sits past the 5-minute window's bound (82)
+    spike = AnomalyExplanation(kind="spike", z=10.0, value=640.0, expected=85.0)
+    assert onset_line(spike, upper=True, bound=82.0, share=0.25) == 82.0
+    p = WarningPolicy(WarningRulesConfig(), alert_score=0.5, evaluation_interval_s=5.0, upper=True, bound=82.0)
+    values = [640, 73, 60, 55, 59, 56, 51, 75, 52, 62, 76, 50, 80]  # one spike, then back under the bound
+    assert all(p.observe(T0 + 5.0 * i, 0.4 if i else 0.9, spike, v) is None for i, v in enumerate(values))
+    assert p.dropped == 1
+    low = AnomalyExplanation(kind="level_shift", z=-6.0, value=40.0, expected=50.0)
+    assert onset_line(low, upper=False, bound=60.0, share=0.25) == 60.0  # a minimum: the same, mirrored

@@ -30,9 +30,11 @@ ANOMALY_HEADROOM_SHARE = WarningRulesConfig().headroom_share
 
 
 def onset_line(explanation: object, *, upper: bool, bound: float, share: float) -> float:
-    """The line a signed change must reach to threaten the bound: the detector's expectation plus
-    ``share`` of the headroom toward the bound; NaN when the explanation cannot say (unsigned
-    kind, no expectation, no finite bound) or the expectation is already beyond the bound."""
+    """The line a signed change must hold beyond to threaten the bound: the detector's expectation
+    plus ``share`` of the headroom toward the bound, or the bound itself where the expectation is
+    already beyond it (the newest interval is noisier than the SLA's window, so its expectation
+    can sit past a bound the window keeps); NaN when the explanation cannot say (unsigned kind,
+    no expectation, no finite bound)."""
     if getattr(explanation, "kind", "") in UNSIGNED_CHANGES:
         return math.nan
     expected = getattr(explanation, "expected", math.nan)
@@ -40,7 +42,7 @@ def onset_line(explanation: object, *, upper: bool, bound: float, share: float) 
         return math.nan
     headroom = bound - expected if upper else expected - bound
     if headroom <= 0.0:
-        return math.nan
+        return bound
     return expected + share * headroom if upper else expected - share * headroom
 
 
