@@ -127,3 +127,16 @@ def test_an_expectation_already_beyond_the_bound_must_hold_beyond_the_bound():
     assert p.dropped == 1
     low = AnomalyExplanation(kind="level_shift", z=-6.0, value=40.0, expected=50.0)
     assert onset_line(low, upper=False, bound=60.0, share=0.25) == 60.0  # a minimum: the same, mirrored
+
+
+def test_a_slow_rise_is_measured_from_the_level_before_it_began():
+    # KV usage in a traffic surge: calm at 25% (bound 96%), the score crosses the alert level once
+    # the detector's expectation has already followed the rise to 42%; the usage holds at 51-62%
+    p = WarningPolicy(WarningRulesConfig(), alert_score=0.5, evaluation_interval_s=5.0, upper=True, bound=96.0)
+    for i in range(10):
+        assert p.observe(T0 + 5.0 * i, 0.1, AnomalyExplanation(kind="none", z=0.5, value=25.0, expected=25.0), 25.0) is None
+    values = [58.1, 51.5, 54.9, 57.3, 56.5, 51.6, 60.8, 53.6, 47.9, 55.4, 62.7, 50.4, 49.9]
+    got = [p.observe(T0 + 50.0 + 5.0 * i, 0.6, AnomalyExplanation(kind="level_shift", z=5.5, value=v, expected=42.5 + i), v)
+           for i, v in enumerate(values)]
+    assert p.line == 25.0 + 0.25 * (96.0 - 25.0)  # from the calm level, not from the onset's 42.5 (line 55.9)
+    assert "level_shift" in got and got.index("level_shift") == 6  # the 7th evaluation beyond the line

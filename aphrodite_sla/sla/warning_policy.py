@@ -8,10 +8,15 @@ or **dropped** when the period ends without that (a burst that drained). After e
 detector's episode must end (its score falls below the re-arm level) before another onset counts,
 and a warned SLA stays quiet for ``min_interval_s``.
 
-"Held" compares the newest interval's statistic with the line the onset drew: the detector's
-expectation at the onset plus ``headroom_share`` of the way to the bound. For a change without a
-direction (a variance change, a flatline) or a detector that gives no expectation, it holds while
-the score stays at or above the re-arm level. Owned by the evaluator (one per SLA, under its lock).
+"Held" compares the newest interval's statistic with the line the onset drew: the level before
+the change plus ``headroom_share`` of the way to the bound. The level before the change is the
+detector's expectation at its last calm evaluation (score below the re-arm level), not at the
+onset: the detector adapts its expectation while a change goes on (that is how its score decays),
+so by the time a slow rise (KV usage in a traffic surge) crosses the alert level the expectation
+has followed it half way, and a line drawn from there asks the change to rise again. For a change
+without a direction (a variance change, a flatline) or a detector that gives no expectation, it
+holds while the score stays at or above the re-arm level. Owned by the evaluator (one per SLA,
+under its lock).
 """
 from __future__ import annotations
 
@@ -29,15 +34,16 @@ UNSIGNED_CHANGES = frozenset({"variance_change", "flatline"})
 ANOMALY_HEADROOM_SHARE = WarningRulesConfig().headroom_share
 
 
-def onset_line(explanation: object, *, upper: bool, bound: float, share: float) -> float:
+def onset_line(explanation: object, *, upper: bool, bound: float, share: float, before: float = math.nan) -> float:
     """The line a signed change must hold beyond to threaten the bound: the detector's expectation
     plus ``share`` of the headroom toward the bound, or the bound itself where the expectation is
     already beyond it (the newest interval is noisier than the SLA's window, so its expectation
     can sit past a bound the window keeps); NaN when the explanation cannot say (unsigned kind,
-    no expectation, no finite bound)."""
+    no expectation, no finite bound). ``before``: the expectation before the change, when known
+    (it replaces the onset's)."""
     if getattr(explanation, "kind", "") in UNSIGNED_CHANGES:
         return math.nan
-    expected = getattr(explanation, "expected", math.nan)
+    expected = before if math.isfinite(before) else getattr(explanation, "expected", math.nan)
     if not (isinstance(expected, float) and math.isfinite(expected) and isinstance(bound, float) and math.isfinite(bound)):
         return math.nan
     headroom = bound - expected if upper else expected - bound
@@ -88,6 +94,7 @@ class WarningPolicy:
     line: float = math.nan
     kind: str = ""
     held: int = 0
+    calm_expected: float = math.nan  # the detector's expectation at its last calm evaluation
     last_warning_at: float = -math.inf
     dropped: int = 0  # onsets that did not hold (bursts): counted for tests and benchmarks
     suppressed: int = 0  # confirmed changes inside ``min_interval_s`` of the SLA's previous warning
@@ -106,6 +113,9 @@ class WarningPolicy:
                 return None
         if self.phase is WarningPhase.IDLE:
             share = cfg.headroom_share if cfg.enabled else ANOMALY_HEADROOM_SHARE
+            if score < ANOMALY_REARM_FRACTION * self.alert_score:
+                expected = getattr(explanation, "expected", math.nan)
+                self.calm_expected = expected if isinstance(expected, float) else math.nan
             if score < self.alert_score or not toward_bound(explanation, upper=self.upper, bound=self.bound, share=share):
                 return None
             kind = getattr(explanation, "kind", None) or getattr(explanation, "component", "")
@@ -113,7 +123,7 @@ class WarningPolicy:
                 self.phase = WarningPhase.EPISODE
                 return str(kind)
             self.phase, self.onset_at, self.kind, self.held = WarningPhase.PENDING, now, str(kind), 0
-            self.line = onset_line(explanation, upper=self.upper, bound=self.bound, share=share)
+            self.line = onset_line(explanation, upper=self.upper, bound=self.bound, share=share, before=self.calm_expected)
         # pending: does the change hold at this evaluation?
         if self._holds(score, value):
             self.held += 1
