@@ -140,3 +140,18 @@ def test_a_slow_rise_is_measured_from_the_level_before_it_began():
            for i, v in enumerate(values)]
     assert p.line == 25.0 + 0.25 * (96.0 - 25.0)  # from the calm level, not from the onset's 42.5 (line 55.9)
     assert "level_shift" in got and got.index("level_shift") == 6  # the 7th evaluation beyond the line
+
+
+def test_a_noisier_series_warns_only_while_its_window_moves_toward_the_bound():
+    noisy = AnomalyExplanation(kind="variance_change", z=4.0, value=9.0, expected=9.0)
+    scores = [0.55, 0.5, 0.47, 0.48, 0.43, 0.36, 0.34, 0.33, 0.3, 0.3, 0.3, 0.3, 0.3]
+    # KV usage bursty at night, its 5-minute mean flat at ~9% under a 63% bound: dropped
+    night = policy()
+    flat = [9.5, 9.4, 9.4, 9.3, 9.2, 9.3, 9.4, 9.3, 9.2, 9.3, 9.4, 9.3, 9.2]
+    assert all(night.observe(T0 + 5.0 * i, s, noisy, 9.0, w) is None for i, (s, w) in enumerate(zip(scores, flat, strict=True)))
+    assert night.dropped == 1
+    # a leak: the process memory's window mean climbs while the series is noisier: it warns
+    leak = policy()
+    climbing = [3072.0 + 3.0 * i for i in range(13)]
+    got = [leak.observe(T0 + 5.0 * i, s, noisy, 9.0, w) for i, (s, w) in enumerate(zip(scores, climbing, strict=True))]
+    assert "variance_change" in got

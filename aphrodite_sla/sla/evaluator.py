@@ -262,7 +262,7 @@ class Evaluator:
         state.status = status
         # a warning once the change holds (sla.warning_policy): one per episode, one per story
         if score is not None and state.warning is not None:
-            kind = state.warning.observe(now, score, getattr(state.detector, "last_explanation", None), reading.fresh_value)
+            kind = state.warning.observe(now, score, getattr(state.detector, "last_explanation", None), reading.fresh_value, value)
             if kind is not None:
                 fp = state.anomaly_fingerprint
                 events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, score, kind))

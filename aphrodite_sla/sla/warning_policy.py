@@ -15,8 +15,10 @@ onset: the detector adapts its expectation while a change goes on (that is how i
 so by the time a slow rise (KV usage in a traffic surge) crosses the alert level the expectation
 has followed it half way, and a line drawn from there asks the change to rise again. For a change
 without a direction (a variance change, a flatline) or a detector that gives no expectation, it
-holds while the score stays at or above the re-arm level. Owned by the evaluator (one per SLA,
-under its lock).
+holds while the score stays at or above the re-arm level *and* the SLA's own window statistic
+stands beyond where it stood at the onset: a noisier series is news when the SLA is moving toward
+its bound meanwhile (a leak's memory), not when KV usage gets bursty at night far below its bound.
+Owned by the evaluator (one per SLA, under its lock).
 """
 from __future__ import annotations
 
@@ -94,6 +96,7 @@ class WarningPolicy:
     line: float = math.nan
     kind: str = ""
     held: int = 0
+    onset_window: float = math.nan  # the SLA's window statistic at the onset
     calm_expected: float = math.nan  # the detector's expectation at its last calm evaluation
     last_warning_at: float = -math.inf
     dropped: int = 0  # onsets that did not hold (bursts): counted for tests and benchmarks
@@ -104,7 +107,9 @@ class WarningPolicy:
         points = int(math.floor(self.config.confirm_s / self.evaluation_interval_s + 1e-9)) + 1
         self._needed = int(math.floor(self.config.hold_share * points)) + 1  # more than hold_share of them
 
-    def observe(self, now: float, score: float, explanation: object, value: float) -> str | None:
+    def observe(self, now: float, score: float, explanation: object, value: float, window_value: float = math.nan) -> str | None:
+        """One evaluation: the detector's ``score`` and explanation, the newest interval's statistic
+        ``value`` and the SLA's statistic over its window ``window_value``."""
         cfg = self.config
         if self.phase is WarningPhase.EPISODE:
             if score < ANOMALY_REARM_FRACTION * self.alert_score:
@@ -123,9 +128,10 @@ class WarningPolicy:
                 self.phase = WarningPhase.EPISODE
                 return str(kind)
             self.phase, self.onset_at, self.kind, self.held = WarningPhase.PENDING, now, str(kind), 0
+            self.onset_window = window_value
             self.line = onset_line(explanation, upper=self.upper, bound=self.bound, share=share, before=self.calm_expected)
         # pending: does the change hold at this evaluation?
-        if self._holds(score, value):
+        if self._holds(score, value, window_value):
             self.held += 1
         if self.held >= self._needed:
             self.phase = WarningPhase.EPISODE
@@ -139,9 +145,13 @@ class WarningPolicy:
             self.dropped += 1
         return None
 
-    def _holds(self, score: float, value: float) -> bool:
+    def _holds(self, score: float, value: float, window_value: float) -> bool:
         if math.isnan(self.line):
-            return score >= ANOMALY_REARM_FRACTION * self.alert_score
+            if score < ANOMALY_REARM_FRACTION * self.alert_score:
+                return False
+            if not (math.isfinite(window_value) and math.isfinite(self.onset_window)):
+                return True  # no window statistic to say (a detector driven without one): the score decides
+            return window_value > self.onset_window if self.upper else window_value < self.onset_window
         if not math.isfinite(value):
             return False
         return value >= self.line if self.upper else value <= self.line
