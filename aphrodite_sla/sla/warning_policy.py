@@ -97,6 +97,7 @@ class WarningPolicy:
     kind: str = ""
     held: int = 0
     onset_window: float = math.nan  # the SLA's window statistic at the onset
+    unsigned: bool = False  # the onset's change has no direction (UNSIGNED_CHANGES)
     calm_expected: float = math.nan  # the detector's expectation at its last calm evaluation
     last_warning_at: float = -math.inf
     dropped: int = 0  # onsets that did not hold (bursts): counted for tests and benchmarks
@@ -128,7 +129,7 @@ class WarningPolicy:
                 self.phase = WarningPhase.EPISODE
                 return str(kind)
             self.phase, self.onset_at, self.kind, self.held = WarningPhase.PENDING, now, str(kind), 0
-            self.onset_window = window_value
+            self.onset_window, self.unsigned = window_value, self.kind in UNSIGNED_CHANGES
             self.line = onset_line(explanation, upper=self.upper, bound=self.bound, share=share, before=self.calm_expected)
         # pending: does the change hold at this evaluation?
         if self._holds(score, value, window_value):
@@ -149,8 +150,8 @@ class WarningPolicy:
         if math.isnan(self.line):
             if score < ANOMALY_REARM_FRACTION * self.alert_score:
                 return False
-            if not (math.isfinite(window_value) and math.isfinite(self.onset_window)):
-                return True  # no window statistic to say (a detector driven without one): the score decides
+            if not (self.unsigned and math.isfinite(window_value) and math.isfinite(self.onset_window)):
+                return True  # a detector that gives no expectation, or no window statistic: the score decides
             return window_value > self.onset_window if self.upper else window_value < self.onset_window
         if not math.isfinite(value):
             return False
