@@ -42,6 +42,7 @@ def test_a_change_that_holds_warns_within_the_confirmation_period():
     mgr.events.drain()
     assert len(warnings) == 1
     assert 25.0 <= warnings[0].occurred_at - onset <= 65.0  # 7 of a minute's 13 evaluations held
+    assert warnings[0].score >= 0.5  # the score the change reached, not the decayed one at confirmation
     assert not mgr.get_status()["lat_p95"].violated
 
 

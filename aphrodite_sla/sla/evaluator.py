@@ -265,7 +265,8 @@ class Evaluator:
             kind = state.warning.observe(now, score, getattr(state.detector, "last_explanation", None), reading.fresh_value, value)
             if kind is not None:
                 fp = state.anomaly_fingerprint
-                events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, score, kind))
+                # the score the change reached since its onset (it decays while the change is confirmed)
+                events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, state.warning.peak_score, kind))
         return status
 
     def _reset_after_fork(self) -> None:

@@ -96,6 +96,7 @@ class WarningPolicy:
     line: float = math.nan
     kind: str = ""
     held: int = 0
+    peak_score: float = 0.0  # the highest score since the onset (what the warning reports)
     onset_window: float = math.nan  # the SLA's window statistic at the onset
     unsigned: bool = False  # the onset's change has no direction (UNSIGNED_CHANGES)
     calm_expected: float = math.nan  # the detector's expectation at its last calm evaluation
@@ -126,12 +127,13 @@ class WarningPolicy:
                 return None
             kind = getattr(explanation, "kind", None) or getattr(explanation, "component", "")
             if not cfg.enabled:
-                self.phase = WarningPhase.EPISODE
+                self.phase, self.peak_score = WarningPhase.EPISODE, score
                 return str(kind)
             self.phase, self.onset_at, self.kind, self.held = WarningPhase.PENDING, now, str(kind), 0
-            self.onset_window, self.unsigned = window_value, self.kind in UNSIGNED_CHANGES
+            self.onset_window, self.unsigned, self.peak_score = window_value, self.kind in UNSIGNED_CHANGES, 0.0
             self.line = onset_line(explanation, upper=self.upper, bound=self.bound, share=share, before=self.calm_expected)
         # pending: does the change hold at this evaluation?
+        self.peak_score = max(self.peak_score, score)
         if self._holds(score, value, window_value):
             self.held += 1
         if self.held >= self._needed:
