@@ -189,6 +189,37 @@ def fault_run(stretch: str, fault: Fault, thresholds: tuple[SLAThreshold, ...]) 
     return simulate(f"{stretch}:{label(fault)}", replayed(piece), FAULT_RUN_S, thresholds, (fault,), DAY_SEED, False)
 
 
+ERROR_BASELINES = (0.0005, 0.001, 0.003, 0.0045)  # healthy error shares under the 0.5% bound
+
+
+def error_baseline_day(share: float, rate: int = 4, seed: int = 11) -> tuple[int, int]:
+    """24 h of outcomes failing independently at ``share`` (``rate`` a second) through the error
+    SLA's page rules alone (no simulator: the generated day has no errors): (severe-breach pages,
+    sustained violations). Healthy traffic whose errors stay under the bound must never page."""
+    from aphrodite_sla import ManualClock, SLAManager
+    from aphrodite_sla.events import PageRaised, ViolationRaised
+    from aphrodite_sla.sla.defaults import REQUEST_OUTCOME, default_thresholds
+    from aphrodite_sla.sla.page_rules import PageRulesConfig
+
+    th = next(t for t in default_thresholds() if t.metric_name == "error_rate_percent")  # 0.5% bound, objective 99.9%
+    clock = ManualClock(0.0)
+    mgr = SLAManager([th], clock=clock, anomaly_detection=False, regression_interval_s=math.inf,
+                     page_rules=PageRulesConfig(burn_rate=False))
+    got = {"pages": 0, "sustained": 0}
+    mgr.subscribe(lambda e: got.__setitem__("pages" if isinstance(e, PageRaised) else "sustained",
+                                            got["pages" if isinstance(e, PageRaised) else "sustained"] + 1),
+                  PageRaised, ViolationRaised, name="bench")
+    rng = np.random.default_rng(seed)
+    for second in range(1, 24 * 3600 + 1):
+        clock.set(float(second))
+        outcomes = np.where(rng.random(rate) < share, 100.0, 0.0)
+        mgr.record_batch(REQUEST_OUTCOME, outcomes, second - 1.0 + (np.arange(rate) + 1.0) / (rate + 1.0))
+        if second % 5 == 0:
+            mgr.evaluate()
+    mgr.events.drain()
+    return got["pages"], got["sustained"]
+
+
 def calibrate(day: RunOutcome) -> tuple[tuple[SLAThreshold, ...], list[str]]:
     """Every SLA of the simulation, its bound 10% beyond its worst window of ``day``."""
     from aphrodite_sla.simulate import simulation_config
@@ -233,6 +264,7 @@ def main() -> int:
         runs = [pool.submit(fault_run, stretch, fault, thresholds) for stretch in STRETCHES for fault in FAULTS]
         bursts = [pool.submit(fault_run, "peak-errors", Fault(FaultKind.ERROR_BURST, at, 300.0, 0.05), thresholds)
                   for at in ERROR_ONSETS_S]
+        baselines = [pool.submit(error_baseline_day, share) for share in ERROR_BASELINES]
         day = today.result()
         other = held_out.result()
         fault_results = [r.result() for r in runs]
@@ -289,6 +321,9 @@ def main() -> int:
     print(f"\n5% errors at the busy hour, {len(delays)} onsets ({', '.join(f'{a:g}' for a in sorted((*ERROR_ONSETS_S, FAULT_AT_S)))} s): "
           f"onset to page {', '.join('-' if math.isinf(d) else f'{d:.0f}' for d in delays)} s; median {float(np.median(delays)):.0f} s, "
           f"max {'never' if math.isinf(delays[-1]) else f'{delays[-1]:.0f} s'}; {within} of {len(delays)} within 30 s")
+    print("\nerror-rate page rule on healthy errors (independent failures at 4 requests/s, 24 h each, bound 0.5%): " + ", ".join(
+        f"{share:.2%}: {pages} pages ({sustained} sustained violations)"
+        for share, (pages, sustained) in zip(ERROR_BASELINES, (b.result() for b in baselines), strict=True)))
     print(f"\n0 pages and 0 incident openers in 2 x {day.engine_s / 3600:.0f} h healthy: {'MET' if false_ok else 'NOT MET'}; "
           f"anomaly warnings < 1 per 8 h on both days: {'MET' if warn_ok else 'NOT MET'}; "
           f"stall, error burst 5%, latency x3 paged within 30 s at the busy hour (onset 600 s): {'MET' if met else 'NOT MET'}; "
