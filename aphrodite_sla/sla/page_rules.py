@@ -53,9 +53,10 @@ class PageRulesConfig:
     # ``severe_factor`` x the bound, and so many bad outcomes at the healthy rate (the last
     # ``error_baseline_window_s`` before the window, shrunk toward the objective's rate) have a
     # probability below ``severe_error_p_value`` (split between the two windows).
-    # 1e-4: a window of healthy traffic at exactly its baseline rate passes about once in 10,000
-    # evaluations (under a page a month for the one independent 60 s window a minute; the
-    # baseline is estimated with a prior that errs high, and the floor below adds margin).
+    # 1e-4 (5e-5 a window): were healthy errors exactly at the estimated baseline rate, a day's
+    # ~1,440 independent minutes and ~288 five-minute windows would page at most ~0.09 times a
+    # day; in practice far less (the test is discrete and conservative, the prior errs high, the
+    # floor below): bench_false_pages replays 24 h at 0.05-0.45% errors and pages 0 times.
     severe_error_p_value: float = 1e-4
     # 3: errors come in small clusters (one client retrying a failing request), which a binomial
     # does not model; one or two are never a page whatever the test says.
