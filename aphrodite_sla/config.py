@@ -17,6 +17,7 @@ from typing import Any
 from aphrodite_sla.sla.defaults import default_thresholds, serving_thresholds
 from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.threshold import SLAThreshold
+from aphrodite_sla.sla.warning_rules import WarningRulesConfig
 
 ENV_FILE = "APHRODITE_SLA_CONFIG"
 ENV_PREFIX = "APHRODITE_SLA_"
@@ -97,6 +98,8 @@ class SLAConfig:
     hooks: Mapping[str, Any] = field(default_factory=dict)  # action -> {"argv": [...]} or {"url": ...} (file only)
     # the fast page rules: the [page_rules] table of the file (sla/page_rules.py); APHRODITE_SLA_PAGE_RULES=false turns them off
     page_rules: PageRulesConfig = field(default_factory=PageRulesConfig)
+    # when an SLA's anomaly warns: the [warning_rules] table of the file (sla/warning_rules.py)
+    warning_rules: WarningRulesConfig = field(default_factory=WarningRulesConfig)
     incidents: bool = True  # the incident system (aphrodite_sla.incidents) with the runtime
     incidents_db: str = ""  # the incident store: a SQLite path or a database URL (wins over incident_response's)
     incident_response: Mapping[str, Any] = field(default_factory=dict)  # the seed's section (file only; incidents.config validates)
@@ -117,6 +120,8 @@ class SLAConfig:
             raise ConfigError(f"SLAConfig.degradation: must be one of {', '.join(DEGRADATION_TRIGGERS)}, got {self.degradation!r}")
         if not isinstance(self.page_rules, PageRulesConfig):
             raise ConfigError(f"SLAConfig.page_rules: must be a PageRulesConfig, got {type(self.page_rules).__name__}")
+        if not isinstance(self.warning_rules, WarningRulesConfig):
+            raise ConfigError(f"SLAConfig.warning_rules: must be a WarningRulesConfig, got {type(self.warning_rules).__name__}")
         if not isinstance(self.hooks, Mapping):
             raise ConfigError(f"SLAConfig.hooks: must be a table of action -> hook, got {type(self.hooks).__name__}")
         for name in ("enabled", "abort_is_error", "system_sampler", "health_fail_on_critical_sla", "auto_rollback", "self_healing",
@@ -155,7 +160,7 @@ def builtin_thresholds(sla_set: str) -> list[SLAThreshold]:
 
 
 _SCALARS = {f.name: f.type for f in fields(SLAConfig)
-            if f.name not in ("thresholds", "disabled_slas", "hooks", "page_rules", "incident_response")}
+            if f.name not in ("thresholds", "disabled_slas", "hooks", "page_rules", "warning_rules", "incident_response")}
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
@@ -265,6 +270,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
                     values["page_rules"] = PageRulesConfig.from_mapping(raw)
                 except (TypeError, ValueError) as err:
                     raise ConfigError(f"{source}: {err}") from None
+            elif key == "warning_rules":
+                try:
+                    values["warning_rules"] = WarningRulesConfig.from_mapping(raw)
+                except (TypeError, ValueError) as err:
+                    raise ConfigError(f"{source}: {err}") from None
             elif key == "incident_response":
                 if not isinstance(raw, Mapping):
                     raise ConfigError(f"{source}: incident_response: must be a table")
@@ -272,7 +282,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> SLAConfig:
             elif key in _SCALARS:
                 values[key] = _convert(key, raw, source)
             else:
-                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks", "page_rules", "incident_response"])
+                known = sorted([*_SCALARS, "thresholds", "disabled_slas", "hooks", "page_rules", "warning_rules", "incident_response"])
                 raise ConfigError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_FILE:

@@ -60,7 +60,7 @@ class MonitorContext:
         on its event stream, started with the runtime."""
         config = config or SLAConfig()
         manager = SLAManager(config.active_thresholds(), clock=clock, evaluation_interval_s=config.evaluation_interval_s,
-                             page_rules=config.page_rules)
+                             page_rules=config.page_rules, warning_rules=config.warning_rules)
         server = ServerState()
         stall = StallDetector(manager, stall_after_s=config.stall_after_s, clock=clock, in_flight=server.in_flight_requests)
         recorder = EngineStatsRecorder(

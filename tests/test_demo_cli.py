@@ -15,8 +15,10 @@ def test_demo_detects_each_injected_fault_after_injection():
         detected = r.first_violation
         assert detected is not None, r.fault.name
         assert r.fault.start_s < detected.at_s <= r.fault.start_s + 300, r
+        # the early warning: before the sustained violation, once the change held for most of a
+        # minute after its onset (sla.warning_policy: an onset within ~15 s, confirmed within 60 s)
         warned = r.first(ANOMALY)
-        assert warned is not None and warned.at_s - r.fault.start_s <= 30, r
+        assert warned is not None and warned.at_s < detected.at_s and warned.at_s - r.fault.start_s <= 75, r
     assert any("INJECTED" in line for line in lines)
     assert any("MTTD" in line for line in lines)
 

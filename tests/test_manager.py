@@ -18,6 +18,7 @@ from aphrodite_sla import (
 )
 from aphrodite_sla.events import SnapshotPublished
 from aphrodite_sla.sla.page_rules import PageRulesConfig
+from aphrodite_sla.sla.warning_rules import WarningRulesConfig
 
 T0 = 1_700_000_000.0
 
@@ -331,8 +332,10 @@ def test_every_sample_is_classified_once():
 
 
 def test_anomaly_warning_fires_once_per_episode():
+    # the episode's hysteresis alone: no confirmation period, no rate limit (tests/test_warning_policy.py has those)
     clock = ManualClock(T0)
-    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    mgr = SLAManager([latency_sla()], clock=clock, anomaly_detection=False, regression_interval_s=math.inf,
+                     warning_rules=WarningRulesConfig(confirm_s=0.0, min_interval_s=0.0))
     scores = iter([0.1, 0.6, 0.45, 0.55, 0.6, 0.2, 0.7, 0.1])  # two episodes: 0.6..0.6 and 0.7
 
     class Scripted:

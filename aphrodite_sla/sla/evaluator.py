@@ -24,44 +24,12 @@ from aphrodite_sla.sla.lifecycle import EvaluationPoint, LifecycleState, Violati
 from aphrodite_sla.sla.pages import FastPages
 from aphrodite_sla.sla.regression_watch import RegressionWatch
 from aphrodite_sla.sla.threshold import Direction, SLAStatus, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
+from aphrodite_sla.sla.warning_policy import ANOMALY_HEADROOM_SHARE, ANOMALY_REARM_FRACTION, WarningPolicy, toward_bound
+from aphrodite_sla.sla.warning_rules import WarningRulesConfig
 from aphrodite_sla.sla.window_plan import QUANTILE_STATISTICS, SLAReading, WindowPlan
 from aphrodite_sla.sla.zscore import RollingZScore
 from aphrodite_sla.snapshot import ErrorBudget, MonitorHealth, MonitorSnapshot, frozen
 from aphrodite_sla.store.metric_store import MetricStore
-
-# An anomaly episode ends (and may warn again) once the score falls below this share of the level.
-ANOMALY_REARM_FRACTION = 0.5
-
-
-# Changes without a direction: a noisier or a stuck series is news whichever way the SLA points.
-UNSIGNED_CHANGES = frozenset({"variance_change", "flatline"})
-# A signed change warns when it closes at least this share of the gap between what the detector
-# expected and the SLA's bound. Why: a warning is an early warning of a *breach*; latency that
-# jumps from 40 to 42 ms under an 80 ms bound is unusual but threatens nothing. A quarter, not a
-# half: KV usage climbing from 40% to 60% under a 95% bound during a traffic surge is the early
-# warning the demo's surge is detected by.
-ANOMALY_HEADROOM_SHARE = 0.25
-
-
-def toward_bound(explanation: object, *, upper: bool, bound: float = math.nan) -> bool:
-    """Whether an anomaly threatens the SLA: it moves the statistic toward its bound (up for a
-    maximum, down for a minimum) by at least ``ANOMALY_HEADROOM_SHARE`` of the headroom the
-    detector's expectation had. Latency falling at night, goodput rising, or a small rise far
-    below the bound are changes, not early warnings (their score stays exported either way)."""
-    kind = getattr(explanation, "kind", "")
-    if kind in UNSIGNED_CHANGES:
-        return True
-    z = getattr(explanation, "z", 0.0)
-    if not isinstance(z, float) or not math.isfinite(z) or z == 0.0:
-        return True  # a detector that does not say: warn, as before
-    if (z < 0.0) if upper else (z > 0.0):
-        return False
-    value, expected = getattr(explanation, "value", math.nan), getattr(explanation, "expected", math.nan)
-    if not all(isinstance(x, float) and math.isfinite(x) for x in (value, expected, bound)):
-        return True
-    headroom = bound - expected if upper else expected - bound
-    moved = value - expected if upper else expected - value
-    return headroom <= 0.0 or moved >= ANOMALY_HEADROOM_SHARE * headroom
 
 
 @dataclass(eq=False)
@@ -74,7 +42,7 @@ class SLAState:
     zscore: RollingZScore = field(default_factory=RollingZScore)
     points: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, beyond the bound)
     points_beyond: int = 0
-    anomalous: bool = False
+    warning: WarningPolicy | None = None  # set by the evaluator (it knows the policy's settings)
     anomaly_fingerprint: str = ""
     status: SLAStatus | None = None
     lifecycle: ViolationLifecycle = field(init=False)
@@ -118,6 +86,7 @@ class Evaluator:
     def __init__(
         self, store: MetricStore, self_metrics: SelfMetrics, *, evaluation_interval_s: float, anomaly_detection: bool,
         anomaly_alert_score: float, regression: RegressionWatch, pages: FastPages | None = None,
+        warning_rules: WarningRulesConfig | None = None,
     ) -> None:
         self.store = store
         self.self_metrics = self_metrics
@@ -126,6 +95,7 @@ class Evaluator:
         self.anomaly_alert_score = anomaly_alert_score
         self.regression = regression
         self.pages = pages if pages is not None else FastPages()
+        self.warning_rules = warning_rules if warning_rules is not None else WarningRulesConfig()
         self.lock = threading.Lock()
         self._states: dict[str, SLAState] = {}
         self._watched: dict[tuple[str, float], tuple[tuple[float, ...], bool]] = {}
@@ -146,7 +116,8 @@ class Evaluator:
         detector = AnomalyDetector() if self.anomaly_detection else None
         budget = ErrorBudgetTracker(th.metric_name, th.objective, self.evaluation_interval_s,
                                     self.pages.config.longest_window_s) if th.objective is not None else None
-        self._states[th.metric_name] = SLAState(th, detector, budget)
+        state = self._states[th.metric_name] = SLAState(th, detector, budget)
+        state.warning = WarningPolicy(self.warning_rules, self.anomaly_alert_score, self.evaluation_interval_s, state.upper, state.bound)
         self.regression.forget(th.metric_name)
         self.pages.forget(th.metric_name)
         self._config_changed()
@@ -210,7 +181,8 @@ class Evaluator:
                 new = result.budgets.get(name)
                 budgets[name] = state.budget.add(now, new.new - new.bad, new.bad) if new is not None else state.budget.status()
         pages = self.pages.evaluate(
-            now, ((s.threshold, s.budget, statuses[name].breached) for name, s in self._states.items() if name in statuses),
+            now, ((s.threshold, s.budget, statuses[name].breached, s._reading.value if s._reading is not None else math.nan)
+                  for name, s in self._states.items() if name in statuses),
             result.windows,
         )
         events.extend(pages)
@@ -288,16 +260,13 @@ class Evaluator:
             anomaly_score=score, zscore=z, evaluated_at=now, regression=self.regression.result(name),
         )
         state.status = status
-        # one warning per episode: it ends once the score falls below a share of the level
-        if score is not None:
-            explanation = getattr(state.detector, "last_explanation", None)
-            if not state.anomalous and score >= self.anomaly_alert_score and toward_bound(explanation, upper=state.upper, bound=state.bound):
-                state.anomalous = True
-                kind = getattr(explanation, "kind", None) or getattr(explanation, "component", "")
+        # a warning once the change holds (sla.warning_policy): one per episode, one per story
+        if score is not None and state.warning is not None:
+            kind = state.warning.observe(now, score, getattr(state.detector, "last_explanation", None), reading.fresh_value, value)
+            if kind is not None:
                 fp = state.anomaly_fingerprint
-                events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, score, str(kind)))
-            elif state.anomalous and score < ANOMALY_REARM_FRACTION * self.anomaly_alert_score:
-                state.anomalous = False
+                # the score the change reached since its onset (it decays while the change is confirmed)
+                events.append(AnomalyDetected(fp, episode_id(fp, now), now, status, state.warning.peak_score, kind))
         return status
 
     def _reset_after_fork(self) -> None:

@@ -47,6 +47,7 @@ from aphrodite_sla.sla.pages import FastPages
 from aphrodite_sla.sla.regression import RegressionResult
 from aphrodite_sla.sla.regression_watch import RegressionWatch
 from aphrodite_sla.sla.threshold import SLAStatus, SLAThreshold, SLAViolation, Statistic
+from aphrodite_sla.sla.warning_rules import WarningRulesConfig
 from aphrodite_sla.sla.window_plan import QUANTILE_STATISTICS, WindowPlan
 from aphrodite_sla.snapshot import MonitorHealth, MonitorSnapshot, frozen
 from aphrodite_sla.snapshot_board import SnapshotBoard
@@ -99,6 +100,7 @@ class SLAManager:
         store: MetricStore | None = None,
         events: EventStream | None = None,
         page_rules: PageRulesConfig | None = None,
+        warning_rules: WarningRulesConfig | None = None,
     ) -> None:
         if not (isinstance(evaluation_interval_s, (int, float)) and math.isfinite(evaluation_interval_s) and evaluation_interval_s > 0):
             raise ValueError(f"SLAManager.evaluation_interval_s: must be a finite number > 0, got {evaluation_interval_s!r}")
@@ -115,7 +117,7 @@ class SLAManager:
             anomaly_detection=anomaly_detection, anomaly_alert_score=self.anomaly_alert_score,
             regression=RegressionWatch(self.store, interval_s=regression_interval_s,
                                        min_effect_percent=regression_min_effect_percent, alpha=regression_alpha),
-            pages=FastPages(page_rules),
+            pages=FastPages(page_rules), warning_rules=warning_rules,
         )
         self._route: dict[str, str] = {}  # SLA name or series name -> recorded series
         self._pre_evaluation_hooks: list[Callable[[], Any]] = []
@@ -203,7 +205,8 @@ class SLAManager:
                                      name=_callback_name("resolution", callback))
 
     def register_anomaly_callback(self, callback: AnomalyCallback) -> Subscription:
-        """``callback(status)`` when an SLA's anomaly score rises past ``anomaly_alert_score``: an
+        """``callback(status)`` when an SLA's anomaly score rises past ``anomaly_alert_score``
+        toward its bound and the change holds (``warning_rules``, ``sla.warning_policy``): an
         early warning, often before the sustained violation (once per episode)."""
         return self.events.subscribe(lambda e: callback(e.status), AnomalyDetected, name=_callback_name("anomaly", callback))
 

@@ -43,11 +43,27 @@ class PageRulesConfig:
     severe_window_s: float = 60.0
     # The window must hold at least this many samples (and the SLA's own ``min_samples``).
     severe_min_samples: int = 20
-    # ...and at least this many samples must stand behind the breach: for a quantile q, the
+    # ...and for a quantile q at least this many samples must stand behind the breach: the
     # window needs min_beyond / (1 - q) samples (p95: 100, p99: 500), so the quantile is not one
-    # outlier; for an SLA with an error budget (a mean of 0/100 outcomes), this many samples of
-    # the window were beyond the SLA's bound (5 errors, not 1 of 20 at night).
+    # outlier.
     severe_min_beyond: int = 5
+    # An SLA with an error budget (a mean of 0/100 outcomes, e.g. error_rate_percent) pages on a
+    # one-sided binomial test instead (``sla.error_evidence``): over the short window or the SLA's
+    # own window, the bad outcomes are at least ``severe_min_bad``, the window's rate is
+    # ``severe_factor`` x the bound, and so many bad outcomes at the healthy rate (the last
+    # ``error_baseline_window_s`` before the window, shrunk toward the objective's rate) have a
+    # probability below ``severe_error_p_value`` (split between the two windows).
+    # 1e-4 (5e-5 a window): were healthy errors exactly at the estimated baseline rate, a day's
+    # ~1,440 independent minutes and ~288 five-minute windows would page at most ~0.09 times a
+    # day; in practice far less (the test is discrete and conservative, the prior errs high, the
+    # floor below): bench_false_pages replays 24 h at 0.05-0.45% errors and pages 0 times.
+    severe_error_p_value: float = 1e-4
+    # 3: errors come in small clusters (one client retrying a failing request), which a binomial
+    # does not model; one or two are never a page whatever the test says.
+    severe_min_bad: int = 3
+    # an hour: long enough to hold thousands of requests at moderate traffic, short enough to
+    # follow the service's own error rate through the day.
+    error_baseline_window_s: float = 3600.0
 
     # -- multi-window burn rates (Google SRE workbook ch. 5, as the fleet Prometheus rules) -------
     burn_rate: bool = True
@@ -93,7 +109,10 @@ class PageRulesConfig:
         for name in ("severe_factor", "page_burn_factor", "ticket_burn_factor"):
             if getattr(self, name) <= 1.0:
                 raise ValueError(f"page_rules.{name}: must be > 1 (a page beyond the ordinary bound), got {getattr(self, name)!r}")
-        for name in ("severe_window_s", "page_long_window_s", "page_short_window_s", "ticket_long_window_s", "ticket_short_window_s"):
+        if not 0.0 < self.severe_error_p_value <= 0.5:
+            raise ValueError(f"page_rules.severe_error_p_value: must be in (0, 0.5], got {self.severe_error_p_value!r}")
+        for name in ("severe_window_s", "error_baseline_window_s", "page_long_window_s", "page_short_window_s",
+                     "ticket_long_window_s", "ticket_short_window_s"):
             if not 1.0 <= getattr(self, name) <= 7 * 86400.0:
                 raise ValueError(f"page_rules.{name}: must be in [1, 604800] seconds, got {getattr(self, name)!r}")
         for long, short in (("page_long_window_s", "page_short_window_s"), ("ticket_long_window_s", "ticket_short_window_s")):
@@ -116,10 +135,14 @@ class PageRulesConfig:
 
     @property
     def longest_window_s(self) -> float:
-        """The longest burn window the error budgets must keep history for (0: none)."""
-        if not (self.enabled and self.burn_rate):
+        """The longest window the error budgets must keep history for (0: none): the burn
+        windows and the error test's baseline."""
+        if not self.enabled:
             return 0.0
-        return self.ticket_long_window_s if self.ticket else self.page_long_window_s
+        longest = self.error_baseline_window_s if self.severe_breach else 0.0
+        if self.burn_rate:
+            longest = max(longest, self.ticket_long_window_s if self.ticket else self.page_long_window_s)
+        return longest
 
 
 __all__ = ["PageRulesConfig"]

@@ -9,8 +9,10 @@ Per SLA, beside the seed's sustained rule (unchanged):
   traffic (the false-page benchmark saw it), while a fault that doubles it breaches the SLA's own
   window within seconds (a p95 once 5% of the window is beyond: 15 s of 5 minutes). Not for a mean
   with an error budget (an error rate): its 5-minute mean crosses only after bound/rate of the
-  window (30 s for 5% errors against 0.5%), and there the bad samples counted in the short window
-  are the evidence. The short window is one more entry of the evaluator's plan (one selection pass
+  window (30 s for 5% errors against 0.5%): an error-rate SLA pages on a one-sided binomial test
+  of its bad outcomes over the short window and over its own window against the service's healthy
+  rate before them (``sla.error_evidence``), so three errors in a minute page where the service
+  normally has none, and more are needed where it normally has some. The short window is one more entry of the evaluator's plan (one selection pass
   per series, shared with anything else reading it).
 * ``burn_rate_page`` / ``burn_rate_ticket`` (SLAs with an objective): the error budget burns at
   14.4x over 1 h and 5 min (page) or 6x over 6 h and 30 min (ticket), read from the error-budget
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aphrodite_sla.events import PAGE_ALERT, MonitorEvent, PageRaised, PageResolved, fingerprint
+from aphrodite_sla.sla.error_evidence import ErrorEvidence, window_evidence
 from aphrodite_sla.sla.lifecycle import EvaluationPoint, ViolationLifecycle
 from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, SLAViolation, Statistic, ViolationRule, ViolationSeverity
@@ -137,20 +140,25 @@ class FastPages:
 
     # -- evaluation ----------------------------------------------------------------------------------
     def evaluate(
-        self, now: float, slas: Iterable[tuple[SLAThreshold, ErrorBudgetTracker | None, bool]],
+        self, now: float, slas: Iterable[tuple[SLAThreshold, ErrorBudgetTracker | None, bool, float]],
         windows: Mapping[tuple[str, float], WindowStatistics],
     ) -> list[MonitorEvent]:
         """Every rule of every enabled SLA at ``now``: (threshold, error budget, breached over its
-        own window at this evaluation); returns the events of their transitions."""
+        own window at this evaluation, its statistic over that window); returns the events of
+        their transitions."""
         events: list[MonitorEvent] = []
         cfg = self.config
         if not cfg.enabled:
             return events
-        for th, budget, breached in slas:
+        for th, budget, breached, value in slas:
             if not self.applies(th):
                 continue
             if cfg.severe_breach:
-                events += self._severe_breach(now, th, budget, windows.get((th.source, cfg.severe_window_s)), breached)
+                window = windows.get((th.source, cfg.severe_window_s))
+                if th.statistic.quantile is None and budget is not None:  # an error rate: see sla.error_evidence
+                    events += self._error_breach(now, th, budget, window, value)
+                else:
+                    events += self._severe_breach(now, th, window, breached)
             if cfg.burn_rate and budget is not None:
                 page = self._state(th, ViolationRule.BURN_RATE_PAGE)
                 events += self._burn(now, page, budget, cfg.page_burn_factor, cfg.page_long_window_s, cfg.page_short_window_s)
@@ -165,8 +173,8 @@ class FastPages:
                 self._counts[key] = self._counts.get(key, 0) + 1
         return events
 
-    def _severe_breach(self, now: float, th: SLAThreshold, budget: ErrorBudgetTracker | None,
-                       window: WindowStatistics | None, sla_breached: bool) -> list[MonitorEvent]:
+    def _severe_breach(self, now: float, th: SLAThreshold, window: WindowStatistics | None,
+                       sla_breached: bool) -> list[MonitorEvent]:
         cfg = self.config
         state = self._state(th, ViolationRule.SEVERE_BREACH)
         upper = th.direction is Direction.UPPER
@@ -180,32 +188,64 @@ class FastPages:
             else:
                 value = window.rate if th.statistic is Statistic.RATE else window.mean
         line = bound * cfg.severe_factor if upper else bound / cfg.severe_factor
-        supported, why = self._supported(th, n, budget)
-        judged = supported and n > 0 and math.isfinite(value) and bound > 0
-        confirmed = sla_breached or (th.statistic.quantile is None and budget is not None)  # see the module docstring
-        breached = judged and confirmed and (value >= line if upper else value <= line)
+        judged = self._supported(th, n) and n > 0 and math.isfinite(value) and bound > 0
+        breached = judged and sla_breached and (value >= line if upper else value <= line)  # see the module docstring
         recovered = not judged or th.is_recovered(value)
         f = state.figures
         if judged:
             f.observed, f.line, f.window_s, f.samples = value, line, cfg.severe_window_s, n
             f.detail = (f"{th.statistic.value} = {value:.4g} over the last {cfg.severe_window_s:g}s, "
                         f"{_ratio(value, bound, upper):.1f}x its bound {bound:.4g} "
-                        f"(severe-breach page at {cfg.severe_factor:g}x; {n} samples{why})")
+                        f"(severe-breach page at {cfg.severe_factor:g}x; {n} samples)")
         return state.observe(now, breached, recovered)
 
-    def _supported(self, th: SLAThreshold, n: int, budget: ErrorBudgetTracker | None) -> tuple[bool, str]:
+    def _error_breach(self, now: float, th: SLAThreshold, budget: ErrorBudgetTracker, window: WindowStatistics | None,
+                      sla_value: float) -> list[MonitorEvent]:
+        """The severe breach of an error-rate SLA: a binomial test of the bad outcomes over the
+        short window and over the SLA's own window against the healthy rate before it (see
+        ``PageRulesConfig.severe_error_p_value`` and ``sla.error_evidence``)."""
+        cfg = self.config
+        state = self._state(th, ViolationRule.SEVERE_BREACH)
+        upper = th.direction is Direction.UPPER
+        bound = th.bound
+        line = bound * cfg.severe_factor if upper else bound / cfg.severe_factor
+        short_value = math.nan if window is None else (window.rate if th.statistic is Statistic.RATE else window.mean)
+        tests = ((cfg.severe_window_s, short_value), (th.window_seconds, sla_value))
+        alpha = cfg.severe_error_p_value / len(tests)  # Bonferroni over the windows tested
+        baseline_total, baseline_bad = budget.window_counts(cfg.error_baseline_window_s)
+        best: tuple[ErrorEvidence, float] | None = None
+        breached = False
+        for window_s, value in tests:
+            total, bad = budget.window_counts(window_s)
+            if total < max(cfg.severe_min_samples, th.min_samples) or not math.isfinite(value) or bound <= 0:
+                continue
+            far = value >= line if upper else value <= line
+            evidence = window_evidence(window_s, total, bad, baseline_bad - bad, baseline_total - total, budget.objective,
+                                       min_bad=cfg.severe_min_bad if far else total + 1)
+            if best is None or evidence.p_value < best[0].p_value or (evidence.p_value == best[0].p_value and window_s == cfg.severe_window_s):
+                best = (evidence, value)
+            breached = breached or (far and evidence.bad >= cfg.severe_min_bad and evidence.p_value < alpha)
+        recovered = not math.isfinite(short_value) or th.is_recovered(short_value)
+        f = state.figures
+        if best is not None:
+            evidence, value = best
+            f.observed, f.line, f.window_s, f.samples = value, line, evidence.window_s, evidence.samples
+            f.detail = (f"{th.statistic.value} = {value:.4g} over the last {evidence.window_s:g}s, "
+                        f"{_ratio(value, bound, upper):.1f}x its bound {bound:.4g} (severe-breach page at {cfg.severe_factor:g}x); "
+                        f"{evidence.bad} of {evidence.samples} samples beyond the bound, "
+                        f"P = {evidence.p_value:.2g} at the healthy rate {evidence.baseline:.3%} (page below {alpha:.2g})")
+        return state.observe(now, breached, recovered)
+
+    def _supported(self, th: SLAThreshold, n: int) -> bool:
         """Enough samples behind the short window's statistic (see ``PageRulesConfig``)."""
         cfg = self.config
         if n < max(cfg.severe_min_samples, th.min_samples):
-            return False, ""
+            return False
         q = th.statistic.quantile
         if q is not None:
             share = (1.0 - q) if th.direction is Direction.UPPER else q
-            return n * share >= cfg.severe_min_beyond, ""
-        if budget is not None:
-            _total, bad = budget.window_counts(cfg.severe_window_s)
-            return bad >= cfg.severe_min_beyond, f", {bad} beyond the bound"
-        return True, ""
+            return n * share >= cfg.severe_min_beyond
+        return True
 
     def _burn(self, now: float, state: _RuleState, budget: ErrorBudgetTracker, factor: float, long_s: float,
               short_s: float, *, inhibited: bool = False) -> list[MonitorEvent]:
