@@ -292,6 +292,17 @@ def test_the_recovery_system_wires_the_hook_from_the_configuration_and_serves_it
         assert answer.status == 200 and body["min_confidence"] == 0.95
         assert body["decisions"][0]["cause"] == CAUSE and "below" in body["decisions"][0]["reason"]
         assert ctx.recovery.overview()["root_cause"]["enabled"] is True
+        # exported: the view is rebuilt on every evaluation's SnapshotPublished; rebuilt here directly
+        from prometheus_client import CollectorRegistry
+
+        from aphrodite_sla.export.recovery_collector import RecoveryCollector
+
+        ctx.recovery._publish_view()
+        registry = CollectorRegistry()
+        registry.register(RecoveryCollector(ctx.recovery.metrics_view, model_name="m"))
+        labels = {"model_name": "m", "cause": CAUSE, "acted": "false"}
+        assert registry.get_sample_value("recovery_root_cause_decisions_total", labels) == 1.0
+        assert registry.get_sample_value("recovery_root_cause_decisions_total", {**labels, "acted": "true"}) is None
     finally:
         ctx.recovery.stop()
     off = MonitorContext.build(SLAConfig(system_sampler=False, recovery_use_root_cause=False), clock=ManualClock(T0), with_rca=False)

@@ -57,6 +57,11 @@ class RecoveryCollector(Collector):
                                           labels=["model_name"])
         escalations.add_metric([m], v.escalations)
         yield escalations
+        decisions = CounterMetricFamily("recovery_root_cause_decisions", "RCA root causes recovery heard, by cause and whether it switched "
+                                        "to the procedure the cause recommends", labels=["model_name", "cause", "acted"])
+        for (cause, acted), count in sorted(v.root_cause_decisions.items()):
+            decisions.add_metric([m, cause, "true" if acted else "false"], count)
+        yield decisions
         yield _gauge("recovery_desired_replicas", "Replicas recovery asks an autoscaler for", m, v.desired_replicas)
         state = GaugeMetricFamily("circuit_breaker_state", "0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled",
                                   labels=["model_name", "service"])

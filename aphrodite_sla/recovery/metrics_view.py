@@ -34,6 +34,7 @@ class RecoveryMetricsView:
     degradation_name: str = "none"
     monitoring_mode: str = "normal"
     mode: str = "advisory"  # off | advisory | act
+    root_cause_decisions: Mapping[tuple[str, bool], int] = field(default_factory=dict)  # (cause, acted) -> count
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -170,6 +170,7 @@ class RootCauseHook:
         self.procedures = dict(procedures or {})
         self.in_maintenance = in_maintenance or (lambda: False)
         self._decisions: deque[RootCauseDecision] = deque(maxlen=DECISIONS_KEPT)
+        self._counts: Counter[tuple[str, bool]] = Counter()  # (cause, acted) -> decisions, for the exporter
         self._lock = threading.Lock()
         self._subscription: tuple[EventStream, Subscription] | None = None
 
@@ -191,6 +192,11 @@ class RootCauseHook:
             items = list(self._decisions)
         items.reverse()
         return items if limit is None else items[: max(0, limit)]
+
+    def decision_counts(self) -> dict[tuple[str, bool], int]:
+        """Every decision since start, by (cause, acted): the list above keeps only the last ones."""
+        with self._lock:
+            return dict(self._counts)
 
     def status(self) -> dict[str, Any]:
         return {"enabled": self.settings.enabled, "min_confidence": self.settings.min_confidence,
@@ -235,6 +241,7 @@ class RootCauseHook:
     def record(self, decision: RootCauseDecision) -> None:
         with self._lock:
             self._decisions.append(decision)
+            self._counts[(decision.cause, decision.acted)] += 1
         logger.info("aphrodite-sla recovery: root cause %s (%.0f%%) for %s: %s%s", decision.cause, 100 * decision.confidence,
                     decision.sla, "switched: " if decision.acted else "", decision.reason)
 

@@ -310,6 +310,7 @@ class RecoverySystem:
             desired_replicas=self.scaling.desired_replicas,
             breakers={n: BreakerView(st.state.value, BREAKER_STATE_CODE[st.state], st.rejected_total) for n, st in statuses.items()},
             degradation_level=level.rank, degradation_name=level.value, monitoring_mode=mode, mode=self.mode,
+            root_cause_decisions=self.root_cause.decision_counts(),
         )
         health = {"circuit_breakers": {n: st.state.value for n, st in statuses.items()}, "degradation_level": level.value,
                   "monitoring_mode": mode}
