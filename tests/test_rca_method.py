@@ -88,6 +88,18 @@ def test_a_violation_belongs_to_the_latest_fault_started_before_its_detection():
     assert "traffic_surge (1/1 violations" in surge and "MATCH" in surge
 
 
+
+def test_a_latency_violation_during_a_memory_leak_belongs_to_the_fault_before_it():
+    from aphrodite_sla.rca.fault_truth import RootCauseSignal, rca_lines
+
+    faults = [("stall", 2760.0, 2805.0), ("memory_leak", 3000.0, None)]
+    found = [RootCauseSignal(2780.0, "engine_stalled", "engine_stall", 0.9),
+             RootCauseSignal(3045.0, "request_latency_p95", "engine_stall", 0.9),  # the stall's backlog, after the leak began
+             RootCauseSignal(3400.0, "process_memory_mb", "memory_leak", 0.9)]
+    stall, leak = rca_lines(found, faults)
+    assert "engine_stall (2/2 violations" in stall and "MATCH" in stall
+    assert "memory_leak (1/1 violations" in leak and "MATCH" in leak
+
 def test_an_incident_recovery_ended_is_judged_on_its_bad_bins_only():
     """KV usage at its limit for 20 s, then a prefix-cache reset freed it; the violation is analysed
     three minutes later (a sustained rule): the cause is the KV cache, not the preemptions that

@@ -28,6 +28,12 @@ EXPECTED_CAUSE: dict[FaultKind, str] = {
     K.BAD_CONFIGURATION: "bad_configuration",
 }
 
+# Faults whose simulated effect is confined to some SLAs (a leak grows the process's memory and
+# nothing else): a latency violation detected during one belongs to the fault before it.
+SLA_SCOPE: dict[FaultKind, frozenset[str]] = {
+    K.MEMORY_LEAK: frozenset({"process_memory_mb"}),
+}
+
 
 @dataclass(frozen=True)
 class RootCauseSignal:
@@ -43,18 +49,20 @@ def rca_lines(root_causes: Sequence[RootCauseSignal], faults: Sequence[tuple[str
               grace_s: float = 600.0) -> list[str]:
     """For each injected fault (kind, start, end): the causes RCA named for the violations detected
     while it was active (or ``grace_s`` after), the most frequent first, against the expected one.
-    A violation belongs to one fault: the latest one that had started when it was detected (a
-    violation detected just before a traffic surge is the earlier stall's, whenever it is analysed)."""
+    A violation belongs to one fault: the latest one that had started when it was detected and
+    can move its SLA (``SLA_SCOPE``): a violation detected just before a traffic surge is the
+    earlier stall's whenever it is analysed, and a latency violation during a memory leak is the
+    fault's before it."""
     lines = []
-    starts = sorted(start for _, start, _ in faults)
+    ordered = sorted(faults, key=lambda f: f[1])
 
-    def owner_start(at: float) -> float | None:
-        began = [s for s in starts if s <= at]
+    def owner_start(at: float, sla: str) -> float | None:
+        began = [start for kind, start, _ in ordered if start <= at and sla in SLA_SCOPE.get(FaultKind(kind), (sla,))]
         return began[-1] if began else None
 
     for kind, start, end in faults:
         stop = (end if end is not None else float("inf")) + grace_s
-        mine = [r for r in root_causes if start <= r.at_s <= stop and owner_start(r.at_s) == start]
+        mine = [r for r in root_causes if start <= r.at_s <= stop and owner_start(r.at_s, r.sla) == start]
         expected = EXPECTED_CAUSE.get(FaultKind(kind), "?")
         if not mine:
             lines.append(f"  {kind:<20} expected {expected:<28} no RCA (no violation raised)")

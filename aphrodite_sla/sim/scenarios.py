@@ -159,15 +159,17 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "mixed",
             "Several faults in sequence with recovery between them: latency spike 600-900 s, "
-            "error burst 1200-1500 s, KV exhaustion 1800-2100 s, stall 2400-2445 s, traffic "
-            "surge 2700-3000 s, memory leak 3000-3600 s.",
+            "error burst 1200-1500 s, KV exhaustion 1800-2100 s, traffic surge 2400-2700 s, "
+            "stall 2760-2805 s, memory leak 3000-3600 s (the surge comes before the stall: a "
+            "stall's backlog keeps latency up for minutes, and a surge inside it is not a "
+            "story of its own).",
             3600.0,
             faults=(
                 Fault(K.LATENCY_SPIKE, 600.0, 300.0, 2.0),
                 Fault(K.ERROR_BURST, 1200.0, 300.0, 0.15),
                 Fault(K.KV_EXHAUSTION, 1800.0, 300.0, 3.0),
-                Fault(K.STALL, 2400.0, 45.0),
-                Fault(K.TRAFFIC_SURGE, 2700.0, 300.0, 1.8),
+                Fault(K.TRAFFIC_SURGE, 2400.0, 300.0, 1.8),
+                Fault(K.STALL, 2760.0, 45.0),
                 Fault(K.MEMORY_LEAK, 3000.0, 600.0, 3.0),
             ),
         ),
