@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.events import DeploymentEvent, RootCauseFound, SnapshotPublished, ViolationRaised
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.rca.engine import RCAEngine, create_production_rca_engine
 from aphrodite_sla.rca.model import RCAAnalysis
 from aphrodite_sla.rca.stats import CONFIDENCE_BUCKETS, DURATION_BUCKETS, RCAMetricsView, cumulative
@@ -77,6 +78,12 @@ class RCAService:
         # one subscription for both: the history is updated in order with the violations
         self.subscription = manager.subscribe(self._on_event, ViolationRaised, SnapshotPublished, name="rca")
         self.event_subscription = manager.subscribe(self._on_deployment, DeploymentEvent, name="rca-events")
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        # a lock another thread held at fork() is held forever in the child
+        self._lock = threading.Lock()
+        self._on_demand = threading.Lock()
 
     # -- reactions (on the subscriptions' threads) -----------------------------------------------------
     def _on_event(self, event: ViolationRaised | SnapshotPublished) -> None:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from aphrodite_sla.events import RootCauseFound
+from aphrodite_sla.forking import reset_in_child
 from aphrodite_sla.recovery.model import (
     ActionOutcome,
     ExecutionStatus,
@@ -173,6 +174,11 @@ class RootCauseHook:
         self._counts: Counter[tuple[str, bool]] = Counter()  # (cause, acted) -> decisions, for the exporter
         self._lock = threading.Lock()
         self._subscription: tuple[EventStream, Subscription] | None = None
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        # recovery's view reads the counts on every snapshot: a lock held at fork() would hang the child
+        self._lock = threading.Lock()
 
     def attach(self, stream: EventStream) -> None:
         with self._lock:
