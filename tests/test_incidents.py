@@ -113,6 +113,21 @@ def test_store_is_wal_with_foreign_keys_and_schema_version(tmp_path):
     assert store.get(inc.incident_id).timeline[0].kind == "detected"
 
 
+def test_the_default_sqlite_store_opens_on_a_fresh_machine(tmp_path, monkeypatch):
+    """The default store lives in ~/.local/state/aphrodite-sla/, which a fresh machine does not
+    have: a runtime started there logged "the incident store could not be opened; incidents are off"."""
+    from aphrodite_sla.incidents.config import IncidentConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    url = IncidentConfig().url
+    assert url.startswith("sqlite:///") and not (tmp_path / ".local").exists()
+    store = IncidentStore(url)
+    try:
+        assert (tmp_path / ".local" / "state" / "aphrodite-sla" / "incidents.db").exists()
+    finally:
+        store.close()
+
+
 def test_store_migrates_an_old_database_and_refuses_a_newer_one(tmp_path):
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)

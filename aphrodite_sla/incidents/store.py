@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, create_engine, delete, event, func, select, update
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -311,6 +311,11 @@ def _row(incident: Incident) -> dict[str, Any]:
 
 def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        # the default store (~/.local/state/aphrodite-sla/incidents.db) lives in a folder a fresh
+        # machine does not have: SQLite creates the file, not its folder
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # a small pool of connections shared by our threads (other processes open their own), each
         # set to WAL, FULL sync and foreign keys once, as it opens
         engine = create_engine(url, pool_size=4, max_overflow=4, pool_pre_ping=False,
