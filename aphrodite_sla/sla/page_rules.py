@@ -20,10 +20,10 @@ slow request at 3 a.m. from paging anyone.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from aphrodite_sla.sla.rules_table import check_scalar_fields, table_from_mapping
 
 
 @dataclass(frozen=True)
@@ -91,18 +91,7 @@ class PageRulesConfig:
     excluded_slas: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool", bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"page_rules.{f.name}: must be true or false, got {value!r}")
-            elif f.type in ("int", int):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"page_rules.{f.name}: must be an integer >= 1, got {value!r}")
-            elif f.type in ("float", float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                    raise ValueError(f"page_rules.{f.name}: must be a finite number >= 0, got {value!r}")
-                object.__setattr__(self, f.name, float(value))
+        check_scalar_fields(self, "page_rules")
         if not isinstance(self.excluded_slas, (tuple, list)) or not all(isinstance(s, str) for s in self.excluded_slas):
             raise ValueError(f"page_rules.excluded_slas: must be a list of SLA names, got {self.excluded_slas!r}")
         object.__setattr__(self, "excluded_slas", tuple(self.excluded_slas))
@@ -122,16 +111,7 @@ class PageRulesConfig:
     @classmethod
     def from_mapping(cls, raw: Any) -> PageRulesConfig:
         """From the configuration file's ``[page_rules]`` table; an unknown key is an error."""
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"page_rules: must be a table, got {type(raw).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"page_rules: unknown key {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
-        values = dict(raw)
-        if "excluded_slas" in values and isinstance(values["excluded_slas"], list):
-            values["excluded_slas"] = tuple(values["excluded_slas"])
-        return cls(**values)
+        return table_from_mapping(cls, raw, "page_rules")
 
     @property
     def longest_window_s(self) -> float:

@@ -27,10 +27,10 @@ All settable in the ``[warning_rules]`` table of the configuration file.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from aphrodite_sla.sla.rules_table import check_scalar_fields, table_from_mapping
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,7 @@ class WarningRulesConfig:
     min_interval_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("bool", bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"warning_rules.{f.name}: must be true or false, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"warning_rules.{f.name}: must be a finite number >= 0, got {value!r}")
-            else:
-                object.__setattr__(self, f.name, float(value))
+        check_scalar_fields(self, "warning_rules")
         for name in ("headroom_share", "hold_share"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"warning_rules.{name}: must be in [0, 1), got {getattr(self, name)!r}")
@@ -73,13 +65,7 @@ class WarningRulesConfig:
     @classmethod
     def from_mapping(cls, raw: Any) -> WarningRulesConfig:
         """From the configuration file's ``[warning_rules]`` table; an unknown key is an error."""
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"warning_rules: must be a table, got {type(raw).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"warning_rules: unknown key {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
-        return cls(**dict(raw))
+        return table_from_mapping(cls, raw, "warning_rules")
 
 
 __all__ = ["WarningRulesConfig"]
