@@ -35,6 +35,25 @@ class CliError(Exception):
         self.code = code
 
 
+def http_json(url: str, method: str, data: bytes | None, headers: dict[str, str], timeout_s: float, server: str) -> tuple[int, Any]:
+    """(status, JSON payload) of one call to our API; an error status's body is read as JSON too
+    (its reason when it is not). Unreachable: ``CliError(EXIT_UNREACHABLE)``; an answer that is
+    not JSON (not our server): ``CliError(EXIT_OTHER)``. Shared by the ``incidents`` and ``rca`` CLIs."""
+    request = urllib.request.Request(url, data=data, method=method, headers={**headers, "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        try:
+            return err.code, json.loads(err.read() or b"{}")
+        except ValueError:
+            return err.code, {"error": err.reason}
+    except (urllib.error.URLError, OSError) as err:
+        raise CliError(EXIT_UNREACHABLE, f"cannot reach {server}: {getattr(err, 'reason', err)}") from None
+    except ValueError as err:
+        raise CliError(EXIT_OTHER, f"{server} did not answer JSON: {err}") from None
+
+
 class Client:
     """Calls the incidents API on a server or in-process on the store."""
 
@@ -78,19 +97,7 @@ class Client:
             status, payload = response.status, json.loads(response.body)
         else:
             url = self.server + path + (f"?{urlencode(query)}" if query else "")
-            request = urllib.request.Request(url, data=data if method != "GET" else None, method=method,
-                                             headers={**headers, "content-type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=10) as resp:
-                    status, payload = resp.status, json.loads(resp.read() or b"{}")
-            except urllib.error.HTTPError as err:
-                status = err.code
-                try:
-                    payload = json.loads(err.read() or b"{}")
-                except ValueError:
-                    payload = {"error": err.reason}
-            except (urllib.error.URLError, OSError) as err:
-                raise CliError(EXIT_UNREACHABLE, f"cannot reach {self.server}: {getattr(err, 'reason', err)}") from None
+            status, payload = http_json(url, method, data if method != "GET" else None, headers, 10.0, self.server)
         if status >= 400:
             raise CliError(_EXIT_BY_STATUS.get(status, EXIT_OTHER), f"{status}: {payload.get('error', payload)}")
         return payload

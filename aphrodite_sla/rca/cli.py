@@ -11,12 +11,10 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from aphrodite_sla.incidents.cli import _EXIT_BY_STATUS, EXIT_OTHER, EXIT_UNREACHABLE, CliError, _print_json, _since, _table, _when
+from aphrodite_sla.incidents.cli import _EXIT_BY_STATUS, EXIT_OTHER, CliError, _print_json, _since, _table, _when, http_json
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 PREFIX = "/api/v1/rca"
@@ -33,22 +31,9 @@ class RCAClient:
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None) -> Any:
         query = {k: str(v) for k, v in (query or {}).items() if v is not None}
         url = self.server + PREFIX + path + (f"?{urlencode(query)}" if query else "")
-        headers = {"content-type": "application/json", **({"authorization": f"Bearer {self.token}"} if self.token else {})}
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                status, payload = resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            status = err.code
-            try:
-                payload = json.loads(err.read() or b"{}")
-            except ValueError:
-                payload = {"error": err.reason}
-        except (urllib.error.URLError, OSError) as err:
-            raise CliError(EXIT_UNREACHABLE, f"cannot reach {self.server}: {getattr(err, 'reason', err)}") from None
-        except ValueError as err:  # not JSON: not our server
-            raise CliError(EXIT_OTHER, f"{self.server} did not answer JSON: {err}") from None
+        status, payload = http_json(url, method, data, headers, self.timeout_s, self.server)
         if status >= 400:
             message = payload.get("error", payload) if isinstance(payload, dict) else payload
             raise CliError(_EXIT_BY_STATUS.get(status, EXIT_OTHER), f"{status}: {message}")
