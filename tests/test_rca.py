@@ -14,6 +14,7 @@ from aphrodite_sla.rca.frame import build_frame, mapping_reader
 from aphrodite_sla.rca.graph import GRAPH, validate
 from aphrodite_sla.rca.onset import change_point
 from aphrodite_sla.sim.incident_cases import IncidentCase, simulate_case
+from tests.tools import record_gpu_throttling
 
 
 def test_graph_is_acyclic_and_parents_exist():
@@ -84,37 +85,15 @@ def _violation(detected_at: float):
 def test_service_names_the_cause_of_a_violation_and_publishes_it():
     from aphrodite_sla.clock import ManualClock
     from aphrodite_sla.context import MonitorContext
-    from aphrodite_sla.events import RootCauseFound, ViolationRaised
+    from aphrodite_sla.events import RootCauseFound
     from aphrodite_sla.export.rca_collector import RCACollector
 
     clock = ManualClock(1_700_000_000.0)
     ctx = MonitorContext.build(clock=clock, with_recovery=False)
     assert ctx.rca is not None
-    m = ctx.manager
-    for name in ("gpu_throttled", "system_cpu_percent", "process_cpu_percent"):
-        m.register_metric(name, 600.0, 1.0)
     found: list[RootCauseFound] = []
-    m.subscribe(found.append, RootCauseFound, name="test")
-    rng = np.random.default_rng(1)
-    t0 = clock()
-    fault_at = t0 + 400.0
-    violation_raised = False
-    while clock() - t0 < 480.0:
-        clock.advance(0.5)
-        now = clock()
-        slow = now >= fault_at
-        m.record_measurement("itl_ms", (15.0 if slow else 10.0) + rng.normal(0, 0.3))
-        m.record_measurement("num_running_reqs", 40.0 + rng.normal(0, 2))
-        m.record_measurement("kv_cache_usage_percent", 35.0 + rng.normal(0, 1))
-        m.record_measurement("gpu_throttled", 1.0 if slow else 0.0)
-        m.record_measurement("system_cpu_percent", 20.0 + rng.normal(0, 1))
-        m.record_measurement("process_cpu_percent", 12.0)
-        if int(now * 2) % 10 == 0:  # every 5 s
-            m.evaluate(now)
-        if not violation_raised and now >= fault_at + 30.0:
-            violation_raised = True
-            m.events.publish([ViolationRaised("fp", "ep-1", now, _violation(now))])
-    assert m.events.drain(10.0)
+    ctx.manager.subscribe(found.append, RootCauseFound, name="test")
+    record_gpu_throttling(ctx, clock, seed=1, fingerprint="fp", episode="ep-1", violation=_violation)
     assert found, "no RootCauseFound"
     ev = found[0]
     assert ev.cause == "gpu_throttling" and ev.category == "infrastructure" and ev.episode == "ep-1", ev.analysis.scores

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from starlette.applications import Starlette
 
@@ -22,13 +21,13 @@ from aphrodite_sla.cli import main as cli_main
 from aphrodite_sla.clock import ManualClock
 from aphrodite_sla.config import SLAConfig
 from aphrodite_sla.context import MonitorContext
-from aphrodite_sla.events import ViolationRaised
 from aphrodite_sla.export.server import start_exporter
 from aphrodite_sla.incidents.api import combined_handler
 from aphrodite_sla.integrations.asgi import SLAMiddleware
 from aphrodite_sla.rca.api import with_rca_routes
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, SLAViolation, Statistic, ViolationSeverity
 from tests.test_asgi import serve
+from tests.tools import record_gpu_throttling
 
 TOKEN = "rca-api-test-token"
 RCA = "/api/v1/rca"
@@ -46,28 +45,7 @@ def _context(token: str = TOKEN) -> MonitorContext:
     """A monitor that saw the GPU throttle 400 s into 8 minutes of steady traffic, and RCA's analysis of it."""
     clock = ManualClock(1_700_000_000.0)
     ctx = MonitorContext.build(SLAConfig(system_sampler=False, api_token=token, thresholds=(ITL_SLA,)), clock=clock, with_recovery=False)
-    m = ctx.manager
-    for name in ("gpu_throttled", "system_cpu_percent", "process_cpu_percent"):
-        m.register_metric(name, 600.0, 1.0)
-    rng = np.random.default_rng(3)
-    t0 = clock()
-    fault_at, raised = t0 + 400.0, False
-    while clock() - t0 < 480.0:
-        clock.advance(0.5)
-        now = clock()
-        slow = now >= fault_at
-        m.record_measurement("itl_ms", (15.0 if slow else 10.0) + rng.normal(0, 0.3))
-        m.record_measurement("num_running_reqs", 40.0 + rng.normal(0, 2))
-        m.record_measurement("kv_cache_usage_percent", 35.0 + rng.normal(0, 1))
-        m.record_measurement("gpu_throttled", 1.0 if slow else 0.0)
-        m.record_measurement("system_cpu_percent", 20.0 + rng.normal(0, 1))
-        m.record_measurement("process_cpu_percent", 12.0)
-        if int(now * 2) % 10 == 0:
-            m.evaluate(now)
-        if not raised and now >= fault_at + 30.0:
-            raised = True
-            m.events.publish([ViolationRaised("fp-itl", EPISODE, now, _violation(now))])
-    assert m.events.drain(10.0)
+    record_gpu_throttling(ctx, clock, seed=3, fingerprint="fp-itl", episode=EPISODE, violation=_violation)
     found = ctx.rca.analysis(EPISODE) if ctx.rca is not None else None
     assert found is not None and found.primary_root_cause.cause == CAUSE, "RCA itself (not its API) names another cause"
     return ctx

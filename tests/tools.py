@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,36 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
             return value
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def record_gpu_throttling(ctx: Any, clock: Any, *, seed: int, fingerprint: str, episode: str,
+                          violation: Callable[[float], Any]) -> None:
+    """Eight minutes of steady traffic into ``ctx``'s manager with the GPU throttling at 400 s (ITL
+    15 ms instead of 10), evaluated every 5 s; the ITL violation is raised 30 s into the fault and
+    the stream drained. What the RCA tests analyse (RCA names ``gpu_throttling``)."""
+    import numpy as np
+
+    from aphrodite_sla.events import ViolationRaised
+
+    m = ctx.manager
+    for name in ("gpu_throttled", "system_cpu_percent", "process_cpu_percent"):
+        m.register_metric(name, 600.0, 1.0)
+    rng = np.random.default_rng(seed)
+    t0 = clock()
+    fault_at, raised = t0 + 400.0, False
+    while clock() - t0 < 480.0:
+        clock.advance(0.5)
+        now = clock()
+        slow = now >= fault_at
+        m.record_measurement("itl_ms", (15.0 if slow else 10.0) + rng.normal(0, 0.3))
+        m.record_measurement("num_running_reqs", 40.0 + rng.normal(0, 2))
+        m.record_measurement("kv_cache_usage_percent", 35.0 + rng.normal(0, 1))
+        m.record_measurement("gpu_throttled", 1.0 if slow else 0.0)
+        m.record_measurement("system_cpu_percent", 20.0 + rng.normal(0, 1))
+        m.record_measurement("process_cpu_percent", 12.0)
+        if int(now * 2) % 10 == 0:  # every 5 s
+            m.evaluate(now)
+        if not raised and now >= fault_at + 30.0:
+            raised = True
+            m.events.publish([ViolationRaised(fingerprint, episode, now, violation(now))])
+    assert m.events.drain(10.0)
