@@ -83,8 +83,7 @@ def found(a: RCAAnalysis, episode: str = EPISODE) -> RootCauseFound:
 class Rig:
     """An engine with a two-rung latency ladder, the rollback handler, a stream and the hook."""
 
-    def __init__(self, *, settings: RootCauseSettings | None = None, rollback_approval: bool = False, advisory: bool = False,
-                 maintenance: bool = False) -> None:
+    def __init__(self, *, settings: RootCauseSettings | None = None, rollback_approval: bool = False, advisory: bool = False) -> None:
         self.stream = EventStream()
         self.recorder = Recorder(self.stream)
         self.cache = Handler(A.CACHE_INVALIDATION)
@@ -97,7 +96,9 @@ class Rig:
                                      verifier=ScriptedVerifier(True), clock=ManualClock(T0), procedures=[latency],
                                      global_cooldown_s=300.0, advisory=advisory, sleep=self.sleep)
         self.engine.attach(self.stream)
-        self.hook = RootCauseHook(self.engine, settings, in_maintenance=lambda: maintenance)
+        self.maintenance = False  # the engine's maintenance window (set by a test)
+        self.engine.in_maintenance = lambda: self.maintenance
+        self.hook = RootCauseHook(self.engine, settings)
         self.hook.attach(self.stream)
 
     def raise_violation(self) -> None:
@@ -206,11 +207,12 @@ async def test_a_cause_after_the_episode_resolved_does_nothing(rigs):
     assert rig.rollback.applied == 0 and not rig.runs(f"rca_{CAUSE}")
 
 
-@pytest.mark.parametrize("kw, words", [({"settings": RootCauseSettings(enabled=False)}, "off"),
-                                       ({"maintenance": True}, "maintenance")], ids=["off", "maintenance"])
-async def test_switched_off_or_in_maintenance_does_nothing(rigs, kw, words):
+@pytest.mark.parametrize("kw, window, words", [({"settings": RootCauseSettings(enabled=False)}, False, "off"),
+                                               ({}, True, "maintenance")], ids=["off", "maintenance"])
+async def test_switched_off_or_in_maintenance_does_nothing(rigs, kw, window, words):
     rig = rigs(**kw)
     await _mid_first_rung(rig)
+    rig.maintenance = window  # a window that opens while the violation's ladder runs
     rig.hook.on_root_cause(found(analysis()))
     assert words in rig.hook.decisions()[0].reason and not rig.hook.decisions()[0].acted
     assert rig.engine.active()[0].procedure_id == "latency"

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,15 +161,14 @@ def basis_of(event: RootCauseFound, actions: tuple[RecoveryAction, ...]) -> Root
 class RootCauseHook:
     """Hears ``RootCauseFound`` and hands a switch to the recovery engine (see the module
     docstring). ``procedures``: an operator's ladder per cause name (default: the actions the
-    analysis recommends, in order, with the default procedure timings); ``in_maintenance``: True
-    while a maintenance window holds automated action back."""
+    analysis recommends, in order, with the default procedure timings). A maintenance window is
+    the engine's (``engine.in_maintenance``), which holds back violation-driven runs too."""
 
     def __init__(self, engine: RecoveryEngine, settings: RootCauseSettings | None = None, *,
-                 procedures: Mapping[str, RecoveryProcedure] | None = None, in_maintenance: Callable[[], bool] | None = None) -> None:
+                 procedures: Mapping[str, RecoveryProcedure] | None = None) -> None:
         self.engine = engine
         self.settings = settings or RootCauseSettings()
         self.procedures = dict(procedures or {})
-        self.in_maintenance = in_maintenance or (lambda: False)
         self._decisions: deque[RootCauseDecision] = deque(maxlen=DECISIONS_KEPT)
         self._counts: Counter[tuple[str, bool]] = Counter()  # (cause, acted) -> decisions, for the exporter
         self._lock = threading.Lock()
@@ -231,7 +230,7 @@ class RootCauseHook:
             return None, None, f"confidence {confidence!r} is not a number"
         if confidence < s.min_confidence:
             return None, None, f"confidence {confidence:.0%} below recovery_root_cause_min_confidence {s.min_confidence:.0%}"
-        if self.in_maintenance():
+        if self.engine.in_maintenance():
             return None, None, "a maintenance window holds automated recovery back"
         actions, unknown = recommended_actions(analysis)
         if unknown:

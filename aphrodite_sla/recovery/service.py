@@ -139,10 +139,7 @@ class RecoverySystem:
         self.engine.in_maintenance = lambda: self.monitor.mode is MonitoringMode.MAINTENANCE
         self.engine.attach(events)
         # a confident RCA cause may choose the procedure (RootCauseFound on the stream; RCA never calls us)
-        self.root_cause = RootCauseHook(
-            self.engine, RootCauseSettings(cfg.recovery_use_root_cause, cfg.recovery_root_cause_min_confidence),
-            in_maintenance=lambda: self.monitor.mode is MonitoringMode.MAINTENANCE,
-        )
+        self.root_cause = RootCauseHook(self.engine, RootCauseSettings(cfg.recovery_use_root_cause, cfg.recovery_root_cause_min_confidence))
         self.root_cause.attach(events)
         self._attached = True
         self._view = self._build_view()
