@@ -324,3 +324,30 @@ def test_the_runtimes_exporter_serves_the_console(tmp_path: Path) -> None:
         assert response.headers["Content-Security-Policy"] == CSP and "from the runtime &lt;i&gt;" in body
     finally:
         runtime.stop()
+
+
+def test_incident_page_reads_approvals_and_executions_from_recoverys_published_view(live: LiveConsole) -> None:
+    """The page lists what waits for a person and what ran from the view recovery publishes on
+    its own thread: it takes none of the recovery engine's locks (a page request must not queue
+    behind recovery work)."""
+    incident_id = _create(live, "error burst", "high")
+    cookie, csrf = _session(live.app)
+    assert _post(live.app, f"/incidents/{incident_id}/mitigate", {"csrf": csrf, "action": "service_restart"}, cookie=cookie).status == 303
+    recovery = live.context.recovery
+    assert recovery is not None
+    deadline = time.monotonic() + 15.0
+    while not recovery.view.pending_approvals and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r.action.value for r in recovery.view.pending_approvals] == ["service_restart"]
+
+    def locked(*_: Any) -> Any:
+        raise AssertionError("the console read the recovery engine instead of its published view")
+
+    engine = recovery.engine
+    originals = engine.approvals.pending, engine.active, engine.history
+    engine.approvals.pending, engine.active, engine.history = locked, locked, locked  # type: ignore[method-assign]
+    try:
+        page = _get(live.app, f"/incidents/{incident_id}", cookie=cookie).body.decode()
+    finally:
+        engine.approvals.pending, engine.active, engine.history = originals  # type: ignore[method-assign]
+    assert "Approve service_restart" in page

@@ -190,10 +190,10 @@ class ApprovalRow:
 def pending_approvals(src: ConsoleSources, incident: Incident) -> list[ApprovalRow]:
     """Actions waiting for a person: those recovery linked to this incident, and, while it is open,
     the engine's other pending ones (a hand-run action carries no incident, and the person on call
-    must see every risky action waiting on this engine)."""
+    must see every risky action waiting on this engine), from recovery's published view."""
     rows: list[ApprovalRow] = []
     if src.recovery is not None:
-        for req in src.recovery.engine.approvals.pending():
+        for req in src.recovery.view.pending_approvals:
             if not incident.is_open and req.request_id not in incident.pending_approvals:
                 continue
             rows.append(ApprovalRow(req.request_id, req.action.value, req.detail, req.requested_at, req.expires_at,
@@ -206,14 +206,14 @@ def pending_approvals(src: ConsoleSources, incident: Incident) -> list[ApprovalR
 
 def executions(src: ConsoleSources, incident: Incident) -> list[Any]:
     """Recovery executions of this incident: named on its timeline, of its fingerprint or SLA, or
-    run by hand while it was open."""
+    run by hand while it was open (from recovery's published view: the page takes no lock)."""
     if src.recovery is None:
         return []
     ids = {str(t.data.get("execution_id")) for t in incident.timeline if t.data.get("execution_id")}
     sla = incident.labels.get("sla", "")
     end = incident.resolved_at or math.inf
     found = []
-    for e in [*src.recovery.engine.active(), *src.recovery.engine.history(200)]:
+    for e in src.recovery.view.executions:
         manual = e.procedure_id.startswith("manual-") and incident.detected_at <= e.started_at <= end
         if e.execution_id in ids or (e.fingerprint and e.fingerprint == incident.fingerprint) or (sla and e.sla == sla) or manual:
             found.append(e)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aphrodite_sla.recovery.approvals import ApprovalRequest
+    from aphrodite_sla.recovery.model import RecoveryExecution
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,12 @@ class RecoveryMetricsView:
 
 @dataclass(frozen=True)
 class RecoveryView:
-    """Everything a reader needs, from one moment: the metrics, and the seed's fields of
-    ``/health/production`` and ``/metrics/summary``."""
+    """Everything a reader needs, from one moment: the metrics, the seed's fields of
+    ``/health/production`` and ``/metrics/summary``, and what the console's incident page lists
+    (actions waiting for a person; running and recent executions, copies, newest first)."""
 
     metrics: RecoveryMetricsView
     health: Mapping[str, Any]
     summary: Mapping[str, Any]
+    pending_approvals: tuple[ApprovalRequest, ...] = ()
+    executions: tuple[RecoveryExecution, ...] = ()

@@ -41,7 +41,7 @@ from aphrodite_sla.recovery.degradation import DegradationController, Degradatio
 from aphrodite_sla.recovery.deployment import Deployment, DeploymentMonitor
 from aphrodite_sla.recovery.hooks import HookContext, hooks_from_config
 from aphrodite_sla.recovery.metrics_view import BreakerView, RecoveryMetricsView, RecoveryView
-from aphrodite_sla.recovery.model import ActionHandler, RecoveryAction, parse_action
+from aphrodite_sla.recovery.model import ActionHandler, RecoveryAction, RecoveryExecution, parse_action
 from aphrodite_sla.recovery.monitoring_mode import MonitoringMode
 from aphrodite_sla.recovery.procedures import demand_bound
 from aphrodite_sla.recovery.production_monitor import ProductionMonitor
@@ -63,6 +63,7 @@ HEAL_TIMEOUT_S = 120.0
 # what changes the view: every evaluation (alerts, mode), and what recovery, breakers, degradation do
 VIEW_EVENTS = (SnapshotPublished, RecoveryStarted, RecoveryFinished, ApprovalRequested, ApprovalDecided, BreakerStateChanged,
                DegradationChanged, MonitoringModeChanged, ResponseEscalated)
+VIEW_EXECUTIONS = 200  # finished executions a reader sees (the console's incident page looks them up)
 VERIFY_MIN_SAMPLES = 10  # a settle window with fewer samples shows nothing (a metric "fine" because traffic stopped)
 
 
@@ -142,6 +143,7 @@ class RecoverySystem:
         self.root_cause = RootCauseHook(self.engine, RootCauseSettings(cfg.recovery_use_root_cause, cfg.recovery_root_cause_min_confidence))
         self.root_cause.attach(events)
         self._attached = True
+        self._executions: tuple[int, tuple[RecoveryExecution, ...]] = (-1, ())  # (engine version, copies)
         self._view = self._build_view()
         context.manager.subscribe(self._publish_view, *VIEW_EVENTS, name="recovery-view")
         self.api = RecoveryApi(self, cfg.api_token or None)
@@ -298,12 +300,13 @@ class RecoverySystem:
 
     def _build_view(self) -> RecoveryView:
         stats = self.engine.stats()
+        pending = tuple(self.engine.approvals.pending())
         statuses = self.breakers.statuses()
         level, mode = self.degradation.level, self.monitor.mode.value
         metrics = RecoveryMetricsView(
             executions=dict(stats.by_procedure), duration_buckets=tuple(stats.duration_buckets),
             duration_sum_s=stats.duration_sum_s, active=stats.active, success_rate_percent=stats.success_rate_percent,
-            approvals_pending=len(self.engine.approvals.pending()), escalations=self._escalations,
+            approvals_pending=len(pending), escalations=self._escalations,
             desired_replicas=self.scaling.desired_replicas,
             breakers={n: BreakerView(st.state.value, BREAKER_STATE_CODE[st.state], st.rejected_total) for n, st in statuses.items()},
             degradation_level=level.rank, degradation_name=level.value, monitoring_mode=mode, mode=self.mode,
@@ -314,7 +317,16 @@ class RecoverySystem:
         summary = {"monitoring_mode": mode, "total_alerts_24h": self.monitor.get_production_summary().get("total_alerts_24h", 0),
                    "recovery_success_rate": stats.success_rate_percent, "recovery_mode": self.mode,
                    "recovery_executions": stats.total, "degradation_level": level.value}
-        return RecoveryView(metrics, health, summary)
+        return RecoveryView(metrics, health, summary, pending, self._recent_executions())
+
+    def _recent_executions(self) -> tuple[RecoveryExecution, ...]:
+        """Running and recent executions, copied again only when the engine's version moved (the
+        view is rebuilt on every evaluation; the executions change far less often)."""
+        version = self.engine.version
+        if version != self._executions[0]:
+            runs = (*self.engine.active(), *self.engine.history(VIEW_EXECUTIONS))
+            self._executions = (version, runs)
+        return self._executions[1]
 
     def overview(self) -> dict[str, Any]:
         return {"recovery": self.recovery_status(), "stats": self.engine.stats().to_dict(),
