@@ -47,10 +47,11 @@ right after scoring. The spreads learn from every other sample at twice the rate
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from aphrodite_sla.sla.anomaly.scoring import RunningSpread, ew_pair_sd
 
-__all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "ExceedanceRate", "Flatline", "LevelChange",
+__all__ = ["CAP", "EVIDENCE_GONE", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "ExceedanceRate", "Flatline", "LevelChange",
            "PersistentEvidence", "ResidualRun", "SpreadChange"]
 
 SPREAD_CLIP = 2.0  # spreads learn |values| clipped at this many spreads: ordinary values only
@@ -60,7 +61,7 @@ CAP = 3.0  # |z| is capped here before it enters the spread statistic: one heavy
 # chance clusters of t(4)-tailed latency residuals paged as variance changes
 MIN_LONG = 0.4  # the spread statistic's reference mean |z| is at least half the Gaussian 0.8
 SPREAD_EVERY = 2  # the statistics' spreads learn from every other sample (at twice the rate)
-_EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
+EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
 
 
 class LevelChange:
@@ -194,11 +195,10 @@ class ResidualRun:
 
 class SpreadChange:
     """Short against long mean ``|z|`` (see the module docstring). ``ring`` delays each ``|z|`` by
-    ``delay`` samples (the oldest at ``pos``); ``fed`` and ``log_ratio`` are the previous
-    sample's, to learn from."""
+    ``delay`` samples (a full deque of that length, the oldest first: empty for no delay); ``fed``
+    and ``log_ratio`` are the previous sample's, to learn from."""
 
-    __slots__ = ("a_long", "a_short", "delay", "fed", "k_white", "log_ratio", "long", "n", "pos", "ring", "short",
-                 "spread")
+    __slots__ = ("a_long", "a_short", "delay", "fed", "k_white", "log_ratio", "long", "n", "ring", "short", "spread")
 
     def __init__(self, a_short: float, a_long: float, norm_alpha: float, delay: int) -> None:
         self.a_short = a_short
@@ -210,8 +210,7 @@ class SpreadChange:
         self.long = self.short
         self.n = 0
         self.delay = delay
-        self.ring = [self.short] * delay
-        self.pos = 0
+        self.ring = deque([self.short] * delay, maxlen=delay)
         self.fed = math.nan
         self.log_ratio = 0.0
 
@@ -221,7 +220,7 @@ class SpreadChange:
         q = self.ring
         k = self.delay
         for j in range(1, (run if run < k else k) + 1):
-            q[(self.pos - j) % k] = self.long
+            q[-j] = self.long
 
     def accept(self) -> float:
         """The new spread has persisted: returns the factor by which it grew, and adopts it."""
@@ -280,9 +279,10 @@ class ExceedanceRate:
         self.hit = 0.0  # the previous sample's indicator (to learn from)
         self.step_hit = 0.0
         self.step_miss = 0.0
-        self._steps()
+        self.steps()
 
-    def _steps(self) -> None:
+    def steps(self) -> None:
+        """The CUSUM's step sizes for the current base rate (a hit, a miss)."""
         p0 = self.p0
         p1 = self.gain * p0
         if p1 < self.p_min:
@@ -292,29 +292,11 @@ class ExceedanceRate:
         self.step_hit = math.log(p1 / p0) if p1 > p0 else 0.0
         self.step_miss = math.log((1.0 - p1) / (1.0 - p0)) if p1 > p0 else 0.0
 
-    def step(self, hit: bool, learn: bool) -> float:
-        """One sample: learn ``p0`` from the previous indicator (``learn``: it did not alarm), then
-        the CUSUM after this one."""
-        if learn:
-            k = self.n + 1
-            self.n = k
-            p0 = self.p0 + self.a_rate * (self.hit - self.p0)
-            self.p0 = p0 if p0 > self.p_floor else self.p_floor
-            if not k & 15:  # the step sizes follow p0 (two logs) every 16 samples
-                self._steps()
-        h = 1.0 if hit else 0.0
-        self.hit = h
-        self.p_recent += self.a_recent * (h - self.p_recent)
-        c = self.cusum + (self.step_hit if hit else self.step_miss)
-        c = c if c > 0.0 else 0.0
-        self.cusum = c
-        return c
-
     def accept(self) -> None:
         if self.p_recent > self.p0:
             self.p0 = self.p_recent
         self.cusum = 0.0
-        self._steps()
+        self.steps()
 
 
 class PersistentEvidence:
@@ -344,7 +326,7 @@ class PersistentEvidence:
                 self.evidence = 0.0
             return 0.0
         e = e * self.decay + (ratio - floor if ratio > floor else 0.0)
-        if e < _EVIDENCE_GONE:
+        if e < EVIDENCE_GONE:
             e = 0.0
         self.evidence = e
         return e * self.inv_h
