@@ -170,3 +170,57 @@ def test_a_shift_below_every_threshold_alarms_by_persistent_evidence():
     assert found[True] == 6
     assert by_evidence >= 3  # most by the evidence that added up, named by the statistic that held
     assert found[False] <= 4  # without it, a third of them go unseen within 80 samples
+
+
+# ----------------------------------------------------------------------------- outlier density
+
+
+def test_an_accepted_denser_regime_fades_back_to_the_long_run_rate():
+    """A density alarm accepted during a passing episode (the outliers of a widened noise) must
+    not hold the base rate up for the thousands of samples its ~1,000-sample mean would take:
+    the accepted excess fades, and a later rise in density is judged against the usual rate."""
+    from aphrodite_sla.sla.anomaly.statistics import ExceedanceRate
+
+    def base_after(excess_memory: float) -> tuple[float, float]:
+        rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027, excess_memory=excess_memory)
+        n = 0
+        for _ in range(300):  # a quiet stretch: a few outliers in a thousand
+            n += 1
+            if n % 250 == 0:
+                rate.hit(n)
+                rate.block_hits += 1
+            rate.n += 1
+            if not rate.n & 15:
+                rate.learn_block()
+        before = rate.step_hit
+        for _ in range(100):  # an episode with an outlier in every fourth sample, accepted at its end
+            n += 1
+            if n % 4 == 0:
+                rate.hit(n)
+        rate.accept(n)
+        assert rate.recent(n) > 0.1 and rate.step_hit < 0.5 * before  # the dense regime is the normal one, for now
+        for _ in range(2000):  # quiet again (ordinary samples, no outliers)
+            n += 1
+            rate.n += 1
+            if not rate.n & 15:
+                rate.learn_block()
+        return rate.p0 + rate.excess, rate.step_hit / before
+
+    faded, hit_step = base_after(500.0)
+    assert faded < 0.01 and hit_step > 0.8  # back near the quiet base rate: outliers weigh about as before
+    kept, _ = base_after(1e12)
+    assert kept > 0.1  # without the fade, the episode's rate would still be the norm
+
+
+def test_the_lazily_decayed_recent_rate_is_the_per_sample_mean():
+    from aphrodite_sla.sla.anomaly.statistics import ExceedanceRate
+
+    rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027)
+    rng = np.random.default_rng(3)
+    ew = 0.0027
+    for n in range(1, 3000):
+        h = bool(rng.random() < 0.05)
+        ew += 0.02 * ((1.0 if h else 0.0) - ew)
+        if h:
+            rate.hit(n)
+        assert abs(rate.recent(n) - ew) < 1e-9

@@ -410,13 +410,11 @@ class AnomalyDetector:
         # -- outlier density (statistics.ExceedanceRate): the first sample of each outlier run,
         # undiscounted, unless it lands on a familiar level (a regime switch)
         dn = m.density
-        p = dn.p_recent
         hit = az >= density_z and b.run == 1 and not familiar
         if hit:
-            dn.p_recent = p + dn.a_recent * (1.0 - p)
+            dn.hit(n)
             f = dn.cusum + dn.step_hit
         else:
-            dn.p_recent = p + dn.a_recent * (0.0 - p)
             f = dn.cusum
             if f:  # at 0 a miss leaves it at 0 (its step is <= 0)
                 f += dn.step_miss
@@ -451,10 +449,10 @@ class AnomalyDetector:
         if recentred:
             sc.recentred(persist)
         v = zs if zs < CAP else CAP
-        q = sc.ring
-        if q:  # the oldest out, this one in
-            fed = q[0]
-            q.append(v)
+        queue = sc.ring
+        if queue:  # the oldest out, this one in
+            fed = queue[0]
+            queue.append(v)
         else:
             fed = v
         short = sc.short + sc.a_short * (fed - sc.short)
@@ -551,14 +549,12 @@ class AnomalyDetector:
         else:
             # -- what an ordinary sample teaches these statistics (an alarming one must not: the
             # next sample's own parts learn from this one unless it alarmed, with the same arithmetic)
-            k = dn.n + 1  # the outlier base rate (statistics.ExceedanceRate)
+            if hit:  # the outlier base rate (statistics.ExceedanceRate), in blocks of 16
+                dn.block_hits += 1
+            k = dn.n + 1
             dn.n = k
-            p = dn.p0
-            p += dn.a_rate * ((1.0 if hit else 0.0) - p)
-            f = dn.p_floor
-            dn.p0 = p if p > f else f
-            if not k & 15:  # the step sizes follow the base rate (two logs) every 16 samples
-                dn.steps()
+            if not k & 15:
+                dn.learn_block()
             if not odd:  # the slow learners, at twice the rate on every other sample (the next is odd)
                 k = sc.n + 1  # the long mean |z| and the log ratio's spread (statistics.SpreadChange)
                 sc.n = k
@@ -665,6 +661,6 @@ class AnomalyDetector:
             m.flat.accept()
             m.cnt_flat = 0.0
         if m.cnt_density >= adapt:
-            m.density.accept()
+            m.density.accept(m.n)
             m.cnt_density = 0.0
         m.adapting = bool(m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat or m.cnt_density)

@@ -61,6 +61,9 @@ CAP = 3.0  # |z| is capped here before it enters the spread statistic: one heavy
 # chance clusters of t(4)-tailed latency residuals paged as variance changes
 MIN_LONG = 0.4  # the spread statistic's reference mean |z| is at least half the Gaussian 0.8
 SPREAD_EVERY = 2  # the statistics' spreads learn from every other sample (at twice the rate)
+EXCESS_MEMORY = 500.0  # samples over which an accepted denser outlier regime fades back to the long-run
+# rate: longer than a dense episode lasts (150-500 samples), shorter than the ~2,500 samples p0 would take to
+# come down from one
 EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
 
 
@@ -260,30 +263,42 @@ class ExceedanceRate:
     sum is floored at 0, so it climbs only while outliers come faster than usual. Single spikes,
     however large, add one step each (the spike statistic judges their size); a cluster of
     moderate ones that no other statistic sees adds up. ``p0`` is learned from ordinary samples
-    only, and on ``accept`` rises to the recent rate ``p_recent``: a metric that has become
-    spikier stops paging for it."""
+    only, in blocks of 16 (``learn_block``: an EW mean of ~1,000 samples loses nothing by it, and
+    an ordinary sample costs a count). On ``accept`` the base rate rises to the recent rate
+    ``p_recent`` (an EW mean of ~50 samples, decayed lazily: it moves only on outliers), so a
+    metric that has become spikier stops paging for it; that excess fades over ``excess_memory``
+    samples, so a denser regime that has ended (the outliers of a widened noise, of a level shift)
+    does not hide a later rise in density for the thousands of samples ``p0`` itself would take
+    to come back down."""
 
-    __slots__ = ("a_rate", "a_recent", "cusum", "gain", "hit", "n", "p0", "p_floor", "p_min", "p_recent",
-                 "step_hit", "step_miss")
+    __slots__ = ("a_rate", "a_recent", "block_hits", "cusum", "excess", "excess_keep", "gain", "keep_block", "n",
+                 "p0", "p_floor", "p_min", "p_recent", "recent_at", "step_hit", "step_miss")
 
-    def __init__(self, a_rate: float, a_recent: float, gain: float, p_min: float, p_start: float) -> None:
+    def __init__(self, a_rate: float, a_recent: float, gain: float, p_min: float, p_start: float,
+                 excess_memory: float = EXCESS_MEMORY) -> None:
         self.a_rate = a_rate
+        self.keep_block = (1.0 - a_rate) ** 16
         self.p_floor = 0.5 * p_start  # a series cleaner than Gaussian noise is not held to a rate near 0
         self.a_recent = a_recent
         self.gain = gain
         self.p_min = p_min
         self.p0 = p_start
         self.p_recent = p_start
-        self.n = 0
+        self.recent_at = 0  # the sample number ``p_recent`` is as of
+        self.n = 0  # ordinary samples learned from
+        self.block_hits = 0  # outliers among the ordinary samples of the block in progress
         self.cusum = 0.0
-        self.hit = 0.0  # the previous sample's indicator (to learn from)
+        self.excess = 0.0  # an accepted denser regime's rate above ``p0``, fading (see ``steps``)
+        self.excess_keep = (1.0 - 1.0 / excess_memory) ** 16
         self.step_hit = 0.0
         self.step_miss = 0.0
         self.steps()
 
     def steps(self) -> None:
-        """The CUSUM's step sizes for the current base rate (a hit, a miss)."""
-        p0 = self.p0
+        """The CUSUM's step sizes for the current base rate, ``p0`` plus the fading excess of an
+        accepted denser regime (a hit, a miss)."""
+        p0 = self.p0 + self.excess
+        self.excess *= self.excess_keep
         p1 = self.gain * p0
         if p1 < self.p_min:
             p1 = self.p_min
@@ -292,9 +307,30 @@ class ExceedanceRate:
         self.step_hit = math.log(p1 / p0) if p1 > p0 else 0.0
         self.step_miss = math.log((1.0 - p1) / (1.0 - p0)) if p1 > p0 else 0.0
 
-    def accept(self) -> None:
-        if self.p_recent > self.p0:
-            self.p0 = self.p_recent
+    def learn_block(self) -> None:
+        """Every 16 ordinary samples: ``p0`` learns their outliers at once (16 steps of its EW
+        mean, the block's outliers counted at its end), then the step sizes follow it."""
+        p = self.p0 * self.keep_block + self.a_rate * self.block_hits
+        self.p0 = p if p > self.p_floor else self.p_floor
+        self.block_hits = 0
+        self.steps()
+
+    def recent(self, n: int) -> float:
+        """The recent outlier rate as of sample ``n``."""
+        return self.p_recent * (1.0 - self.a_recent) ** (n - self.recent_at)
+
+    def hit(self, n: int) -> None:
+        """Sample ``n`` starts an outlier run: the recent rate counts it."""
+        p = self.recent(n)
+        self.p_recent = p + self.a_recent * (1.0 - p)
+        self.recent_at = n
+
+    def accept(self, n: int) -> None:
+        """The denser regime has kept alarming (at sample ``n``): its rate is the new normal, for
+        a while."""
+        p = self.recent(n)
+        if p > self.p0 + self.excess:
+            self.excess = p - self.p0
         self.cusum = 0.0
         self.steps()
 
