@@ -321,8 +321,7 @@ class ExceedanceRate:
 
     def hit(self, n: int) -> None:
         """Sample ``n`` starts an outlier run: the recent rate counts it."""
-        p = self.recent(n)
-        self.p_recent = p + self.a_recent * (1.0 - p)
+        self.p_recent = self.recent(n) + self.a_recent  # (1 - a) p + a: ``recent`` has decayed it by the (1 - a)
         self.recent_at = n
 
     def accept(self, n: int) -> None:
