@@ -224,3 +224,28 @@ def test_the_lazily_decayed_recent_rate_is_the_per_sample_mean():
         if h:
             rate.hit(n)
         assert abs(rate.recent(n) - ew) < 1e-9
+
+
+# ----------------------------------------------------------------------------- familiar levels
+
+
+def test_a_brief_visit_to_a_familiar_level_is_a_spike_a_lasting_one_a_regime_switch():
+    """A metric that switches between two operating levels: a switch to the other level that lasts
+    is old news, but three samples there and straight back is a spike (it alarms by the time the
+    metric is back), not a regime switch."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 3000
+        values = np.where((np.arange(n) // 250) % 2 == 0, 60.0, 20.0) + rng.normal(0.0, 2.0, n)
+        onset = 2625
+        values[onset:onset + 3] = 20.0 + rng.normal(0.0, 2.0, 3)
+        det = AnomalyDetector(season_seconds=None)
+        out = np.zeros(n)
+        kinds = []
+        for i, v in enumerate(values.tolist()):
+            out[i] = det.update(v, S.T0 + 60.0 * i)
+            kinds.append(det.last_explanation.kind)
+        first = next(i for i in range(onset, n) if out[i] >= 0.5)
+        assert first <= onset + 3 and kinds[first] == "spike"
+        switches = [i for i in S.alert_stream(out) if i >= 1500 and not onset <= i <= onset + 3]
+        assert not switches  # the switches every 250 samples between the two familiar levels

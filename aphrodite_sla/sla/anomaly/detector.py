@@ -95,6 +95,7 @@ class _Model:
         "drift",
         "dt",
         "evidence",
+        "excursion",
         "flat",
         "last_alarm",
         "last_t",
@@ -135,6 +136,7 @@ class _Model:
         self.cnt_spread = 0.0
         self.cnt_flat = 0.0
         self.cnt_density = 0.0
+        self.excursion = 0.0  # spike z of a visit to a familiar level in progress (0: none)
         self.adapting = False  # some count is above 0 (``_adapt`` runs on every sample until none is)
 
 
@@ -383,7 +385,9 @@ class AnomalyDetector:
         recentred = False
         old_level = level
         if z > c or z < -c:
-            zs, familiar = self._discount(m, d, zt, signed, sigma, n)
+            zs, familiar, zx = self._discount(m, d, zt, signed, sigma, n)
+            if familiar and zx > m.excursion:  # on a familiar level: a switch, or a spike if it returns
+                m.excursion = zx
             sign = 1 if z > 0.0 else -1
             if sign == b.run_sign:
                 b.run += 1
@@ -393,6 +397,7 @@ class AnomalyDetector:
             if b.run >= persist:  # a new level: follow it rather than clip it
                 b.level = cleaned = d
                 recentred = True
+                m.excursion = 0.0
                 b.run = 0
                 b.run_sign = 0
             else:
@@ -400,6 +405,10 @@ class AnomalyDetector:
                 cleaned = level + ec
                 b.level = level + b.alpha * ec
         else:
+            if m.excursion:  # back from a brief visit to a familiar level: it was a spike after all
+                if m.excursion > zs:
+                    zs = m.excursion
+                m.excursion = 0.0
             b.run = 0
             b.run_sign = 0
             cleaned = d
@@ -602,19 +611,22 @@ class AnomalyDetector:
                 season.set_interval(m.dt)
         m.last_t = t
 
-    def _discount(self, m: _Model, d: float, zt: float, signed: float, sigma: float, n: int) -> tuple[float, bool]:
+    def _discount(self, m: _Model, d: float, zt: float, signed: float, sigma: float,
+                  n: int) -> tuple[float, bool, float]:
         """The spike z of an outlier, reduced when spikes of its sign and size recur (the chance
         of one this large is the noise tail plus the recurring kind's rate) and when the value
         lands on a familiar level: then it is measured against that level, and is old news that
-        must not move the level statistics (second value True)."""
+        must not move the level statistics (second value True). The third value is the spike z
+        without the familiar level's discount: what the outlier scores if the visit to that
+        level ends before it has lasted ``persist`` samples (a spike, not a regime switch)."""
         zs = zt
         p_spike = m.spikes.tail(signed, n)
         if p_spike > 0.0:
             zs = z_of_upper_tail(0.5 * (gauss_two_sided_tail(zt) + p_spike))
         dist = m.levels.familiar(d, self.config.spike_z * sigma) / sigma
         if dist < zs:
-            return dist, True
-        return zs, False
+            return dist, True, zs
+        return zs, False, zs
 
     def _new_level(self, m: _Model, d: float, cleaned: float, old_level: float, known: bool, sigma: float,
                    n: int) -> None:
