@@ -249,3 +249,24 @@ def test_a_brief_visit_to_a_familiar_level_is_a_spike_a_lasting_one_a_regime_swi
         assert first <= onset + 3 and kinds[first] == "spike"
         switches = [i for i in S.alert_stream(out) if i >= 1500 and not onset <= i <= onset + 3]
         assert not switches  # the switches every 250 samples between the two familiar levels
+
+
+def test_the_sample_count_and_the_explained_sample_survive_warm_up_and_the_transform_rebuild():
+    """``n_samples`` and the explanation's value and timestamp are those of the valid samples,
+    through the warm-up, the rebuild of the model when the re-check changes the transform, and
+    invalid input in between."""
+    t, x = daily_series(700, 300.0, False)
+    det = AnomalyDetector()
+    assert det.n_samples == 0 and math.isnan(det.last_explanation.value)
+    rebuilt = False
+    for i, (v, ts) in enumerate(zip(x.tolist(), t.tolist())):
+        model = det._m
+        det.update(v, ts)
+        det.update(math.nan, ts + 1.0)  # ignored: the explanation stays that of ``v``
+        rebuilt |= model is not None and det._m is not model
+        assert det.n_samples == i + 1
+        ex = det.last_explanation
+        assert ex.value == v and ex.timestamp == ts
+        if i < det.config.warmup:
+            assert ex.kind == "warmup"
+    assert rebuilt  # the re-check chose linear for this additive noise and rebuilt the model

@@ -52,7 +52,6 @@ from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, gauss_two_sided_tail, z
 from aphrodite_sla.sla.anomaly.seasonal import Seasonality
 from aphrodite_sla.sla.anomaly.statistics import (
     CAP,
-    EVIDENCE_GONE,
     MIN_LONG,
     ExceedanceRate,
     Flatline,
@@ -532,18 +531,11 @@ class AnomalyDetector:
         # near its threshold for as long, as one piece of evidence), nor of the outlier-rate and
         # flatline statistics (they add up evidence already)
         ev = m.evidence
-        e = ev.evidence
         re = 0.0
-        if e > 0.0 or (best > ev_floor and e == 0.0):
-            e = e * ev.decay + (best - ev_floor if best > ev_floor else 0.0)
-            if e < EVIDENCE_GONE:
-                e = 0.0
-            ev.evidence = e
-            re = e * ev.inv_h
+        if best > ev_floor or ev.evidence:
+            re = ev.step(best)
             if re >= 1.0 and re > best:  # below its alarm level it is no news: the score stays the statistics'
                 best = re
-        elif e < 0.0 and best < ev_floor:  # blocked after an alarm until the ratio falls below the floor
-            ev.evidence = 0.0
         if rd > best:
             best, kind = rd, DRIFT
         if rf > best:

@@ -35,12 +35,14 @@ Gaussian-equivalent z, standardised by its own robust running spread (``scoring.
   "anomaly likelihood": a short run of raw scores judged together, not one at a time). It fires
   once per episode: after any alarm it waits until the strongest ratio has fallen below the floor.
 
-Each class holds its statistic's state and operations; ``LevelChange.step``,
-``ExceedanceRate.step`` and ``PersistentEvidence.step`` are their per-sample steps, the other
-statistics' few lines are in ``detector.AnomalyDetector._step``. Learning from a
-sample waits until the detector knows whether it alarmed: each sample first learns from the
-*previous* one if that did not alarm, then is scored; the arithmetic is the same as learning
-right after scoring. The spreads learn from every other sample at twice the rate
+Each class holds its statistic's state and operations; ``LevelChange.step`` is its per-sample
+step, the other statistics' few lines are written out in ``detector.AnomalyDetector._step`` (a call
+costs more than their arithmetic); ``PersistentEvidence.step`` is called, and only while there is
+evidence or a ratio above its floor. Learning from a sample waits until the detector knows whether it alarmed: the level
+statistics learn from the *previous* sample, if that did not alarm, before scoring this one; the
+outlier rate, spread and flatline statistics learn from this sample at the end of its step, once
+it is known not to have alarmed (the same arithmetic either way, without keeping the previous
+sample's values). The spreads learn from every other sample at twice the rate
 (``SPREAD_EVERY``): a memory of hundreds of samples of a smooth input loses nothing by it.
 """
 
@@ -51,7 +53,7 @@ from collections import deque
 
 from aphrodite_sla.sla.anomaly.scoring import RunningSpread, ew_pair_sd
 
-__all__ = ["CAP", "EVIDENCE_GONE", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "ExceedanceRate", "Flatline", "LevelChange",
+__all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "ExceedanceRate", "Flatline", "LevelChange",
            "PersistentEvidence", "ResidualRun", "SpreadChange"]
 
 SPREAD_CLIP = 2.0  # spreads learn |values| clipped at this many spreads: ordinary values only
@@ -64,7 +66,7 @@ SPREAD_EVERY = 2  # the statistics' spreads learn from every other sample (at tw
 EXCESS_MEMORY = 500.0  # samples over which an accepted denser outlier regime fades back to the long-run
 # rate: longer than a dense episode lasts (150-500 samples), shorter than the ~2,500 samples p0 would take to
 # come down from one
-EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
+_EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
 
 
 class LevelChange:
@@ -198,10 +200,9 @@ class ResidualRun:
 
 class SpreadChange:
     """Short against long mean ``|z|`` (see the module docstring). ``ring`` delays each ``|z|`` by
-    ``delay`` samples (a full deque of that length, the oldest first: empty for no delay); ``fed``
-    and ``log_ratio`` are the previous sample's, to learn from."""
+    ``delay`` samples (a full deque of that length, the oldest first: empty for no delay)."""
 
-    __slots__ = ("a_long", "a_short", "delay", "fed", "k_white", "log_ratio", "long", "n", "ring", "short", "spread")
+    __slots__ = ("a_long", "a_short", "delay", "k_white", "long", "n", "ring", "short", "spread")
 
     def __init__(self, a_short: float, a_long: float, norm_alpha: float, delay: int) -> None:
         self.a_short = a_short
@@ -214,8 +215,6 @@ class SpreadChange:
         self.n = 0
         self.delay = delay
         self.ring = deque([self.short] * delay, maxlen=delay)
-        self.fed = math.nan
-        self.log_ratio = 0.0
 
     def recentred(self, run: int) -> None:
         """The baseline just jumped to a new level: the last ``run`` queued residuals were a
@@ -361,7 +360,7 @@ class PersistentEvidence:
                 self.evidence = 0.0
             return 0.0
         e = e * self.decay + (ratio - floor if ratio > floor else 0.0)
-        if e < EVIDENCE_GONE:
+        if e < _EVIDENCE_GONE:
             e = 0.0
         self.evidence = e
         return e * self.inv_h
