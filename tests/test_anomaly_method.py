@@ -189,8 +189,7 @@ def test_an_accepted_denser_regime_fades_back_to_the_long_run_rate():
             if n % 250 == 0:
                 rate.hit(n)
                 rate.block_hits += 1
-            rate.n += 1
-            if not rate.n & 15:
+            if not n & 15:
                 rate.learn_block()
         before = rate.step_hit
         for _ in range(100):  # an episode with an outlier in every fourth sample, accepted at its end
@@ -201,8 +200,7 @@ def test_an_accepted_denser_regime_fades_back_to_the_long_run_rate():
         assert rate.recent(n) > 0.1 and rate.step_hit < 0.5 * before  # the dense regime is the normal one, for now
         for _ in range(2000):  # quiet again (ordinary samples, no outliers)
             n += 1
-            rate.n += 1
-            if not rate.n & 15:
+            if not n & 15:
                 rate.learn_block()
         return rate.p0 + rate.excess, rate.step_hit / before
 

@@ -22,8 +22,8 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
 
 The parts hold their state and operations; ``AnomalyDetector._step`` runs one sample through
 them. The small parts' per-sample lines are written out there rather than called (most of the cost
-of a scalar Python detector is calls and attribute look-ups, not arithmetic); the level statistics
-and the seasonal profiles are called.
+of a scalar Python detector is calls and attribute look-ups, not arithmetic); the level statistics,
+the persistent evidence and the seasonal profiles are called.
 """
 
 from __future__ import annotations
@@ -419,18 +419,19 @@ class AnomalyDetector:
         # undiscounted, unless it lands on a familiar level (a regime switch)
         dn = m.density
         hit = az >= density_z and b.run == 1 and not familiar
+        rx = dn.cusum
         if hit:
             dn.hit(n)
-            f = dn.cusum + dn.step_hit
-        else:
-            f = dn.cusum
-            if f:  # at 0 a miss leaves it at 0 (its step is <= 0)
-                f += dn.step_miss
-        if f > 0.0:
-            dn.cusum = f
-            rx = f * inv_density
-        else:
-            dn.cusum = rx = 0.0
+            rx += dn.step_hit
+            dn.cusum = rx
+            rx *= inv_density
+        elif rx:  # (at 0 a miss leaves it at 0: its step is <= 0)
+            rx += dn.step_miss
+            if rx > 0.0:
+                dn.cusum = rx
+                rx *= inv_density
+            else:
+                dn.cusum = rx = 0.0
         if recentred:
             self._new_level(m, d, cleaned, old_level, zs >= spike_z or familiar, sigma, n)
 
@@ -550,11 +551,9 @@ class AnomalyDetector:
         else:
             # -- what an ordinary sample teaches these statistics (an alarming one must not: the
             # next sample's own parts learn from this one unless it alarmed, with the same arithmetic)
-            if hit:  # the outlier base rate (statistics.ExceedanceRate), in blocks of 16
+            if hit:  # the outlier base rate (statistics.ExceedanceRate), in blocks of 16 samples
                 dn.block_hits += 1
-            k = dn.n + 1
-            dn.n = k
-            if not k & 15:
+            if not n & 15:
                 dn.learn_block()
             if not odd:  # the slow learners, at twice the rate on every other sample (the next is odd)
                 k = sc.n + 1  # the long mean |z| and the log ratio's spread (statistics.SpreadChange)
@@ -567,8 +566,7 @@ class AnomalyDetector:
                     fl.n = k
                     fl.p_repeat += (1.0 / k if k < 250 else 0.004) * ((1.0 if fl.run else 0.0) - fl.p_repeat)
             lm = m.levels  # dwell at the current remembered level (memory.LevelMemory.age)
-            lm.tick += 1
-            if lm.tick >= 64:
+            if not n & 63:
                 lm.age()
             k = lm.current
             if k >= 0:

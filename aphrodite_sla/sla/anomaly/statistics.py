@@ -262,16 +262,16 @@ class ExceedanceRate:
     sum is floored at 0, so it climbs only while outliers come faster than usual. Single spikes,
     however large, add one step each (the spike statistic judges their size); a cluster of
     moderate ones that no other statistic sees adds up. ``p0`` is learned from ordinary samples
-    only, in blocks of 16 (``learn_block``: an EW mean of ~1,000 samples loses nothing by it, and
-    an ordinary sample costs a count). On ``accept`` the base rate rises to the recent rate
+    only, in blocks of 16 samples (``learn_block``: an EW mean of ~1,000 samples loses nothing by
+    it, and an ordinary sample costs nothing unless it is an outlier). On ``accept`` the base rate rises to the recent rate
     ``p_recent`` (an EW mean of ~50 samples, decayed lazily: it moves only on outliers), so a
     metric that has become spikier stops paging for it; that excess fades over ``excess_memory``
     samples, so a denser regime that has ended (the outliers of a widened noise, of a level shift)
     does not hide a later rise in density for the thousands of samples ``p0`` itself would take
     to come back down."""
 
-    __slots__ = ("a_rate", "a_recent", "block_hits", "cusum", "excess", "excess_keep", "gain", "keep_block", "n",
-                 "p0", "p_floor", "p_min", "p_recent", "recent_at", "step_hit", "step_miss")
+    __slots__ = ("a_rate", "a_recent", "block_hits", "cusum", "excess", "excess_keep", "gain", "keep_block", "p0",
+                 "p_floor", "p_min", "p_recent", "recent_at", "step_hit", "step_miss")
 
     def __init__(self, a_rate: float, a_recent: float, gain: float, p_min: float, p_start: float,
                  excess_memory: float = EXCESS_MEMORY) -> None:
@@ -284,7 +284,6 @@ class ExceedanceRate:
         self.p0 = p_start
         self.p_recent = p_start
         self.recent_at = 0  # the sample number ``p_recent`` is as of
-        self.n = 0  # ordinary samples learned from
         self.block_hits = 0  # outliers among the ordinary samples of the block in progress
         self.cusum = 0.0
         self.excess = 0.0  # an accepted denser regime's rate above ``p0``, fading (see ``steps``)
@@ -307,7 +306,7 @@ class ExceedanceRate:
         self.step_miss = math.log((1.0 - p1) / (1.0 - p0)) if p1 > p0 else 0.0
 
     def learn_block(self) -> None:
-        """Every 16 ordinary samples: ``p0`` learns their outliers at once (16 steps of its EW
+        """Every 16 samples: ``p0`` learns their ordinary outliers at once (16 steps of its EW
         mean, the block's outliers counted at its end), then the step sizes follow it."""
         p = self.p0 * self.keep_block + self.a_rate * self.block_hits
         self.p0 = p if p > self.p_floor else self.p_floor
