@@ -268,3 +268,20 @@ def test_the_sample_count_and_the_explained_sample_survive_warm_up_and_the_trans
         if i < det.config.warmup:
             assert ex.kind == "warmup"
     assert rebuilt  # the re-check chose linear for this additive noise and rebuilt the model
+
+
+def test_the_base_rate_learned_in_blocks_follows_the_per_sample_mean():
+    """``p0`` learns 16 samples at a time (an ordinary sample costs nothing unless it is an
+    outlier): over rates from rare to a storm it stays within 2 % of the per-sample EW mean."""
+    from aphrodite_sla.sla.anomaly.statistics import ExceedanceRate
+
+    rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027)
+    rng = np.random.default_rng(5)
+    ew = 0.0027
+    for n, p in enumerate(np.repeat([0.003, 0.05, 0.2, 0.01], 4000).tolist(), start=1):
+        h = bool(rng.random() < p)
+        ew = max(ew + 0.001 * ((1.0 if h else 0.0) - ew), rate.p_floor)
+        rate.block_hits += h
+        if not n & 15:
+            rate.learn_block()
+            assert abs(rate.p0 - ew) <= 0.02 * ew

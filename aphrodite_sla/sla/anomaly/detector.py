@@ -479,7 +479,7 @@ class AnomalyDetector:
 
         # -- flatline (statistics.Flatline)
         fl = m.flat
-        zf = 0.0
+        zf = rf = 0.0
         if x == fl.last:
             k = fl.run + 1
             fl.run = k
@@ -492,6 +492,7 @@ class AnomalyDetector:
                     p = 0.01
                 if p < 1.0:
                     zf = z_of_upper_tail(math.exp(k * math.log(p)))
+                    rf = zf * inv_flat
         else:
             if fl.run:  # a run ends (a stuck value is accepted only during one)
                 fl.run = 0
@@ -518,7 +519,6 @@ class AnomalyDetector:
             rv = zv * inv_spread
         else:
             rx = 0.0
-        rf = zf * inv_flat
         if rl > best:
             best, kind = rl, LEVEL_SHIFT
         if rv > best:
