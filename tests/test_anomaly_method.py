@@ -170,3 +170,118 @@ def test_a_shift_below_every_threshold_alarms_by_persistent_evidence():
     assert found[True] == 6
     assert by_evidence >= 3  # most by the evidence that added up, named by the statistic that held
     assert found[False] <= 4  # without it, a third of them go unseen within 80 samples
+
+
+# ----------------------------------------------------------------------------- outlier density
+
+
+def test_an_accepted_denser_regime_fades_back_to_the_long_run_rate():
+    """A density alarm accepted during a passing episode (the outliers of a widened noise) must
+    not hold the base rate up for the thousands of samples its ~1,000-sample mean would take:
+    the accepted excess fades, and a later rise in density is judged against the usual rate."""
+    from aphrodite_sla.sla.anomaly.statistics import ExceedanceRate
+
+    def base_after(excess_memory: float) -> tuple[float, float]:
+        rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027, excess_memory=excess_memory)
+        n = 0
+        for _ in range(300):  # a quiet stretch: a few outliers in a thousand
+            n += 1
+            if n % 250 == 0:
+                rate.hit(n)
+                rate.block_hits += 1
+            if not n & 15:
+                rate.learn_block()
+        before = rate.step_hit
+        for _ in range(100):  # an episode with an outlier in every fourth sample, accepted at its end
+            n += 1
+            if n % 4 == 0:
+                rate.hit(n)
+        rate.accept(n)
+        assert rate.recent(n) > 0.1 and rate.step_hit < 0.5 * before  # the dense regime is the normal one, for now
+        for _ in range(2000):  # quiet again (ordinary samples, no outliers)
+            n += 1
+            if not n & 15:
+                rate.learn_block()
+        return rate.p0 + rate.excess, rate.step_hit / before
+
+    faded, hit_step = base_after(500.0)
+    assert faded < 0.01 and hit_step > 0.8  # back near the quiet base rate: outliers weigh about as before
+    kept, _ = base_after(1e12)
+    assert kept > 0.1  # without the fade, the episode's rate would still be the norm
+
+
+def test_the_lazily_decayed_recent_rate_is_the_per_sample_mean():
+    from aphrodite_sla.sla.anomaly.statistics import ExceedanceRate
+
+    rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027)
+    rng = np.random.default_rng(3)
+    ew = 0.0027
+    for n in range(1, 3000):
+        h = bool(rng.random() < 0.05)
+        ew += 0.02 * ((1.0 if h else 0.0) - ew)
+        if h:
+            rate.hit(n)
+        assert abs(rate.recent(n) - ew) < 1e-9
+
+
+# ----------------------------------------------------------------------------- familiar levels
+
+
+def test_a_brief_visit_to_a_familiar_level_is_a_spike_a_lasting_one_a_regime_switch():
+    """A metric that switches between two operating levels: a switch to the other level that lasts
+    is old news, but three samples there and straight back is a spike (it alarms by the time the
+    metric is back), not a regime switch."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n = 3000
+        values = np.where((np.arange(n) // 250) % 2 == 0, 60.0, 20.0) + rng.normal(0.0, 2.0, n)
+        onset = 2625
+        values[onset:onset + 3] = 20.0 + rng.normal(0.0, 2.0, 3)
+        det = AnomalyDetector(season_seconds=None)
+        out = np.zeros(n)
+        kinds = []
+        for i, v in enumerate(values.tolist()):
+            out[i] = det.update(v, S.T0 + 60.0 * i)
+            kinds.append(det.last_explanation.kind)
+        first = next(i for i in range(onset, n) if out[i] >= 0.5)
+        assert first <= onset + 3 and kinds[first] == "spike"
+        switches = [i for i in S.alert_stream(out) if i >= 1500 and not onset <= i <= onset + 3]
+        assert not switches  # the switches every 250 samples between the two familiar levels
+
+
+def test_the_sample_count_and_the_explained_sample_survive_warm_up_and_the_transform_rebuild():
+    """``n_samples`` and the explanation's value and timestamp are those of the valid samples,
+    through the warm-up, the rebuild of the model when the re-check changes the transform, and
+    invalid input in between."""
+    t, x = daily_series(700, 300.0, False)
+    det = AnomalyDetector()
+    assert det.n_samples == 0 and math.isnan(det.last_explanation.value)
+    rebuilt = False
+    for i, (v, ts) in enumerate(zip(x.tolist(), t.tolist())):
+        model = det._m
+        det.update(v, ts)
+        det.update(math.nan, ts + 1.0)  # ignored: the explanation stays that of ``v``
+        rebuilt |= model is not None and det._m is not model
+        assert det.n_samples == i + 1
+        ex = det.last_explanation
+        assert ex.value == v and ex.timestamp == ts
+        if i < det.config.warmup:
+            assert ex.kind == "warmup"
+    assert rebuilt  # the re-check chose linear for this additive noise and rebuilt the model
+
+
+def test_the_base_rate_learned_in_blocks_follows_the_per_sample_mean():
+    """``p0`` learns 16 samples at a time (an ordinary sample costs nothing unless it is an
+    outlier): over rates from rare to a storm it stays within 2 % of the per-sample EW mean."""
+    from aphrodite_sla.sla.anomaly.statistics import ExceedanceRate
+
+    rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027)
+    rng = np.random.default_rng(5)
+    ew = 0.0027
+    for n, p in enumerate(np.repeat([0.003, 0.05, 0.2, 0.01], 4000).tolist(), start=1):
+        h = bool(rng.random() < p)
+        ew = max(ew + 0.001 * ((1.0 if h else 0.0) - ew), rate.p_floor)
+        rate.block_hits += h
+        if not n & 15:
+            rate.learn_block()
+            assert abs(rate.p0 - ew) <= 0.02 * ew

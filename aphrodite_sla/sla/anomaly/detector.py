@@ -22,8 +22,8 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
 
 The parts hold their state and operations; ``AnomalyDetector._step`` runs one sample through
 them. The small parts' per-sample lines are written out there rather than called (most of the cost
-of a scalar Python detector is calls and attribute look-ups, not arithmetic); the level statistics
-and the seasonal profiles are called.
+of a scalar Python detector is calls and attribute look-ups, not arithmetic); the level statistics,
+the persistent evidence and the seasonal profiles are called.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ __all__ = ["AnomalyDetector"]
 _LEAK = 0.25  # an alarm count decays by this per quiet sample (a flickering alarm still adds up)
 _LN2 = math.log(2.0)
 _LOG_CLAMP = math.log(CLAMP)
+_NAN = math.nan
+_NOTHING_YET = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, _NAN, _NAN)  # ``_expl`` before a score
 
 
 def _count(c: float, ratio: float) -> float:
@@ -80,6 +82,7 @@ class _Model:
     """Everything learned after warm-up (rebuilt by ``reset``)."""
 
     __slots__ = (
+        "adapting",
         "alarm",
         "base",
         "cnt_density",
@@ -91,6 +94,7 @@ class _Model:
         "drift",
         "dt",
         "evidence",
+        "excursion",
         "flat",
         "last_alarm",
         "last_t",
@@ -131,6 +135,8 @@ class _Model:
         self.cnt_spread = 0.0
         self.cnt_flat = 0.0
         self.cnt_density = 0.0
+        self.excursion = 0.0  # spike z of a visit to a familiar level in progress (0: none)
+        self.adapting = False  # some count is above 0 (``_adapt`` runs on every sample until none is)
 
 
 class AnomalyDetector:
@@ -148,10 +154,7 @@ class AnomalyDetector:
         "_expl",
         "_k",
         "_last_score",
-        "_last_t",
-        "_last_x",
         "_m",
-        "_n_seen",
         "_warm_t",
         "_warm_x",
         "config",
@@ -179,27 +182,26 @@ class AnomalyDetector:
         self._warm_x: list[float] = []
         self._warm_t: list[float] = []
         self._early: tuple[list[float], list[float]] | None = None  # samples kept for the transform re-check
-        self._n_seen = 0
         self._last_score = 0.0
-        self._last_x = math.nan
-        self._last_t = math.nan
-        # the strongest statistic, ratio, then the spike, level, drift, variance and flatline z,
-        # the seasonal offset, level and scale, and the value in model space
-        self._expl: tuple[Any, ...] = (WARMUP, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        # the last valid sample's: the strongest statistic, its ratio, the spike, level, drift,
+        # variance and flatline z, the seasonal offset, the scale, the value in model space, the
+        # persistent evidence, and the value and timestamp (during warm-up, only those two)
+        self._expl: tuple[Any, ...] = _NOTHING_YET
 
     @property
     def n_samples(self) -> int:
-        """Valid samples seen since construction or the last ``reset``."""
-        return self._n_seen
+        """Valid samples seen since construction or the last ``reset`` (the model has stepped
+        through every one of them, the warm-up included)."""
+        return len(self._warm_x) if self._m is None else self._m.n
 
     @property
     def last_explanation(self) -> AnomalyExplanation:
         """Why the last valid sample got its score (built on demand; ``update`` stays cheap)."""
         m = self._m
+        kind, ratio, zs, zl, zd, zv, zf, s_off, sigma, y, evidence, x, t = self._expl
         if m is None:
-            return AnomalyExplanation(kind=WARMUP if self._n_seen else NONE, value=self._last_x,
-                                      timestamp=self._last_t)
-        kind, ratio, zs, zl, zd, zv, zf, s_off, level, sigma, y, llr, evidence = self._expl
+            return AnomalyExplanation(kind=WARMUP if self._warm_x else NONE, value=x, timestamp=t)
+        level = m.base.level
         season = m.season
         if kind is WARMUP:
             pass  # the model has just been built: nothing scored yet
@@ -211,10 +213,10 @@ class AnomalyDetector:
         z = {SPIKE: zs, LEVEL_SHIFT: zl, DRIFT: zd, VARIANCE_CHANGE: zv, FLATLINE: zf,
              SEASONAL: zl if abs(zl) >= abs(zd) else zd}.get(kind, 0.0)
         return AnomalyExplanation(
-            score=self._last_score, kind=kind, z=z, ratio=ratio, value=self._last_x, timestamp=self._last_t,
+            score=self._last_score, kind=kind, z=z, ratio=ratio, value=x, timestamp=t,
             expected=m.transform.inverse(level + s_off), scale=sigma, seasonal_offset=s_off,
             log_space=m.transform.log_space, spike_z=zs, level_z=zl, drift_z=zd, variance_z=zv, flatline_z=zf,
-            density_llr=llr, evidence=evidence,
+            density_llr=m.density.cusum, evidence=evidence,
         )
 
     def update(self, value: float, timestamp: float) -> float:
@@ -226,13 +228,11 @@ class AnomalyDetector:
             return self._last_score
         if x - x != 0.0 or t - t != 0.0:  # NaN or infinite (cheaper than two isfinite calls)
             return self._last_score
-        self._n_seen += 1
-        self._last_x = x
-        self._last_t = t
         m = self._m
         if m is None:
             self._warm_x.append(x)
             self._warm_t.append(t)
+            self._expl = _NOTHING_YET[:-2] + (x, t)
             if len(self._warm_x) >= self.config.warmup:
                 self._finish_warmup()
             return 0.0
@@ -384,7 +384,9 @@ class AnomalyDetector:
         recentred = False
         old_level = level
         if z > c or z < -c:
-            zs, familiar = self._discount(m, d, zt, signed, sigma, n)
+            zs, familiar, zx = self._discount(m, d, zt, signed, sigma, n)
+            if familiar and zx > m.excursion:  # on a familiar level: a switch, or a spike if it returns
+                m.excursion = zx
             sign = 1 if z > 0.0 else -1
             if sign == b.run_sign:
                 b.run += 1
@@ -394,6 +396,7 @@ class AnomalyDetector:
             if b.run >= persist:  # a new level: follow it rather than clip it
                 b.level = cleaned = d
                 recentred = True
+                m.excursion = 0.0
                 b.run = 0
                 b.run_sign = 0
             else:
@@ -401,16 +404,34 @@ class AnomalyDetector:
                 cleaned = level + ec
                 b.level = level + b.alpha * ec
         else:
+            if m.excursion:  # back from a brief visit to a familiar level: it was a spike after all
+                if m.excursion > zs:
+                    zs = m.excursion
+                m.excursion = 0.0
             b.run = 0
             b.run_sign = 0
             cleaned = d
             b.level = level + b.alpha * e
         spikes = m.spikes
-        if recentred or spikes.run_sign or signed >= event_z or signed <= -event_z:
+        if zt >= event_z or recentred or spikes.run_sign:
             spikes.observe(signed, event_z, n, recentred)
         # -- outlier density (statistics.ExceedanceRate): the first sample of each outlier run,
         # undiscounted, unless it lands on a familiar level (a regime switch)
-        rx = m.density.step(az >= density_z and b.run == 1 and not familiar, learn) * inv_density
+        dn = m.density
+        hit = az >= density_z and b.run == 1 and not familiar
+        rx = dn.cusum
+        if hit:
+            dn.hit(n)
+            rx += dn.step_hit
+            dn.cusum = rx
+            rx *= inv_density
+        elif rx:  # (at 0 a miss leaves it at 0: its step is <= 0)
+            rx += dn.step_miss
+            if rx > 0.0:
+                dn.cusum = rx
+                rx *= inv_density
+            else:
+                dn.cusum = rx = 0.0
         if recentred:
             self._new_level(m, d, cleaned, old_level, zs >= spike_z or familiar, sigma, n)
 
@@ -434,68 +455,53 @@ class AnomalyDetector:
 
         # -- variance change (statistics.SpreadChange): short vs long mean |z|, delayed
         sc = m.spread
-        sp = sc.spread
-        floor = sc.k_white
-        fed = sc.fed
-        if learn and odd and fed == fed:
-            k = sc.n + 1
-            sc.n = k
-            a = 2.0 * sc.a_long
-            sc.long += (1.0 / k if k * a < 1.0 else a) * (fed - sc.long)
-            sp.learn(sc.log_ratio, floor)  # >= 0: only increases are scored
         if recentred:
             sc.recentred(persist)
         v = zs if zs < CAP else CAP
-        k = sc.delay
-        if k:
-            i = sc.pos
-            fed = sc.ring[i]
-            sc.ring[i] = v
-            sc.pos = i + 1 if i + 1 < k else 0
+        queue = sc.ring
+        if queue:  # the oldest out, this one in
+            fed = queue[0]
+            queue.append(v)
         else:
             fed = v
-        sc.fed = fed
         short = sc.short + sc.a_short * (fed - sc.short)
         sc.short = short
         # against at least half the Gaussian mean |z|: where the scale sits at its floor (a
         # near-constant metric) |z| is ~0, and 0.001 -> 0.01 is no change of spread
         lo = sc.long if sc.long > MIN_LONG else MIN_LONG
-        if short > MIN_LONG and short > lo:  # only increases are scored (or learned)
-            v = math.log(short / lo)
-            s = sp.sd
-            zv = v / (s if s > floor else floor)
+        if short > lo:  # only increases are scored (or learned)
+            log_ratio = math.log(short / lo)
+            s = sc.spread.sd
+            f = sc.k_white
+            zv = log_ratio / (s if s > f else f)
         else:
-            v = zv = 0.0
-        sc.log_ratio = v
+            log_ratio = zv = 0.0
 
         # -- flatline (statistics.Flatline)
         fl = m.flat
-        last = fl.last
-        if learn and odd and last == last:
-            k = fl.n + 1
-            fl.n = k
-            fl.p_repeat += (1.0 / k if k < 250 else 0.004) * ((1.0 if fl.run else 0.0) - fl.p_repeat)
-        if x == last:
+        zf = rf = 0.0
+        if x == fl.last:
             k = fl.run + 1
+            fl.run = k
+            if k >= fl.min_run and x not in (fl.stuck_at, fl.hi, fl.lo):
+                p = fl.p_repeat
+                f = 1.0 / (fl.n + 2)
+                if p < f:
+                    p = f
+                if p < 0.01:
+                    p = 0.01
+                if p < 1.0:
+                    zf = z_of_upper_tail(math.exp(k * math.log(p)))
+                    rf = zf * inv_flat
         else:
-            k = 0
-            fl.stuck_at = math.nan
+            if fl.run:  # a run ends (a stuck value is accepted only during one)
+                fl.run = 0
+                fl.stuck_at = _NAN
             if x > fl.hi:
                 fl.hi = x
             if x < fl.lo:
                 fl.lo = x
-        fl.run = k
-        fl.last = x
-        zf = 0.0
-        if k >= fl.min_run and x not in (fl.stuck_at, fl.hi, fl.lo):
-            p = fl.p_repeat
-            f = 1.0 / (fl.n + 2)
-            if p < f:
-                p = f
-            if p < 0.01:
-                p = 0.01
-            if p < 1.0:
-                zf = z_of_upper_tail(math.exp(k * math.log(p)))
+            fl.last = x
 
         # -- each as a multiple of its threshold; the strongest, or several that agree, score
         best = rs = zs * inv_spike
@@ -513,7 +519,6 @@ class AnomalyDetector:
             rv = zv * inv_spread
         else:
             rx = 0.0
-        rf = zf * inv_flat
         if rl > best:
             best, kind = rl, LEVEL_SHIFT
         if rv > best:
@@ -544,9 +549,24 @@ class AnomalyDetector:
             m.last_alarm = n
             m.evidence.alarmed()
         else:
+            # -- what an ordinary sample teaches these statistics (an alarming one must not: the
+            # next sample's own parts learn from this one unless it alarmed, with the same arithmetic)
+            if hit:  # the outlier base rate (statistics.ExceedanceRate), in blocks of 16 samples
+                dn.block_hits += 1
+            if not n & 15:
+                dn.learn_block()
+            if not odd:  # the slow learners, at twice the rate on every other sample (the next is odd)
+                k = sc.n + 1  # the long mean |z| and the log ratio's spread (statistics.SpreadChange)
+                sc.n = k
+                a = 2.0 * sc.a_long
+                sc.long += (1.0 / k if k * a < 1.0 else a) * (fed - sc.long)
+                sc.spread.learn(log_ratio, sc.k_white)  # >= 0: only increases are scored
+                if n > 1:  # the repeat rate (statistics.Flatline): did this sample repeat the last?
+                    k = fl.n + 1
+                    fl.n = k
+                    fl.p_repeat += (1.0 / k if k < 250 else 0.004) * ((1.0 if fl.run else 0.0) - fl.p_repeat)
             lm = m.levels  # dwell at the current remembered level (memory.LevelMemory.age)
-            lm.tick += 1
-            if lm.tick >= 64:
+            if not n & 63:
                 lm.age()
             k = lm.current
             if k >= 0:
@@ -558,7 +578,7 @@ class AnomalyDetector:
                     lm.current = -1
             if season is not None:
                 season.learn(t, y, s_off)
-        if alarm or m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat or m.cnt_density:
+        if alarm or m.adapting:
             self._adapt(m, rl, rd, rv, rf, rx)
 
         if not n & 255:  # every 256 samples: the sampling interval (the seasonal base's rate follows it)
@@ -567,7 +587,7 @@ class AnomalyDetector:
         if not scored:
             return 0.0
         # what ``last_explanation`` needs (it works out the rest only when asked)
-        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, b.level, sigma, y, m.density.cusum, re)
+        self._expl = (kind, best, z, zl, zd, zv, zf, s_off, sigma, y, re, x, t)
         return 1.0 if best > 8.0 else 1.0 - math.exp(-_LN2 * best * best)  # scoring.score_of_ratio
 
     @staticmethod
@@ -581,19 +601,22 @@ class AnomalyDetector:
                 season.set_interval(m.dt)
         m.last_t = t
 
-    def _discount(self, m: _Model, d: float, zt: float, signed: float, sigma: float, n: int) -> tuple[float, bool]:
+    def _discount(self, m: _Model, d: float, zt: float, signed: float, sigma: float,
+                  n: int) -> tuple[float, bool, float]:
         """The spike z of an outlier, reduced when spikes of its sign and size recur (the chance
         of one this large is the noise tail plus the recurring kind's rate) and when the value
         lands on a familiar level: then it is measured against that level, and is old news that
-        must not move the level statistics (second value True)."""
+        must not move the level statistics (second value True). The third value is the spike z
+        without the familiar level's discount: what the outlier scores if the visit to that
+        level ends before it has lasted ``persist`` samples (a spike, not a regime switch)."""
         zs = zt
         p_spike = m.spikes.tail(signed, n)
         if p_spike > 0.0:
             zs = z_of_upper_tail(0.5 * (gauss_two_sided_tail(zt) + p_spike))
         dist = m.levels.familiar(d, self.config.spike_z * sigma) / sigma
         if dist < zs:
-            return dist, True
-        return zs, False
+            return dist, True, zs
+        return zs, False, zs
 
     def _new_level(self, m: _Model, d: float, cleaned: float, old_level: float, known: bool, sigma: float,
                    n: int) -> None:
@@ -640,5 +663,6 @@ class AnomalyDetector:
             m.flat.accept()
             m.cnt_flat = 0.0
         if m.cnt_density >= adapt:
-            m.density.accept()
+            m.density.accept(m.n)
             m.cnt_density = 0.0
+        m.adapting = bool(m.cnt_level or m.cnt_drift or m.cnt_spread or m.cnt_flat or m.cnt_density)

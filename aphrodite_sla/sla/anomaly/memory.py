@@ -100,7 +100,7 @@ class LevelMemory:
     ``min_weight`` samples of dwell or ``min_visits`` visits: an operating regime, or the floor a
     garbage collector keeps dropping the heap to."""
 
-    __slots__ = ("centre", "current", "decay", "min_visits", "min_weight", "n_slots", "tick", "visits", "weight")
+    __slots__ = ("centre", "current", "decay", "min_visits", "min_weight", "n_slots", "visits", "weight")
 
     def __init__(self, slots: int, memory: int, min_weight: float, min_visits: int) -> None:
         self.n_slots = slots
@@ -111,7 +111,6 @@ class LevelMemory:
         self.weight: list[float] = []
         self.visits: list[float] = []
         self.current = -1  # slot of the level the metric is at now (-1: none)
-        self.tick = 0
 
     def _slot(self, level: float, tol: float) -> int:
         """The slot for ``level``: the nearest within ``tol``, else a new (or recycled) one."""
@@ -148,11 +147,10 @@ class LevelMemory:
         self.current = k
 
     def age(self) -> None:
-        """Every 64 normal samples (amortised O(slots)): dwell and visits decay. (Each normal
-        sample counts a ``tick`` and, while the level stays within the tolerance of the current
-        slot's centre, adds 1 to its ``weight``, else ends the stay: ``current = -1``; that part
-        is written out in ``AnomalyDetector._step``, which runs it on every normal sample.)"""
-        self.tick = 0
+        """Every 64 samples (amortised O(slots)): dwell and visits decay. (Each normal sample,
+        while the level stays within the tolerance of the current slot's centre, adds 1 to its
+        ``weight``, else ends the stay: ``current = -1``; that part is written out in
+        ``AnomalyDetector._step``, which runs it on every normal sample.)"""
         d = self.decay
         w = self.weight
         v = self.visits

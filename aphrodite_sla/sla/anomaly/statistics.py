@@ -35,18 +35,21 @@ Gaussian-equivalent z, standardised by its own robust running spread (``scoring.
   "anomaly likelihood": a short run of raw scores judged together, not one at a time). It fires
   once per episode: after any alarm it waits until the strongest ratio has fallen below the floor.
 
-Each class holds its statistic's state and operations; ``LevelChange.step``,
-``ExceedanceRate.step`` and ``PersistentEvidence.step`` are their per-sample steps, the other
-statistics' few lines are in ``detector.AnomalyDetector._step``. Learning from a
-sample waits until the detector knows whether it alarmed: each sample first learns from the
-*previous* one if that did not alarm, then is scored; the arithmetic is the same as learning
-right after scoring. The spreads learn from every other sample at twice the rate
+Each class holds its statistic's state and operations; ``LevelChange.step`` is its per-sample
+step, the other statistics' few lines are written out in ``detector.AnomalyDetector._step`` (a call
+costs more than their arithmetic); ``PersistentEvidence.step`` is called, and only while there is
+evidence or a ratio above its floor. Learning from a sample waits until the detector knows whether it alarmed: the level
+statistics learn from the *previous* sample, if that did not alarm, before scoring this one; the
+outlier rate, spread and flatline statistics learn from this sample at the end of its step, once
+it is known not to have alarmed (the same arithmetic either way, without keeping the previous
+sample's values). The spreads learn from every other sample at twice the rate
 (``SPREAD_EVERY``): a memory of hundreds of samples of a smooth input loses nothing by it.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from aphrodite_sla.sla.anomaly.scoring import RunningSpread, ew_pair_sd
 
@@ -60,6 +63,9 @@ CAP = 3.0  # |z| is capped here before it enters the spread statistic: one heavy
 # chance clusters of t(4)-tailed latency residuals paged as variance changes
 MIN_LONG = 0.4  # the spread statistic's reference mean |z| is at least half the Gaussian 0.8
 SPREAD_EVERY = 2  # the statistics' spreads learn from every other sample (at twice the rate)
+EXCESS_MEMORY = 500.0  # samples over which an accepted denser outlier regime fades back to the long-run
+# rate: longer than a dense episode lasts (150-500 samples), shorter than the ~2,500 samples p0 would take to
+# come down from one
 _EVIDENCE_GONE = 1e-3  # persistent evidence below this (of an alarm level of several units) is none
 
 
@@ -194,11 +200,9 @@ class ResidualRun:
 
 class SpreadChange:
     """Short against long mean ``|z|`` (see the module docstring). ``ring`` delays each ``|z|`` by
-    ``delay`` samples (the oldest at ``pos``); ``fed`` and ``log_ratio`` are the previous
-    sample's, to learn from."""
+    ``delay`` samples (a full deque of that length, the oldest first: empty for no delay)."""
 
-    __slots__ = ("a_long", "a_short", "delay", "fed", "k_white", "log_ratio", "long", "n", "pos", "ring", "short",
-                 "spread")
+    __slots__ = ("a_long", "a_short", "delay", "k_white", "long", "n", "ring", "short", "spread")
 
     def __init__(self, a_short: float, a_long: float, norm_alpha: float, delay: int) -> None:
         self.a_short = a_short
@@ -210,10 +214,7 @@ class SpreadChange:
         self.long = self.short
         self.n = 0
         self.delay = delay
-        self.ring = [self.short] * delay
-        self.pos = 0
-        self.fed = math.nan
-        self.log_ratio = 0.0
+        self.ring = deque([self.short] * delay, maxlen=delay)
 
     def recentred(self, run: int) -> None:
         """The baseline just jumped to a new level: the last ``run`` queued residuals were a
@@ -221,7 +222,7 @@ class SpreadChange:
         q = self.ring
         k = self.delay
         for j in range(1, (run if run < k else k) + 1):
-            q[(self.pos - j) % k] = self.long
+            q[-j] = self.long
 
     def accept(self) -> float:
         """The new spread has persisted: returns the factor by which it grew, and adopts it."""
@@ -261,29 +262,41 @@ class ExceedanceRate:
     sum is floored at 0, so it climbs only while outliers come faster than usual. Single spikes,
     however large, add one step each (the spike statistic judges their size); a cluster of
     moderate ones that no other statistic sees adds up. ``p0`` is learned from ordinary samples
-    only, and on ``accept`` rises to the recent rate ``p_recent``: a metric that has become
-    spikier stops paging for it."""
+    only, in blocks of 16 samples (``learn_block``: an EW mean of ~1,000 samples loses nothing by
+    it, and an ordinary sample costs nothing unless it is an outlier). On ``accept`` the base rate rises to the recent rate
+    ``p_recent`` (an EW mean of ~50 samples, decayed lazily: it moves only on outliers), so a
+    metric that has become spikier stops paging for it; that excess fades over ``excess_memory``
+    samples, so a denser regime that has ended (the outliers of a widened noise, of a level shift)
+    does not hide a later rise in density for the thousands of samples ``p0`` itself would take
+    to come back down."""
 
-    __slots__ = ("a_rate", "a_recent", "cusum", "gain", "hit", "n", "p0", "p_floor", "p_min", "p_recent",
-                 "step_hit", "step_miss")
+    __slots__ = ("a_rate", "a_recent", "block_hits", "cusum", "excess", "excess_keep", "gain", "keep_block", "p0",
+                 "p_floor", "p_min", "p_recent", "recent_at", "step_hit", "step_miss")
 
-    def __init__(self, a_rate: float, a_recent: float, gain: float, p_min: float, p_start: float) -> None:
+    def __init__(self, a_rate: float, a_recent: float, gain: float, p_min: float, p_start: float,
+                 excess_memory: float = EXCESS_MEMORY) -> None:
         self.a_rate = a_rate
+        self.keep_block = (1.0 - a_rate) ** 16
         self.p_floor = 0.5 * p_start  # a series cleaner than Gaussian noise is not held to a rate near 0
         self.a_recent = a_recent
         self.gain = gain
         self.p_min = p_min
         self.p0 = p_start
         self.p_recent = p_start
-        self.n = 0
+        self.recent_at = 0  # the sample number ``p_recent`` is as of
+        self.block_hits = 0  # outliers among the ordinary samples of the block in progress
         self.cusum = 0.0
-        self.hit = 0.0  # the previous sample's indicator (to learn from)
+        self.excess = 0.0  # an accepted denser regime's rate above ``p0``, fading (see ``steps``)
+        self.excess_keep = (1.0 - 1.0 / excess_memory) ** 16
         self.step_hit = 0.0
         self.step_miss = 0.0
-        self._steps()
+        self.steps()
 
-    def _steps(self) -> None:
-        p0 = self.p0
+    def steps(self) -> None:
+        """The CUSUM's step sizes for the current base rate, ``p0`` plus the fading excess of an
+        accepted denser regime (a hit, a miss)."""
+        p0 = self.p0 + self.excess
+        self.excess *= self.excess_keep
         p1 = self.gain * p0
         if p1 < self.p_min:
             p1 = self.p_min
@@ -292,29 +305,31 @@ class ExceedanceRate:
         self.step_hit = math.log(p1 / p0) if p1 > p0 else 0.0
         self.step_miss = math.log((1.0 - p1) / (1.0 - p0)) if p1 > p0 else 0.0
 
-    def step(self, hit: bool, learn: bool) -> float:
-        """One sample: learn ``p0`` from the previous indicator (``learn``: it did not alarm), then
-        the CUSUM after this one."""
-        if learn:
-            k = self.n + 1
-            self.n = k
-            p0 = self.p0 + self.a_rate * (self.hit - self.p0)
-            self.p0 = p0 if p0 > self.p_floor else self.p_floor
-            if not k & 15:  # the step sizes follow p0 (two logs) every 16 samples
-                self._steps()
-        h = 1.0 if hit else 0.0
-        self.hit = h
-        self.p_recent += self.a_recent * (h - self.p_recent)
-        c = self.cusum + (self.step_hit if hit else self.step_miss)
-        c = c if c > 0.0 else 0.0
-        self.cusum = c
-        return c
+    def learn_block(self) -> None:
+        """Every 16 samples: ``p0`` learns their ordinary outliers at once (16 steps of its EW
+        mean, the block's outliers counted at its end), then the step sizes follow it."""
+        p = self.p0 * self.keep_block + self.a_rate * self.block_hits
+        self.p0 = p if p > self.p_floor else self.p_floor
+        self.block_hits = 0
+        self.steps()
 
-    def accept(self) -> None:
-        if self.p_recent > self.p0:
-            self.p0 = self.p_recent
+    def recent(self, n: int) -> float:
+        """The recent outlier rate as of sample ``n``."""
+        return self.p_recent * (1.0 - self.a_recent) ** (n - self.recent_at)
+
+    def hit(self, n: int) -> None:
+        """Sample ``n`` starts an outlier run: the recent rate counts it."""
+        self.p_recent = self.recent(n) + self.a_recent  # (1 - a) p + a: ``recent`` has decayed it by the (1 - a)
+        self.recent_at = n
+
+    def accept(self, n: int) -> None:
+        """The denser regime has kept alarming (at sample ``n``): its rate is the new normal, for
+        a while."""
+        p = self.recent(n)
+        if p > self.p0 + self.excess:
+            self.excess = p - self.p0
         self.cusum = 0.0
-        self._steps()
+        self.steps()
 
 
 class PersistentEvidence:
