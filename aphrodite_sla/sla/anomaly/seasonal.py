@@ -18,6 +18,13 @@ is used only after ``min_cycles`` well-covered cycles, and interpolated between 
 Nothing is learned while the detector alarms. The weekly profile models what the daily one
 leaves (weekends).
 
+Switch-on: ``Seasonality.learn`` reports the fold that switches the weekly profile on (its
+applied weight rises by more than ``SWITCH_ON``). Until then a weekly metric's weekends were level
+shifts to the detector, and its level statistics learned spreads 5-20x their white-noise floor
+from them; with the weekly profile applied the deseasonalised series is close to what a
+perfect weekly profile leaves (measured on the corpus' weekly families), so the detector lets
+those spreads relearn (``AnomalyDetector._relearn_spreads``).
+
 Cost: both runs on every sample, so each profile caches the linear piece of itself the time is
 in, and the bin it is learning; ``Seasonality.offset`` and ``learn`` are written out in
 ``AnomalyDetector._step`` (and kept here as the reference, which the tests compare it with).
