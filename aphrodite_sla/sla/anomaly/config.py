@@ -88,6 +88,8 @@ class AnomalyDetectorConfig:
     spread_min_samples: int = 60  # ... the spread statistic (their running spreads have settled by then)
     drift_min_samples: int = 300  # ... and the drift statistic (its 500-sample reference needs longer)
     flatline_min_run: int = 5  # identical values in a row before a stuck value may score
+    # -- a seasonal model that changes
+    relearn_updates: int = 20  # the weekly profile switched on: the level statistics' old spreads count as this many updates
 
     def __post_init__(self) -> None:
         if self.warmup < 3:
@@ -109,6 +111,8 @@ class AnomalyDetectorConfig:
             raise ValueError(f"tail_quantile must be in (0.5, 1), got {self.tail_quantile}")
         if self.recheck < 0 or self.level_delay < 0:
             raise ValueError(f"recheck and level_delay must be >= 0, got {self.recheck}, {self.level_delay}")
+        if self.relearn_updates < 1:
+            raise ValueError(f"relearn_updates must be >= 1, got {self.relearn_updates}")
         if self.persist < 1 or self.adapt_samples < 1 or self.flatline_min_run < 2:
             raise ValueError("persist and adapt_samples must be >= 1, flatline_min_run >= 2")
         if self.event_memory < 1 or self.level_memory < 1 or self.level_slots < 1 or self.min_events < 1:

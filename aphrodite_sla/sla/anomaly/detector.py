@@ -576,8 +576,8 @@ class AnomalyDetector:
                     lm.weight[k] += 1.0
                 else:
                     lm.current = -1
-            if season is not None:
-                season.learn(t, y, s_off)
+            if season is not None and season.learn(t, y, s_off):
+                self._relearn_spreads(m)
         if alarm or m.adapting:
             self._adapt(m, rl, rd, rv, rf, rx)
 
@@ -634,6 +634,17 @@ class AnomalyDetector:
             m.cnt_level = m.cnt_drift = 0.0
             if m.season is not None:
                 m.season.shift(delta)
+
+    def _relearn_spreads(self, m: _Model) -> None:
+        """The weekly profile has just been switched on: the level statistics' spreads were
+        learned on a series whose weekends were level shifts (5-20x their white-noise floor on
+        weekly metrics, and their memory is ~500 samples: days at 10-minute samples), which would
+        hide for days the changes the profile now makes visible. What they learned is kept as a
+        prior worth ``relearn_updates`` updates; they relearn from the new series from here."""
+        k = self.config.relearn_updates
+        for sp in (m.level.spread, m.drift.spread, m.run.spread):
+            if sp.n > k:
+                sp.n = k
 
     def _adapt(self, m: _Model, rl: float, rd: float, rv: float, rf: float, rx: float) -> None:
         """A statistic that keeps alarming (``adapt_samples``, counted leakily) accepts the new

@@ -18,6 +18,13 @@ is used only after ``min_cycles`` well-covered cycles, and interpolated between 
 Nothing is learned while the detector alarms. The weekly profile models what the daily one
 leaves (weekends).
 
+Switch-on: ``Seasonality.learn`` reports the fold that switches the weekly profile on (its
+applied weight rises by more than ``SWITCH_ON``). Until then a weekly metric's weekends were level
+shifts to the detector, and its level statistics learned spreads 5-20x their white-noise floor
+from them; with the weekly profile applied the deseasonalised series is close to what a
+perfect weekly profile leaves (measured on the corpus' weekly families), so the detector lets
+those spreads relearn (``AnomalyDetector._relearn_spreads``).
+
 Cost: both runs on every sample, so each profile caches the linear piece of itself the time is
 in, and the bin it is learning; ``Seasonality.offset`` and ``learn`` are written out in
 ``AnomalyDetector._step`` (and kept here as the reference, which the tests compare it with).
@@ -30,6 +37,7 @@ import math
 __all__ = ["SeasonalProfile", "Seasonality"]
 
 _CLIP = 3.0  # a bin's change per cycle is clipped at this many rms cycle-to-cycle changes
+SWITCH_ON = 0.25  # a fold that raises a profile's applied weight by more switches it on (see Seasonality.learn)
 
 
 class SeasonalProfile:
@@ -42,7 +50,7 @@ class SeasonalProfile:
 
     __slots__ = ("acc", "bhi", "bin", "bins", "blo", "cnt", "cycle", "cycle_weight", "cycles", "cycles_of", "fold_t",
                  "hi", "inv_ramp", "lo", "min_cycles", "ms_delta", "old_weight", "pa", "period", "ps", "span",
-                 "target", "value", "weight")
+                 "switched_on", "target", "value", "weight")
 
     def __init__(self, period: float, bins: int, cycle_weight: float, min_cycles: int) -> None:
         self.period = period
@@ -66,6 +74,7 @@ class SeasonalProfile:
         self.pa = self.ps = 0.0
         self.blo = self.bhi = math.nan  # the cached bin being learned (none yet)
         self.bin = 0
+        self.switched_on = False  # the last fold switched the profile on (cleared by ``Seasonality.learn``)
 
     def applied(self, t: float) -> float:
         """The weight applied at ``t``: ``target``, or on the way to it after a fold."""
@@ -162,6 +171,8 @@ class SeasonalProfile:
                 noise = self.ms_delta / (2.0 * w)
                 self.old_weight = self.weight
                 self.target = max(0.0, 1.0 - noise / across) if across > 0.0 else 0.0
+                if self.target - self.old_weight > SWITCH_ON:
+                    self.switched_on = True
         acc[:] = [0.0] * bins
         cnt[:] = [0] * bins
         self.span = max(self.value) - min(self.value)
@@ -223,9 +234,16 @@ class Seasonality:
         d = self.daily
         return 0.5 * d.weight * d.span
 
-    def learn(self, t: float, y: float, offset: float) -> None:
+    def learn(self, t: float, y: float, offset: float) -> bool:
         """Learn from a normal sample ``y`` (model space) at ``t``, whose ``offset`` was just
-        computed by ``offset(t)``. (``SeasonalProfile.learn`` of each profile, written out.)"""
+        computed by ``offset(t)``. (``SeasonalProfile.learn`` of each profile, written out.)
+
+        Returns True when this sample's fold switched the weekly profile on: the deseasonalised
+        series changes from then on (weekends stop looking like level shifts), and what the
+        detector's level statistics learned about their own spread before is out of date. The
+        daily profile's switch-on is not reported: it comes after ``min_cycles`` days, when those
+        spreads are still young, and relearning them then was measured to cost more than it
+        gained (``benchmarks/bench_anomaly.py --dev``)."""
         base = self.base + self.base_rate * (y - offset - self.base)
         self.base = base
         dev = y - base
@@ -236,10 +254,20 @@ class Seasonality:
             p.cnt[b] += 1
         p = self.weekly  # type: ignore[assignment]
         if p is not None:
-            b = p.bin if p.blo <= t < p.bhi else p.rebin(t)
+            if p.blo <= t < p.bhi:
+                b = p.bin
+            else:  # a new bin (once an hour): perhaps a new cycle, folded
+                b = p.rebin(t)
+                if p.switched_on:
+                    p.switched_on = False
+                    if b >= 0:
+                        p.acc[b] += dev - self.last_daily
+                        p.cnt[b] += 1
+                    return True
             if b >= 0:
                 p.acc[b] += dev - self.last_daily
                 p.cnt[b] += 1
+        return False
 
     def shift(self, delta: float) -> None:
         """The level moved by ``delta`` and the detector accepted it: move the base with it."""
