@@ -16,7 +16,10 @@ split is fixed here (``split_of``): by series, alternating within each family, s
 cover every family and kind; tuning reads only ``split="dev"``. (The corpus grew from 4 to 8
 series per family, the hourly KPI family and missing data before the held-out half of the larger
 corpus was first scored; series 0-3 of the first 12 families are the same as before, except for
-their gaps.)
+their gaps. Two families have two variants each — small integers: a queue length or a replica
+count; process memory: a collector that stops or not — chosen by pairs of series so that each
+variant is in both halves; until 2026-11-28 they were chosen by the split rule itself, which put
+each variant in one half only.)
 """
 from __future__ import annotations
 

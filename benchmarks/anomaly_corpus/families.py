@@ -44,6 +44,14 @@ def _kinds(kinds: tuple[str, ...], k: int, count: int) -> list[str]:
     return [kinds[(k + j) % len(kinds)] for j in range(count)]
 
 
+def _variant(k: int) -> int:
+    """Which of a family's two variants series ``k`` is: by pairs (0, 1 | 2, 3 | ...), so each
+    variant has series in both halves of the split (even / odd ``k``). Choosing by ``k % 2``, the
+    split rule itself, put a whole variant in one half: queue lengths only in development, replica
+    counts and a collector that stops only held out."""
+    return (k // 2) % 2
+
+
 def _count(n: int) -> int:
     return 3 if n >= 4000 else 2
 
@@ -210,7 +218,7 @@ def memory(rng: np.random.Generator, k: int, n: int | None, dt: float | None, in
     noise_abs = base * rng.uniform(0.0005, 0.003)
     stop = n
     kinds = _kinds((RAMP, LEVEL_SHIFT, FLATLINE, SPIKE), k, _count(n)) if inject else []
-    if has_saw and inject and k % 2 == 1:  # on some series the collector stops (its own kind)
+    if has_saw and inject and _variant(k) == 1:  # on some series the collector stops (its own kind)
         kinds[-1] = "gc_stop"
     m = Model(ts, np.full(n, base), np.zeros(n), ar1(rng, n, 0.3, noise_abs), 1.0)
     an: list[Anomaly] = []
@@ -298,7 +306,7 @@ def integer_steps(rng: np.random.Generator, k: int, n: int | None, dt: float | N
     ts = timestamps(rng, n, dt)
     curve = daily_curve(rng)
     an: tuple[Anomaly, ...] = ()
-    if k % 2 == 0:  # queue length
+    if _variant(k) == 0:  # queue length
         lam = float(rng.uniform(0.5, 6.0))
         m = Model(ts, np.full(n, lam), np.zeros(n), ar1(rng, n, 0.9, 0.15 * lam), float(np.sqrt(lam)))
         if inject:
