@@ -194,3 +194,43 @@ def test_a_fork_waits_for_the_evaluators_imports_to_finish():
     _, status = os.waitpid(pid, 0)
     t.join()
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_a_fork_waits_for_database_calls_and_the_child_opens_its_own_connections(tmp_path):
+    """A fork while another thread was inside SQLite (a query of the incident store or the
+    outbox) copied SQLite's mutexes as held: the child's next query hung for ever (2 of 200
+    children of a runtime with incidents on)."""
+    from aphrodite_sla.forking import fork_waits
+    from aphrodite_sla.incidents.store import IncidentStore
+
+    store = IncidentStore.at_path(tmp_path / "incidents.db")
+    store.open_incidents()  # the parent has a pooled connection
+    inside, done = threading.Event(), threading.Event()
+
+    def query() -> None:
+        with fork_waits():
+            inside.set()
+            store.open_incidents()
+            time.sleep(0.5)
+            done.set()
+
+    t = threading.Thread(target=query)
+    t.start()
+    inside.wait(5)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        try:
+            waited = done.is_set()  # the copy was taken after the call finished
+            store.open_incidents()  # and the child's own connection works
+            with fork_waits():  # calls are not held back in the child
+                pass
+            os._exit(0 if waited else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    t.join()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    with fork_waits():  # nor in the parent once the fork is made
+        assert store.open_incidents() == []
+    store.close()

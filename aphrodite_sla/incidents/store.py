@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from aphrodite_sla.forking import fork_waits, reset_in_child
 from aphrodite_sla.incidents import schema as s
 from aphrodite_sla.incidents.model import (
     AuditEntry,
@@ -89,8 +90,15 @@ class IncidentStore:
         self.clock = clock
         self.engine = _engine(url)
         self._lock = threading.Lock()
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             self.schema_version = s.migrate(conn)
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        # a forked child must not use the parent's pooled connections (nor close them: they are
+        # the parent's): it opens its own
+        self._lock = threading.Lock()
+        self.engine.dispose(close=False)
 
     @classmethod
     def at_path(cls, path: str | os.PathLike[str], **kwargs: Any) -> IncidentStore:
@@ -113,7 +121,7 @@ class IncidentStore:
         row = _row(incident)
         row["open_key"] = incident.fingerprint if incident.is_open else None
         try:
-            with self.engine.begin() as conn:
+            with fork_waits(), self.engine.begin() as conn:
                 conn.execute(s.incidents.insert().values(**row))
                 self._append(conn, incident.incident_id, incident.timeline, incident.audit)
         except IntegrityError:
@@ -134,7 +142,7 @@ class IncidentStore:
         if add_events:
             row["event_count"] = s.incidents.c.event_count + add_events
         row["open_key"] = incident.fingerprint if incident.is_open else None
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             result = conn.execute(update(s.incidents).where(s.incidents.c.incident_id == incident.incident_id).values(**row))
             if result.rowcount == 0:
                 raise KeyError(incident.incident_id)
@@ -151,7 +159,7 @@ class IncidentStore:
             conn.execute(s.incident_audit.insert(), entries)
 
     def get(self, incident_id: str, *, full: bool = True) -> Incident | None:
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             row = conn.execute(select(s.incidents).where(s.incidents.c.incident_id == incident_id)).mappings().first()
             if row is None:
                 return None
@@ -168,7 +176,7 @@ class IncidentStore:
             conds.append(s.incidents.c.root_cause == root_cause)
         else:
             return None
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             row = conn.execute(select(s.incidents).where(and_(*conds)).order_by(s.incidents.c.detected_at.desc()).limit(1)).mappings().first()
             return None if row is None else self._incident(conn, row, True)
 
@@ -178,13 +186,13 @@ class IncidentStore:
         where = [c.status.in_(OPEN_STATUSES), c.detected_at >= since]
         if incident_type is not None:
             where.append(c.incident_type == incident_type)
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             row = conn.execute(select(s.incidents).where(and_(*where)).order_by(c.detected_at.desc()).limit(1)).mappings().first()
             return None if row is None else self._incident(conn, row, True)
 
     def latest_with(self, fingerprint: str) -> Incident | None:
         """The newest incident of ``fingerprint`` whatever its status (flap suppression reopens it)."""
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             row = conn.execute(select(s.incidents).where(s.incidents.c.fingerprint == fingerprint)
                                .order_by(s.incidents.c.detected_at.desc()).limit(1)).mappings().first()
             return None if row is None else self._incident(conn, row, True)
@@ -204,48 +212,48 @@ class IncidentStore:
         if replica is not None:
             conds.append(c.replica == replica)
         where = and_(True, *conds)
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             total = int(conn.execute(select(func.count()).select_from(s.incidents).where(where)).scalar() or 0)
             rows = conn.execute(select(s.incidents).where(where).order_by(c.detected_at.desc(), c.incident_id)
                                 .limit(limit).offset(offset)).mappings().all()
             return Page([self._incident(conn, r, False) for r in rows], total, offset, limit)
 
     def open_incidents(self, *, full: bool = True) -> list[Incident]:
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             rows = conn.execute(select(s.incidents).where(s.incidents.c.status.in_(OPEN_STATUSES))
                                 .order_by(s.incidents.c.detected_at)).mappings().all()
             return [self._incident(conn, r, full) for r in rows]
 
     def all_incidents(self, *, since: float | None = None, full: bool = True) -> list[Incident]:
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             query = select(s.incidents).order_by(s.incidents.c.detected_at)
             if since is not None:
                 query = query.where(s.incidents.c.detected_at >= since)
             return [self._incident(conn, r, full) for r in conn.execute(query).mappings().all()]
 
     def delete(self, incident_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             return bool(conn.execute(delete(s.incidents).where(s.incidents.c.incident_id == incident_id)).rowcount)
 
     # -- post-mortems -----------------------------------------------------------------------------
     def save_postmortem(self, incident_id: str, markdown: str, at: float) -> None:
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             conn.execute(delete(s.postmortems).where(s.postmortems.c.incident_id == incident_id))
             conn.execute(s.postmortems.insert().values(incident_id=incident_id, created_at=at, markdown=markdown))
 
     def postmortem(self, incident_id: str) -> str | None:
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             value = conn.execute(select(s.postmortems.c.markdown).where(s.postmortems.c.incident_id == incident_id)).scalar()
             return None if value is None else str(value)
 
     # -- detection rules --------------------------------------------------------------------------
     def save_rule(self, name: str, definition: dict[str, Any], at: float, by: str) -> None:
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             conn.execute(delete(s.detection_rules).where(s.detection_rules.c.name == name))
             conn.execute(s.detection_rules.insert().values(name=name, definition=json.dumps(definition), updated_at=at, updated_by=by))
 
     def rules(self) -> dict[str, dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             return {r.name: json.loads(r.definition) for r in conn.execute(select(s.detection_rules))}
 
     # -- retention and statistics -----------------------------------------------------------------
@@ -257,7 +265,7 @@ class IncidentStore:
         now = self.clock() if now is None else now
         day = 86_400.0
         c = s.incidents.c
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             events = conn.execute(delete(s.incident_events).where(s.incident_events.c.at < now - retention.event_history_days * day)).rowcount
             pms = conn.execute(delete(s.postmortems).where(s.postmortems.c.created_at < now - retention.postmortems_days * day)).rowcount
             kept = select(s.postmortems.c.incident_id)
@@ -272,7 +280,7 @@ class IncidentStore:
 
     def counts(self) -> dict[str, Any]:
         c = s.incidents.c
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             by_status = {r[0]: int(r[1]) for r in conn.execute(select(c.status, func.count()).group_by(c.status))}
             open_by_severity = {r[0]: int(r[1]) for r in conn.execute(
                 select(c.severity, func.count()).where(c.status.in_(OPEN_STATUSES)).group_by(c.severity))}

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from aphrodite_sla.forking import fork_waits, reset_in_child
 from aphrodite_sla.notify.model import IncidentFacts, Notification, NotificationStatus, dedup_key
 
 SCHEMA_VERSION = 1
@@ -85,8 +86,9 @@ def ensure_schema(engine: sa.Engine) -> int:
     """Create or migrate the ``notification_`` tables; idempotent and safe to race (two processes
     starting at once). Returns the schema version. A newer version than this code knows is an
     error (an older build must not write to a newer layout)."""
-    metadata.create_all(engine, checkfirst=True)
-    with engine.begin() as conn:
+    with fork_waits():
+        metadata.create_all(engine, checkfirst=True)
+    with fork_waits(), engine.begin() as conn:
         found = conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1)).scalar()
         if found is None:
             try:
@@ -115,6 +117,12 @@ class Outbox:
         self.clock = clock
         self.lease_s = lease_s
         ensure_schema(engine)
+        reset_in_child(self)
+
+    def _reset_after_fork(self) -> None:
+        # a forked child must not use the parent's pooled connections (nor close them: they are
+        # the parent's): it opens its own
+        self.engine.dispose(close=False)
 
     # -- writing --------------------------------------------------------------------------------
     def enqueue(self, facts: IncidentFacts, receivers: Iterable[str]) -> list[str]:
@@ -132,7 +140,7 @@ class Outbox:
         if not rows:
             return []
         new: list[str] = []
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             for row in rows:
                 if self._insert_new(conn, row):
                     new.append(row["dedup_key"])
@@ -178,7 +186,7 @@ class Outbox:
             query = query.where(outbox.c.receiver.not_in(list(exclude_receivers)))
         claimed: list[Notification] = []
         receivers: set[str] = set()
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             for row in conn.execute(query).mappings().all():
                 if row["receiver"] in receivers:  # one row per receiver per lease: in order, one in flight
                     continue
@@ -196,7 +204,7 @@ class Outbox:
 
     def mark_delivered(self, n: Notification, started_at: float) -> None:
         now = self.clock()
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             conn.execute(outbox.update().where(outbox.c.id == n.id).values(
                 status=NotificationStatus.DELIVERED.value, attempts=outbox.c.attempts + 1, delivered_at=now, claimed_until=0.0))
             conn.execute(attempts.insert().values(notification_id=n.id, attempted_at=started_at, duration_s=now - started_at, ok=True, error=""))
@@ -210,7 +218,7 @@ class Outbox:
             values["status"] = NotificationStatus.FAILED.value
         else:
             values["next_attempt_at"] = retry_at
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             conn.execute(outbox.update().where(outbox.c.id == n.id).values(**values))
             conn.execute(attempts.insert().values(notification_id=n.id, attempted_at=started_at, duration_s=now - started_at, ok=False, error=error))
 
@@ -218,14 +226,14 @@ class Outbox:
         """Delete delivered and given-up rows created before ``before`` (and their attempts): the
         retention the incident store configures. Pending rows are never purged. Returns rows deleted."""
         done = (outbox.c.status != NotificationStatus.PENDING.value) & (outbox.c.created_at < before)
-        with self.engine.begin() as conn:
+        with fork_waits(), self.engine.begin() as conn:
             conn.execute(attempts.delete().where(attempts.c.notification_id.in_(sa.select(outbox.c.id).where(done))))
             return int(conn.execute(outbox.delete().where(done)).rowcount)
 
     # -- reading --------------------------------------------------------------------------------
     def counts(self) -> OutboxCounts:
         out: dict[str, dict[str, int]] = {}
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             for receiver, status, n in conn.execute(
                     sa.select(outbox.c.receiver, outbox.c.status, sa.func.count()).group_by(outbox.c.receiver, outbox.c.status)):
                 out.setdefault(receiver, {})[status] = int(n)
@@ -238,17 +246,17 @@ class Outbox:
             query = query.where(outbox.c.receiver == receiver)
         if status is not None:
             query = query.where(outbox.c.status == status.value)
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             return [_notification(r) for r in reversed(conn.execute(query).mappings().all())]
 
     def of_incident(self, incident_id: str, limit: int = 500) -> list[Notification]:
         """The rows of one incident, oldest first (the console's notifications section)."""
         query = sa.select(outbox).where(outbox.c.incident_id == incident_id).order_by(outbox.c.id).limit(limit)
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             return [_notification(r) for r in conn.execute(query).mappings().all()]
 
     def attempts_of(self, notification_id: int) -> list[dict]:
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             rows = conn.execute(sa.select(attempts).where(attempts.c.notification_id == notification_id).order_by(attempts.c.id))
             return [dict(r) for r in rows.mappings().all()]
 
@@ -256,7 +264,7 @@ class Outbox:
         """The newest notification of incident ``fingerprint`` delivered to ``receiver``."""
         query = (sa.select(outbox).where(outbox.c.receiver == receiver, outbox.c.fingerprint == fingerprint,
                                          outbox.c.status == NotificationStatus.DELIVERED.value).order_by(outbox.c.id.desc()).limit(1))
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return _notification(row) if row is not None else None
 
@@ -268,7 +276,7 @@ class Outbox:
             .where(outbox.c.receiver == receiver, outbox.c.status == NotificationStatus.DELIVERED.value)
             .group_by(outbox.c.fingerprint)
         )
-        with self.engine.connect() as conn:
+        with fork_waits(), self.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox).where(outbox.c.id.in_(last)).order_by(outbox.c.id)).mappings().all()
         return [n for n in map(_notification, rows) if not n.facts.resolving]
 
