@@ -78,7 +78,7 @@ def test_tail_bound_holds_on_later_days_where_worst_plus_margin_breaks():
         history = _days(rng, 1, _latency)
         tail = propose(LAT, history).proposed
         old = propose(LAT, history, tail=None).proposed
-        assert tail is not None and old is not None and tail.bound > old.bound
+        assert tail is not None and old is not None and tail.bound >= old.bound  # never below the old rule
         later = [float(_latency(rng, POINTS_PER_DAY).max()) for _ in range(30)]
         broken_old += sum(w > old.bound for w in later)
         broken_tail += sum(w > tail.bound for w in later)
