@@ -1,13 +1,18 @@
 """SLA calibration: propose each SLA's target and tolerance from a healthy period, and say how often
 a bound would have fired on that period.
 
-The rule, and why: the bound is the worst healthy window's statistic × (1 + margin) (× (1 − margin)
-for a lower-bound SLA), so the same healthy traffic replayed stays inside it by the margin and
-raises nothing, while a fault that moves the statistic by more than the margin is still caught;
-the target is the median window's statistic (what the SLA normally reads), and the tolerance is
-whatever makes target × (1 ± tolerance) equal that bound. Windows are the SLA's own (its length,
-stepped by the evaluation interval) and the fire count replays the evaluator's sustained rule, so
-"would have fired" means what the monitor would have done.
+The rule, and why: the bound is the level healthy windows pass once in 30 days — the upper 90%
+confidence limit of a tail fit of the history's declustered peaks (``calibration_tail``) — and
+never less than the worst healthy window's statistic × (1 + margin) (× (1 − margin) and mirrored
+for a lower-bound SLA). The worst window of one day is a sample maximum: the next day beats it
+about half the time, so "worst + 10%" alone is broken by ordinary traffic within days (the
+benchmark's held-out day did); the tail fit says how far a month's worst reaches, and the margin
+keeps the old guarantee that the same traffic replayed stays inside. A history too short for a fit
+(fewer than 8 independent peaks) gets worst + margin, and the report says so. The target is the
+median window's statistic (what the SLA normally reads), and the tolerance is whatever makes
+target × (1 ± tolerance) equal that bound. Windows are the SLA's own (its length, stepped by the
+evaluation interval) and the fire count replays the evaluator's sustained rule, so "would have
+fired" means what the monitor would have done.
 """
 from __future__ import annotations
 
@@ -227,6 +232,8 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
     notes = [] if median > 0 or not upper else ["median is 0: target is the mean window"]
     if tail is not None:
         notes.append(_tail_note(fit, worst, margin, upper, tail))
+    if upper and threshold.unit == "%" and proposed.bound >= 100.0:
+        notes.append("a bound at or above 100% never fires: healthy peaks reach too high for this SLA to tell a fault")
     return Calibration(threshold, proposed, median, worst, current, replay(series, proposed), "; ".join(notes), fit)
 
 

@@ -143,6 +143,15 @@ def test_lower_bound_sla_fits_the_dips():
     assert "the tail reaches 0" in cal0.note
 
 
+def test_a_percentage_bound_past_100_is_called_out():
+    kv = SLAThreshold("kv_cache_usage_percent", 80.0, 20.0, 1, unit="%", min_samples=1)
+    s = _days(np.random.default_rng(6), 1, lambda r, n: np.minimum(30.0 + r.exponential(12.0, n), 99.0))
+    cal = propose(kv, s)
+    assert cal.proposed is not None and cal.proposed.bound >= 100.0 and "never fires" in cal.note
+    calm = propose(kv, _days(np.random.default_rng(6), 1, lambda r, n: 30.0 + r.exponential(3.0, n)))
+    assert calm.proposed is not None and calm.proposed.bound < 100.0 and "never fires" not in calm.note
+
+
 def test_settings_refuse_nonsense():
     for bad in ({"return_period_days": 0.0}, {"return_period_days": math.inf}, {"confidence": 1.0}, {"confidence": 0.2},
                 {"tail_share": 0.0}, {"min_peaks": 2}, {"shape_min_peaks": 3}, {"bootstrap": 5}, {"max_abs_shape": 2.0}):
