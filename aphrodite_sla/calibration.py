@@ -1,13 +1,18 @@
 """SLA calibration: propose each SLA's target and tolerance from a healthy period, and say how often
 a bound would have fired on that period.
 
-The rule, and why: the bound is the worst healthy window's statistic × (1 + margin) (× (1 − margin)
-for a lower-bound SLA), so the same healthy traffic replayed stays inside it by the margin and
-raises nothing, while a fault that moves the statistic by more than the margin is still caught;
-the target is the median window's statistic (what the SLA normally reads), and the tolerance is
-whatever makes target × (1 ± tolerance) equal that bound. Windows are the SLA's own (its length,
-stepped by the evaluation interval) and the fire count replays the evaluator's sustained rule, so
-"would have fired" means what the monitor would have done.
+The rule, and why: the bound is the level healthy windows pass once in 30 days — the upper 90%
+confidence limit of a tail fit of the history's declustered peaks (``calibration_tail``) — and
+never less than the worst healthy window's statistic × (1 + margin) (× (1 − margin) and mirrored
+for a lower-bound SLA). The worst window of one day is a sample maximum: the next day beats it
+about half the time, so "worst + 10%" alone is broken by ordinary traffic within days (the
+benchmark's held-out day did); the tail fit says how far a month's worst reaches, and the margin
+keeps the old guarantee that the same traffic replayed stays inside. A history too short for a fit
+(fewer than 8 independent peaks) gets worst + margin, and the report says so. The target is the
+median window's statistic (what the SLA normally reads), and the tolerance is whatever makes
+target × (1 ± tolerance) equal that bound. Windows are the SLA's own (its length, stepped by the
+evaluation interval) and the fire count replays the evaluator's sustained rule, so "would have
+fired" means what the monitor would have done.
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aphrodite_sla.calibration_tail import TailFit, TailSettings, fit_tail
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
 
 DEFAULT_MARGIN = 0.10
+DEFAULT_TAIL = TailSettings()  # a bound at the level healthy windows pass once in 30 days (90% limit)
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -94,6 +101,7 @@ class Calibration:
     current_replay: BoundReplay | None = None
     proposed_replay: BoundReplay | None = None
     note: str = ""
+    tail: TailFit | None = None  # the extreme-value fit behind the bound (None: worst + margin alone)
 
     @property
     def name(self) -> str:
@@ -181,9 +189,11 @@ def min_windows(threshold: SLAThreshold) -> int:
     return max(3, threshold.min_evaluation_points)
 
 
-def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAULT_MARGIN) -> Calibration:
+def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAULT_MARGIN,
+            tail: TailSettings | None = DEFAULT_TAIL) -> Calibration:
     """The calibration of ``threshold`` on a healthy window series (see the module docstring for the
-    rule). Raises ``NotEnoughHistory`` when fewer than ``min_windows`` windows were judged."""
+    rule). ``tail``: how the history's tail is fitted (None: the bound is the worst window plus the
+    margin alone). Raises ``NotEnoughHistory`` when fewer than ``min_windows`` windows were judged."""
     if not (0.0 <= margin < 1.0):
         raise ValueError(f"margin must be in [0, 1), got {margin!r}")
     judged = series.judged
@@ -196,11 +206,18 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
     median = float(np.median(judged))
     worst = float(judged.max() if upper else judged.min())
     current = replay(series, threshold)
+    fit = None
+    if tail is not None:  # larger is worse for the fit: a lower-bound SLA's values are negated
+        fit = fit_tail(series.ends, series.values if upper else -series.values, threshold.window_seconds, series.span_s, tail)
     if upper:
         target = median if median > 0 else float(judged.mean())
         bound = worst * (1.0 + margin)
+        if fit is not None:
+            bound = max(bound, fit.limit)
     else:
         target, bound = median, worst * (1.0 - margin)
+        if fit is not None and -fit.limit > 0:
+            bound = min(bound, -fit.limit)
     if not (target > 0 and bound > 0):
         side = "above" if upper else "below"
         return Calibration(threshold, None, median, worst, current, None,
@@ -212,8 +229,25 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
     if not upper:
         tolerance = min(tolerance, 99.99)
     proposed = replace(threshold, target_value=target, tolerance_percent=tolerance)
-    note = "" if median > 0 or not upper else "median is 0: target is the mean window"
-    return Calibration(threshold, proposed, median, worst, current, replay(series, proposed), note)
+    notes = [] if median > 0 or not upper else ["median is 0: target is the mean window"]
+    if tail is not None:
+        notes.append(_tail_note(fit, worst, margin, upper, tail))
+    if upper and threshold.unit == "%" and proposed.bound >= 100.0:
+        notes.append("a bound at or above 100% never fires: healthy peaks reach too high for this SLA to tell a fault")
+    return Calibration(threshold, proposed, median, worst, current, replay(series, proposed), "; ".join(notes), fit)
+
+
+def _tail_note(fit: TailFit | None, worst: float, margin: float, upper: bool, tail: TailSettings) -> str:
+    """What decided the bound: the tail's confidence limit, or the worst window plus the margin (and why)."""
+    floor = f"worst x {1 + margin if upper else 1 - margin:g}"
+    if fit is None:
+        return f"too few peaks for a tail fit (< {tail.min_peaks}): {floor}"
+    if upper:
+        return fit.describe() if fit.limit > worst * (1.0 + margin) else f"{floor} (beyond the tail's {fit.describe()})"
+    own = fit.mirrored()
+    if own.limit <= 0:
+        return f"{floor}: the tail reaches 0 ({own.describe(upper=False)}), no lower bound keeps healthy traffic inside"
+    return own.describe(upper=False) if own.limit < worst * (1.0 - margin) else f"{floor} (beyond the tail's {own.describe(upper=False)})"
 
 
 def _significant(value: float, digits: int = 4) -> float:
@@ -313,6 +347,7 @@ def write_config(path: str | os.PathLike[str], calibrations: Iterable[Calibratio
 
 
 __all__ = [
-    "DEFAULT_MARGIN", "BoundReplay", "Calibration", "History", "NotEnoughHistory", "WindowSeries", "min_windows", "propose",
+    "DEFAULT_MARGIN", "DEFAULT_TAIL", "BoundReplay", "Calibration", "History", "NotEnoughHistory", "TailFit", "TailSettings", "WindowSeries",
+    "min_windows", "propose",
     "render_table", "render_toml", "replay", "window_series", "write_config",
 ]

@@ -196,7 +196,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     proposed bounds would have fired on it, and write the configuration file with --output."""
     import os
 
-    from aphrodite_sla.calibration import Calibration, NotEnoughHistory, propose, render_table, write_config
+    from aphrodite_sla.calibration import Calibration, NotEnoughHistory, TailSettings, propose, render_table, write_config
     from aphrodite_sla.calibration_sources import SourceError, monitor_history, parse_duration, prometheus_history, simulate_history
     from aphrodite_sla.config import ENV_FILE, ENV_PREFIX, ConfigError, builtin_thresholds, load_config
 
@@ -206,6 +206,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.margin < 1.0:
         return fail(f"--margin must be in [0, 1), got {args.margin:g}")
+    try:
+        tail = None if args.worst_plus_margin else TailSettings(return_period_days=args.return_period_days)
+    except ValueError as err:
+        return fail(f"--return-period-days: {err}")
     sla_set = args.sla_set
     if sla_set is not None:
         thresholds = builtin_thresholds(sla_set)
@@ -261,17 +265,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             calibrations.append(Calibration(th, None, note=reason or "no source"))
             continue
         try:
-            calibrations.append(propose(th, series, args.margin))
+            calibrations.append(propose(th, series, args.margin, tail))
         except NotEnoughHistory as err:
             calibrations.append(Calibration(th, None, note=reason or str(err).split(": ", 1)[1]))
     if not any(c.proposed is not None for c in calibrations):
         reasons = "; ".join(f"{c.name}: {c.note}" for c in calibrations)
         return fail(f"no healthy history to calibrate from ({history.source}): {reasons}")
-    print(f"source: {history.source}; margin {args.margin:.0%} beyond the worst healthy window")
+    rule = (f"bound = worst healthy window x (1 +/- {args.margin:g})" if tail is None else
+            f"bound = the level healthy windows pass once in {tail.return_period_days:g} days (tail fit), "
+            f"at least the worst healthy window x (1 +/- {args.margin:g})")
+    print(f"source: {history.source}; {rule}")
     print(render_table(calibrations))
     if args.output:
         header = (f"SLA thresholds calibrated by `aphrodite-sla calibrate` from {history.source}\n"
-                  f"bound = worst healthy window x (1 +/- {args.margin:g}); target = the median window")
+                  f"{rule}; target = the median window")
         try:
             path = write_config(args.output, calibrations, sla_set=sla_set, header=header)
         except OSError as err:
@@ -358,7 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--since", default="7d", help="with --prometheus: how far back the healthy period goes (default 7d)")
     cal.add_argument("--step", default="60s", help="with --prometheus: spacing of the evaluation points (default 60s)")
     cal.add_argument("--match", default="", help='with --prometheus: label matchers selecting the deployment, e.g. model_name="llama"')
-    cal.add_argument("--margin", type=float, default=0.1, help="bound = worst healthy window x (1 + margin) (default 0.1)")
+    cal.add_argument("--margin", type=float, default=0.1,
+                     help="the bound is at least the worst healthy window x (1 + margin) (default 0.1)")
+    cal.add_argument("--return-period-days", type=float, default=30.0, metavar="DAYS",
+                     help="bound at the level healthy traffic passes once in DAYS, from a fit of the history's tail (default 30)")
+    cal.add_argument("--worst-plus-margin", action="store_true",
+                     help="no tail fit: the bound is the worst healthy window x (1 + margin)")
     cal.add_argument("--output", "-o", default=None, help="write the [[thresholds]] configuration here (atomically)")
     cal.add_argument("--sla-set", choices=("serving", "seed"), default=None,
                      help="calibrate a built-in set (default: the configured SLAs; with --simulate and no configuration, the simulator's)")

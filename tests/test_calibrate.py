@@ -275,7 +275,11 @@ def test_cli_calibrate_simulate_writes_a_config(tmp_path, capsys, monkeypatch):
     out = tmp_path / "calibrated.toml"
     assert cli.main(["calibrate", "--simulate", "--duration", "400", "--margin", "0.2", "--output", str(out)]) == 0
     stdout = capsys.readouterr().out
-    assert "margin 20%" in stdout and re.search(r"^ttft_p95\s+p95\s+30\s+60\s+[\d.]+", stdout, re.M)
+    assert "the level healthy windows pass once in 30 days (tail fit), at least the worst healthy window x (1 +/- 0.2)" in stdout
+    assert re.search(r"^ttft_p95\s+p95\s+30\s+60\s+[\d.]+", stdout, re.M)
+    assert "# bound = the level healthy windows pass once in 30 days" in out.read_text()
+    assert cli.main(["calibrate", "--simulate", "--duration", "300", "--worst-plus-margin"]) == 0
+    assert "; bound = worst healthy window x (1 +/- 0.1)\n" in capsys.readouterr().out
     cfg = load_config({ENV_FILE: str(out)})
     names = [t.metric_name for t in cfg.thresholds]
     assert names == ["request_latency_p95", "request_latency_p99", "goodput_percent", "ttft_p95", "itl_p99", "process_memory_mb"]
@@ -290,6 +294,8 @@ def test_cli_calibrate_errors(capsys, monkeypatch):
     assert "unknown scenario 'nope'" in capsys.readouterr().err
     assert cli.main(["calibrate", "--simulate", "--margin", "1.5"]) == 2
     assert "--margin must be in [0, 1)" in capsys.readouterr().err
+    assert cli.main(["calibrate", "--simulate", "--return-period-days", "0"]) == 2
+    assert "--return-period-days: return_period_days must be a finite number > 0" in capsys.readouterr().err
     assert cli.main(["calibrate", "--prometheus", "http://127.0.0.1:9", "--since", "1m", "--step", "5s"]) == 2
     assert "Prometheus at http://127.0.0.1:9 is unreachable" in capsys.readouterr().err
     assert cli.main(["calibrate", "--simulate", "--duration", "100", "-o", "/nonexistent-dir/slas.toml"]) == 2
