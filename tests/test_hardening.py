@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -172,27 +173,40 @@ def test_scipy_is_imported_by_the_evaluator_at_start_not_by_the_first_regression
     assert out.stdout.strip() == "True"
 
 
+def _fork_while_another_thread_is_inside(block: Any, work: Any, child: Any) -> int:
+    """Fork while another thread is inside ``block()`` (doing ``work()``, then 0.5 s more); the
+    child returns ``child(done)`` as its exit status (``done``: the thread had left the block when
+    the copy was taken), or 2 if it raised; killed after 20 s. Returns the child's wait status."""
+    inside, done = threading.Event(), threading.Event()
+
+    def inside_block() -> None:
+        with block():
+            inside.set()
+            work()
+            time.sleep(0.5)
+            done.set()
+
+    t = threading.Thread(target=inside_block)
+    t.start()
+    inside.wait(5)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        try:
+            os._exit(child(done.is_set()))
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    t.join()
+    return status
+
+
 def test_a_fork_waits_for_the_evaluators_imports_to_finish():
     """A fork while the evaluator thread imported numba (its warm-up, right after start) left the
     child a half-done import whose lock it could never take: its first evaluation hung."""
     from aphrodite_sla.forking import imports_in_progress
 
-    inside, done = threading.Event(), threading.Event()
-
-    def importer() -> None:
-        with imports_in_progress():
-            inside.set()
-            time.sleep(0.5)
-            done.set()
-
-    t = threading.Thread(target=importer)
-    t.start()
-    inside.wait(5)
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if done.is_set() else 1)  # the copy was taken after the imports finished
-    _, status = os.waitpid(pid, 0)
-    t.join()
+    status = _fork_while_another_thread_is_inside(imports_in_progress, lambda: None, lambda done: 0 if done else 1)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
@@ -205,31 +219,14 @@ def test_a_fork_waits_for_database_calls_and_the_child_opens_its_own_connections
 
     store = IncidentStore.at_path(tmp_path / "incidents.db")
     store.open_incidents()  # the parent has a pooled connection
-    inside, done = threading.Event(), threading.Event()
 
-    def query() -> None:
-        with fork_waits():
-            inside.set()
-            store.open_incidents()
-            time.sleep(0.5)
-            done.set()
+    def child(done: bool) -> int:
+        store.open_incidents()  # the child's own connection works
+        with fork_waits():  # calls are not held back in the child
+            pass
+        return 0 if done else 1  # the copy was taken after the call finished
 
-    t = threading.Thread(target=query)
-    t.start()
-    inside.wait(5)
-    pid = os.fork()
-    if pid == 0:
-        signal.alarm(20)
-        try:
-            waited = done.is_set()  # the copy was taken after the call finished
-            store.open_incidents()  # and the child's own connection works
-            with fork_waits():  # calls are not held back in the child
-                pass
-            os._exit(0 if waited else 1)
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    t.join()
+    status = _fork_while_another_thread_is_inside(fork_waits, store.open_incidents, child)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     with fork_waits():  # nor in the parent once the fork is made
         assert store.open_incidents() == []
