@@ -54,6 +54,30 @@ def test_learn_reports_the_weekly_switch_on_once_and_not_the_daily_one():
     assert 2 * WEEK <= weekly_on < 3 * WEEK
 
 
+def test_the_written_out_offset_and_learn_match_each_profiles_own():
+    """``Seasonality.offset`` / ``learn`` are the profiles' ``offset`` / ``learn`` written out for
+    speed: fed the same samples, two profiles driven through their own methods agree with them
+    at every sample, through the daily and the weekly switch-on."""
+    ts, values = weekly_metric(3.0, HOUR, seed=3)
+    y = np.log(values)
+    season = Seasonality(DAY, 24, True, 0.25, 2)
+    ref = Seasonality(DAY, 24, True, 0.25, 2)
+    season.start(float(np.median(y[:30])), HOUR)
+    assert ref.weekly is not None and season.weekly is not None
+    daily, weekly = ref.daily, ref.weekly
+    for t, v in zip(ts.tolist(), y.tolist()):
+        off = season.offset(t)
+        ref_daily = daily.offset(t)
+        assert off == pytest.approx(ref_daily + weekly.offset(t), abs=1e-12)
+        season.learn(t, v, off)
+        dev = v - season.base  # the base the written-out learn used (it moves first)
+        daily.learn(t, dev)
+        weekly.learn(t, dev - ref_daily)
+    assert season.daily.value == pytest.approx(daily.value, abs=1e-12)
+    assert season.weekly.value == pytest.approx(weekly.value, abs=1e-12)
+    assert season.daily.target > 0.5 and season.weekly.cycles >= 2  # the daily profile is in use
+
+
 def test_learn_reports_nothing_without_a_weekly_profile():
     ts, values = weekly_metric(3.0, HOUR, seed=2)
     season = Seasonality(DAY, 24, False, 0.25, 2)

@@ -26,8 +26,9 @@ perfect weekly profile leaves (measured on the corpus' weekly families), so the 
 those spreads relearn (``AnomalyDetector._relearn_spreads``).
 
 Cost: both runs on every sample, so each profile caches the linear piece of itself the time is
-in, and the bin it is learning; ``Seasonality.offset`` and ``learn`` are written out in
-``AnomalyDetector._step`` (and kept here as the reference, which the tests compare it with).
+in, and the bin it is learning; ``Seasonality.offset`` and ``learn`` write out both profiles'
+``SeasonalProfile.offset`` and ``learn`` (one call per sample from the detector instead of
+three), which stay as the reference the tests compare them with.
 """
 
 from __future__ import annotations
@@ -253,21 +254,18 @@ class Seasonality:
             p.acc[b] += dev
             p.cnt[b] += 1
         p = self.weekly  # type: ignore[assignment]
-        if p is not None:
-            if p.blo <= t < p.bhi:
-                b = p.bin
-            else:  # a new bin (once an hour): perhaps a new cycle, folded
-                b = p.rebin(t)
-                if p.switched_on:
-                    p.switched_on = False
-                    if b >= 0:
-                        p.acc[b] += dev - self.last_daily
-                        p.cnt[b] += 1
-                    return True
-            if b >= 0:
-                p.acc[b] += dev - self.last_daily
-                p.cnt[b] += 1
-        return False
+        if p is None:
+            return False
+        switched = False
+        if p.blo <= t < p.bhi:
+            b = p.bin
+        else:  # a new bin (once an hour): perhaps a new cycle, folded
+            b = p.rebin(t)
+            switched, p.switched_on = p.switched_on, False
+        if b >= 0:
+            p.acc[b] += dev - self.last_daily
+            p.cnt[b] += 1
+        return switched
 
     def shift(self, delta: float) -> None:
         """The level moved by ``delta`` and the detector accepted it: move the base with it."""
