@@ -286,7 +286,7 @@ class ExceedanceRate:
         self.recent_at = 0  # the sample number ``p_recent`` is as of
         self.block_hits = 0  # outliers among the ordinary samples of the block in progress
         self.cusum = 0.0
-        self.excess = 0.0  # an accepted denser regime's rate above ``p0``, fading (see ``steps``)
+        self.excess = 0.0  # an accepted denser regime's rate above ``p0``, fading (see ``learn_block``)
         self.excess_keep = (1.0 - 1.0 / excess_memory) ** 16
         self.step_hit = 0.0
         self.step_miss = 0.0
@@ -296,7 +296,6 @@ class ExceedanceRate:
         """The CUSUM's step sizes for the current base rate, ``p0`` plus the fading excess of an
         accepted denser regime (a hit, a miss)."""
         p0 = self.p0 + self.excess
-        self.excess *= self.excess_keep
         p1 = self.gain * p0
         if p1 < self.p_min:
             p1 = self.p_min
@@ -307,10 +306,12 @@ class ExceedanceRate:
 
     def learn_block(self) -> None:
         """Every 16 samples: ``p0`` learns their ordinary outliers at once (16 steps of its EW
-        mean, the block's outliers counted at its end), then the step sizes follow it."""
+        mean, the block's outliers counted at its end), an accepted regime's excess fades by 16
+        samples' worth, then the step sizes follow them."""
         p = self.p0 * self.keep_block + self.a_rate * self.block_hits
         self.p0 = p if p > self.p_floor else self.p_floor
         self.block_hits = 0
+        self.excess *= self.excess_keep
         self.steps()
 
     def recent(self, n: int) -> float:
