@@ -108,6 +108,21 @@ def test_corpus_is_deterministic_large_and_split_by_series():
         assert all(B.PROBATION * n < a.onset < n for a in s.anomalies)
 
 
+def test_corpus_before_it_grew_is_its_first_series():
+    """``first=8`` is the corpus the earlier figures were measured on: the same series, and the
+    grown corpus only adds series after them (so old and new figures compare)."""
+    old, grown = corpus("heldout", first=8), corpus("heldout")
+    assert [s.name for s in old] == [s.name for s in grown if int(s.name.rsplit("_", 1)[1]) < 8]
+    by_name = {s.name: s for s in grown}
+    for s in old:
+        np.testing.assert_array_equal(s.values, by_name[s.name].values)
+    assert len(grown) == 3 * len(old)
+    with pytest.raises(ValueError, match="first"):
+        corpus("dev", first=0)
+    first = B.first_series([(s.name, B.score_series(s, np.array([], dtype=np.int64))) for s in grown], 8)
+    assert first.windows == sum(len(B.windows_of(s)) for s in old)
+
+
 def test_bootstrap_interval_brackets_the_score_and_is_zero_when_every_series_agrees():
     s = series()
     perfect = B.score_series(s, np.array([375, 775]))
