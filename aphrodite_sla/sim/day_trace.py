@@ -27,7 +27,8 @@ class DayShape:
     """The rate curve: ``peak_rate`` x (``night`` + humps at ``morning_h`` and ``afternoon_h``),
     normalised so the busiest minute of the smooth curve is ``peak_rate``; bursts arrive about
     ``bursts_per_hour`` times an hour, last ``burst_mean_s`` on average (exponential, 20 s .. 10
-    min) and multiply the rate by a factor drawn from [``burst_low``, ``burst_high``]."""
+    min) and multiply the rate by a factor drawn from [``burst_low``, ``burst_high``] (where bursts
+    overlap, by the largest of their factors: the rate never exceeds ``burst_high`` x the curve)."""
 
     peak_rate: float = 8.0
     night: float = 0.15
@@ -68,6 +69,18 @@ class Burst:
     factor: float
 
 
+def burst_factors(grid: np.ndarray, bursts: list[Burst]) -> np.ndarray:
+    """The factor the rate is multiplied by at each time of ``grid``: 1, or the largest factor
+    of the bursts running then. Overlapping bursts do not multiply: the rate stays within
+    ``burst_high`` x the curve, as the shape promises (two stacked bursts once reached 3.2x,
+    past the simulated engine's capacity at the peak: an overload, not a healthy day)."""
+    out = np.ones_like(grid, dtype=float)
+    for b in bursts:
+        during = (grid >= b.start_s) & (grid < b.start_s + b.duration_s)
+        out[during] = np.maximum(out[during], b.factor)
+    return out
+
+
 def day_trace(duration_s: float = DAY_S, shape: DayShape | None = None, *, seed: int = 0, start_s: float = 0.0,
               prompt_median: float = 1024.0, output_median: float = 200.0) -> tuple[TraceArrivals, list[Burst]]:
     """``duration_s`` of the day from ``start_s`` (seconds after midnight) as a trace, and the
@@ -84,7 +97,7 @@ def day_trace(duration_s: float = DAY_S, shape: DayShape | None = None, *, seed:
         length = float(np.clip(rng.exponential(shape.burst_mean_s), 20.0, 600.0))
         factor = float(rng.uniform(shape.burst_low, shape.burst_high))
         bursts.append(Burst(float(start), length, factor))
-        rate[(grid >= start) & (grid < start + length)] *= factor
+    rate = rate * burst_factors(grid, bursts)
     cum = np.concatenate(([0.0], np.cumsum((rate[1:] + rate[:-1]) / 2.0)))  # Λ on the 1-s grid
     unit = synthetic_trace(float(cum[-1]), 1.0, seed=seed, burstiness=shape.burstiness, prompt_median=prompt_median,
                            output_median=output_median)
@@ -111,4 +124,4 @@ def trace_slice(trace: TraceArrivals, start_s: float, end_s: float) -> TraceArri
     )
 
 
-__all__ = ["DAY_S", "Burst", "DayShape", "day_trace", "trace_slice"]
+__all__ = ["DAY_S", "Burst", "DayShape", "burst_factors", "day_trace", "trace_slice"]
