@@ -8,7 +8,10 @@ for a lower-bound SLA). The worst window of one day is a sample maximum: the nex
 about half the time, so "worst + 10%" alone is broken by ordinary traffic within days (the
 benchmark's held-out day did); the tail fit says how far a month's worst reaches, and the margin
 keeps the old guarantee that the same traffic replayed stays inside. A history too short for a fit
-(fewer than 8 independent peaks) gets worst + margin, and the report says so. The target is the
+(fewer than 8 independent peaks) gets worst + margin, and the report says so. A run of windows
+that the rest of the history's tail reaches less than once in 1,000 histories of its length (an
+overload or an incident inside the "healthy" period) is left out of the fit and of the worst
+window, and the report names it. The target is the
 median window's statistic (what the SLA normally reads), and the tolerance is whatever makes
 target × (1 ± tolerance) equal that bound. Windows are the SLA's own (its length, stepped by the
 evaluation interval) and the fire count replays the evaluator's sustained rule, so "would have
@@ -27,12 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from aphrodite_sla.calibration_tail import TailFit, TailSettings, fit_tail
+from aphrodite_sla.calibration_tail import TailFit, TailSettings, fit_tail, incident_windows
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, Statistic
 
 DEFAULT_MARGIN = 0.10
 DEFAULT_TAIL = TailSettings()  # a bound at the level healthy windows pass once in 30 days (90% limit)
 SECONDS_PER_DAY = 86_400.0
+# a run of windows beyond what the rest of the history's tail reaches once in this many histories of
+# its length is an overload or an incident, not healthy traffic's worst (``incident_windows``):
+# "never below worst + margin" would carry it into the bound (a week holding one 4-second TTFT
+# overload proposed a 4.3 s bound where the tail's own was 0.19 s)
+OUTLIER_HISTORIES = 1000.0
 
 
 class NotEnoughHistory(ValueError):
@@ -204,11 +212,25 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
         )
     upper = threshold.direction is Direction.UPPER
     median = float(np.median(judged))
-    worst = float(judged.max() if upper else judged.min())
     current = replay(series, threshold)
     fit = None
+    incident_note = ""
+    values = series.values
     if tail is not None:  # larger is worse for the fit: a lower-bound SLA's values are negated
-        fit = fit_tail(series.ends, series.values if upper else -series.values, threshold.window_seconds, series.span_s, tail)
+        worse = values if upper else -values
+        incident = incident_windows(series.ends, worse, threshold.window_seconds, series.span_s, tail, OUTLIER_HISTORIES)
+        if incident.any():
+            first = float(series.ends[np.flatnonzero(incident)[0]])
+            values = np.where(incident, np.nan, values)
+            worse = np.where(incident, np.nan, worse)
+            incident_note = (f"{int(incident.sum())} windows (the first ending at {first:.0f} s, the worst "
+                             f"{float(np.nanmax(series.values[incident]) if upper else np.nanmin(series.values[incident])):.4g}) "
+                             f"lie beyond what the rest of the history's tail reaches once in {OUTLIER_HISTORIES:g} histories "
+                             "this long: an overload or incident in the healthy period? They are left out of the fit and "
+                             "of the worst window")
+        fit = fit_tail(series.ends, worse, threshold.window_seconds, series.span_s, tail)
+    kept = values[np.isfinite(values)]
+    worst = float(kept.max() if upper else kept.min())
     if upper:
         target = median if median > 0 else float(judged.mean())
         bound = worst * (1.0 + margin)
@@ -230,6 +252,8 @@ def propose(threshold: SLAThreshold, series: WindowSeries, margin: float = DEFAU
         tolerance = min(tolerance, 99.99)
     proposed = replace(threshold, target_value=target, tolerance_percent=tolerance)
     notes = [] if median > 0 or not upper else ["median is 0: target is the mean window"]
+    if incident_note:
+        notes.append(incident_note)
     if tail is not None:
         notes.append(_tail_note(fit, worst, margin, upper, tail))
     if upper and threshold.unit == "%" and proposed.bound >= 100.0:

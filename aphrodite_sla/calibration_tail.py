@@ -216,4 +216,43 @@ def fit_tail(ends: np.ndarray, values: np.ndarray, run_gap_s: float, span_s: flo
     return TailFit(estimate, limit, settings.confidence, threshold, n, rate, shape, scale, days, True, clipped)
 
 
-__all__ = ["TailFit", "TailSettings", "declustered_peaks", "fit_tail", "return_level"]
+def incident_windows(ends: np.ndarray, values: np.ndarray, run_gap_s: float, span_s: float,
+                     settings: TailSettings = TailSettings(), histories: float = 100.0, most: int = 5) -> np.ndarray:
+    """Which windows of a "healthy" history belong to an overload or incident: the runs (as
+    ``declustered_peaks`` forms them) whose peak lies beyond the level the *rest* of the history's
+    tail reaches once in ``histories`` histories of this length, largest first, at most ``most``.
+    The rest's tail has a shape of at least 0 (exponential): a fit's small-sample bias toward a
+    bounded tail must not make an ordinary largest peak look impossible. Larger is worse (negate a
+    lower-bound SLA's values). Returns a mask over ``values``; none when the history has too few
+    peaks to judge."""
+    out = np.zeros(len(values), dtype=bool)
+    finite = np.isfinite(values)
+    for _ in range(most):
+        kept = finite & ~out
+        if not kept.any():
+            break
+        threshold = float(np.quantile(values[kept], 1.0 - settings.tail_share))
+        idx = np.flatnonzero(kept & (values > threshold))
+        if len(idx) <= settings.min_peaks:
+            break
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(ends[idx]) > run_gap_s) + 1))
+        peaks = np.maximum.reduceat(values[idx], starts)
+        top = int(np.argmax(peaks))
+        rest = np.delete(peaks, top) - threshold
+        if not np.ptp(rest) > 0:
+            break
+        if len(rest) < settings.shape_min_peaks:
+            shape, scale = 0.0, float(rest.mean())
+        else:
+            shape, scale, _ = _fit_shape(rest, settings.max_abs_shape)
+            if shape < 0.0:
+                shape, scale = 0.0, float(rest.mean())
+        rate = len(peaks) * SECONDS_PER_DAY / span_s
+        if peaks[top] <= return_level(threshold, shape, scale, rate, histories * span_s / SECONDS_PER_DAY):
+            break
+        end = starts[top + 1] if top + 1 < len(starts) else len(idx)
+        out[idx[starts[top]:end]] = True
+    return out
+
+
+__all__ = ["TailFit", "TailSettings", "declustered_peaks", "fit_tail", "incident_windows", "return_level"]
