@@ -76,6 +76,36 @@ def test_small_steps_of_a_quantised_gauge_are_normal():
     assert len(S.alert_stream(scores[400:])) == 0
 
 
+def _gauge_with_steps(value: float, quantum: float, steps: dict[int, float], n: int = 1500) -> np.ndarray:
+    """An exact value that moves by ``steps[i]`` quanta at sample ``i``."""
+    x = np.full(n, value)
+    for i, k in steps.items():
+        x[i:] += k * quantum
+    return x
+
+
+@pytest.mark.parametrize(("value", "quantum"), [(8192.0, 10.0), (256.0, 1.0), (40.0, 0.1)])
+def test_one_step_of_a_gauge_that_stands_still_is_its_ordinary_change(value, quantum):
+    x = _gauge_with_steps(value, quantum, {400: 1.0, 800: -1.0, 1200: 1.0})
+    scores = feed(AnomalyDetector(season_seconds=None), x)
+    assert scores[300:].max() < ALERT
+
+
+def test_without_the_step_floor_one_step_of_a_still_gauge_pages():
+    """The level statistics' step floor is what keeps the step above quiet (this test fails if the
+    floor stops working, not only if the gauge happens to be quiet)."""
+    x = _gauge_with_steps(8192.0, 10.0, {400: 1.0, 800: -1.0, 1200: 1.0})
+    scores = feed(AnomalyDetector(season_seconds=None, step_floor=0.0), x)
+    assert len(S.alert_stream(scores[300:])) >= 1
+
+
+@pytest.mark.parametrize("steps", [3.0, -3.0])
+def test_a_shift_of_several_steps_of_a_still_gauge_pages(steps):
+    x = _gauge_with_steps(256.0, 1.0, {400: 1.0, 800: steps})
+    scores = feed(AnomalyDetector(season_seconds=None), x)
+    assert scores[800:840].max() >= ALERT
+
+
 # ----------------------------------------------------------------------------- onset signal
 
 

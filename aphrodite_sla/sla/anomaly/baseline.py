@@ -9,7 +9,13 @@ it may normally be.
   sqrt(pi / 2) to a Gaussian sd), floored by the larger of half the metric's typical non-zero step
   (its resolution: integer counts, 0.01 % utilisation) and ``relative_floor`` of its level (see
   ``transform.py``). A metric that has been exactly 3072.0 for hours has no spread; a change of
-  a millionth is still no anomaly.
+  a millionth is still no anomaly. A metric whose measured scale is below that step floor stands
+  still between steps of its resolution (a configured size, a pool that grows by one): its level
+  moves by whole steps, and the level statistics are measured in a scale of at least
+  ``step_floor`` typical steps (in ``detector._step``), so that one step is its ordinary change
+  (a level z of 5 at most, at the threshold's edge) and two steps still page. Without it a
+  one-quantum step of a near-constant gauge was a 10-sd level shift (22 of the development
+  half's false alarms were such steps on healthy stretches).
 * **Tail matching.** Real residuals are heavier-tailed than Gaussian. A running estimate of the
   ``tail_quantile`` (99 %) of ``|z|`` rescales z so that this quantile maps to the Gaussian one
   (never upwards): "5.5 sd" comes to mean "as rare as 5.5 sd would be for Gaussian noise". It is
