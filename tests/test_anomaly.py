@@ -99,6 +99,36 @@ def test_without_the_step_floor_one_step_of_a_still_gauge_pages():
     assert len(S.alert_stream(scores[300:])) >= 1
 
 
+def _sparse_count_rising(seed: int) -> np.ndarray:
+    """Errors a minute: Poisson at 0.03 (mostly 0, blips of 1), then at 1 from sample 2000."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.poisson(0.03, 2000), rng.poisson(1.0, 300)]).astype(float)
+
+
+def _pages_on_the_rise(seeds: range) -> int:
+    found = 0
+    for seed in seeds:
+        scores = feed(AnomalyDetector(season_seconds=None), _sparse_count_rising(seed), step=60.0)
+        found += int(scores[2000:2060].max() >= ALERT)
+    return found
+
+
+def test_a_sparse_count_is_no_still_gauge_a_rate_rise_of_one_step_pages():
+    assert _pages_on_the_rise(range(6)) >= 5
+
+
+def test_a_still_metric_learns_whether_its_steps_are_moves_or_blips():
+    """A gauge's steps persist (it gets the step floor); a sparse count's blips undo themselves at
+    the next sample (it does not: its level is the rate of blips)."""
+    from aphrodite_sla.sla.anomaly.baseline import UNDONE
+    gauge = AnomalyDetector(season_seconds=None)
+    feed(gauge, _gauge_with_steps(256.0, 1.0, {i: (-1.0) ** i for i in range(100, 1500, 60)}))
+    count = AnomalyDetector(season_seconds=None)
+    feed(count, np.random.default_rng(3).poisson(0.03, 2000).astype(float), step=60.0)
+    assert gauge._m is not None and count._m is not None
+    assert gauge._m.base.undo < UNDONE < count._m.base.undo
+
+
 @pytest.mark.parametrize("steps", [3.0, -3.0])
 def test_a_shift_of_several_steps_of_a_still_gauge_pages(steps):
     x = _gauge_with_steps(256.0, 1.0, {400: 1.0, 800: steps})

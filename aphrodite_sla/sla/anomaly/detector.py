@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from aphrodite_sla.sla.anomaly.baseline import ABS_FLOOR, RobustBaseline
+from aphrodite_sla.sla.anomaly.baseline import ABS_FLOOR, UNDONE, RobustBaseline
 from aphrodite_sla.sla.anomaly.config import (
     DRIFT,
     FLATLINE,
@@ -352,9 +352,13 @@ class AnomalyDetector:
         # a metric that stands still between steps of its resolution (no noise of its own: the
         # scale is at its step floor) moves by whole steps: one step is its ordinary change, not a
         # level shift, so the level statistics measure in at least ``step_floor`` steps
-        sig_level = step_floor * b.jump if f > sigma else 0.0
-        if f > sigma:
+        # (a sparse count's 0 -> 1 -> 0 blips are steps that undo themselves: not a level that moved)
+        sig_level = 0.0
+        still = f > sigma
+        if still:
             sigma = f
+            if b.undo < UNDONE:
+                sig_level = step_floor * b.jump
         f = rel_floor if b.log_space else rel_floor * (level if level >= 0.0 else -level)
         if f > sigma:
             sigma = f
@@ -370,6 +374,8 @@ class AnomalyDetector:
         qg = b.q_gauss
         zt = zs = az * qg / q if q > qg else az
         dy = y - b.last_y  # the metric's typical step (its resolution), before deseasonalising
+        if still and dy:
+            b.stepped(dy, n)
         if dy < 0.0:
             dy = -dy
         if dy > 0.0:
