@@ -20,7 +20,7 @@ it may normally be.
   of one step; ``stepped`` learns which of the two a still metric is.
 * **Tail matching.** Real residuals are heavier-tailed than Gaussian. A running estimate of the
   ``tail_quantile`` (99 %) of ``|z|`` rescales z so that this quantile maps to the Gaussian one
-  (never upwards): "5.5 sd" comes to mean "as rare as 5.5 sd would be for Gaussian noise". It is
+  (never upwards): "5 sd" comes to mean "as rare as 5 sd would be for Gaussian noise". It is
   learned from isolated deviations only (a run of outliers counts once), so a metric that often
   jumps between levels does not teach it that every sample may be far out.
 """
