@@ -353,17 +353,22 @@ class AnomalyDetector:
         # scale is at its step floor) moves by whole steps: one step is its ordinary change, not a
         # level shift, so the level statistics measure in at least ``step_floor`` steps
         # (a sparse count's 0 -> 1 -> 0 blips are steps that undo themselves: not a level that moved)
-        sig_level = 0.0
         still = f > sigma
         if still:
             sigma = f
-            if b.undo < UNDONE:
-                sig_level = step_floor * b.jump
         f = rel_floor if b.log_space else rel_floor * (level if level >= 0.0 else -level)
         if f > sigma:
             sigma = f
         if sigma < ABS_FLOOR:
             sigma = ABS_FLOOR
+        sig_level = sig_drift = sigma  # the scales the level and drift statistics measure in
+        if still and b.undo < UNDONE:
+            f = step_floor * b.jump
+            if f > sigma:
+                sig_level = f
+            f *= m.drift_per_level  # (in the drift statistic's white-noise units: one step as ordinary)
+            if f > sigma:
+                sig_drift = f
         e = d - level
         z = e / sigma
         b.e = e
@@ -451,9 +456,8 @@ class AnomalyDetector:
 
         # -- level shift and drift (statistics.LevelChange): a fast level against a delayed
         # reference, and a slow level against a slower one
-        zl = m.level.step(cleaned, learn, odd, sig_level if sig_level > sigma else sigma)
-        sig_level *= m.drift_per_level
-        zd = m.drift.step(cleaned, learn, odd, sig_level if sig_level > sigma else sigma)
+        zl = m.level.step(cleaned, learn, odd, sig_level)
+        zd = m.drift.step(cleaned, learn, odd, sig_drift)
 
         # -- residual run (statistics.ResidualRun)
         rn = m.run
