@@ -76,6 +76,66 @@ def test_small_steps_of_a_quantised_gauge_are_normal():
     assert len(S.alert_stream(scores[400:])) == 0
 
 
+def _gauge_with_steps(value: float, quantum: float, steps: dict[int, float], n: int = 1500) -> np.ndarray:
+    """An exact value that moves by ``steps[i]`` quanta at sample ``i``."""
+    x = np.full(n, value)
+    for i, k in steps.items():
+        x[i:] += k * quantum
+    return x
+
+
+@pytest.mark.parametrize(("value", "quantum"), [(8192.0, 10.0), (256.0, 1.0), (40.0, 0.1)])
+def test_one_step_of_a_gauge_that_stands_still_is_its_ordinary_change(value, quantum):
+    x = _gauge_with_steps(value, quantum, {400: 1.0, 800: -1.0, 1200: 1.0})
+    scores = feed(AnomalyDetector(season_seconds=None), x)
+    assert scores[300:].max() < ALERT
+
+
+def test_without_the_step_floor_one_step_of_a_still_gauge_pages():
+    """The level statistics' step floor is what keeps the step above quiet (this test fails if the
+    floor stops working, not only if the gauge happens to be quiet)."""
+    x = _gauge_with_steps(8192.0, 10.0, {400: 1.0, 800: -1.0, 1200: 1.0})
+    scores = feed(AnomalyDetector(season_seconds=None, step_floor=0.0), x)
+    assert len(S.alert_stream(scores[300:])) >= 1
+
+
+def _sparse_count_rising(seed: int) -> np.ndarray:
+    """Errors a minute: Poisson at 0.03 (mostly 0, blips of 1), then at 1 from sample 2000."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.poisson(0.03, 2000), rng.poisson(1.0, 300)]).astype(float)
+
+
+def _pages_on_the_rise(seeds: range) -> int:
+    found = 0
+    for seed in seeds:
+        scores = feed(AnomalyDetector(season_seconds=None), _sparse_count_rising(seed), step=60.0)
+        found += int(scores[2000:2060].max() >= ALERT)
+    return found
+
+
+def test_a_sparse_count_is_no_still_gauge_a_rate_rise_of_one_step_pages():
+    assert _pages_on_the_rise(range(6)) >= 5
+
+
+def test_a_still_metric_learns_whether_its_steps_are_moves_or_blips():
+    """A gauge's steps persist (it gets the step floor); a sparse count's blips undo themselves at
+    the next sample (it does not: its level is the rate of blips)."""
+    from aphrodite_sla.sla.anomaly.baseline import UNDONE
+    gauge = AnomalyDetector(season_seconds=None)
+    feed(gauge, _gauge_with_steps(256.0, 1.0, {i: (-1.0) ** i for i in range(100, 1500, 60)}))
+    count = AnomalyDetector(season_seconds=None)
+    feed(count, np.random.default_rng(3).poisson(0.03, 2000).astype(float), step=60.0)
+    assert gauge._m is not None and count._m is not None
+    assert gauge._m.base.undo < UNDONE < count._m.base.undo
+
+
+@pytest.mark.parametrize("steps", [3.0, -3.0])
+def test_a_shift_of_several_steps_of_a_still_gauge_pages(steps):
+    x = _gauge_with_steps(256.0, 1.0, {400: 1.0, 800: steps})
+    scores = feed(AnomalyDetector(season_seconds=None), x)
+    assert scores[800:840].max() >= ALERT
+
+
 # ----------------------------------------------------------------------------- onset signal
 
 

@@ -9,10 +9,18 @@ it may normally be.
   sqrt(pi / 2) to a Gaussian sd), floored by the larger of half the metric's typical non-zero step
   (its resolution: integer counts, 0.01 % utilisation) and ``relative_floor`` of its level (see
   ``transform.py``). A metric that has been exactly 3072.0 for hours has no spread; a change of
-  a millionth is still no anomaly.
+  a millionth is still no anomaly. A metric whose measured scale is below that step floor stands
+  still between steps of its resolution (a configured size, a pool that grows by one): its level
+  moves by whole steps, and the level statistics are measured in a scale of at least
+  ``step_floor`` typical steps (in ``detector._step``), so that one step is its ordinary change
+  and three steps still page. Without it a one-quantum step of a near-constant gauge was a 10-sd
+  level shift (22 of the development half's false alarms were such steps on healthy stretches).
+  Not so for a sparse count (errors a minute, mostly 0): its steps are blips that undo
+  themselves at the next sample, and a rate that rises from 0.05 to 1 a minute is a level shift
+  of one step; ``stepped`` learns which of the two a still metric is.
 * **Tail matching.** Real residuals are heavier-tailed than Gaussian. A running estimate of the
   ``tail_quantile`` (99 %) of ``|z|`` rescales z so that this quantile maps to the Gaussian one
-  (never upwards): "5.5 sd" comes to mean "as rare as 5.5 sd would be for Gaussian noise". It is
+  (never upwards): "5 sd" comes to mean "as rare as 5 sd would be for Gaussian noise". It is
   learned from isolated deviations only (a run of outliers counts once), so a metric that often
   jumps between levels does not teach it that every sample may be far out.
 """
@@ -24,10 +32,13 @@ import math
 from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, two_sided_z
 from aphrodite_sla.sla.anomaly.transform import Transform
 
-__all__ = ["ABS_FLOOR", "MAD_TO_SD", "TAIL_STEP", "RobustBaseline"]
+__all__ = ["ABS_FLOOR", "MAD_TO_SD", "TAIL_STEP", "UNDONE", "RobustBaseline"]
 
 ABS_FLOOR = 1e-12  # below any real metric's resolution; only keeps divisions finite
 TAIL_STEP = 0.05  # log-step of the stochastic-approximation quantile tracker
+UNDONE = 0.2  # share of a still metric's steps that undo the previous sample's: above it, its steps are blips
+# (a sparse count's 0 -> 1 -> 0: about half of its steps), not a gauge's moves (almost none), and it gets no step floor
+_UNDO_MEMORY = 20  # steps over which that share is learned (a running mean of the first ones)
 
 
 class RobustBaseline:
@@ -57,9 +68,13 @@ class RobustBaseline:
         "run_sign",
         "scale_alpha",
         "sigma",
+        "step_at",
+        "step_last",
+        "steps",
         "tail_down",
         "tail_q",
         "tail_up",
+        "undo",
         "z",
     )
 
@@ -86,6 +101,10 @@ class RobustBaseline:
         self.e = 0.0
         self.z = 0.0
         self.sigma = 0.0
+        self.undo = 0.0  # share of a still metric's steps that undo the previous sample's step
+        self.steps = 0  # steps counted in it (up to _UNDO_MEMORY)
+        self.step_at = -2  # sample number and size of the last step counted
+        self.step_last = 0.0
 
     def start(self, level: float, sd: float, jump: float, n_jumps: int, last_y: float) -> None:
         """Seed from the warm-up: level, residual sd, typical step and its count, last value."""
@@ -94,6 +113,21 @@ class RobustBaseline:
         self.jump = jump
         self.n_jumps = n_jumps
         self.last_y = last_y
+
+    def stepped(self, step: float, n: int) -> None:
+        """A metric that stands still (its scale at the step floor) moved by ``step`` at sample
+        ``n``: learn how often a step of about its resolution undoes the one just before it. A
+        gauge's steps persist (its level moved); a sparse count's 0 -> 1 -> 0 undo themselves, and
+        its level is the rate of such blips, for the level statistics to judge in its own scale.
+        Called only on such steps (rare), so it may be a call."""
+        a = step if step >= 0.0 else -step
+        if a <= 2.0 * self.jump:  # larger steps are spikes or shifts, not the metric's resolution
+            k = self.steps + 1 if self.steps < _UNDO_MEMORY else _UNDO_MEMORY
+            self.steps = k
+            undo = 1.0 if self.step_at == n - 1 and step * self.step_last < 0.0 else 0.0
+            self.undo += (undo - self.undo) / k
+        self.step_at = n
+        self.step_last = step
 
     def rescale(self, factor: float) -> None:
         """Accept a new spread: the residual scale becomes ``factor`` times what it was."""

@@ -36,6 +36,10 @@ class AnomalyDetectorConfig:
     log_transform: bool | None = None  # None: auto (log for positive, skewed or wide metrics; see transform.py)
     recheck: int = 300  # auto transform re-chosen once after this many samples, from how the noise scales
     relative_floor: float = 1e-3  # residual scale >= this share of the level: 3072 -> 3072.000001 is no change
+    step_floor: float = 1.5  # a metric that stands still between steps of its resolution (a gauge, not a sparse
+    # count: baseline.py): the level statistics' scale is at least this many typical steps, so one step is ordinary
+    # (z ~3.3) and three page. Dev: false alarms 365 -> 342 (near-constant healthy stretches 22 -> 1), windows found
+    # 293 -> 292, score 66.5 -> 66.6; 1.0 left one step at z ~5 (still paging), 2.0 hid shifts of two steps
     # -- seasonality
     season_seconds: float | None = 86_400.0  # daily profile period; None disables both profiles
     season_bins: int = 48  # half-hour bins: resolves a morning ramp, few enough to learn in 2 days
@@ -48,7 +52,8 @@ class AnomalyDetectorConfig:
     huber_c: float = 3.0  # residuals beyond c * scale are clipped before they move any baseline
     persist: int = 4  # same-sign outliers in a row that mean "new level", not "spikes"
     # -- alert thresholds: Gaussian-equivalent z of each statistic that maps to score 0.5
-    spike_z: float = 5.5  # one-sample residual after tail matching: ~4e-8 per sample on Gaussian noise
+    spike_z: float = 5.0  # one-sample residual after tail matching: ~6e-7 per sample on Gaussian noise (5.5: dev
+    # 0.7 lower, 3 spike windows fewer, 0.12 fewer healthy false alarms per 8 h, within the 0.6 budget)
     level_z: float = 5.0  # fast vs slow level (standardised by its own spread, lighter-tailed)
     run_z: float = 4.0  # leaky sum of clipped residuals (a shift the fast baseline absorbs)
     drift_z: float = 5.0  # slow vs very slow level
@@ -58,7 +63,8 @@ class AnomalyDetectorConfig:
     combined_ratio: float = 1.33  # sqrt(sum of squared ratios) that alarms: statistics that agree
     evidence_floor: float = 0.4  # persistent evidence: ratios above this add up (healthy medians are ~0.25) ...
     evidence_decay: float = 0.97  # ... leaking over ~30 samples (a brief excursion is forgotten) ...
-    evidence_h: float = 8.0  # ... alarming at this sum: ~30 samples at 0.8 of a threshold, never below 0.64
+    evidence_h: float = 8.0  # ... alarming at this sum: ~30 samples at 0.8 of a threshold, never below 0.64 (6.5:
+    # dev +0.8, but level-wander pages on the tests' healthy AR(1) and day-long latency series)
     # -- time constants of the change statistics (per sample)
     run_decay: float = 0.8  # residual run: ~5 samples of memory, as long as the baseline takes to follow
     level_alpha: float = 0.1  # level shift: ~10-sample level ...
@@ -105,6 +111,8 @@ class AnomalyDetectorConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0.0):
                 raise ValueError(f"{name} must be positive, got {v}")
+        if not (math.isfinite(self.step_floor) and self.step_floor >= 0.0):
+            raise ValueError(f"step_floor must be finite and >= 0, got {self.step_floor}")
         if not (0.0 <= self.relative_floor < 1.0):
             raise ValueError(f"relative_floor must be in [0, 1), got {self.relative_floor}")
         if not 0.5 < self.tail_quantile < 1.0:

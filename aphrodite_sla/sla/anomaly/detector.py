@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from aphrodite_sla.sla.anomaly.baseline import ABS_FLOOR, RobustBaseline
+from aphrodite_sla.sla.anomaly.baseline import ABS_FLOOR, UNDONE, RobustBaseline
 from aphrodite_sla.sla.anomaly.config import (
     DRIFT,
     FLATLINE,
@@ -92,6 +92,7 @@ class _Model:
         "cnt_spread",
         "density",
         "drift",
+        "drift_per_level",
         "dt",
         "evidence",
         "excursion",
@@ -118,6 +119,8 @@ class _Model:
         self.level = LevelChange(cfg.level_alpha, cfg.level_ref_alpha, cfg.norm_alpha, cfg.level_delay)
         self.run = ResidualRun(cfg.run_decay, cfg.huber_c, cfg.norm_alpha)
         self.drift = LevelChange(cfg.drift_alpha, cfg.drift_ref_alpha, cfg.norm_alpha)
+        # the step floor in the drift statistic's own white-noise units: one step is as ordinary to both
+        self.drift_per_level = self.level.k_white / self.drift.k_white
         self.spread = SpreadChange(cfg.spread_alpha, cfg.spread_ref_alpha, cfg.norm_alpha, cfg.persist - 1)
         self.flat = Flatline(cfg.flatline_min_run)
         self.density = ExceedanceRate(cfg.density_alpha, cfg.density_recent_alpha, cfg.density_gain,
@@ -171,7 +174,7 @@ class AnomalyDetector:
         self._k = (c.huber_c, c.event_z, c.spike_z, c.persist, 1.0 / c.spike_z, 1.0 / c.level_z, 1.0 / c.run_z,
                    1.0 / c.drift_z, 1.0 / c.spread_z, 1.0 / c.flatline_z, 1.0 / c.combined_ratio,
                    c.warmup + c.level_min_samples, c.warmup + c.drift_min_samples, c.warmup + c.spread_min_samples,
-                   c.relative_floor, c.density_z, 1.0 / c.density_h, c.evidence_floor)
+                   c.relative_floor, c.density_z, 1.0 / c.density_h, c.evidence_floor, c.step_floor)
         self.reset()
 
     # -- public ---------------------------------------------------------------------------
@@ -308,7 +311,8 @@ class AnomalyDetector:
         """One sample through the model; returns its score (0 when not ``scored``). The parts'
         per-sample arithmetic, in order (see each part's module for what and why)."""
         (huber_c, event_z, spike_z, persist, inv_spike, inv_level, inv_run, inv_drift, inv_spread, inv_flat,
-         inv_comb, level_from, drift_from, spread_from, rel_floor, density_z, inv_density, ev_floor) = self._k
+         inv_comb, level_from, drift_from, spread_from, rel_floor, density_z, inv_density, ev_floor,
+         step_floor) = self._k
         n = m.n + 1
         m.n = n
         learn = not m.alarm  # the parts learn from the previous sample unless it alarmed
@@ -345,13 +349,26 @@ class AnomalyDetector:
         level = b.level
         sigma = MAD_TO_SD * b.mad
         f = 0.5 * b.jump
-        if f > sigma:
+        # a metric that stands still between steps of its resolution (no noise of its own: the
+        # scale is at its step floor) moves by whole steps: one step is its ordinary change, not a
+        # level shift, so the level statistics measure in at least ``step_floor`` steps
+        # (a sparse count's 0 -> 1 -> 0 blips are steps that undo themselves: not a level that moved)
+        still = f > sigma
+        if still:
             sigma = f
         f = rel_floor if b.log_space else rel_floor * (level if level >= 0.0 else -level)
         if f > sigma:
             sigma = f
         if sigma < ABS_FLOOR:
             sigma = ABS_FLOOR
+        sig_level = sig_drift = sigma  # the scales the level and drift statistics measure in
+        if still and b.undo < UNDONE:
+            f = step_floor * b.jump
+            if f > sigma:
+                sig_level = f
+            f *= m.drift_per_level  # (in the drift statistic's white-noise units: one step as ordinary)
+            if f > sigma:
+                sig_drift = f
         e = d - level
         z = e / sigma
         b.e = e
@@ -362,6 +379,8 @@ class AnomalyDetector:
         qg = b.q_gauss
         zt = zs = az * qg / q if q > qg else az
         dy = y - b.last_y  # the metric's typical step (its resolution), before deseasonalising
+        if still and dy:
+            b.stepped(dy, n)
         if dy < 0.0:
             dy = -dy
         if dy > 0.0:
@@ -437,8 +456,8 @@ class AnomalyDetector:
 
         # -- level shift and drift (statistics.LevelChange): a fast level against a delayed
         # reference, and a slow level against a slower one
-        zl = m.level.step(cleaned, learn, odd, sigma)
-        zd = m.drift.step(cleaned, learn, odd, sigma)
+        zl = m.level.step(cleaned, learn, odd, sig_level)
+        zd = m.drift.step(cleaned, learn, odd, sig_drift)
 
         # -- residual run (statistics.ResidualRun)
         rn = m.run
