@@ -159,3 +159,25 @@ def test_the_next_bin_fast_path_puts_each_sample_where_rebin_would():
             q.cnt[b] += 1
         assert p.bin == q.bin and p.blo == q.blo and p.bhi == q.bhi
     assert p.value == q.value and p.acc == q.acc
+
+
+def test_a_missing_pattern_alarms_at_its_onset_and_then_becomes_normal():
+    """An onset signal: across the flat day the score is at the alert level for a few dozen of its
+    288 samples at most (the fit and the level statistic accept the missing pattern), and the
+    explanation's season_fit_z points the way the value moved (against the offset)."""
+    signs = 0
+    for seed in range(4):
+        ts, x, onset = seasonal_metric(seed)
+        det = AnomalyDetector()
+        alarming = 0
+        for i, (v, t) in enumerate(zip(x.tolist(), ts.tolist())):
+            score = det.update(v, t)
+            if onset <= i < onset + 288 and score >= 0.5:
+                alarming += 1
+                e = det.last_explanation
+                if e.kind == "seasonal" and abs(e.season_fit_z) >= det.config.season_fit_z:
+                    assert e.season_fit_z * e.seasonal_offset < 0.0
+                    signs += 1
+        assert alarming <= 40, (seed, alarming)
+    assert signs >= 4
+

@@ -23,6 +23,10 @@ has folded ``min_cycles`` days: a profile learned from its first two or three da
 noise, and its own error looks exactly like a deficit of the pattern (measured on the
 development half: false alarms in the first days of seasonal series, from a third day on).
 
+Onset: it accepts a missing pattern after ``persist`` alarming samples (not ``adapt_samples``:
+a ~50-sample mean has built up for dozens of samples when it crosses), and the level statistic
+accepts the level deviation with it, so the score decays.
+
 Cost: ``T`` moves over ~50 samples, so it is updated on every other sample at twice the rate, and
 its ratio is held in between (``detector.AnomalyDetector._step`` writes the lines out).
 """
@@ -31,9 +35,12 @@ from __future__ import annotations
 import math
 
 from aphrodite_sla.sla.anomaly.scoring import RunningSpread
-from aphrodite_sla.sla.anomaly.statistics import SPREAD_CLIP, SPREAD_EVERY, WIDEN
+from aphrodite_sla.sla.anomaly.statistics import SPREAD_CLIP, SPREAD_EVERY
 
-__all__ = ["SeasonFit"]
+__all__ = ["ACCEPT_WIDEN", "SeasonFit"]
+
+ACCEPT_WIDEN = 1.0  # an accepted deficit of size D makes D one spread: the same missing pattern scores z = 1
+# (below any threshold) until the spread relearns; with statistics.WIDEN (z = 4) it re-alarmed above its 3.5
 
 
 class SeasonFit:
@@ -60,8 +67,8 @@ class SeasonFit:
 
     def accept(self) -> None:
         """The missing pattern has kept alarming: the evidence restarts (the profile relearns the
-        new pattern) and a deficit of this size is less news for a while."""
-        self.spread.widen(WIDEN * self.t)
+        new pattern) and a deficit of this size is no news for a while (``ACCEPT_WIDEN``)."""
+        self.spread.widen(ACCEPT_WIDEN * self.t)
         self.sr = 0.0
         self.t = 0.0
         self.ratio = 0.0
