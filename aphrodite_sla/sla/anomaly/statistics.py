@@ -77,7 +77,10 @@ class LevelChange:
     leave the pair apart by that sample's noise. With ``delay`` None the reference then learns
     each value as it comes. With a ``delay`` it learns each value once it is ``delay`` samples old:
     ``ring`` holds the newer ones (``filled`` of them since the restart, the oldest at ``pos``);
-    ``m`` counts the values it has learned since the restart."""
+    ``m`` counts the values it has learned since the restart. With ``every`` > 1 it is stepped on
+    the mean of each ``every`` samples (the drift statistic: a 50-sample level loses nothing by it,
+    and one call every other sample pays for the season fit); its spread's learning is
+    ``RunningSpread.learn`` written out (two statistics run it on every other sample)."""
 
     __slots__ = ("a_fast", "a_ref", "delay", "diff", "fast", "filled", "floor", "inv_every", "k2_white", "k_white", "last", "m",
                  "n", "pos", "ref", "ring", "spread")
