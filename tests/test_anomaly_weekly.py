@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aphrodite_sla.sla.anomaly import AnomalyDetector, AnomalyDetectorConfig
-from aphrodite_sla.sla.anomaly.seasonal import Seasonality
+from aphrodite_sla.sla.anomaly.seasonal import DAILY_ON, WEEKLY_ON, Seasonality
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -34,22 +34,27 @@ def weekly_metric(weeks: float, step: float, seed: int) -> tuple[np.ndarray, np.
     return ts, np.exp(y)
 
 
-def test_learn_reports_the_weekly_switch_on_once_and_not_the_daily_one():
+def test_learn_reports_each_profiles_switch_on_once():
     ts, values = weekly_metric(4.0, HOUR, seed=1)
     season = Seasonality(DAY, 24, True, 0.25, 2)
     y = np.log(values)
     season.start(float(np.median(y[:30])), HOUR)
     reported = []
+    daily_reported = []
     daily_on = weekly_on = math.nan
     for t, v in zip(ts.tolist(), y.tolist()):
         off = season.offset(t)
-        if season.learn(t, v, off):
+        switched = season.learn(t, v, off)
+        if switched & WEEKLY_ON:
             reported.append(t)
+        if switched & DAILY_ON:
+            daily_reported.append(t)
         if daily_on != daily_on and season.daily.target > 0.5:
             daily_on = t
         if weekly_on != weekly_on and season.weekly is not None and season.weekly.target > 0.5:
             weekly_on = t
-    assert daily_on < 3 * DAY  # the daily profile came on early, unreported
+    assert daily_on < 3 * DAY  # the daily profile came on early ...
+    assert daily_reported == [daily_on], (daily_reported, daily_on)  # ... reported at the fold that did it
     assert reported == [weekly_on], (reported, weekly_on)
     assert 2 * WEEK <= weekly_on < 3 * WEEK
 
@@ -78,12 +83,14 @@ def test_the_written_out_offset_and_learn_match_each_profiles_own():
     assert season.daily.target > 0.5 and season.weekly.cycles >= 2  # the daily profile is in use
 
 
-def test_learn_reports_nothing_without_a_weekly_profile():
+def test_learn_reports_no_weekly_switch_on_without_a_weekly_profile():
     ts, values = weekly_metric(3.0, HOUR, seed=2)
     season = Seasonality(DAY, 24, False, 0.25, 2)
     y = np.log(values)
     season.start(float(np.median(y[:30])), HOUR)
-    assert not any(season.learn(t, v, season.offset(t)) for t, v in zip(ts.tolist(), y.tolist()))
+    reports = [season.learn(t, v, season.offset(t)) for t, v in zip(ts.tolist(), y.tolist())]
+    assert not any(r & WEEKLY_ON for r in reports)
+    assert sum(1 for r in reports if r & DAILY_ON) == 1
 
 
 def level_spread_after_switch_on(relearn: int) -> tuple[float, float, int]:

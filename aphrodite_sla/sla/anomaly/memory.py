@@ -158,6 +158,13 @@ class LevelMemory:
             w[i] *= d
             v[i] *= d
 
+    def forget(self) -> None:
+        """Drop every remembered level (they were measured in a space that has changed)."""
+        self.centre.clear()
+        self.weight.clear()
+        self.visits.clear()
+        self.current = -1
+
     def familiar(self, value: float, tol: float) -> float:
         """Distance from ``value`` to the nearest familiar level other than the current one
         (``inf`` if none is within ``tol``)."""

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SeasonalProfile", "Seasonality"]
+__all__ = ["DAILY_ON", "WEEKLY_ON", "SeasonalProfile", "Seasonality"]
 
 _CLIP = 3.0  # a bin's change per cycle is clipped at this many rms cycle-to-cycle changes
 SWITCH_ON = 0.25  # a fold that raises a profile's applied weight by more switches it on (see Seasonality.learn)
+DAILY_ON = 1  # ``Seasonality.learn``'s report: this sample's fold switched the daily profile on ...
+WEEKLY_ON = 2  # ... the weekly one (both bits may be set)
 
 
 class SeasonalProfile:
@@ -49,7 +51,7 @@ class SeasonalProfile:
     lo)``, before the weight) is kept until time leaves it; and the bin being learned (``blo``
     <= t < ``bhi``: bin ``bin``) likewise. A fold changes the values and drops the first."""
 
-    __slots__ = ("acc", "bhi", "bin", "bins", "blo", "cnt", "cycle", "cycle_weight", "cycles", "cycles_of", "fold_t",
+    __slots__ = ("acc", "bhi", "bin", "bins", "blo", "bnext", "cnt", "cycle", "cycle_weight", "cycles", "cycles_of", "fold_t",
                  "hi", "inv_ramp", "lo", "min_cycles", "ms_delta", "old_weight", "pa", "period", "ps", "span",
                  "switched_on", "target", "value", "weight")
 
@@ -73,7 +75,7 @@ class SeasonalProfile:
         self.inv_ramp = 4.0 / period
         self.lo = self.hi = math.nan  # the cached piece of the profile (none yet)
         self.pa = self.ps = 0.0
-        self.blo = self.bhi = math.nan  # the cached bin being learned (none yet)
+        self.blo = self.bhi = self.bnext = math.nan  # the cached bin being learned, and where the next one ends
         self.bin = 0
         self.switched_on = False  # the last fold switched the profile on (cleared by ``Seasonality.learn``)
 
@@ -127,11 +129,28 @@ class SeasonalProfile:
         self.bin = b
         self.blo = (cycle + b / self.bins) * self.period
         self.bhi = (cycle + (b + 1) / self.bins) * self.period
+        self.bnext = (cycle + (b + 2) / self.bins) * self.period if b + 1 < self.bins else self.bhi
+        return b
+
+    def next_bin(self) -> int:
+        """Time has just left the cached bin for the next one of the same cycle (``bhi`` <= t <
+        ``bnext``, the common case): move the cache along without ``rebin``'s arithmetic. (Written
+        out in ``Seasonality.learn``.)"""
+        b = self.bin + 1
+        self.bin = b
+        self.blo = self.bhi
+        self.bhi = self.bnext
+        self.bnext = (self.cycle + (b + 2) / self.bins) * self.period if b + 1 < self.bins else self.bhi
         return b
 
     def learn(self, t: float, dev: float) -> None:
         """Add the deviation ``dev`` of a normal sample at time ``t`` to its bin."""
-        b = self.bin if self.blo <= t < self.bhi else self.rebin(t)
+        if self.blo <= t < self.bhi:
+            b = self.bin
+        elif self.bhi <= t < self.bnext:
+            b = self.next_bin()
+        else:
+            b = self.rebin(t)
         if b >= 0:
             self.acc[b] += dev
             self.cnt[b] += 1
@@ -235,33 +254,55 @@ class Seasonality:
         d = self.daily
         return 0.5 * d.weight * d.span
 
-    def learn(self, t: float, y: float, offset: float) -> bool:
+    def learn(self, t: float, y: float, offset: float) -> int:
         """Learn from a normal sample ``y`` (model space) at ``t``, whose ``offset`` was just
         computed by ``offset(t)``. (``SeasonalProfile.learn`` of each profile, written out.)
 
-        Returns True when this sample's fold switched the weekly profile on: the deseasonalised
-        series changes from then on (weekends stop looking like level shifts), and what the
-        detector's level statistics learned about their own spread before is out of date. The
-        daily profile's switch-on is not reported: it comes after ``min_cycles`` days, when those
-        spreads are still young, and relearning them then was measured to cost more than it
-        gained (``benchmarks/bench_anomaly.py --dev``)."""
+        Returns ``WEEKLY_ON`` when this sample's fold switched the weekly profile on: the
+        deseasonalised series changes from then on (weekends stop looking like level shifts), and
+        what the detector learned in it before (its level statistics' spreads, the levels it
+        remembers) is out of date; ``DAILY_ON`` for the daily profile's switch-on (the detector
+        does not relearn the spreads then: it comes after ``min_cycles`` days, when they are
+        still young, and relearning them was measured to cost more than it gained,
+        ``benchmarks/bench_anomaly.py --dev``); 0 otherwise. The next bin of the same cycle is
+        found without ``rebin`` (``SeasonalProfile.next_bin``, written out)."""
         base = self.base + self.base_rate * (y - offset - self.base)
         self.base = base
         dev = y - base
         p = self.daily
-        b = p.bin if p.blo <= t < p.bhi else p.rebin(t)
+        switched = 0
+        if p.blo <= t < p.bhi:
+            b = p.bin
+        elif p.bhi <= t < p.bnext:  # the next bin of the same cycle (SeasonalProfile.next_bin)
+            b = p.bin + 1
+            p.bin = b
+            p.blo = p.bhi
+            p.bhi = p.bnext
+            p.bnext = (p.cycle + (b + 2) / p.bins) * p.period if b + 1 < p.bins else p.bhi
+        else:  # perhaps a new cycle, folded
+            b = p.rebin(t)
+            if p.switched_on:
+                p.switched_on = False
+                switched = DAILY_ON
         if b >= 0:
             p.acc[b] += dev
             p.cnt[b] += 1
         p = self.weekly  # type: ignore[assignment]
         if p is None:
-            return False
-        switched = False
+            return switched
         if p.blo <= t < p.bhi:
             b = p.bin
-        else:  # a new bin (once an hour): perhaps a new cycle, folded
+        elif p.bhi <= t < p.bnext:  # the next bin of the same cycle (SeasonalProfile.next_bin)
+            b = p.bin + 1
+            p.bin = b
+            p.blo = p.bhi
+            p.bhi = p.bnext
+            p.bnext = (p.cycle + (b + 2) / p.bins) * p.period if b + 1 < p.bins else p.bhi
+        else:  # a new cycle (once a week), folded
             b = p.rebin(t)
-            switched, p.switched_on = p.switched_on, False
+            if p.switched_on:
+                p.switched_on = False
+                switched |= WEEKLY_ON
         if b >= 0:
             p.acc[b] += dev - self.last_daily
             p.cnt[b] += 1

@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from aphrodite_sla.sla.anomaly.scoring import RunningSpread, ew_pair_sd
+from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, RunningSpread, ew_pair_sd
 
 __all__ = ["CAP", "MIN_LONG", "SPREAD_CLIP", "SPREAD_EVERY", "WIDEN", "ExceedanceRate", "Flatline", "LevelChange",
            "PersistentEvidence", "ResidualRun", "SpreadChange"]
@@ -77,16 +77,23 @@ class LevelChange:
     leave the pair apart by that sample's noise. With ``delay`` None the reference then learns
     each value as it comes. With a ``delay`` it learns each value once it is ``delay`` samples old:
     ``ring`` holds the newer ones (``filled`` of them since the restart, the oldest at ``pos``);
-    ``m`` counts the values it has learned since the restart."""
+    ``m`` counts the values it has learned since the restart. With ``every`` > 1 it is stepped on
+    the mean of each ``every`` samples (the drift statistic: a 50-sample level loses nothing by it,
+    and one call every other sample pays for the season fit); its spread's learning is
+    ``RunningSpread.learn`` written out (two statistics run it on every other sample)."""
 
-    __slots__ = ("a_fast", "a_ref", "delay", "diff", "fast", "filled", "floor", "k2_white", "k_white", "last", "m",
+    __slots__ = ("a_fast", "a_ref", "delay", "diff", "fast", "filled", "floor", "inv_every", "k2_white", "k_white", "last", "m",
                  "n", "pos", "ref", "ring", "spread")
 
-    def __init__(self, a_fast: float, a_ref: float, norm_alpha: float, delay: int | None = None) -> None:
-        self.a_fast = a_fast
-        self.a_ref = a_ref
+    def __init__(self, a_fast: float, a_ref: float, norm_alpha: float, delay: int | None = None,
+                 every: int = 1) -> None:
+        # stepped on the mean of every ``every`` samples: the same memory in samples, and white
+        # noise averaged over ``every`` samples has 1 / sqrt(every) of its sd
+        self.a_fast = a_fast = every * a_fast
+        self.a_ref = a_ref = every * a_ref
         self.delay = delay
-        self.k_white = ew_pair_sd(a_fast, a_ref)  # sd of fast - ref on white noise, in scales
+        self.k_white = ew_pair_sd(a_fast, a_ref) / math.sqrt(every)  # sd of fast - ref on white noise, in scales
+        self.inv_every = 1.0 / every
         self.k2_white = self.k_white * self.k_white
         self.spread = RunningSpread(SPREAD_EVERY * norm_alpha, SPREAD_CLIP)
         self.fast = 0.0
@@ -132,8 +139,20 @@ class LevelChange:
                         self.m = k
                         k += 10  # the restart's running mean counts as about 1 / a_fast samples
                         self.ref += (1.0 / k if k * a < 1.0 else a) * (v - self.ref)
-                if odd:
-                    sp.learn(self.diff, self.floor)
+                if odd:  # sp.learn(self.diff, self.floor), written out (two statistics call it every other sample)
+                    k = sp.n + 1
+                    sp.n = k
+                    s = sp.sd
+                    f = self.floor
+                    if s < f:
+                        s = f
+                    v = self.diff
+                    if v < 0.0:
+                        v = -v
+                    f = sp.clip * s
+                    s = sp.sd
+                    a = sp.alpha
+                    sp.sd = s + (1.0 / k if k * a < 1.0 else a) * ((v if v < f else f) * MAD_TO_SD - s)
         n += 1
         self.n = n
         self.last = cleaned
@@ -147,7 +166,7 @@ class LevelChange:
         self.fast = v
         diff = v - self.ref
         # a young reference is a running mean of n samples, with its own noise of 1 / sqrt(n)
-        floor = sigma * (self.k_white if n * self.a_ref >= 1.0 else math.sqrt(self.k2_white + 1.0 / n))
+        floor = sigma * (self.k_white if n * self.a_ref >= 1.0 else math.sqrt(self.k2_white + self.inv_every / n))
         self.diff = diff
         self.floor = floor
         s = sp.sd
