@@ -1,13 +1,13 @@
 """Detection quality and cost of ``AnomalyDetector`` on a labelled corpus, against baselines.
 
-Run: ``python benchmarks/bench_anomaly.py`` (about 15 s; ``--dev`` scores only the development
+Run: ``python benchmarks/bench_anomaly.py`` (about 40 s; ``--dev`` scores only the development
 half, which is what tuning may read).
 
-Corpus (``benchmarks/anomaly_corpus``): 104 deterministic series of 13 families of operational
+Corpus (``benchmarks/anomaly_corpus``): 312 deterministic series of 13 families of operational
 behaviour (latency, per-interval LLM p95, regime-switching CPU, bursty event counts, sparse error
 counts, sawtooth memory, seasonal throughput, drifting sensors, weekly+daily network traffic,
 small integers, near-constant gauges, irregularly sampled road traffic, hourly business KPIs) with
-246 labelled anomalies of 10 kinds (spike, level shift, variance change, daily pattern gone flat,
+743 labelled anomalies of 10 kinds (spike, level shift, variance change, daily pattern gone flat,
 daily pattern shifted, rising spike density, slow ramp, jump inside the seasonal range, stuck
 value, outage); about a third of the series miss stretches of samples. Series are split by a fixed
 rule (even / odd number within the family) into a development half (tuning reads only this) and
