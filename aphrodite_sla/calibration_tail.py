@@ -236,6 +236,8 @@ def incident_windows(ends: np.ndarray, values: np.ndarray, run_gap_s: float, spa
         if len(idx) <= settings.min_peaks:
             break
         starts = np.concatenate(([0], np.flatnonzero(np.diff(ends[idx]) > run_gap_s) + 1))
+        if len(starts) <= settings.min_peaks:  # the rest needs as many peaks as a fit does
+            break
         peaks = np.maximum.reduceat(values[idx], starts)
         top = int(np.argmax(peaks))
         rest = np.delete(peaks, top) - threshold

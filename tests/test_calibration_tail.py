@@ -184,6 +184,17 @@ def test_an_incident_in_the_healthy_history_does_not_set_the_bound():
     assert cal.proposed is not None and "overload or incident" in cal.note and cal.proposed.bound > 4000.0
 
 
+def test_too_few_peaks_to_judge_leave_the_history_whole():
+    """Many windows above the threshold but in few runs (a short history of overlapping windows):
+    too few peaks to judge a largest one by the rest, so nothing is called an incident."""
+    ends = np.arange(1.0, 301.0) * 5.0  # 5 s steps, 60 s windows: runs of overlapping windows
+    values = 20.0 + 5.0 * np.sin(ends / 200.0) + np.where(np.arange(300) == 150, 500.0, 0.0)
+    mask = incident_windows(ends, values, 60.0, 1500.0, TailSettings(), OUTLIER_HISTORIES)
+    assert not mask.any()
+    cal = propose(LAT, WindowSeries(ends, values, 5.0))
+    assert cal.proposed is not None and "overload or incident" not in cal.note
+
+
 def test_healthy_histories_are_rarely_called_outliers():
     """By construction the guard calls about one healthy history in ``OUTLIER_HISTORIES`` an
     outlier (the fit's own error adds some): 300 one-day histories, 20 weeks of a heavier tail."""
