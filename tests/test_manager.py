@@ -407,3 +407,26 @@ def test_toward_bound_reads_the_signed_explanation():
     assert not toward_bound(small, upper=True, bound=80.0) and toward_bound(large, upper=True, bound=80.0)
     drop = AnomalyExplanation(kind="level_shift", z=-5.0, value=60.0, expected=100.0)
     assert toward_bound(drop, upper=False, bound=70.0) and not toward_bound(drop, upper=False, bound=-100.0)
+
+
+def test_a_rate_is_not_judged_before_the_monitor_has_watched_a_whole_window():
+    """A rate is the window's total over the window's length: 25 s after a cold start at night,
+    25 s of tokens over 300 s read as a twelfth of the real rate and "violated" a tokens/s lower
+    bound (the false-page benchmark's night stretches). It is judged once a window has been
+    watched, and a real drop is still a violation then."""
+    clock = ManualClock(1000.0)
+    tps = SLAThreshold("tps", 100.0, 20.0, 5, statistic=Statistic.RATE, source_metric="gen_tokens",
+                       direction=Direction.LOWER, sample_rate_hz=1.0, min_samples=1)  # bound 80 tokens/s
+    mgr = SLAManager([tps], clock=clock, anomaly_detection=False, regression_interval_s=math.inf)
+    breached_at = []
+    for second in range(1, 901):
+        clock.set(1000.0 + second)
+        mgr.record_measurement("gen_tokens", 100.0 if second < 600 else 40.0)  # 100 tokens/s, then 40 from 600 s
+        if second % 5 == 0:
+            mgr.evaluate()
+            if mgr.get_status()["tps"].breached:
+                breached_at.append(second)
+    assert breached_at, "the drop to 40 tokens/s was never judged"
+    assert min(breached_at) >= 600  # nothing before the drop: not at 5 s, nor while the window filled
+    assert min(breached_at) <= 800
+    assert any(v.metric_name == "tps" for v in mgr.active_violations())

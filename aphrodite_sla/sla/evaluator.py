@@ -107,6 +107,9 @@ class Evaluator:
         self._breaches_view: Mapping[str, int] | None = None
         self._pages_view: tuple[tuple[SLAViolation, ...], Mapping[tuple[str, str], int], Mapping[tuple[str, str], bool]] | None = None
         self.evaluations = 0
+        # when the monitor first evaluated: a rate over a window it has not yet watched for the
+        # window's length counts only the part it saw, so it is not judged before then
+        self.first_evaluated_at: float | None = None
         self.last_duration_s = 0.0
         self.max_duration_s = 0.0
         reset_in_child(self)
@@ -161,6 +164,8 @@ class Evaluator:
     def evaluate(self, now: float, health: Callable[[float, float], MonitorHealth], sequence: int) -> tuple[MonitorSnapshot, list[MonitorEvent]]:
         """One evaluation at ``now``; ``health(now, duration_s)`` builds the monitor's own health."""
         started = time.perf_counter()
+        if self.first_evaluated_at is None:
+            self.first_evaluated_at = now
         result = self.plan().compute(now, self.evaluation_interval_s)
         events: list[MonitorEvent] = []
         statuses: dict[str, SLAStatus] = {}
@@ -220,6 +225,11 @@ class Evaluator:
                 state.points_beyond -= 1
         value, n = reading.value, reading.samples
         judged = n >= th.min_samples and math.isfinite(value)
+        if judged and state.is_rate and self.first_evaluated_at is not None:
+            # a rate is the window's total over the window's length: before the monitor has
+            # watched a whole window it reads low (25 s of night traffic over 300 s "violated" a
+            # tokens/s lower bound at every cold start)
+            judged = now - self.first_evaluated_at + self.evaluation_interval_s >= th.window_seconds
         bound = state.bound
         breached = judged and (value > bound if state.upper else value < bound)
         if judged:
