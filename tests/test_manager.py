@@ -410,10 +410,9 @@ def test_toward_bound_reads_the_signed_explanation():
 
 
 def test_a_rate_is_not_judged_before_the_monitor_has_watched_a_whole_window():
-    """A rate is the window's total over the window's length: 25 s after a cold start at night,
-    25 s of tokens over 300 s read as a twelfth of the real rate and "violated" a tokens/s lower
-    bound (the false-page benchmark's night stretches). It is judged once a window has been
-    watched, and a real drop is still a violation then."""
+    """A rate is the window's total over the window's length: 25 s after a cold start, 25 s of
+    tokens over 300 s read as a twelfth of the real rate and "violated" a tokens/s lower bound.
+    It is judged once a window has been watched, and a real drop is still a violation then."""
     clock = ManualClock(1000.0)
     tps = SLAThreshold("tps", 100.0, 20.0, 5, statistic=Statistic.RATE, source_metric="gen_tokens",
                        direction=Direction.LOWER, sample_rate_hz=1.0, min_samples=1)  # bound 80 tokens/s

@@ -227,8 +227,7 @@ class Evaluator:
         judged = n >= th.min_samples and math.isfinite(value)
         if judged and state.is_rate and self.first_evaluated_at is not None:
             # a rate is the window's total over the window's length: before the monitor has
-            # watched a whole window it reads low (25 s of night traffic over 300 s "violated" a
-            # tokens/s lower bound at every cold start)
+            # watched a whole window it reads low (25 s of tokens over 300 s: a twelfth)
             judged = now - self.first_evaluated_at + self.evaluation_interval_s >= th.window_seconds
         bound = state.bound
         breached = judged and (value > bound if state.upper else value < bound)
