@@ -131,13 +131,19 @@ class TailFit:
 def declustered_peaks(ends: np.ndarray, values: np.ndarray, threshold: float, run_gap_s: float) -> np.ndarray:
     """The maximum of each run of values above ``threshold``; a run ends when no value above it came
     for ``run_gap_s`` (NaN values are below). ``ends`` ascending."""
-    above = np.isfinite(values) & (values > threshold)
-    idx = np.flatnonzero(above)
+    idx, starts = _runs(ends, values, np.isfinite(values) & (values > threshold), run_gap_s)
     if len(idx) == 0:
         return np.empty(0)
-    times = ends[idx]
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(times) > run_gap_s) + 1))
     return np.maximum.reduceat(values[idx], starts)
+
+
+def _runs(ends: np.ndarray, values: np.ndarray, above: np.ndarray, run_gap_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the windows marked ``above``, and where in them each run starts (a run ends
+    when no marked window came for ``run_gap_s``)."""
+    idx = np.flatnonzero(above)
+    if len(idx) == 0:
+        return idx, idx
+    return idx, np.concatenate(([0], np.flatnonzero(np.diff(ends[idx]) > run_gap_s) + 1))
 
 
 def return_level(threshold: float, shape: float, scale: float, peaks_per_day: float, days: float) -> float:
@@ -232,10 +238,7 @@ def incident_windows(ends: np.ndarray, values: np.ndarray, run_gap_s: float, spa
         if not kept.any():
             break
         threshold = float(np.quantile(values[kept], 1.0 - settings.tail_share))
-        idx = np.flatnonzero(kept & (values > threshold))
-        if len(idx) <= settings.min_peaks:
-            break
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(ends[idx]) > run_gap_s) + 1))
+        idx, starts = _runs(ends, values, kept & (values > threshold), run_gap_s)
         if len(starts) <= settings.min_peaks:  # the rest needs as many peaks as a fit does
             break
         peaks = np.maximum.reduceat(values[idx], starts)
