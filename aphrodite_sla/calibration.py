@@ -157,7 +157,8 @@ def window_series(times: Sequence[float] | np.ndarray, values: Sequence[float] |
 def replay(series: WindowSeries, threshold: SLAThreshold) -> BoundReplay:
     """Replay the evaluator on the window series: a point is beyond when its (judged) statistic is
     beyond the bound; it fires when the sustained rule holds (at least ``min_evaluation_points``
-    judged points in the last window, ``violation_threshold_percent`` of them beyond); a firing
+    judged points in the last window, ``violation_threshold_percent`` of them beyond, the history's
+    first window counted whole: ``SLAThreshold.is_sustained``); a firing
     episode ends once the statistic has been back inside the recovery bound for
     ``resolve_after_s``, and the next sustained point is a new firing."""
     upper = threshold.direction is Direction.UPPER
@@ -167,6 +168,7 @@ def replay(series: WindowSeries, threshold: SLAThreshold) -> BoundReplay:
     beyond = breaches = fires = windows = 0
     firing = False
     recovered_since: float | None = None
+    first = float(series.ends[0]) if len(series.ends) else 0.0
     for now, value in zip(series.ends.tolist(), series.values.tolist()):
         while points and points[0][0] <= now - width:
             beyond -= points.popleft()[1]
@@ -178,7 +180,7 @@ def replay(series: WindowSeries, threshold: SLAThreshold) -> BoundReplay:
             beyond += breached
             breaches += breached
         n = len(points)
-        sustained = breached and n >= threshold.min_evaluation_points and 100.0 * beyond / n >= threshold.violation_threshold_percent
+        sustained = breached and threshold.is_sustained(beyond, n, now - first + series.step_s, series.step_s)
         if not firing:
             if sustained:
                 firing, fires, recovered_since = True, fires + 1, None

@@ -109,8 +109,15 @@ def test_replay_counts_sustained_firings_like_the_evaluator():
     assert r.breach_percent == pytest.approx(100 * 40 / 130)
     blips = _series(([100.0] * 9 + [200.0]) * 10)  # one point in ten beyond: never 80% of the window
     assert replay(blips, th).fires == 0 and replay(blips, th).breaches == 10
-    nan_gap = _series([200.0] * 3 + [math.nan] * 50)  # unjudged points are not evaluation points
-    assert replay(nan_gap, th).windows == 3 and replay(nan_gap, th).fires == 1
+    # unjudged points are not evaluation points: after a gap longer than the window, three points
+    # beyond are the whole window
+    nan_gap = _series([100.0] * 12 + [math.nan] * 20 + [200.0] * 3)
+    assert replay(nan_gap, th).windows == 15 and replay(nan_gap, th).fires == 1
+    # ... but at the history's start the window not yet seen counts as not beyond, as in the
+    # evaluator after a start (SLAThreshold.is_sustained): 3 of 12 points is not 80% of the window
+    cold = _series([200.0] * 3 + [math.nan] * 50)
+    assert replay(cold, th).windows == 3 and replay(cold, th).fires == 0
+    assert replay(_series([200.0] * 10), th).fires == 1  # 10 of 12 points: 83%
 
 
 def test_lower_bound_sla_is_the_mirror_image():

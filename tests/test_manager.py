@@ -429,3 +429,20 @@ def test_a_rate_is_not_judged_before_the_monitor_has_watched_a_whole_window():
     assert min(breached_at) >= 600  # nothing before the drop: not at 5 s, nor while the window filled
     assert min(breached_at) <= 800
     assert any(v.metric_name == "tps" for v in mgr.active_violations())
+
+
+def test_a_violation_from_the_start_is_sustained_only_once_it_held_for_most_of_a_window():
+    """At a start the window holds only the points seen so far: 20 s after an empty engine came up
+    at night, four points of low throughput were 100% of the window and raised a sustained
+    violation. Before a whole window has been watched the points not yet seen count as not beyond
+    (``SLAThreshold.is_sustained``): a breach from the start is sustained at 80% of the window, as
+    it is later; a breach after the first window is judged as before."""
+    clock = ManualClock(T0)
+    mgr = SLAManager([latency_sla(violation_threshold_percent=80)], clock=clock, anomaly_detection=False)
+    results = run(mgr, clock, 120, lambda t: 200.0)  # beyond from the first sample; 60 s window, 12 points
+    first = next(t for t, v in results if v) - T0
+    assert 45 <= first <= 60, first  # 10 of 12 points: not at the 3rd point (15 s) as before
+    assert mgr.get_status()["lat_p95"].breached
+    th = latency_sla(violation_threshold_percent=80)
+    assert not th.is_sustained(3, 3, 15.0, 5.0) and th.is_sustained(3, 3, 60.0, 5.0)
+    assert th.is_sustained(10, 10, 50.0, 5.0) and not th.is_sustained(2, 2, 60.0, 5.0)  # min points

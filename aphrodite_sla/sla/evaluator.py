@@ -215,6 +215,11 @@ class Evaluator:
         )
         return snapshot, events
 
+    def _watched_s(self, now: float) -> float:
+        """How long the monitor has watched at the evaluation ``now`` (the first one counts a whole interval)."""
+        first = self.first_evaluated_at if self.first_evaluated_at is not None else now
+        return now - first + self.evaluation_interval_s
+
     def _evaluate_sla(self, state: SLAState, reading: SLAReading, now: float, events: list[MonitorEvent]) -> SLAStatus:
         th = state.threshold
         name = th.metric_name
@@ -225,10 +230,10 @@ class Evaluator:
                 state.points_beyond -= 1
         value, n = reading.value, reading.samples
         judged = n >= th.min_samples and math.isfinite(value)
-        if judged and state.is_rate and self.first_evaluated_at is not None:
+        if judged and state.is_rate:
             # a rate is the window's total over the window's length: before the monitor has
             # watched a whole window it reads low (25 s of tokens over 300 s: a twelfth)
-            judged = now - self.first_evaluated_at + self.evaluation_interval_s >= th.window_seconds
+            judged = self._watched_s(now) >= th.window_seconds
         bound = state.bound
         breached = judged and (value > bound if state.upper else value < bound)
         if judged:
@@ -252,7 +257,7 @@ class Evaluator:
             point = EvaluationPoint(
                 at=now, breached=breached,
                 recovered=not judged or (value <= recovery if state.upper else value >= recovery),
-                sustained=breached and n_points >= th.min_evaluation_points and ratio * 100.0 >= th.violation_threshold_percent,
+                sustained=breached and th.is_sustained(state.points_beyond, n_points, self._watched_s(now), self.evaluation_interval_s),
                 severity=th.severity(value) if breached else None,
             )
             for event in lifecycle.observe(point):

@@ -211,6 +211,19 @@ class SLAThreshold:
             return self.target_value * (1.0 + factor)
         return self.target_value * (1.0 - factor)
 
+    def is_sustained(self, beyond: int, points: int, watched_s: float, interval_s: float) -> bool:
+        """The seed's sustained rule: at least ``min_evaluation_points`` judged points in the window,
+        ``violation_threshold_percent`` of them beyond the bound. Before the monitor has watched a
+        whole window (``watched_s``), the points it has not seen yet count as not beyond: a violation
+        is sustained once it has held for that share of a window, so the first 25 s after a start
+        (four points, all beyond: an empty engine's low throughput) are not 80% of a 5-minute
+        window. The fast page rules cover severe faults in that time."""
+        if points < self.min_evaluation_points or points <= 0:
+            return False
+        if watched_s < self.window_seconds and interval_s > 0:
+            points = max(points, int(self.window_seconds / interval_s))
+        return 100.0 * beyond / points >= self.violation_threshold_percent
+
     def is_beyond(self, value: float) -> bool:
         if self.direction is Direction.UPPER:
             return value > self.bound
