@@ -15,6 +15,7 @@ from aphrodite_sla.export.collector import SLACollector
 from aphrodite_sla.integrations.stall import StallDetector
 from aphrodite_sla.sla.page_rules import PageRulesConfig
 from aphrodite_sla.sla.pages import is_page
+from aphrodite_sla.sla.recent_level import RecentLevel
 from aphrodite_sla.sla.threshold import ViolationRule, ViolationSeverity
 
 T0 = 1_700_000_000.0
@@ -110,8 +111,9 @@ def test_a_breach_short_of_the_severe_factor_does_not_page():
 
 
 def test_severe_breach_needs_enough_samples_behind_the_quantile():
-    # 1 request a second: 60 samples in the 60 s window, fewer than the 100 a p95 needs for 5 beyond it
-    h = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
+    # 1 request a second: 60 samples in the 60 s window, fewer than the 100 a p95 needs for 5 beyond
+    # it (the low-traffic median rule off: see the next test)
+    h = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False, severe_low_traffic_median=False))
     h.run(60, 1, healthy)
     h.run(120, 1, lambda src, i: 500.0)
     assert h.pages() == []
@@ -120,6 +122,78 @@ def test_severe_breach_needs_enough_samples_behind_the_quantile():
     h2.run(60, 2, healthy)
     h2.run(60, 2, lambda src, i: 500.0)
     assert len(h2.pages("severe_breach")) == 1
+
+
+def test_at_low_traffic_the_median_stands_in_for_the_quantile():
+    """At 1 request a second the 60 s window never holds the 100 samples a p95 needs: the window's
+    median beyond 2x the bound pages instead (half the requests beyond the line), a third of the
+    requests beyond it does not, and too few samples for the median do not either."""
+    h = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
+    h.run(300, 1, healthy)
+    h.run(180, 1, lambda src, i: 600.0 if int(h.clock()) % 3 == 0 else healthy(src, i))  # a third at 5x
+    assert h.mgr.get_status()["lat_p95"].breached  # the SLA's p95 is far beyond, and yet
+    assert h.pages() == []  # ...the median is not: no page
+    h.run(300, 1, healthy)
+    onset = h.clock()
+    h.run(120, 1, lambda src, i: 600.0)  # every request at 5x the bound
+    severe = h.pages("severe_breach")
+    assert len(severe) == 1
+    assert 30.0 <= severe[0].occurred_at - onset <= 40.0  # half the 60 s window, and the next evaluation
+    assert "median" in severe[0].violation.message and "too few for the p95" in severe[0].violation.message
+    few = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False, severe_min_samples=61))
+    few.run(60, 1, healthy)
+    few.run(120, 1, lambda src, i: 600.0)
+    assert few.pages() == []
+
+
+def test_latency_tripled_pages_against_its_recent_level_short_of_twice_the_bound():
+    """At night a latency sits far below the bound the busy hour set: here its p95 is ~69 ms
+    against a 120 ms bound. x3 (~207 ms) is short of the 2x line (240 ms) but 3x its recent
+    healthy level: a page within seconds. x2 (~133 ms) breaches the SLA without paging, and before
+    the level has watched 10 healthy minutes only the absolute line pages."""
+    h = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
+    h.run(700, 20, healthy)
+    onset = h.clock()
+    h.run(60, 20, lambda src, i: 3.0 * healthy(src, i))
+    severe = h.pages("severe_breach")
+    # the SLA's own 5-minute p95 breaches once 5% of it is slow (15 s), the next evaluation pages
+    assert len(severe) == 1 and severe[0].occurred_at - onset <= 20.0
+    message = severe[0].violation.message
+    assert "recent healthy level" in message and "2.5x the level" in message, message
+    assert severe[0].violation.bound == pytest.approx(2.5 * 69.0, rel=0.02)  # the line it crossed
+
+    double = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
+    double.run(700, 20, healthy)
+    double.run(300, 20, lambda src, i: 2.0 * healthy(src, i))
+    assert double.pages() == [] and len(double.sustained()) == 1  # a breach, not a page
+
+    early = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False))
+    early.run(300, 20, healthy)  # 5 minutes of history: the level is not used yet
+    early.run(60, 20, lambda src, i: 3.0 * healthy(src, i))
+    assert early.pages() == []
+    off = Harness(latency_sla(), config=PageRulesConfig(burn_rate=False, severe_relative_factor=0.0))
+    off.run(700, 20, healthy)
+    off.run(60, 20, lambda src, i: 3.0 * healthy(src, i))
+    assert off.pages() == []
+
+
+def test_recent_level_is_a_time_weighted_mean_of_healthy_evaluations_only():
+    level = RecentLevel(3600.0)
+    level.observe(0.0, 100.0, healthy=True)  # the first evaluation starts the clock
+    for t in range(5, 305, 5):
+        level.observe(float(t), 50.0 if t <= 150 else 70.0, healthy=True)
+    assert level.value == pytest.approx(60.0, rel=0.01)  # half the time at each: a mean, not the first value
+    assert level.watched_s == 300.0 and level.ready(300.0) and not level.ready(301.0)
+    for t in range(305, 605, 5):
+        level.observe(float(t), 500.0, healthy=False)  # a breach teaches nothing, its time neither
+    level.observe(605.0, math.nan, healthy=True)  # nor an unjudged window
+    assert level.value == pytest.approx(60.0, rel=0.01) and level.watched_s == 300.0
+    level.observe(610.0, 60.0, healthy=True)  # the clock restarts: no time folded in across the breach
+    assert level.watched_s == 300.0
+    old = RecentLevel(60.0)
+    for t in range(0, 3605, 5):
+        old.observe(float(t), 10.0 if t < 1800 else 40.0, healthy=True)
+    assert old.value == pytest.approx(40.0, rel=0.01)  # an hour-old level is forgotten at a 60 s constant
 
 
 def test_error_burst_pages_on_errors_not_on_one_error_at_night():

@@ -47,6 +47,25 @@ class PageRulesConfig:
     # window needs min_beyond / (1 - q) samples (p95: 100, p99: 500), so the quantile is not one
     # outlier.
     severe_min_beyond: int = 5
+    # Relative line for quantile SLAs (latency): the short window's statistic at least this many
+    # times its recent healthy level (``sla.recent_level``) pages too, when the SLA is breached
+    # over its own window. "Latency tripled" is relative: at night a p99 sits far below the bound
+    # the busy hour set, and latency x3 reached ~1.7x the bound, short of the 2x line, and paged
+    # through the burn rate after 135 s. 2.5: x3 crosses it with room for noise; a healthy burst
+    # that lifts a minute's p95 2.5x must also breach the SLA's 5-minute window, which calibrated
+    # bounds put at once in 30 days. 0 turns it off.
+    severe_relative_factor: float = 2.5
+    # the level: an exponential average over about an hour of healthy evaluations ...
+    severe_relative_level_s: float = 3600.0
+    # ... used once it has watched 10 minutes of them (after a start, only the absolute line pages)
+    severe_relative_min_history_s: float = 600.0
+    # Low traffic (fewer samples than that, but at least ``severe_min_samples``): the window's
+    # median stands in for its quantile. A median beyond the line means half the samples are; were
+    # the SLA's p95 within the line, a sample would be beyond it less than 5% of the time, and 10 of
+    # 20 such samples have P ~ 1e-8 -- far stronger evidence than the high-traffic rule's. At
+    # 0.4 requests/s a 60 s window holds ~24 requests, never the 100 a p95 needs, and latency x3
+    # at night paged only through the burn rate, after 135 s.
+    severe_low_traffic_median: bool = True
     # An SLA with an error budget (a mean of 0/100 outcomes, e.g. error_rate_percent) pages on a
     # one-sided binomial test instead (``sla.error_evidence``): over the short window or the SLA's
     # own window, the bad outcomes are at least ``severe_min_bad``, the window's rate is
@@ -98,12 +117,16 @@ class PageRulesConfig:
         for name in ("severe_factor", "page_burn_factor", "ticket_burn_factor"):
             if getattr(self, name) <= 1.0:
                 raise ValueError(f"page_rules.{name}: must be > 1 (a page beyond the ordinary bound), got {getattr(self, name)!r}")
+        if self.severe_relative_factor != 0.0 and self.severe_relative_factor <= 1.0:
+            raise ValueError(f"page_rules.severe_relative_factor: must be > 1, or 0 (off), got {self.severe_relative_factor!r}")
         if not 0.0 < self.severe_error_p_value <= 0.5:
             raise ValueError(f"page_rules.severe_error_p_value: must be in (0, 0.5], got {self.severe_error_p_value!r}")
-        for name in ("severe_window_s", "error_baseline_window_s", "page_long_window_s", "page_short_window_s",
+        for name in ("severe_window_s", "severe_relative_level_s", "error_baseline_window_s", "page_long_window_s", "page_short_window_s",
                      "ticket_long_window_s", "ticket_short_window_s"):
             if not 1.0 <= getattr(self, name) <= 7 * 86400.0:
                 raise ValueError(f"page_rules.{name}: must be in [1, 604800] seconds, got {getattr(self, name)!r}")
+        if not 0.0 <= self.severe_relative_min_history_s <= 7 * 86400.0:
+            raise ValueError(f"page_rules.severe_relative_min_history_s: must be in [0, 604800] seconds, got {self.severe_relative_min_history_s!r}")
         for long, short in (("page_long_window_s", "page_short_window_s"), ("ticket_long_window_s", "ticket_short_window_s")):
             if getattr(self, short) > getattr(self, long):
                 raise ValueError(f"page_rules.{short}: must not be longer than {long} ({getattr(self, short):g} > {getattr(self, long):g})")

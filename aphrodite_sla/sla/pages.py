@@ -4,7 +4,10 @@ the settings and says what a page is).
 Per SLA, beside the seed's sustained rule (unchanged):
 
 * ``severe_breach``: over a short window (60 s) the SLA's statistic is ``severe_factor`` x beyond
-  its bound, with enough samples behind it, and the SLA is breached over its own window too. The
+  its bound, with enough samples behind it (at low traffic: its median is), or a quantile SLA's
+  statistic is ``severe_relative_factor`` x its recent healthy level (``sla.recent_level``: latency
+  tripled at night, still short of 2x a bound the busy hour set) and beyond its bound; and the SLA
+  is breached over its own window too. The
   latter because a minute of queueing in a traffic burst can double a short-window p95 of healthy
   traffic (the false-page benchmark saw it), while a fault that doubles it breaches the SLA's own
   window within seconds (a p95 once 5% of the window is beyond: 15 s of 5 minutes). Not for a mean
@@ -35,11 +38,15 @@ from aphrodite_sla.events import PAGE_ALERT, MonitorEvent, PageRaised, PageResol
 from aphrodite_sla.sla.error_evidence import ErrorEvidence, window_evidence
 from aphrodite_sla.sla.lifecycle import EvaluationPoint, ViolationLifecycle
 from aphrodite_sla.sla.page_rules import PageRulesConfig
+from aphrodite_sla.sla.recent_level import RecentLevel
 from aphrodite_sla.sla.threshold import Direction, SLAThreshold, SLAViolation, Statistic, ViolationRule, ViolationSeverity
 from aphrodite_sla.snapshot import WindowStatistics
 
 if TYPE_CHECKING:  # pragma: no cover
     from aphrodite_sla.sla.error_budget import ErrorBudgetTracker
+
+# the quantile that stands in for an SLA's own at low traffic (PageRulesConfig.severe_low_traffic_median)
+LOW_TRAFFIC_QUANTILE = 0.5
 
 RULE_SEVERITY = {
     ViolationRule.SEVERE_BREACH: ViolationSeverity.CRITICAL,
@@ -102,6 +109,7 @@ class FastPages:
         self.config = config if config is not None else PageRulesConfig()
         self._rules: dict[tuple[str, ViolationRule], _RuleState] = {}
         self._counts: dict[tuple[str, str], int] = {}
+        self._levels: dict[str, RecentLevel] = {}  # quantile SLAs' recent healthy levels (relative line)
 
     # -- configuration -----------------------------------------------------------------------------
     def applies(self, th: SLAThreshold) -> bool:
@@ -121,7 +129,8 @@ class FastPages:
             quantiles, moments = out.get(key, ((), False))
             q = th.statistic.quantile
             if q is not None:
-                out[key] = (tuple(sorted({*quantiles, q})), moments)
+                extra = {LOW_TRAFFIC_QUANTILE} if cfg.severe_low_traffic_median else set()
+                out[key] = (tuple(sorted({*quantiles, q, *extra})), moments)
             else:
                 out[key] = (quantiles, True)
         return out
@@ -130,6 +139,7 @@ class FastPages:
         """An SLA was removed or replaced: its open pages end without an event (its settings changed)."""
         for key in [k for k in self._rules if k[0] == sla]:
             del self._rules[key]
+        self._levels.pop(sla, None)
 
     def _state(self, th: SLAThreshold, rule: ViolationRule) -> _RuleState:
         key = (th.metric_name, rule)
@@ -158,7 +168,10 @@ class FastPages:
                 if th.statistic.quantile is None and budget is not None:  # an error rate: see sla.error_evidence
                     events += self._error_breach(now, th, budget, window, value)
                 else:
-                    events += self._severe_breach(now, th, window, breached)
+                    level = self._level(th)
+                    events += self._severe_breach(now, th, window, breached, level)
+                    if level is not None:  # after the test: this evaluation does not lift its own line
+                        level.observe(now, value, healthy=not breached)
             if cfg.burn_rate and budget is not None:
                 page = self._state(th, ViolationRule.BURN_RATE_PAGE)
                 events += self._burn(now, page, budget, cfg.page_burn_factor, cfg.page_long_window_s, cfg.page_short_window_s)
@@ -173,31 +186,69 @@ class FastPages:
                 self._counts[key] = self._counts.get(key, 0) + 1
         return events
 
+    def _level(self, th: SLAThreshold) -> RecentLevel | None:
+        """The SLA's recent healthy level, for quantile SLAs with the relative line on."""
+        cfg = self.config
+        if cfg.severe_relative_factor <= 0.0 or th.statistic.quantile is None:
+            return None
+        level = self._levels.get(th.metric_name)
+        if level is None:
+            level = self._levels[th.metric_name] = RecentLevel(cfg.severe_relative_level_s)
+        return level
+
     def _severe_breach(self, now: float, th: SLAThreshold, window: WindowStatistics | None,
-                       sla_breached: bool) -> list[MonitorEvent]:
+                       sla_breached: bool, level: RecentLevel | None = None) -> list[MonitorEvent]:
         cfg = self.config
         state = self._state(th, ViolationRule.SEVERE_BREACH)
         upper = th.direction is Direction.UPPER
         bound = th.bound
         value, n = math.nan, 0
+        q = th.statistic.quantile
         if window is not None:
             n = window.samples
-            q = th.statistic.quantile
             if q is not None:
                 value = window.quantiles.get(q, math.nan)
             else:
                 value = window.rate if th.statistic is Statistic.RATE else window.mean
         line = bound * cfg.severe_factor if upper else bound / cfg.severe_factor
-        judged = self._supported(th, n) and n > 0 and math.isfinite(value) and bound > 0
-        breached = judged and sla_breached and (value >= line if upper else value <= line)  # see the module docstring
+        # what must be beyond the line: the statistic itself, or at low traffic the window's median
+        # (``PageRulesConfig.severe_low_traffic_median``)
+        tested, tested_name = value, th.statistic.value
+        judged = self._supported(th, n)
+        if not judged and window is not None and self._low_traffic(th, n):
+            tested, tested_name, judged = window.quantiles.get(LOW_TRAFFIC_QUANTILE, math.nan), "median", True
+        judged = judged and n > 0 and math.isfinite(value) and math.isfinite(tested) and bound > 0
+        far = tested >= line if upper else tested <= line
+        # the relative line: the SLA's own statistic (not the median stand-in) against its recent level
+        known = level is not None and tested_name == th.statistic.value and level.ready(cfg.severe_relative_min_history_s)
+        base = level.value if known and level is not None else math.nan
+        relative = base * cfg.severe_relative_factor if upper else base / cfg.severe_relative_factor
+        by_level = judged and not far and known and th.is_beyond(tested) and (tested >= relative if upper else tested <= relative)
+        breached = judged and sla_breached and (far or by_level)  # see the module docstring
         recovered = not judged or th.is_recovered(value)
         f = state.figures
         if judged:
-            f.observed, f.line, f.window_s, f.samples = value, line, cfg.severe_window_s, n
-            f.detail = (f"{th.statistic.value} = {value:.4g} over the last {cfg.severe_window_s:g}s, "
-                        f"{_ratio(value, bound, upper):.1f}x its bound {bound:.4g} "
-                        f"(severe-breach page at {cfg.severe_factor:g}x; {n} samples)")
+            f.observed, f.window_s, f.samples = tested, cfg.severe_window_s, n
+            head = f"{tested_name} = {tested:.4g} over the last {cfg.severe_window_s:g}s, "
+            if by_level:
+                f.line = relative
+                f.detail = (head + f"{_ratio(tested, base, upper):.1f}x its recent healthy level {base:.4g} and beyond its "
+                            f"bound {bound:.4g} (severe-breach page at {cfg.severe_relative_factor:g}x the level; {n} samples)")
+            else:
+                f.line = line
+                f.detail = (head + f"{_ratio(tested, bound, upper):.1f}x its bound {bound:.4g} "
+                            f"(severe-breach page at {cfg.severe_factor:g}x; {n} samples"
+                            + (f", too few for the {th.statistic.value}: half of them beyond the line)" if tested_name == "median" else ")"))
         return state.observe(now, breached, recovered)
+
+    def _low_traffic(self, th: SLAThreshold, n: int) -> bool:
+        """Too few samples for the quantile's own rule, enough for its median to stand in (a
+        quantile SLA beyond the median on its bad side: p95 upper, p5 lower)."""
+        cfg = self.config
+        q = th.statistic.quantile
+        if not cfg.severe_low_traffic_median or q is None or n < max(cfg.severe_min_samples, th.min_samples):
+            return False
+        return q > LOW_TRAFFIC_QUANTILE if th.direction is Direction.UPPER else q < LOW_TRAFFIC_QUANTILE
 
     def _error_breach(self, now: float, th: SLAThreshold, budget: ErrorBudgetTracker, window: WindowStatistics | None,
                       sla_value: float) -> list[MonitorEvent]:
