@@ -172,8 +172,8 @@ class AnomalyExplanation:
     coming faster than the metric's own rate of them); ``none`` when the score is
     negligible (< 0.01) and ``warmup`` while learning. ``z`` is that statistic's signed
     Gaussian-equivalent z and ``ratio`` its multiple of its own alert threshold; the ``*_z``
-    fields give every statistic, ``density_llr`` the outlier-rate CUSUM (its threshold is
-    ``density_h``), ``season_fit_z`` how far the daily pattern is missing from the level (the
+    fields give every statistic, ``density_llr`` the outlier-rate CUSUM of the sign its episode
+    adds up (its threshold is ``density_h``), ``season_fit_z`` how far the daily pattern is missing from the level (the
     ``season_fit.SeasonFit`` statistic, signed as the value moves; its threshold is
     ``season_fit_z`` of the config), ``evidence`` the persistent sub-threshold evidence as a multiple of its alarm
     level (when it sets the score, ``kind`` is the statistic whose ratio added up). ``expected``

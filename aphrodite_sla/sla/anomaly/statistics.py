@@ -21,6 +21,7 @@ Gaussian-equivalent z, standardised by its own robust running spread (``scoring.
   discounted once its kind recurs), so moderate outliers that come ever faster page nowhere else;
   a Bernoulli CUSUM on "a new outlier run starts here" against the series' own long-run rate of
   them sees the rate, not the size, and a metric that is spiky by nature has a high learned rate.
+  It is one-sided: an episode adds up the outliers of one sign against that sign's learned rate.
 * ``Flatline``: a run of identical values, as unlikely as the series' own rate of exact repeats
   says it is (a continuous metric that repeats its last value five times is stuck; a counter of
   rare errors repeating 0 is not), except at the most extreme values seen (utilisation pinned at
