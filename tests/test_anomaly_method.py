@@ -285,3 +285,57 @@ def test_the_base_rate_learned_in_blocks_follows_the_per_sample_mean():
         if not n & 15:
             rate.learn_block()
             assert abs(rate.p0 - ew) <= 0.02 * ew
+
+
+def test_each_sign_of_outlier_has_its_own_learned_base_rate():
+    """The outlier-rate CUSUM is one-sided: a metric whose ordinary outliers are mostly upward
+    (a latency) learns that share, so an upward outlier weighs less than a downward one, and an
+    episode adds up the steps of the sign that started it."""
+    from aphrodite_sla.sla.anomaly.statistics import SHARE_MIN, ExceedanceRate
+
+    rate = ExceedanceRate(0.001, 0.02, 10.0, 0.08, 0.0027)
+    even = rate.steps_up
+    assert rate.up_share == 0.5 and rate.steps_down == even  # no outliers yet: both signs alike
+    assert even[0] > math.log(0.08 / 0.0027)  # each sign against half the two-sided rate: a hit weighs more
+    rng = np.random.default_rng(2)
+    for n in range(1, 40_000):
+        if rng.random() < 0.01:  # ordinary outliers, 80 % of them upward
+            rate.block_hits += 1
+            rate.block_up += bool(rng.random() < 0.8)
+        if not n & 15:
+            rate.learn_block()
+    assert 0.65 < rate.up_share < 0.9
+    assert rate.steps_up[0] < rate.steps_down[0]  # the usual sign is less news
+    rate.start(False)
+    assert (rate.step_hit, rate.step_miss) == rate.steps_down
+    rate.start(True)
+    assert (rate.step_hit, rate.step_miss) == rate.steps_up
+    for n in range(1, 40_000):  # only upward ones: the downward share keeps its floor
+        if n % 50 == 0:
+            rate.block_hits += 1
+            rate.block_up += 1
+        if not n & 15:
+            rate.learn_block()
+    assert rate.up_share == 1.0 - SHARE_MIN
+
+
+def test_a_one_signed_storm_adds_up_faster_than_one_of_mixed_signs():
+    """Outliers that all push one way (retries piling up) are one-sided news: the same storm with
+    signs mixed at random adds up only the episode's sign, and less (same outlier times)."""
+    rng = np.random.default_rng(4)
+    n0, n1 = 2000, 200
+    base = 100.0 + rng.normal(0.0, 1.0, n0 + n1)
+    hits = n0 + np.flatnonzero(rng.random(n1) < 0.06)
+    size = rng.uniform(3.5, 4.5, hits.size)
+    peak = {}
+    for mixed in (False, True):
+        values = base.copy()
+        values[hits] += size * (np.where(rng.random(hits.size) < 0.5, -1.0, 1.0) if mixed else 1.0)
+        det = AnomalyDetector(season_seconds=None, density_h=1e9)  # never alarms: the CUSUM runs free
+        llr = []
+        for i, v in enumerate(values.tolist()):
+            det.update(v, S.T0 + 60.0 * i)
+            llr.append(det.last_explanation.density_llr)
+        assert max(llr[400:n0]) < 8.5  # the healthy stretch stays below the alarm level
+        peak[mixed] = max(llr[n0:])
+    assert peak[False] > 8.5 and peak[False] > 1.5 * peak[True]

@@ -458,8 +458,10 @@ class AnomalyDetector:
         dn = m.density
         hit = az >= density_z and b.run == 1 and not familiar
         rx = dn.cusum
-        if hit:
+        if hit and (not rx or (z > 0.0) is (dn.sign > 0)):  # an outlier of the episode's sign
             dn.hit(n)
+            if not rx:
+                dn.start(z > 0.0)
             rx += dn.step_hit
             dn.cusum = rx
             rx *= inv_density
@@ -619,6 +621,8 @@ class AnomalyDetector:
             # next sample's own parts learn from this one unless it alarmed, with the same arithmetic)
             if hit:  # the outlier base rate (statistics.ExceedanceRate), in blocks of 16 samples
                 dn.block_hits += 1
+                if z > 0.0:
+                    dn.block_up += 1
             if not n & 15:
                 dn.learn_block()
             if not odd:  # the slow learners, at twice the rate on every other sample (the next is odd)
