@@ -77,14 +77,16 @@ def ramp_onsets(series: LabelledSeries) -> list[RampOnset]:
         ex = det.last_explanation
         kinds.append(ex.kind)
         level_z[i], drift_z[i], scale[i] = ex.level_z, ex.drift_z, ex.scale
-        if ex.scale == ex.scale:  # the model exists: the value in model space, deseasonalised
-            model[i] = (np.log(v) if ex.log_space and v > 0.0 else v) - ex.seasonal_offset
+        transform = det.transform
+        if transform is not None:  # the model exists: the value in model space, deseasonalised
+            model[i] = transform.forward(v) - ex.seasonal_offset
     alerts = alert_stream(scores).tolist()
     wins = windows_of(series)
     first = min(a.onset for a in series.anomalies)
     healthy = slice(HEALTHY_FROM, first)
-    q_level = float(np.quantile(np.abs(level_z[healthy]), 0.99)) if first - HEALTHY_FROM >= 200 else float("nan")
-    q_drift = float(np.quantile(np.abs(drift_z[healthy]), 0.99)) if first - HEALTHY_FROM >= 200 else float("nan")
+    long_enough = first - HEALTHY_FROM >= 200
+    q_level = float(np.quantile(np.abs(level_z[healthy]), 0.99)) if long_enough else float("nan")
+    q_drift = float(np.quantile(np.abs(drift_z[healthy]), 0.99)) if long_enough else float("nan")
     out = []
     for a in ramps:
         w0, w1 = next(w for w in wins if w[0] <= a.onset <= w[1])
@@ -114,7 +116,8 @@ def main() -> None:
         group = [r for r in rows if r.outcome == outcome]
         if not group:
             continue
-        rise = statistics.median(abs(r.rise) for r in group if r.rise == r.rise) if group else float("nan")
+        rises = [abs(r.rise) for r in group if r.rise == r.rise]
+        rise = statistics.median(rises) if rises else float("nan")
         ratio = [r.level_in / r.level_q99 for r in group if r.level_q99 == r.level_q99 and r.level_q99 > 0]
         print(f"  {outcome:8s} {len(group):3d}  rise {rise:6.1f}  level z / q99 "
               f"{statistics.median(ratio) if ratio else float('nan'):5.2f}")

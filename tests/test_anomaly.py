@@ -562,3 +562,23 @@ def test_baseline_scores_always_in_unit_interval(values):
         for i, v in enumerate(values):
             sc = det.update(v, S.T0 + i)
             assert 0.0 <= sc <= 1.0
+
+
+def test_the_chosen_transform_maps_values_into_the_explanations_model_space():
+    """``AnomalyDetector.transform`` (None during warm-up) is the space ``last_explanation``'s
+    scale and expectation live in: a healthy value lies within a few scales of the expectation
+    there (in value units it would be ~20 of the ~0.3 log-scale away)."""
+    rng = np.random.default_rng(5)
+    det = AnomalyDetector()
+    assert det.transform is None
+    values = np.exp(rng.normal(3.0, 0.3, 600))  # skewed, positive: a log-space metric
+    for i, v in enumerate(values.tolist()):
+        det.update(v, float(i))
+    tr = det.transform
+    assert tr is not None and tr.log_space
+    v = float(values[-1])
+    assert tr.forward(v) == pytest.approx(math.log(v + tr.offset))
+    assert tr.inverse(tr.forward(v)) == pytest.approx(v)
+    ex = det.last_explanation
+    assert abs(tr.forward(v) - tr.forward(ex.expected)) < 5.0 * ex.scale
+    assert abs(v - ex.expected) > 5.0 * ex.scale  # the space matters

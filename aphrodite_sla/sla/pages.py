@@ -213,17 +213,18 @@ class FastPages:
         line = bound * cfg.severe_factor if upper else bound / cfg.severe_factor
         # what must be beyond the line: the statistic itself, or at low traffic the window's median
         # (``PageRulesConfig.severe_low_traffic_median``)
-        tested, tested_name = value, th.statistic.value
+        tested, stand_in = value, False
         judged = self._supported(th, n)
         if not judged and window is not None and self._low_traffic(th, n):
-            tested, tested_name, judged = window.quantiles.get(LOW_TRAFFIC_QUANTILE, math.nan), "median", True
+            tested, stand_in, judged = window.quantiles.get(LOW_TRAFFIC_QUANTILE, math.nan), True, True
+        tested_name = "median" if stand_in else th.statistic.value
         judged = judged and n > 0 and math.isfinite(value) and math.isfinite(tested) and bound > 0
         far = tested >= line if upper else tested <= line
         # the relative line: the SLA's own statistic (not the median stand-in) against its recent level
-        known = level is not None and tested_name == th.statistic.value and level.ready(cfg.severe_relative_min_history_s)
-        base = level.value if known and level is not None else math.nan
+        ready = level is not None and not stand_in and level.ready(cfg.severe_relative_min_history_s)
+        base = level.value if ready and level is not None else math.nan
         relative = base * cfg.severe_relative_factor if upper else base / cfg.severe_relative_factor
-        by_level = judged and not far and known and th.is_beyond(tested) and (tested >= relative if upper else tested <= relative)
+        by_level = judged and not far and ready and th.is_beyond(tested) and (tested >= relative if upper else tested <= relative)
         breached = judged and sla_breached and (far or by_level)  # see the module docstring
         recovered = not judged or th.is_recovered(value)
         f = state.figures
@@ -238,7 +239,7 @@ class FastPages:
                 f.line = line
                 f.detail = (head + f"{_ratio(tested, bound, upper):.1f}x its bound {bound:.4g} "
                             f"(severe-breach page at {cfg.severe_factor:g}x; {n} samples"
-                            + (f", too few for the {th.statistic.value}: half of them beyond the line)" if tested_name == "median" else ")"))
+                            + (f", too few for the {th.statistic.value}: half of them beyond the line)" if stand_in else ")"))
         return state.observe(now, breached, recovered)
 
     def _low_traffic(self, th: SLAThreshold, n: int) -> bool:

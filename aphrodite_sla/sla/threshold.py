@@ -218,7 +218,7 @@ class SLAThreshold:
         is sustained once it has held for that share of a window, so the first 25 s after a start
         (four points, all beyond: an empty engine's low throughput) are not 80% of a 5-minute
         window. The fast page rules cover severe faults in that time."""
-        if points < self.min_evaluation_points or points <= 0:
+        if points < self.min_evaluation_points:  # (at least 1: validated)
             return False
         if watched_s < self.window_seconds and interval_s > 0:
             points = max(points, int(self.window_seconds / interval_s))

@@ -213,6 +213,12 @@ class AnomalyDetector:
         return len(self._warm_x) if self._m is None else self._m.n
 
     @property
+    def transform(self) -> Transform | None:
+        """The value transform the warm-up chose (None before): ``transform.forward(value)`` is a
+        value in the model's space, where ``last_explanation.scale`` and ``seasonal_offset`` live."""
+        return None if self._m is None else self._m.transform
+
+    @property
     def last_explanation(self) -> AnomalyExplanation:
         """Why the last valid sample got its score (built on demand; ``update`` stays cheap)."""
         m = self._m

@@ -301,7 +301,7 @@ class ExceedanceRate:
     ones among ordinary outliers (a latency's are mostly upward). Each same-signed outlier then
     weighs about ``log 2`` more than against the two-sided rate; the two one-sided tests are
     run as one, the sign set by the first outlier of an episode (development half: spike_density
-    windows 10 -> 11 of 20, healthy false alarms unchanged; see ``config.density_h``)."""
+    windows 10 -> 11 of 20 at the same threshold, 12 at ``config.density_h`` 8.5)."""
 
     __slots__ = ("a_rate", "a_recent", "block_hits", "block_up", "cusum", "excess", "excess_keep", "gain",
                  "keep_block", "p0", "p_floor", "p_min", "p_recent", "recent_at", "sign", "step_hit", "step_miss",
