@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import anomaly_series as S
 
 from aphrodite_sla.sla.anomaly import AnomalyDetector
+from aphrodite_sla.sla.anomaly.memory import BurstEvidence
 from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, RunningSpread
 from aphrodite_sla.sla.anomaly.transform import noise_elasticity, recheck_transform
 
@@ -339,3 +340,54 @@ def test_a_one_signed_storm_adds_up_faster_than_one_of_mixed_signs():
         assert max(llr[400:n0]) < 8.5  # the healthy stretch stays below the alarm level
         peak[mixed] = max(llr[n0:])
     assert peak[False] > 8.5 and peak[False] > 1.5 * peak[True]
+
+
+# ----------------------------------------------------------------------------- bursts of spikes
+
+
+def test_burst_evidence_scores_a_run_by_the_metrics_own_rate_of_runs():
+    """Two spikes in a row are far stronger evidence than either where outliers come singly, and
+    less so where they come in runs; a run with an outlier short of a spike is no burst."""
+    isolated = BurstEvidence(prior=0.1, prior_weight=20.0, alpha=0.02, c=3.0, min_z=4.0)
+    clustered = BurstEvidence(prior=0.1, prior_weight=20.0, alpha=0.02, c=3.0, min_z=4.0)
+    for _ in range(200):
+        isolated.learn(False)
+        clustered.learn(True)
+    assert isolated.cont < 0.02 and clustered.cont > 0.9
+    isolated.start(4.5)
+    clustered.start(4.5)
+    z_isolated = isolated.extend(4.5)
+    z_clustered = clustered.extend(4.5)
+    # white-noise arithmetic: T(4.5) * cont * T(4.5) / T(3), T the two-sided Gaussian tail
+    tail = lambda z: math.erfc(z / math.sqrt(2.0))
+    p = tail(4.5) * isolated.cont * tail(4.5) / tail(3.0)
+    assert abs(tail(z_isolated) - p) / p < 0.05
+    assert z_isolated > 6.5 > 5.7 > z_clustered > 5.5 > 4.5
+    isolated.start(4.5)
+    assert isolated.extend(3.5) == 0.0  # not a spike: the burst ends
+    assert isolated.extend(6.0) == 0.0  # and a later spike of the run does not revive it
+    isolated.start(3.9)
+    assert isolated.extend(6.0) == 0.0  # a run that started short of a spike is no burst
+
+
+def test_two_spikes_in_a_row_alarm_where_one_of_them_does_not():
+    """White noise: a spike just short of the alert level, and the same followed by a second one
+    (raised by the step the one-step baseline takes towards the first, so that both residuals are
+    alike). The pair scores at least the single everywhere and alarms on more seeds."""
+    single_alarms = pair_alarms = 0
+    for seed in range(10):
+        peaks = []
+        for width in (1, 2):
+            rng = np.random.default_rng(seed)
+            values = 100.0 + rng.normal(0.0, 1.0, 3000)
+            onset = 2500
+            values[onset] += 4.6
+            if width == 2:
+                values[onset + 1] += 4.6 + 0.75
+            det = AnomalyDetector(season_seconds=None, log_transform=False)
+            out = np.array([det.update(v, S.T0 + 60.0 * i) for i, v in enumerate(values.tolist())])
+            peaks.append(float(out[onset:onset + 2].max()))
+        assert peaks[1] >= peaks[0] - 1e-9
+        single_alarms += peaks[0] >= 0.5
+        pair_alarms += peaks[1] >= 0.5
+    assert pair_alarms >= single_alarms + 2, (single_alarms, pair_alarms)

@@ -7,7 +7,8 @@ Per sample, O(1) (amortised: the seasonal profiles fold a cycle in O(bins) once 
 2. ``seasonal``: subtract the expected time-of-day / day-of-week offset.
 3. ``baseline``: the residual against the robust one-step level, in units of the floored scale,
    tail-matched, then discounted by ``memory`` when outliers of its sign and size recur or it
-   lands on a familiar level: the **spike** statistic.
+   lands on a familiar level: the **spike** statistic; a run of spikes of one sign is scored as a
+   whole against the metric's own rate of such runs (``memory.BurstEvidence``).
 4. ``statistics``: **level shift** (fast level vs a delayed slow reference, and the leaky sum of
    residuals), **drift** (slow vs very slow level, stepped on each pair of samples),
    **variance change** (short vs long residual size), **spike density** (outliers coming faster
@@ -52,7 +53,7 @@ from aphrodite_sla.sla.anomaly.config import (
     AnomalyDetectorConfig,
     AnomalyExplanation,
 )
-from aphrodite_sla.sla.anomaly.memory import LevelMemory, OutlierEvents
+from aphrodite_sla.sla.anomaly.memory import BurstEvidence, LevelMemory, OutlierEvents
 from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, gauss_two_sided_tail, z_of_upper_tail
 from aphrodite_sla.sla.anomaly.season_fit import SeasonFit
 from aphrodite_sla.sla.anomaly.seasonal import WEEKLY_ON, Seasonality
@@ -91,6 +92,7 @@ class _Model:
         "adapting",
         "alarm",
         "base",
+        "burst",
         "cnt_density",
         "cnt_drift",
         "cnt_fit",
@@ -138,6 +140,7 @@ class _Model:
         self.density = ExceedanceRate(cfg.density_alpha, cfg.density_recent_alpha, cfg.density_gain,
                                       cfg.density_min_rate, gauss_two_sided_tail(cfg.density_z))
         self.spikes = OutlierEvents(cfg.event_memory, cfg.min_events)
+        self.burst = BurstEvidence(cfg.burst_prior, cfg.burst_prior_weight, cfg.burst_alpha, cfg.huber_c, cfg.event_z)
         self.levels = LevelMemory(cfg.level_slots, cfg.level_memory, cfg.familiar_dwell, cfg.min_events)
         self.evidence = PersistentEvidence(cfg.evidence_floor, cfg.evidence_decay, cfg.evidence_h)
         self.dt = 0.0  # typical sampling interval (EW of positive steps), seconds
@@ -432,11 +435,20 @@ class AnomalyDetector:
             if familiar and zx > m.excursion:  # on a familiar level: a switch, or a spike if it returns
                 m.excursion = zx
             sign = 1 if z > 0.0 else -1
-            if sign == b.run_sign:
+            if sign == b.run_sign:  # the run goes on: scored as a whole (memory.BurstEvidence)
                 b.run += 1
+                if learn:
+                    m.burst.learn(True)
+                if not familiar:
+                    f = m.burst.extend(zs)
+                    if f > zs:
+                        zs = f
             else:
+                if b.run and learn:
+                    m.burst.learn(False)
                 b.run = 1
                 b.run_sign = sign
+                m.burst.start(zs)
             if b.run >= persist:  # a new level: follow it rather than clip it
                 b.level = cleaned = d
                 recentred = True
@@ -452,8 +464,11 @@ class AnomalyDetector:
                 if m.excursion > zs:
                     zs = m.excursion
                 m.excursion = 0.0
-            b.run = 0
-            b.run_sign = 0
+            if b.run:
+                if learn:
+                    m.burst.learn(False)
+                b.run = 0
+                b.run_sign = 0
             cleaned = d
             b.level = level + b.alpha * e
         spikes = m.spikes

@@ -12,6 +12,11 @@ slots), let the detector discount what keeps happening:
   the noise tail plus ``rate * P(spike size >= this)``, turned back into a Gaussian-equivalent z.
   It discounts only after ``min_events`` spikes within its memory, so the first spikes of a kind
   still alarm, and a spike much larger than the usual ones still does.
+* ``BurstEvidence`` learns how often an outlier is followed by another of its sign (rare on a
+  metric whose outliers are isolated glitches, common on one that switches regimes or wanders),
+  and scores a run of spikes that is not yet a new level by the chance of the whole run under
+  that rate: two samples far out in a row are much stronger evidence than either alone where
+  outliers come singly, and less so where they come in runs.
 * ``LevelMemory`` keeps up to ``slots`` levels the metric has *jumped* between (the level before
   and after each jump of the baseline), with decaying dwell (samples spent there) and visit
   counts. A jump *to a familiar level* (an operating regime seen before, the floor a garbage
@@ -24,9 +29,74 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["LevelMemory", "OutlierEvents"]
+from aphrodite_sla.sla.anomaly.scoring import z_of_upper_tail
+
+__all__ = ["BurstEvidence", "LevelMemory", "OutlierEvents"]
 
 _SQRT1_2 = math.sqrt(0.5)
+_LOG_SQRT_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
+
+
+def log_two_sided_tail(z: float) -> float:
+    """log P(|Z| >= z) for a standard Gaussian Z, also where the tail underflows (Mills ratio)."""
+    if z < 30.0:
+        return math.log(math.erfc(z * _SQRT1_2))
+    return -0.5 * z * z - math.log(z) + _LOG_SQRT_2_OVER_PI
+
+
+class BurstEvidence:
+    """The evidence of a run of same-sign outliers (``|z| > c``), against this metric's own rate of
+    such runs (see the module docstring).
+
+    The run's chance is that of its first outlier times, for each further one, the learned chance
+    that an outlier is followed by another of its sign and the chance of its size given that it is
+    an outlier: ``P = T(z1) * prod(cont * T(zk) / T(c))``, ``T`` the two-sided Gaussian tail. On
+    white noise ``cont = T(c) / 2`` and this is the product of independent tails; on a metric
+    whose outliers come in runs ``cont`` is large and only the sizes add evidence (taken as
+    independent: two 4.5-sd spikes score 6.7 sd where outliers are isolated, 5.6 where every one
+    is followed by another). Only spikes count (every ``|z| >= min_z``): runs of wander just past
+    ``c`` on an autocorrelated metric are the level statistics' business. ``cont`` is a running
+    mean (the first ``prior_weight`` outliers averaged with ``prior``, then an EW mean) over
+    outliers seen while the detector was not alarming. Measured and left out: a second outlier
+    whose size adds nothing when it continues the first (``P = T(z1) * (rho + (1 - rho) * T(z2) / 2)``,
+    ``rho = cont - T(c) / 2``): development 69.9 against 70.1."""
+
+    __slots__ = ("alpha", "cont", "log_c", "log_cont", "log_p", "min_z", "n", "prior_weight")
+
+    def __init__(self, prior: float, prior_weight: float, alpha: float, c: float, min_z: float) -> None:
+        self.min_z = min_z
+        self.cont = prior
+        self.prior_weight = prior_weight
+        self.alpha = alpha
+        self.n = 0
+        self.log_cont = math.log(prior)
+        self.log_c = log_two_sided_tail(c)
+        self.log_p = 0.0  # log chance of the run in progress (0: none)
+
+    def learn(self, continued: bool) -> None:
+        """An outlier was (or was not) followed by another of its sign."""
+        n = self.n + 1
+        self.n = n
+        w = 1.0 / (n + self.prior_weight)
+        if w < self.alpha:
+            w = self.alpha
+        cont = self.cont + w * ((1.0 if continued else 0.0) - self.cont)
+        self.cont = cont
+        self.log_cont = math.log(cont if cont > 1e-4 else 1e-4)
+
+    def start(self, z: float) -> None:
+        """A run starts with an outlier of Gaussian-equivalent ``|z|`` ``z``."""
+        self.log_p = log_two_sided_tail(z) if z >= self.min_z else 0.0
+
+    def extend(self, z: float) -> float:
+        """The run goes on with an outlier of ``|z|`` ``z``: the whole run's Gaussian-equivalent z
+        (0 unless every outlier of the run so far was a spike, ``|z| >= min_z``)."""
+        if not self.log_p or z < self.min_z:
+            self.log_p = 0.0
+            return 0.0
+        lp = self.log_p + self.log_cont + log_two_sided_tail(z) - self.log_c
+        self.log_p = lp
+        return z_of_upper_tail(0.5 * math.exp(lp)) if lp > -690.0 else z_of_upper_tail(0.0)
 
 
 class OutlierEvents:
