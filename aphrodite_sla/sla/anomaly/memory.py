@@ -29,19 +29,11 @@ from __future__ import annotations
 
 import math
 
-from aphrodite_sla.sla.anomaly.scoring import z_of_upper_tail
+from aphrodite_sla.sla.anomaly.scoring import log_two_sided_tail, z_of_upper_tail
 
 __all__ = ["BurstEvidence", "LevelMemory", "OutlierEvents"]
 
 _SQRT1_2 = math.sqrt(0.5)
-_LOG_SQRT_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
-
-
-def log_two_sided_tail(z: float) -> float:
-    """log P(|Z| >= z) for a standard Gaussian Z, also where the tail underflows (Mills ratio)."""
-    if z < 30.0:
-        return math.log(math.erfc(z * _SQRT1_2))
-    return -0.5 * z * z - math.log(z) + _LOG_SQRT_2_OVER_PI
 
 
 class BurstEvidence:
@@ -61,7 +53,7 @@ class BurstEvidence:
     whose size adds nothing when it continues the first (``P = T(z1) * (rho + (1 - rho) * T(z2) / 2)``,
     ``rho = cont - T(c) / 2``): development 69.9 against 70.1."""
 
-    __slots__ = ("alpha", "cont", "log_c", "log_cont", "log_p", "min_z", "n", "prior_weight")
+    __slots__ = ("alpha", "cont", "log_c", "log_p", "min_z", "n", "prior_weight")
 
     def __init__(self, prior: float, prior_weight: float, alpha: float, c: float, min_z: float) -> None:
         self.min_z = min_z
@@ -69,7 +61,6 @@ class BurstEvidence:
         self.prior_weight = prior_weight
         self.alpha = alpha
         self.n = 0
-        self.log_cont = math.log(prior)
         self.log_c = log_two_sided_tail(c)
         self.log_p = 0.0  # log chance of the run in progress (0: none)
 
@@ -80,9 +71,7 @@ class BurstEvidence:
         w = 1.0 / (n + self.prior_weight)
         if w < self.alpha:
             w = self.alpha
-        cont = self.cont + w * ((1.0 if continued else 0.0) - self.cont)
-        self.cont = cont
-        self.log_cont = math.log(cont if cont > 1e-4 else 1e-4)
+        self.cont += w * ((1.0 if continued else 0.0) - self.cont)
 
     def start(self, z: float) -> None:
         """A run starts with an outlier of Gaussian-equivalent ``|z|`` ``z``."""
@@ -94,9 +83,10 @@ class BurstEvidence:
         if not self.log_p or z < self.min_z:
             self.log_p = 0.0
             return 0.0
-        lp = self.log_p + self.log_cont + log_two_sided_tail(z) - self.log_c
+        cont = self.cont if self.cont > 1e-4 else 1e-4
+        lp = self.log_p + math.log(cont) + log_two_sided_tail(z) - self.log_c
         self.log_p = lp
-        return z_of_upper_tail(0.5 * math.exp(lp)) if lp > -690.0 else z_of_upper_tail(0.0)
+        return z_of_upper_tail(0.5 * math.exp(lp))  # (exp underflows to 0 far out: z_of_upper_tail's floor)
 
 
 class OutlierEvents:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MAD_TO_SD", "RunningSpread", "ew_pair_sd", "gauss_two_sided_tail", "score_of_ratio", "two_sided_z", "z_of_upper_tail",
-           "z_to_score"]
+__all__ = ["MAD_TO_SD", "RunningSpread", "ew_pair_sd", "gauss_two_sided_tail", "log_two_sided_tail", "score_of_ratio",
+           "two_sided_z", "z_of_upper_tail", "z_to_score"]
 
 _LN2 = math.log(2.0)
 MAD_TO_SD = math.sqrt(math.pi / 2.0)  # Gaussian sd / mean absolute deviation
 _SQRT1_2 = math.sqrt(0.5)
+_LOG_SQRT_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
 
 
 def z_to_score(z: float, threshold_z: float) -> float:
@@ -43,6 +44,14 @@ def score_of_ratio(r: float) -> float:
 def gauss_two_sided_tail(z: float) -> float:
     """P(|Z| >= z) for a standard Gaussian Z."""
     return math.erfc(abs(z) * _SQRT1_2)
+
+
+def log_two_sided_tail(z: float) -> float:
+    """log P(|Z| >= z) for ``z`` >= 0, also where the tail underflows (the Mills-ratio asymptote
+    beyond 30, where erfc is below 1e-197)."""
+    if z < 30.0:
+        return math.log(math.erfc(z * _SQRT1_2))
+    return -0.5 * z * z - math.log(z) + _LOG_SQRT_2_OVER_PI
 
 
 def z_of_upper_tail(p: float) -> float:
