@@ -250,6 +250,36 @@ def test_a_brief_visit_to_a_familiar_level_is_a_spike_a_lasting_one_a_regime_swi
         assert not switches  # the switches every 250 samples between the two familiar levels
 
 
+def _level_fault(seed: int, held: int, **config: float) -> tuple[np.ndarray, int, int]:
+    """Scores of a metric that ramps up to 50 and holds it for ``held`` samples, drops to 20 for 400
+    samples (a fault) and comes back to 50; with the onset and the return."""
+    rng = np.random.default_rng(seed)
+    lead = 600
+    onset = lead + held
+    back = onset + 400
+    n = back + 300
+    values = 50.0 + rng.normal(0.0, 1.0, n)
+    values[:lead - 100] -= 30.0  # a ramp up to the held level: no remembered level before it
+    values[lead - 100:lead] += np.linspace(-30.0, 0.0, 100)
+    values[onset:back] -= 30.0
+    det = AnomalyDetector(season_seconds=None, **config)
+    return np.asarray([det.update(v, S.T0 + 60.0 * i) for i, v in enumerate(values.tolist())]), onset, back
+
+
+def test_the_jump_back_to_a_level_held_for_long_is_the_recovery_not_a_new_problem():
+    """The level a metric held for ``familiar_held`` samples before it jumped away is familiar: the
+    fault's onset alarms, the return to that level does not (it alarms when nothing is credited);
+    a level held only briefly before the jump is not credited, and its return alarms."""
+    for seed in range(3):
+        out, onset, back = _level_fault(seed, 500)
+        assert out[onset:onset + 5].max() >= 0.5
+        assert out[back:back + 10].max() < 0.5
+        off, _, _ = _level_fault(seed, 500, familiar_held=1e9)
+        assert off[back:back + 10].max() >= 0.5
+        brief, onset, back = _level_fault(seed, 60)
+        assert brief[onset:onset + 5].max() >= 0.5 and brief[back:back + 10].max() >= 0.5
+
+
 def test_the_sample_count_and_the_explained_sample_survive_warm_up_and_the_transform_rebuild():
     """``n_samples`` and the explanation's value and timestamp are those of the valid samples,
     through the warm-up, the rebuild of the model when the re-check changes the transform, and

@@ -141,7 +141,7 @@ class _Model:
                                       cfg.density_min_rate, gauss_two_sided_tail(cfg.density_z))
         self.spikes = OutlierEvents(cfg.event_memory, cfg.min_events)
         self.burst = BurstEvidence(cfg.burst_prior, cfg.burst_prior_weight, cfg.burst_alpha, cfg.huber_c, cfg.event_z)
-        self.levels = LevelMemory(cfg.level_slots, cfg.level_memory, cfg.familiar_dwell, cfg.min_events)
+        self.levels = LevelMemory(cfg.level_slots, cfg.level_memory, cfg.familiar_dwell, cfg.min_events, cfg.familiar_held)
         self.evidence = PersistentEvidence(cfg.evidence_floor, cfg.evidence_decay, cfg.evidence_h)
         self.dt = 0.0  # typical sampling interval (EW of positive steps), seconds
         self.last_t = math.nan  # time of the last interval measurement
@@ -656,17 +656,28 @@ class AnomalyDetector:
                     k = fl.n + 1
                     fl.n = k
                     fl.p_repeat += (1.0 / k if k < 250 else 0.004) * ((1.0 if fl.run else 0.0) - fl.p_repeat)
-            lm = m.levels  # dwell at the current remembered level (memory.LevelMemory.age)
+            lm = m.levels  # dwell at the current remembered level, or the stay at an unremembered one (memory.LevelMemory)
             if not n & 63:
                 lm.age()
             k = lm.current
+            f = c * sigma
             if k >= 0:
                 v = b.level - lm.centre[k]
-                f = c * sigma
                 if -f <= v <= f:
                     lm.weight[k] += 1.0
                 else:
                     lm.current = -1
+                    lm.here = b.level
+                    lm.stay = 0.0
+            else:
+                v = b.level - lm.here
+                if -f <= v <= f:
+                    f = lm.stay + 1.0
+                    lm.stay = f
+                    lm.here += v / f
+                else:
+                    lm.here = b.level
+                    lm.stay = 0.0
             if season is not None:
                 k = season.learn(t, y, s_off)
                 if k:

@@ -21,8 +21,10 @@ slots), let the detector discount what keeps happening:
   and after each jump of the baseline), with decaying dwell (samples spent there) and visit
   counts. A jump *to a familiar level* (an operating regime seen before, the floor a garbage
   collector drops the heap to) is measured against that level instead of the current one, and the
-  new level is accepted at once. Levels reached by slow wander are not remembered: a sensor that
-  drifted through 50 degrees last week and drops to 50 now has failed.
+  new level is accepted at once. The level a metric held for long (``min_held`` samples) before
+  it jumped away is remembered too: the jump back to it is the fault's recovery, not a new problem.
+  Levels reached by slow wander are not remembered: a sensor that drifted through 50 degrees last
+  week and drops to 50 now has failed.
 """
 
 from __future__ import annotations
@@ -158,12 +160,18 @@ class LevelMemory:
     """Familiar levels: up to ``slots`` centres the metric has jumped to, with decaying dwell
     (samples spent there) and visit counts (jumps that landed there). A level is familiar after
     ``min_weight`` samples of dwell or ``min_visits`` visits: an operating regime, or the floor a
-    garbage collector keeps dropping the heap to."""
+    garbage collector keeps dropping the heap to. The level the metric jumps *away* from is
+    credited with the samples it stayed there (``stay``, counted while the level keeps within the
+    tolerance of the stay's mean level ``here``) when they are at least ``min_held``: the jump back to the
+    level it held for long before a fault is the recovery, not a new problem. Shorter stays (a
+    point on a slow wander, a level reached a moment ago) are not credited."""
 
-    __slots__ = ("centre", "current", "decay", "min_visits", "min_weight", "n_slots", "visits", "weight")
+    __slots__ = ("centre", "current", "decay", "here", "min_held", "min_visits", "min_weight", "n_slots", "stay", "visits",
+                 "weight")
 
-    def __init__(self, slots: int, memory: int, min_weight: float, min_visits: int) -> None:
+    def __init__(self, slots: int, memory: int, min_weight: float, min_visits: int, min_held: float) -> None:
         self.n_slots = slots
+        self.min_held = min_held
         self.decay = (1.0 - 1.0 / memory) ** 64  # applied every 64 samples
         self.min_weight = min_weight
         self.min_visits = min_visits
@@ -171,6 +179,8 @@ class LevelMemory:
         self.weight: list[float] = []
         self.visits: list[float] = []
         self.current = -1  # slot of the level the metric is at now (-1: none)
+        self.here = math.nan  # while at no remembered level: the mean level of its stay there ...
+        self.stay = 0.0  # ... and the stay's normal samples (credited to it if the metric jumps away)
 
     def _slot(self, level: float, tol: float) -> int:
         """The slot for ``level``: the nearest within ``tol``, else a new (or recycled) one."""
@@ -196,10 +206,16 @@ class LevelMemory:
         return k
 
     def jumped(self, old: float, new: float, tol: float) -> None:
-        """The baseline jumped from ``old`` to ``new``: both become remembered levels, and the
-        new one counts a visit."""
+        """The baseline jumped from ``old`` to ``new``: both become remembered levels, the new one
+        counts a visit, and, if the metric was at no remembered level, the level it stayed at before
+        (``here``) gets the stay's samples when they are at least ``min_held``."""
         if self.current < 0:
             self._slot(old, tol)
+            if self.stay >= self.min_held:  # (the level before the onset: ``old`` moved with the onset's samples)
+                j = self._slot(self.here, tol)
+                self.weight[j] += self.stay
+        self.stay = 0.0
+        self.here = math.nan
         k = self._slot(new, tol)
         v = self.visits[k] + 1.0
         self.visits[k] = v
@@ -224,6 +240,8 @@ class LevelMemory:
         self.weight.clear()
         self.visits.clear()
         self.current = -1
+        self.here = math.nan
+        self.stay = 0.0
 
     def familiar(self, value: float, tol: float) -> float:
         """Distance from ``value`` to the nearest familiar level other than the current one
