@@ -8,6 +8,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -278,6 +279,27 @@ def test_the_jump_back_to_a_level_held_for_long_is_the_recovery_not_a_new_proble
         assert off[back:back + 10].max() >= 0.5
         brief, onset, back = _level_fault(seed, 60)
         assert brief[onset:onset + 5].max() >= 0.5 and brief[back:back + 10].max() >= 0.5
+
+
+def test_a_stuck_value_teaches_nothing_and_the_noise_coming_back_is_no_alarm():
+    """A frozen exporter repeats one value for 300 samples: the flatline alarms, and from then on
+    the repeats are not learned as the metric's noise (the residual scale keeps its size), so
+    the noise resuming is not a spike or a variance change."""
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        n, freeze, back = 1500, 900, 1200
+        values = np.round(100.0 + rng.normal(0.0, 2.0, n), 1)
+        values[freeze:back] = values[freeze - 1]
+        det = AnomalyDetector(season_seconds=None)
+        out = np.zeros(n)
+        scales = {}
+        for i, v in enumerate(values.tolist()):
+            out[i] = det.update(v, S.T0 + 60.0 * i)
+            if i in (freeze - 1, back - 1):
+                scales[i] = det.last_explanation.scale
+        assert out[freeze:freeze + 15].max() >= 0.5  # the freeze is news
+        assert scales[back - 1] == pytest.approx(scales[freeze - 1], rel=0.1)  # (the repeats before the alarm count)
+        assert out[back:back + 30].max() < 0.5  # the noise coming back is not
 
 
 def test_the_sample_count_and_the_explained_sample_survive_warm_up_and_the_transform_rebuild():

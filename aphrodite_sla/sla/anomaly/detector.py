@@ -146,7 +146,7 @@ class _Model:
         self.dt = 0.0  # typical sampling interval (EW of positive steps), seconds
         self.last_t = math.nan  # time of the last interval measurement
         self.n = 0  # samples through the model (the warm-up replay included)
-        self.alarm = False  # the last sample alarmed (learning from it waits)
+        self.alarm = False  # the last sample alarmed, or repeated a stuck value (learning from it waits)
         self.last_alarm = -(2**62)  # sample number of the last alarm
         self.cnt_level = 0.0  # leaky counts of alarming samples, per statistic
         self.cnt_drift = 0.0
@@ -633,11 +633,15 @@ class AnomalyDetector:
         if rx > best:
             best, kind = rx, SPIKE_DENSITY
         alarm = best >= 1.0
-        m.alarm = alarm
+        # a value stuck since its flatline alarm teaches nothing about the metric's noise, level or
+        # rates: it is skipped like an alarming sample (else the scale shrinks to the floor during a
+        # long freeze, and the noise's return alarms as spikes and a variance change)
+        stuck = fl.run > 0 and x == fl.stuck_at
+        m.alarm = alarm or stuck
         if alarm:
             m.last_alarm = n
             m.evidence.alarmed()
-        else:
+        elif not stuck:
             # -- what an ordinary sample teaches these statistics (an alarming one must not: the
             # next sample's own parts learn from this one unless it alarmed, with the same arithmetic)
             if hit:  # the outlier base rate (statistics.ExceedanceRate), in blocks of 16 samples
