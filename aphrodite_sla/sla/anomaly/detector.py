@@ -660,28 +660,30 @@ class AnomalyDetector:
                     k = fl.n + 1
                     fl.n = k
                     fl.p_repeat += (1.0 / k if k < 250 else 0.004) * ((1.0 if fl.run else 0.0) - fl.p_repeat)
-            lm = m.levels  # dwell at the current remembered level, or the stay at an unremembered one (memory.LevelMemory)
             if not n & 63:
-                lm.age()
-            k = lm.current
-            f = c * sigma
-            if k >= 0:
-                v = b.level - lm.centre[k]
-                if -f <= v <= f:
-                    lm.weight[k] += 1.0
+                m.levels.age()
+            if odd:  # dwell at the current remembered level, or the stay at an unremembered one
+                # (memory.LevelMemory): on every other sample, counting two
+                lm = m.levels
+                k = lm.current
+                f = c * sigma
+                if k >= 0:
+                    v = b.level - lm.centre[k]
+                    if -f <= v <= f:
+                        lm.weight[k] += 2.0
+                    else:
+                        lm.current = -1
+                        lm.here = b.level
+                        lm.stay = 0.0
                 else:
-                    lm.current = -1
-                    lm.here = b.level
-                    lm.stay = 0.0
-            else:
-                v = b.level - lm.here
-                if -f <= v <= f:
-                    f = lm.stay + 1.0
-                    lm.stay = f
-                    lm.here += v / f
-                else:
-                    lm.here = b.level
-                    lm.stay = 0.0
+                    v = b.level - lm.here
+                    if -f <= v <= f:
+                        f = lm.stay + 2.0
+                        lm.stay = f
+                        lm.here += 2.0 * v / f
+                    else:
+                        lm.here = b.level
+                        lm.stay = 0.0
             if season is not None:
                 k = season.learn(t, y, s_off)
                 if k:
