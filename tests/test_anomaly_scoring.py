@@ -134,3 +134,15 @@ def test_bootstrap_interval_brackets_the_score_and_is_zero_when_every_series_agr
     assert lo < total(*(o for _, o in mixed)).score < hi  # 50: half the windows caught perfectly
     assert 0.0 < lo and hi < 100.0
     assert B.bootstrap_interval(mixed) == (lo, hi)  # a fixed seed: the same run prints the same
+
+
+def test_set_reads_config_fields_as_json_and_refuses_what_the_config_refuses():
+    """``--set``: a variant is measured with exactly the fields named, or not at all."""
+    assert B.config_overrides([]) == {}
+    assert B.config_overrides(["spike_z=4.75", "log_transform=true", "season_seconds=null"]) == {
+        "spike_z": 4.75, "log_transform": True, "season_seconds": None}
+    for bad in (["spike_zz=5"], ["spike_z"], ["spike_z=five"], ["spike_z=-1"], ["warmup=1"]):
+        with pytest.raises(ValueError):
+            B.config_overrides(bad)
+    with pytest.raises(SystemExit):  # the command line says why and exits before any scoring
+        B.main(["--dev", "--set", "nope=1"])
