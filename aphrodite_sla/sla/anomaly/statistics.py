@@ -261,8 +261,8 @@ class Flatline:
     ``p_repeat`` is the share of samples that repeat the previous one (learned from ordinary
     samples); ``hi`` and ``lo`` the extremes seen; ``stuck_at`` a stuck value already accepted
     (its further repeats are skipped by every part's learning, as alarming samples are: a frozen
-    exporter says nothing about the metric's noise; development half 70.4 -> 70.7, the alarms
-    when the noise comes back 25 -> 3)."""
+    exporter says nothing about the metric's noise; development half 70.4 -> 70.7, alerts within
+    60 samples after a freeze ended 25 -> 3)."""
 
     __slots__ = ("hi", "last", "lo", "min_run", "n", "p_repeat", "run", "stuck_at")
 
