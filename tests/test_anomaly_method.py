@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import anomaly_series as S
 
 from aphrodite_sla.sla.anomaly import AnomalyDetector
-from aphrodite_sla.sla.anomaly.memory import BurstEvidence
+from aphrodite_sla.sla.anomaly.memory import BurstEvidence, LevelMemory
 from aphrodite_sla.sla.anomaly.scoring import MAD_TO_SD, RunningSpread, log_two_sided_tail
 from aphrodite_sla.sla.anomaly.transform import noise_elasticity, recheck_transform
 
@@ -279,6 +279,19 @@ def test_the_jump_back_to_a_level_held_for_long_is_the_recovery_not_a_new_proble
         assert off[back:back + 10].max() >= 0.5
         brief, onset, back = _level_fault(seed, 60)
         assert brief[onset:onset + 5].max() >= 0.5 and brief[back:back + 10].max() >= 0.5
+
+
+def test_level_memory_credits_a_held_level_and_nothing_without_a_stay():
+    """``LevelMemory.jumped`` credits the stay's mean level with its samples; with no stay (even
+    at ``min_held`` 0) it remembers no level that was never measured."""
+    lm = LevelMemory(8, 5000, 30.0, 3, 0.0)
+    lm.jumped(1.0, 5.0, 0.5)
+    assert lm.centre == [1.0, 5.0] and lm.weight == [0.0, 0.0]
+    lm = LevelMemory(8, 5000, 30.0, 3, 100.0)
+    lm.here, lm.stay = 1.2, 120.0
+    lm.jumped(0.4, 5.0, 0.5)  # the onset's samples had already moved the level to 0.4
+    assert lm.familiar(1.1, 0.5) == pytest.approx(0.1) and lm.familiar(0.4, 0.5) == math.inf
+    assert lm.stay == 0.0 and math.isnan(lm.here)
 
 
 def test_a_stuck_value_teaches_nothing_and_the_noise_coming_back_is_no_alarm():

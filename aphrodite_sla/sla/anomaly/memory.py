@@ -211,7 +211,7 @@ class LevelMemory:
         (``here``) gets the stay's samples when they are at least ``min_held``."""
         if self.current < 0:
             self._slot(old, tol)
-            if self.stay >= self.min_held:  # (the level before the onset: ``old`` moved with the onset's samples)
+            if self.stay > 0.0 and self.stay >= self.min_held:  # (at ``here``: ``old`` moved with the onset's samples)
                 j = self._slot(self.here, tol)
                 self.weight[j] += self.stay
         self.stay = 0.0
