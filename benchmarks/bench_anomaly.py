@@ -334,23 +334,25 @@ def per_kind(make: Callable[[], object], series_list: Sequence[LabelledSeries]) 
     return out
 
 
-def config_overrides(settings: Sequence[str]) -> dict[str, object]:
-    """``NAME=VALUE`` settings (``--set``) as ``AnomalyDetectorConfig`` fields: each value is
-    read as JSON (``5.5``, ``true``, ``null``), and the whole config is built once so that an
-    unknown field or a value the config refuses fails here, with its message."""
+def detector_config(settings: Sequence[str]) -> AnomalyDetectorConfig:
+    """The config ``--set NAME=VALUE`` settings describe: each value is read as JSON (``5.5``,
+    ``true``, ``null``); an unknown field, a value that is not JSON or one the config refuses
+    raises ``ValueError`` with the reason."""
     names = {f.name for f in dataclasses.fields(AnomalyDetectorConfig)}
-    out: dict[str, object] = {}
+    fields: dict[str, object] = {}
     for item in settings:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or name not in names:
             raise ValueError(f"--set {item!r}: expected NAME=VALUE with NAME one of AnomalyDetectorConfig's fields")
         try:
-            out[name] = json.loads(text)
+            fields[name] = json.loads(text)
         except json.JSONDecodeError:
             raise ValueError(f"--set {item!r}: the value must be JSON (a number, true/false or null)") from None
-    AnomalyDetectorConfig(**out)  # type: ignore[arg-type]  # raises ValueError on a value the config refuses
-    return out
+    try:
+        return AnomalyDetectorConfig(**fields)  # type: ignore[arg-type]
+    except TypeError as e:  # a value of the wrong type (a string for a number) fails a comparison
+        raise ValueError(f"--set: {e}") from None
 
 
 def verdict(ok: bool) -> str:
@@ -366,13 +368,12 @@ def main(argv: list[str] | None = None) -> None:
                          "before changing a default")
     args = ap.parse_args(argv)
     try:
-        overrides = config_overrides(args.set)
-    except (TypeError, ValueError) as e:
+        config = detector_config(args.set)
+    except ValueError as e:
         ap.error(str(e))
-    ours: Callable[[], object] = AnomalyDetector
-    if overrides:
-        ours = functools.partial(AnomalyDetector, AnomalyDetectorConfig(**overrides))  # type: ignore[arg-type]
-        print("AnomalyDetector with " + ", ".join(f"{k}={v!r}" for k, v in overrides.items()))
+    ours: Callable[[], object] = functools.partial(AnomalyDetector, config)
+    if args.set:
+        print("AnomalyDetector with " + ", ".join(args.set))
     dev = corpus("dev")
     halves = {"dev": dev} if args.dev else {"dev": dev, "heldout": corpus("heldout")}
     print("bench_anomaly: " + ", ".join(

@@ -15,6 +15,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import bench_anomaly as B  # noqa: E402
 from anomaly_corpus import KINDS, Anomaly, LabelledSeries, corpus, split_of  # noqa: E402
 
+from aphrodite_sla.sla.anomaly import AnomalyDetectorConfig  # noqa: E402
+
 
 def series(n: int = 1000, onsets: tuple[int, ...] = (400, 800)) -> LabelledSeries:
     return LabelledSeries("s", "test", "dev", np.arange(n, dtype=float), np.zeros(n),
@@ -138,11 +140,11 @@ def test_bootstrap_interval_brackets_the_score_and_is_zero_when_every_series_agr
 
 def test_set_reads_config_fields_as_json_and_refuses_what_the_config_refuses():
     """``--set``: a variant is measured with exactly the fields named, or not at all."""
-    assert B.config_overrides([]) == {}
-    assert B.config_overrides(["spike_z=4.75", "log_transform=true", "season_seconds=null"]) == {
-        "spike_z": 4.75, "log_transform": True, "season_seconds": None}
-    for bad in (["spike_zz=5"], ["spike_z"], ["spike_z=five"], ["spike_z=-1"], ["warmup=1"]):
+    assert B.detector_config([]) == AnomalyDetectorConfig()
+    cfg = B.detector_config(["spike_z=4.75", "log_transform=true", "season_seconds=null"])
+    assert cfg == AnomalyDetectorConfig(spike_z=4.75, log_transform=True, season_seconds=None)
+    for bad in (["spike_zz=5"], ["spike_z"], ["spike_z=five"], ["spike_z=-1"], ["warmup=1"], ['spike_z="5"']):
         with pytest.raises(ValueError):
-            B.config_overrides(bad)
+            B.detector_config(bad)
     with pytest.raises(SystemExit):  # the command line says why and exits before any scoring
         B.main(["--dev", "--set", "nope=1"])
